@@ -1,0 +1,61 @@
+//! The composition root and the one routing decision: the control API or the proxy.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderName, Request, Response, Uri};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::proxy::{Proxy, ProxySettings};
+use crate::revalidate::Revalidate;
+use crate::upstream::Upstream;
+
+/// Response headers that carry cache tags, by default.
+pub const DEFAULT_TAG_HEADERS: [&str; 3] = ["cache-tag", "surrogate-key", "x-next-cache-tags"];
+
+pub struct App {
+    proxy: Arc<Proxy>,
+    revalidate: Revalidate,
+    revalidate_path: String,
+}
+
+impl App {
+    pub fn new(config: &Config, origin: &Uri) -> App {
+        let cache = Arc::new(Cache::new(config.cache_size));
+        let upstream = Upstream::new(origin, config.origin_timeout);
+        let settings = ProxySettings {
+            max_object_size: config.max_object_size,
+            freshness: config.freshness.clone(),
+            honor_client_no_cache: config.honor_client_no_cache,
+            browser_cache_control: config.browser_cache_control,
+            tag_headers: DEFAULT_TAG_HEADERS
+                .iter()
+                .map(|h| HeaderName::from_static(h))
+                .collect(),
+        };
+        let proxy = Arc::new(Proxy::new(cache, upstream, settings));
+        App {
+            revalidate: Revalidate::new(proxy.clone(), config.secrets.clone()),
+            proxy,
+            revalidate_path: config.revalidate_path.clone(),
+        }
+    }
+
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path();
+        if path == self.revalidate_path
+            || path.strip_suffix('/') == Some(self.revalidate_path.as_str())
+        {
+            return self.revalidate.handle(parts, body, peer.ip()).await;
+        }
+        self.proxy.handle(parts, body, peer.ip()).await
+    }
+}

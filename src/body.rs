@@ -1,0 +1,113 @@
+//! The response body type shared by every module, and the canned responses built from it.
+//!
+//! Hits are a `Full<Bytes>` (no allocation beyond a refcount); anything streamed from the origin
+//! is boxed once.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body::{Frame, SizeHint};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the proxy answers with: a whole body held in memory (hits, canned answers), or a
+/// stream from the origin.
+pub enum Body {
+    Full(Option<Bytes>),
+    Stream(BoxBody<Bytes, BodyError>),
+}
+
+/// An error while streaming a body from the origin.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyError(BoxError);
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Body::Full(bytes) => Poll::Ready(
+                bytes
+                    .take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
+            Body::Stream(stream) => Pin::new(stream).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
+            Body::Stream(stream) => stream.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(stream) => stream.size_hint(),
+        }
+    }
+}
+
+/// What the proxy sends to the origin.
+pub type UpstreamBody = BoxBody<Bytes, BoxError>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Body::Full(Some(bytes.into()))
+}
+
+pub fn empty() -> Body {
+    Body::Full(None)
+}
+
+pub fn streaming<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    Body::Stream(body.map_err(|e| BodyError(e.into())).boxed())
+}
+
+pub fn empty_upstream() -> UpstreamBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A short plain-text answer, for errors the proxy produces itself.
+pub fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(full(format!("{message}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A JSON answer; the control API's only response shape.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,269 @@
+//! Cache keys and path normalisation.
+//!
+//! One function, [`normalize_path`], is used by both the cache key and the purge API, so a purge
+//! always finds what the cache stored. [`page_path`] maps every Next.js form of a page (`.rsc`,
+//! `.prefetch.rsc`, `.segments/…`, `/_next/data/<build>/….json`, trailing slash, `/index`) to one
+//! canonical page path: the key of the purge index.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderName};
+
+/// The primary cache key: `host` + normalised path + `?query`. Vary variants live under it.
+pub type Key = Arc<str>;
+
+/// Builds the primary key. The host is lowercased; the query is kept byte for byte (its order can
+/// matter to the origin).
+pub fn primary_key(host: &str, normalized_path: &str, query: Option<&str>) -> Key {
+    let mut key = String::with_capacity(host.len() + normalized_path.len() + 64);
+    for c in host.chars() {
+        key.push(c.to_ascii_lowercase());
+    }
+    key.push_str(normalized_path);
+    if let Some(q) = query {
+        key.push('?');
+        key.push_str(q);
+    }
+    key.into()
+}
+
+/// Splits a primary key back into its host and the path-and-query part.
+pub fn split_key(key: &str) -> (&str, &str) {
+    match key.find('/') {
+        Some(i) => key.split_at(i),
+        None => (key, "/"),
+    }
+}
+
+/// RFC 3986 section 6.2.2 normalisation plus what origins treat as the same resource:
+/// unreserved percent-escapes decoded, other escapes upper-cased, `//` collapsed, `.` and `..`
+/// resolved. The trailing slash is kept (an origin may redirect one form to the other).
+/// Idempotent; never fails: anything that is not a path becomes a path.
+pub fn normalize_path(raw: &str) -> String {
+    let decoded = decode_unreserved(raw);
+    let trailing_slash =
+        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len() + 1);
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || (trailing_slash && !segments.is_empty()) {
+        out.push('/');
+    }
+    out
+}
+
+fn decode_unreserved(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('%') {
+        return Cow::Borrowed(raw);
+    }
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                let c = (h * 16 + l) as u8;
+                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                    out.push(c as char);
+                } else {
+                    out.push('%');
+                    out.push(bytes[i + 1].to_ascii_uppercase() as char);
+                    out.push(bytes[i + 2].to_ascii_uppercase() as char);
+                }
+                i += 3;
+                continue;
+            }
+        }
+        // Multi-byte UTF-8 is copied whole: `raw` is a valid str, so char boundaries line up.
+        let ch_len = utf8_len(bytes[i]);
+        out.push_str(&raw[i..i + ch_len]);
+        i += ch_len;
+    }
+    Cow::Owned(out)
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7F => 1,
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        _ => 4,
+    }
+}
+
+/// The canonical page a normalised path belongs to, so a purge of `/blog` reaches `/blog/`,
+/// `/blog.rsc`, `/blog.prefetch.rsc`, `/blog.segments/…` and `/_next/data/<build>/blog.json`.
+pub fn page_path(normalized: &str) -> Cow<'_, str> {
+    let mut p: &str = normalized;
+    let mut owned: Option<String> = None;
+    if let Some(rest) = p.strip_prefix("/_next/data/") {
+        if let Some((_build, page)) = rest.split_once('/') {
+            if let Some(page) = page.strip_suffix(".json") {
+                owned = Some(format!("/{page}"));
+            }
+        }
+    }
+    if let Some(o) = owned.as_deref() {
+        p = o;
+    }
+    if let Some(i) = p.find(".segments/") {
+        p = &p[..i];
+    } else if let Some(s) = p.strip_suffix(".prefetch.rsc") {
+        p = s;
+    } else if let Some(s) = p.strip_suffix(".rsc") {
+        p = s;
+    }
+    let p = if p.len() > 1 {
+        p.trim_end_matches('/')
+    } else {
+        p
+    };
+    let p = if p == "/index" || p.is_empty() {
+        "/"
+    } else {
+        p
+    };
+    if owned.is_none() && p.len() == normalized.len() {
+        Cow::Borrowed(normalized)
+    } else {
+        Cow::Owned(p.to_string())
+    }
+}
+
+/// The request's value for one header named in a response's `Vary`, in the form variants are
+/// compared by. `Accept-Encoding` is folded to a few classes so it does not explode variants.
+pub fn vary_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'a, str>> {
+    if name == header::ACCEPT_ENCODING {
+        return Some(Cow::Borrowed(encoding_class(headers)));
+    }
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    let mut joined = String::from_utf8_lossy(first.as_bytes()).trim().to_string();
+    for v in values {
+        joined.push_str(", ");
+        joined.push_str(String::from_utf8_lossy(v.as_bytes()).trim());
+    }
+    Some(Cow::Owned(joined))
+}
+
+/// `br`, `gzip` or `identity`: the encodings an origin is likely to produce.
+pub fn encoding_class(headers: &HeaderMap) -> &'static str {
+    let mut gzip = false;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(text) = value.to_str() else { continue };
+        for coding in text.split(',') {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            if refused {
+                continue;
+            }
+            if name.eq_ignore_ascii_case("br") {
+                return "br";
+            }
+            if name.eq_ignore_ascii_case("gzip") {
+                gzip = true;
+            }
+        }
+    }
+    if gzip {
+        "gzip"
+    } else {
+        "identity"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn normalizes_paths() {
+        let table = [
+            ("/", "/"),
+            ("", "/"),
+            ("//a//b", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/b/../c", "/a/c"),
+            ("/../../x", "/x"),
+            ("/blog/", "/blog/"),
+            ("/%7Euser/%61", "/~user/a"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/%", "/%"),
+            ("/%zz", "/%zz"),
+            ("/caf\u{e9}", "/caf\u{e9}"),
+            ("/a/%2E%2E/b", "/b"),
+            ("/a/.", "/a/"),
+        ];
+        for (input, expected) in table {
+            let once = normalize_path(input);
+            assert_eq!(once, expected, "{input:?}");
+            assert_eq!(normalize_path(&once), once, "idempotent for {input:?}");
+        }
+    }
+
+    #[test]
+    fn page_paths() {
+        let table = [
+            ("/blog", "/blog"),
+            ("/blog/", "/blog"),
+            ("/blog.rsc", "/blog"),
+            ("/blog.prefetch.rsc", "/blog"),
+            ("/blog.segments/_tree.segment.rsc", "/blog"),
+            ("/_next/data/abc123/blog.json", "/blog"),
+            ("/_next/data/abc123/index.json", "/"),
+            ("/index", "/"),
+            ("/index.rsc", "/"),
+            ("/", "/"),
+        ];
+        for (input, expected) in table {
+            assert_eq!(page_path(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn keys_split_back() {
+        let key = primary_key("Example.COM:8080", "/a/b", Some("x=1"));
+        assert_eq!(&*key, "example.com:8080/a/b?x=1");
+        assert_eq!(split_key(&key), ("example.com:8080", "/a/b?x=1"));
+        assert_eq!(split_key(&primary_key("", "/", None)), ("", "/"));
+    }
+
+    #[test]
+    fn encoding_classes() {
+        let class = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(v).expect("valid"),
+            );
+            encoding_class(&h)
+        };
+        assert_eq!(class("gzip, deflate, br, zstd"), "br");
+        assert_eq!(class("gzip"), "gzip");
+        assert_eq!(class("br;q=0, gzip"), "gzip");
+        assert_eq!(class("identity"), "identity");
+        assert_eq!(encoding_class(&HeaderMap::new()), "identity");
+    }
+}

@@ -1,0 +1,306 @@
+//! The cache: the only module that touches moka. Lookup by key and request headers (Vary),
+//! admission with the purge epoch check, purges through the index, and the counters tests and
+//! metrics read.
+//!
+//! Layout: one moka entry per primary key (host + path + query) holds that URL's Vary variants,
+//! so a hit is one hash lookup plus a scan of a handful of variants, and a page purge removes
+//! every variant at once.
+
+pub mod entry;
+pub mod index;
+pub mod inflight;
+pub mod key;
+pub mod pattern;
+pub mod policy;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use moka::notification::RemovalCause;
+use tokio::time::Instant;
+
+pub use entry::{CacheStatus, Entry, NewEntry};
+pub use index::Selector;
+pub use key::Key;
+
+use index::Index;
+
+/// Most Vary variants kept per URL; beyond that the oldest goes (an attacker varying a header
+/// must not multiply one URL's memory).
+const MAX_VARIANTS: usize = 16;
+
+/// The variants stored for one primary key.
+pub struct Variants {
+    /// Unique per stored value; the index uses it to ignore stale eviction notices.
+    id: u64,
+    entries: Vec<Arc<Entry>>,
+    weight: u32,
+}
+
+/// What a purge does to what it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeMode {
+    /// Removed: the next request waits for the origin.
+    Hard,
+    /// Marked stale: the next request gets the old copy at once and triggers one refresh.
+    Soft,
+}
+
+/// Counts of one purge.
+#[derive(Debug, Default, Clone)]
+pub struct PurgeCount {
+    /// Stored responses (variants) affected.
+    pub responses: usize,
+    /// URLs (primary keys) affected.
+    pub urls: usize,
+    /// Up to `examples_wanted` of the affected keys.
+    pub examples: Vec<String>,
+    /// Every affected key (for re-warming).
+    pub keys: Vec<Key>,
+}
+
+/// Cumulative eviction counts by cause, for metrics.
+#[derive(Debug, Default)]
+pub struct EvictionCounts {
+    pub size: AtomicU64,
+    pub expired: AtomicU64,
+    pub purged: AtomicU64,
+}
+
+pub struct Cache {
+    store: moka::sync::Cache<Key, Arc<Variants>>,
+    index: Arc<Index>,
+    /// Bumped by every purge; a fetch that started under an older epoch is not kept as fresh.
+    epoch: AtomicU64,
+    next_id: AtomicU64,
+    evictions: Arc<EvictionCounts>,
+}
+
+struct KeepFor;
+
+impl moka::Expiry<Key, Arc<Variants>> for KeepFor {
+    fn expire_after_create(
+        &self,
+        _: &Key,
+        value: &Arc<Variants>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.keep_for(Instant::now()))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        value: &Arc<Variants>,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.keep_for(Instant::now()))
+    }
+}
+
+impl Variants {
+    fn keep_for(&self, now: Instant) -> Duration {
+        self.entries
+            .iter()
+            .map(|e| e.lifetime.keep_for().saturating_sub(e.age(now)))
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+impl Cache {
+    /// A cache bounded to `capacity_bytes`, counting body, headers and key bytes.
+    pub fn new(capacity_bytes: u64) -> Cache {
+        let index = Arc::new(Index::default());
+        let evictions = Arc::new(EvictionCounts::default());
+        let listener_index = index.clone();
+        let listener_counts = evictions.clone();
+        let store = moka::sync::Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|key: &Key, value: &Arc<Variants>| {
+                value.weight.saturating_add(key.len() as u32)
+            })
+            .expire_after(KeepFor)
+            .eviction_listener(move |key: Arc<Key>, value: Arc<Variants>, cause| {
+                let counter = match cause {
+                    RemovalCause::Replaced => return,
+                    RemovalCause::Size => &listener_counts.size,
+                    RemovalCause::Expired => &listener_counts.expired,
+                    RemovalCause::Explicit => &listener_counts.purged,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                listener_index.remove(&key, value.id);
+            })
+            .build();
+        Cache {
+            store,
+            index,
+            epoch: AtomicU64::new(0),
+            next_id: AtomicU64::new(1),
+            evictions,
+        }
+    }
+
+    /// The stored variant for this request, if any.
+    pub fn lookup(&self, key: &Key, request: &HeaderMap) -> Option<Arc<Entry>> {
+        let variants = self.store.get(key)?;
+        variants
+            .entries
+            .iter()
+            .find(|e| e.matches(request))
+            .cloned()
+    }
+
+    /// The purge epoch; read it before starting a fetch and hand it to [`Cache::admit`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Builds the entry and stores it unless a purge ran since `epoch_at_start`. Returns the
+    /// entry (to serve either way) and whether it was stored.
+    pub fn admit(
+        &self,
+        key: &Key,
+        page: &str,
+        new: NewEntry,
+        epoch_at_start: u64,
+    ) -> (Arc<Entry>, bool) {
+        let now = Instant::now();
+        let entry = Arc::new(Entry::new(
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+            new,
+            now,
+        ));
+        if self.epoch() != epoch_at_start {
+            return (entry, false);
+        }
+        let value_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut tags: Vec<Box<str>> = Vec::new();
+        let inserted = entry.clone();
+        self.store.entry(key.clone()).and_compute_with(|current| {
+            let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(4);
+            if let Some(current) = current {
+                let same_vary_names = |e: &Entry| {
+                    e.vary.len() == inserted.vary.len()
+                        && e.vary.iter().zip(&inserted.vary).all(|(a, b)| a.0 == b.0)
+                };
+                entries.extend(
+                    current
+                        .value()
+                        .entries
+                        .iter()
+                        .filter(|e| same_vary_names(e) && e.vary != inserted.vary)
+                        .filter(|e| !e.lifetime.keep_for().saturating_sub(e.age(now)).is_zero())
+                        .cloned(),
+                );
+            }
+            entries.push(inserted.clone());
+            if entries.len() > MAX_VARIANTS {
+                entries.remove(0);
+            }
+            let weight = entries
+                .iter()
+                .map(|e| e.weight())
+                .sum::<usize>()
+                .min(u32::MAX as usize) as u32;
+            tags = entries
+                .iter()
+                .flat_map(|e| e.tags.iter().cloned())
+                .collect();
+            tags.sort();
+            tags.dedup();
+            moka::ops::compute::Op::Put(Arc::new(Variants {
+                id: value_id,
+                entries,
+                weight,
+            }))
+        });
+        self.index.insert(key, value_id, page, tags);
+        // A purge that started after our epoch read but before the index knew the key would
+        // have missed it: undo our own insert.
+        if self.epoch() != epoch_at_start {
+            self.remove_if_id(key, value_id);
+            return (entry, false);
+        }
+        (entry, true)
+    }
+
+    fn remove_if_id(&self, key: &Key, id: u64) {
+        self.store
+            .entry(key.clone())
+            .and_compute_with(|current| match current {
+                Some(c) if c.value().id == id => moka::ops::compute::Op::Remove,
+                _ => moka::ops::compute::Op::Nop,
+            });
+    }
+
+    /// Applies one purge selector. Bumps the epoch first, so fetches already running are not
+    /// stored as fresh afterwards.
+    pub fn purge(
+        &self,
+        selector: &Selector<'_>,
+        host: Option<&str>,
+        mode: PurgeMode,
+        dry_run: bool,
+        examples_wanted: usize,
+    ) -> PurgeCount {
+        if !dry_run {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        let keys = self.index.select(selector, host);
+        let mut count = PurgeCount::default();
+        for key in keys {
+            let affected = if dry_run {
+                self.store.get(&key).map(|v| v.entries.len())
+            } else {
+                match mode {
+                    PurgeMode::Hard => self.store.remove(&key).map(|v| v.entries.len()),
+                    PurgeMode::Soft => self.store.get(&key).map(|v| {
+                        v.entries.iter().for_each(|e| e.soft_purge());
+                        v.entries.len()
+                    }),
+                }
+            };
+            if let Some(n) = affected {
+                count.responses += n;
+                count.urls += 1;
+                if count.examples.len() < examples_wanted {
+                    count.examples.push(key.to_string());
+                }
+                count.keys.push(key);
+            }
+        }
+        count
+    }
+
+    /// Runs moka's pending maintenance (evictions, listener calls) now.
+    pub fn sync(&self) {
+        self.store.run_pending_tasks();
+    }
+
+    /// Stored URLs (primary keys).
+    pub fn url_count(&self) -> u64 {
+        self.store.entry_count()
+    }
+
+    /// Bytes accounted by the weigher.
+    pub fn weighted_bytes(&self) -> u64 {
+        self.store.weighted_size()
+    }
+
+    /// Keys in the purge index (never more than stored URLs once `sync` has run).
+    pub fn indexed_keys(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn evictions(&self) -> &EvictionCounts {
+        &self.evictions
+    }
+}

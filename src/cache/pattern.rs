@@ -1,0 +1,146 @@
+//! Route patterns for purges: Next.js dynamic segments (`[slug]`, `[...slug]`, `[[...slug]]`),
+//! route groups (`(shop)`) and parallel-route slots (`@modal`) that never appear in URLs, and the
+//! globs `*` (one segment) and `**` (any depth, including none).
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    One,
+    OneOrMore,
+    ZeroOrMore,
+}
+
+/// A parsed pattern. Matching is over normalised page paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    segments: Vec<Segment>,
+    source: String,
+}
+
+impl Pattern {
+    /// Whether `path` needs pattern matching rather than an exact lookup.
+    pub fn is_pattern(path: &str) -> bool {
+        path.split('/')
+            .any(|s| s.starts_with('[') || s == "*" || s == "**" || is_group_or_slot(s))
+    }
+
+    pub fn parse(source: &str) -> Pattern {
+        let segments = source
+            .split('/')
+            .filter(|s| !s.is_empty() && !is_group_or_slot(s))
+            .map(|s| {
+                if s == "*" {
+                    Segment::One
+                } else if s == "**" {
+                    Segment::ZeroOrMore
+                } else if s.starts_with("[[...") && s.ends_with("]]") {
+                    Segment::ZeroOrMore
+                } else if s.starts_with("[...") && s.ends_with(']') {
+                    Segment::OneOrMore
+                } else if s.starts_with('[') && s.ends_with(']') {
+                    Segment::One
+                } else {
+                    Segment::Literal(s.to_string())
+                }
+            })
+            .collect();
+        Pattern {
+            segments,
+            source: source.to_string(),
+        }
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The literal path before the first dynamic segment: only pages under it can match, so the
+    /// index scans that range and nothing else.
+    pub fn literal_prefix(&self) -> String {
+        let mut prefix = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(s) => {
+                    prefix.push('/');
+                    prefix.push_str(s);
+                }
+                _ => break,
+            }
+        }
+        if prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix
+    }
+
+    /// Whether the concrete page path matches. With `subtree`, a match of any leading part of
+    /// the path counts (`layout` purges: the page and everything below it).
+    pub fn matches(&self, page_path: &str, subtree: bool) -> bool {
+        let parts: Vec<&str> = page_path.split('/').filter(|s| !s.is_empty()).collect();
+        match_from(&self.segments, &parts, subtree)
+    }
+}
+
+fn is_group_or_slot(segment: &str) -> bool {
+    (segment.starts_with('(') && segment.ends_with(')')) || segment.starts_with('@')
+}
+
+fn match_from(pattern: &[Segment], parts: &[&str], subtree: bool) -> bool {
+    let Some((first, rest)) = pattern.split_first() else {
+        return parts.is_empty() || subtree;
+    };
+    match first {
+        Segment::Literal(lit) => {
+            parts.first().is_some_and(|p| p == lit) && match_from(rest, &parts[1..], subtree)
+        }
+        Segment::One => !parts.is_empty() && match_from(rest, &parts[1..], subtree),
+        Segment::OneOrMore => (1..=parts.len()).any(|n| match_from(rest, &parts[n..], subtree)),
+        Segment::ZeroOrMore => (0..=parts.len()).any(|n| match_from(rest, &parts[n..], subtree)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_patterns() {
+        let table: &[(&str, &str, bool, bool)] = &[
+            ("/blog/[slug]", "/blog/a", false, true),
+            ("/blog/[slug]", "/blog", false, false),
+            ("/blog/[slug]", "/blog/a/b", false, false),
+            ("/blog/[slug]", "/blog/a/b", true, true),
+            ("/docs/[...slug]", "/docs", false, false),
+            ("/docs/[...slug]", "/docs/a/b/c", false, true),
+            ("/docs/[[...slug]]", "/docs", false, true),
+            ("/docs/[[...slug]]", "/docs/a/b", false, true),
+            ("/(shop)/cart", "/cart", false, true),
+            ("/@modal/photo/[id]", "/photo/1", false, true),
+            ("/a/*/c", "/a/b/c", false, true),
+            ("/a/*/c", "/a/b/x/c", false, false),
+            ("/a/**", "/a", false, true),
+            ("/a/**/z", "/a/b/c/z", false, true),
+            ("/blog/[slug]", "/blogger/a", false, false),
+        ];
+        for (pattern, path, subtree, expected) in table {
+            assert_eq!(
+                Pattern::parse(pattern).matches(path, *subtree),
+                *expected,
+                "{pattern} {path} {subtree}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(Pattern::parse("/blog/[slug]").literal_prefix(), "/blog");
+        assert_eq!(
+            Pattern::parse("/(shop)/cart/[id]").literal_prefix(),
+            "/cart"
+        );
+        assert_eq!(Pattern::parse("/[lang]/x").literal_prefix(), "/");
+        assert!(Pattern::is_pattern("/blog/[slug]"));
+        assert!(Pattern::is_pattern("/(group)/x"));
+        assert!(!Pattern::is_pattern("/blog/a"));
+    }
+}

@@ -1,0 +1,544 @@
+//! Pure caching rules: parsing `Cache-Control`-style headers, deciding whether a response may be
+//! stored, and how long it stays fresh, stale-while-revalidate and stale-if-error.
+//!
+//! Nothing here reads a clock or touches the cache: callers pass `now`/`age`, so every rule is
+//! table-tested below without a server.
+
+use std::time::{Duration, SystemTime};
+
+use http::{header, HeaderMap, Method, StatusCode};
+
+/// The directives of one or more `Cache-Control` (or `CDN-Cache-Control`, `Surrogate-Control`)
+/// header lines. Unknown directives are ignored, as RFC 9111 section 5.2 asks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    pub max_age: Option<u64>,
+    pub s_maxage: Option<u64>,
+    pub no_store: bool,
+    pub no_cache: bool,
+    pub private: bool,
+    pub public: bool,
+    pub must_revalidate: bool,
+    pub immutable: bool,
+    /// `Some(None)` is the bare `stale-while-revalidate` that Next.js 13/14 send.
+    pub stale_while_revalidate: Option<Option<u64>>,
+    pub stale_if_error: Option<u64>,
+}
+
+impl CacheControl {
+    /// Parses every value of `name` in `headers`; `None` when the header is absent.
+    pub fn from_headers(headers: &HeaderMap, name: &str) -> Option<Self> {
+        let mut values = headers.get_all(name).iter().peekable();
+        values.peek()?;
+        let mut cc = CacheControl::default();
+        for value in values {
+            if let Ok(text) = value.to_str() {
+                cc.merge_str(text);
+            }
+        }
+        Some(cc)
+    }
+
+    pub fn parse(text: &str) -> Self {
+        let mut cc = CacheControl::default();
+        cc.merge_str(text);
+        cc
+    }
+
+    fn merge_str(&mut self, text: &str) {
+        for directive in text.split(',') {
+            let directive = directive.trim();
+            if directive.is_empty() {
+                continue;
+            }
+            let (name, value) = match directive.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                None => (directive, None),
+            };
+            let seconds = value.and_then(parse_delta_seconds);
+            match name.to_ascii_lowercase().as_str() {
+                "max-age" => self.max_age = seconds.or(self.max_age),
+                "s-maxage" => self.s_maxage = seconds.or(self.s_maxage),
+                "no-store" => self.no_store = true,
+                // `no-cache="Set-Cookie"` (field-qualified) still forbids reuse without
+                // revalidation for us: treat it like the plain form.
+                "no-cache" => self.no_cache = true,
+                "private" => self.private = true,
+                "public" => self.public = true,
+                "must-revalidate" | "proxy-revalidate" => self.must_revalidate = true,
+                "immutable" => self.immutable = true,
+                "stale-while-revalidate" => self.stale_while_revalidate = Some(seconds),
+                "stale-if-error" => self.stale_if_error = seconds.or(self.stale_if_error),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// RFC 9111 section 1.2.2: a non-negative integer; values too large saturate rather than fail.
+fn parse_delta_seconds(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+/// Knobs that shape freshness beyond what the origin says. Defaults are in [`crate::config`].
+#[derive(Debug, Clone)]
+pub struct FreshnessRules {
+    /// Freshness for storable responses that carry no freshness information (0 = not stored).
+    pub default_ttl: Duration,
+    /// Window used for a bare `stale-while-revalidate` with no value (Next.js 13/14).
+    pub default_swr: Duration,
+    /// Cap for any stale-while-revalidate window (Next.js 15 sends one year).
+    pub max_stale: Duration,
+    /// stale-if-error window when the origin names none.
+    pub default_stale_if_error: Duration,
+}
+
+impl Default for FreshnessRules {
+    fn default() -> Self {
+        FreshnessRules {
+            default_ttl: Duration::ZERO,
+            default_swr: Duration::from_secs(60),
+            max_stale: Duration::from_secs(24 * 3600),
+            default_stale_if_error: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// How long a stored response may be used, computed once when it is admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    pub fresh_for: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+}
+
+impl Lifetime {
+    /// How long the entry is worth keeping at all, counted from when it was generated.
+    pub fn keep_for(&self) -> Duration {
+        self.fresh_for + self.stale_while_revalidate.max(self.stale_if_error)
+    }
+}
+
+/// Why a response was not stored; shown in `Cache-Status` as `detail=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStorable {
+    Method,
+    Status,
+    NoStore,
+    Private,
+    SetCookie,
+    Authorization,
+    NoCache,
+    VaryStar,
+    NoFreshness,
+}
+
+impl NotStorable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotStorable::Method => "method",
+            NotStorable::Status => "status",
+            NotStorable::NoStore => "no-store",
+            NotStorable::Private => "private",
+            NotStorable::SetCookie => "set-cookie",
+            NotStorable::Authorization => "authorization",
+            NotStorable::NoCache => "no-cache",
+            NotStorable::VaryStar => "vary-star",
+            NotStorable::NoFreshness => "no-freshness",
+        }
+    }
+}
+
+/// Statuses RFC 9110 section 15.1 calls heuristically cacheable, minus the ones a cache in
+/// front of Next.js must never keep (204 and 5xx: CVE-2025-49826).
+pub fn status_storable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// The directives that govern this cache: `CDN-Cache-Control` (RFC 9213) wins over
+/// `Surrogate-Control`, which wins over `Cache-Control`.
+pub fn effective_cache_control(headers: &HeaderMap) -> CacheControl {
+    CacheControl::from_headers(headers, "cdn-cache-control")
+        .or_else(|| CacheControl::from_headers(headers, "surrogate-control"))
+        .or_else(|| CacheControl::from_headers(headers, header::CACHE_CONTROL.as_str()))
+        .unwrap_or_default()
+}
+
+/// Decides whether a response to a GET may be stored and for how long.
+///
+/// `request_has_authorization` follows RFC 9111 section 3.5: such responses are stored only
+/// when `public` or `s-maxage` allows it. `now` is used for `Expires` arithmetic.
+pub fn storable_lifetime(
+    method: &Method,
+    request_has_authorization: bool,
+    status: StatusCode,
+    headers: &HeaderMap,
+    rules: &FreshnessRules,
+    now: SystemTime,
+) -> Result<Lifetime, NotStorable> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(NotStorable::Method);
+    }
+    if !status_storable(status) {
+        return Err(NotStorable::Status);
+    }
+    let cc = effective_cache_control(headers);
+    if cc.no_store {
+        return Err(NotStorable::NoStore);
+    }
+    if cc.private {
+        return Err(NotStorable::Private);
+    }
+    if headers.contains_key(header::SET_COOKIE) {
+        return Err(NotStorable::SetCookie);
+    }
+    if request_has_authorization && !(cc.public || cc.s_maxage.is_some()) {
+        return Err(NotStorable::Authorization);
+    }
+    if cc.no_cache {
+        return Err(NotStorable::NoCache);
+    }
+    if headers
+        .get_all(header::VARY)
+        .iter()
+        .any(|v| v.to_str().map(|s| s.contains('*')).unwrap_or(true))
+    {
+        return Err(NotStorable::VaryStar);
+    }
+
+    let fresh_for = match cc.s_maxage.or(cc.max_age) {
+        Some(seconds) => Some(Duration::from_secs(seconds)),
+        None => expires_lifetime(headers, now),
+    };
+    let fresh_for = match fresh_for {
+        Some(d) => d,
+        None if !rules.default_ttl.is_zero() => rules.default_ttl,
+        None => return Err(NotStorable::NoFreshness),
+    };
+    let swr = match cc.stale_while_revalidate {
+        None => Duration::ZERO,
+        Some(None) => rules.default_swr,
+        Some(Some(seconds)) => Duration::from_secs(seconds),
+    };
+    // must-revalidate forbids serving stale in any form (RFC 9111 section 5.2.2.2).
+    let (swr, sie) = if cc.must_revalidate {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        let sie = cc
+            .stale_if_error
+            .map(Duration::from_secs)
+            .unwrap_or(rules.default_stale_if_error);
+        (swr.min(rules.max_stale), sie.min(rules.max_stale))
+    };
+    if fresh_for.is_zero() && swr.is_zero() && sie.is_zero() {
+        return Err(NotStorable::NoFreshness);
+    }
+    Ok(Lifetime {
+        fresh_for: fresh_for.min(Duration::from_secs(10 * 365 * 24 * 3600)),
+        stale_while_revalidate: swr,
+        stale_if_error: sie,
+    })
+}
+
+fn expires_lifetime(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let expires = headers.get(header::EXPIRES)?.to_str().ok()?;
+    // An invalid Expires (e.g. "0") means "already expired" (RFC 9111 section 5.3).
+    let Ok(expires) = httpdate::parse_http_date(expires) else {
+        return Some(Duration::ZERO);
+    };
+    let date = headers
+        .get(header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .unwrap_or(now);
+    Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
+/// Where an entry of a given age stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Fresh,
+    /// Past its freshness but inside stale-while-revalidate: serve and refresh in background.
+    Stale,
+    /// Past stale-while-revalidate: the request waits for the origin; the copy is kept only as
+    /// a stale-if-error fallback.
+    Expired,
+}
+
+pub fn freshness(lifetime: &Lifetime, age: Duration, soft_purged: bool) -> Freshness {
+    if soft_purged {
+        // A soft purge marks the copy stale: served once more while one refresh runs.
+        return Freshness::Stale;
+    }
+    if age < lifetime.fresh_for {
+        Freshness::Fresh
+    } else if age < lifetime.fresh_for + lifetime.stale_while_revalidate {
+        Freshness::Stale
+    } else {
+        Freshness::Expired
+    }
+}
+
+/// Whether the copy may still stand in for a failed origin request.
+pub fn usable_on_error(lifetime: &Lifetime, age: Duration) -> bool {
+    age < lifetime.fresh_for + lifetime.stale_if_error.max(lifetime.stale_while_revalidate)
+}
+
+/// The `Cache-Control` a browser sees for a stored page: the shared-cache directives are removed
+/// (browsers honour Next.js 15's one-year `stale-while-revalidate`, which is why users needed
+/// Ctrl+F5); the origin's own `max-age` is kept; without one the browser must revalidate, which
+/// costs a 304 thanks to the ETag.
+pub fn browser_cache_control(origin: Option<&str>) -> String {
+    let Some(origin) = origin else {
+        return "public, max-age=0, must-revalidate".to_string();
+    };
+    let kept: Vec<&str> = origin
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let name = d
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            !matches!(
+                name.as_str(),
+                "s-maxage" | "stale-while-revalidate" | "stale-if-error" | "proxy-revalidate"
+            )
+        })
+        .collect();
+    let has_max_age = kept
+        .iter()
+        .any(|d| d.to_ascii_lowercase().starts_with("max-age"));
+    if has_max_age {
+        kept.join(", ")
+    } else {
+        "public, max-age=0, must-revalidate".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).expect("test header"));
+        }
+        h
+    }
+
+    fn lifetime(pairs: &[(&'static str, &str)]) -> Result<Lifetime, NotStorable> {
+        storable_lifetime(
+            &Method::GET,
+            false,
+            StatusCode::OK,
+            &headers(pairs),
+            &FreshnessRules::default(),
+            SystemTime::now(),
+        )
+    }
+
+    #[test]
+    fn parses_directives() {
+        let cc = CacheControl::parse(
+            "public, S-MAXAGE=10, max-age=\"5\", stale-while-revalidate, stale-if-error=30",
+        );
+        assert_eq!(cc.s_maxage, Some(10));
+        assert_eq!(cc.max_age, Some(5));
+        assert!(cc.public);
+        assert_eq!(cc.stale_while_revalidate, Some(None));
+        assert_eq!(cc.stale_if_error, Some(30));
+        assert_eq!(CacheControl::parse("max-age=abc").max_age, None);
+        assert_eq!(
+            CacheControl::parse("max-age=99999999999999999999999").max_age,
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn s_maxage_wins_over_max_age() {
+        let l = lifetime(&[("cache-control", "max-age=5, s-maxage=60")]).expect("storable");
+        assert_eq!(l.fresh_for, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn cdn_cache_control_wins() {
+        let l = lifetime(&[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=30"),
+        ])
+        .expect("storable");
+        assert_eq!(l.fresh_for, Duration::from_secs(30));
+        let l = lifetime(&[
+            ("cache-control", "s-maxage=5"),
+            ("surrogate-control", "max-age=7"),
+        ])
+        .expect("storable");
+        assert_eq!(l.fresh_for, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn refusals() {
+        let table: &[(&[(&'static str, &str)], NotStorable)] = &[
+            (
+                &[("cache-control", "no-store, s-maxage=10")],
+                NotStorable::NoStore,
+            ),
+            (
+                &[("cache-control", "private, max-age=10")],
+                NotStorable::Private,
+            ),
+            (
+                &[("cache-control", "s-maxage=10"), ("set-cookie", "a=b")],
+                NotStorable::SetCookie,
+            ),
+            (
+                &[("cache-control", "no-cache, s-maxage=10")],
+                NotStorable::NoCache,
+            ),
+            (
+                &[("cache-control", "s-maxage=10"), ("vary", "*")],
+                NotStorable::VaryStar,
+            ),
+            (&[], NotStorable::NoFreshness),
+        ];
+        for (pairs, why) in table {
+            assert_eq!(lifetime(pairs), Err(*why), "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn zero_freshness_is_kept_only_as_an_error_fallback() {
+        let l = lifetime(&[("cache-control", "s-maxage=0")]).expect("kept for stale-if-error");
+        assert_eq!(l.fresh_for, Duration::ZERO);
+        assert_eq!(
+            l.stale_if_error,
+            FreshnessRules::default().default_stale_if_error
+        );
+        assert_eq!(
+            lifetime(&[("cache-control", "s-maxage=0, must-revalidate")]),
+            Err(NotStorable::NoFreshness)
+        );
+    }
+
+    #[test]
+    fn authorization_needs_public_or_s_maxage() {
+        let run = |cc: &str| {
+            storable_lifetime(
+                &Method::GET,
+                true,
+                StatusCode::OK,
+                &headers(&[("cache-control", cc)]),
+                &FreshnessRules::default(),
+                SystemTime::now(),
+            )
+        };
+        assert_eq!(run("max-age=10"), Err(NotStorable::Authorization));
+        assert!(run("public, max-age=10").is_ok());
+        assert!(run("s-maxage=10").is_ok());
+    }
+
+    #[test]
+    fn status_rules() {
+        for code in [204u16, 206, 500, 502, 503, 302] {
+            let status = StatusCode::from_u16(code).expect("valid");
+            assert!(!status_storable(status), "{code}");
+        }
+        for code in [200u16, 301, 404, 410] {
+            let status = StatusCode::from_u16(code).expect("valid");
+            assert!(status_storable(status), "{code}");
+        }
+    }
+
+    #[test]
+    fn expires_against_date() {
+        let l = lifetime(&[
+            ("date", "Sat, 21 Nov 2026 10:00:00 GMT"),
+            ("expires", "Sat, 21 Nov 2026 10:01:40 GMT"),
+        ])
+        .expect("storable");
+        assert_eq!(l.fresh_for, Duration::from_secs(100));
+        // Invalid Expires is already expired; only stale-if-error keeps it around.
+        let l = lifetime(&[("expires", "0")]).expect("kept for stale-if-error");
+        assert_eq!(l.fresh_for, Duration::ZERO);
+    }
+
+    #[test]
+    fn swr_windows() {
+        let rules = FreshnessRules::default();
+        let bare = lifetime(&[("cache-control", "s-maxage=10, stale-while-revalidate")])
+            .expect("storable");
+        assert_eq!(bare.stale_while_revalidate, rules.default_swr);
+        let year = lifetime(&[(
+            "cache-control",
+            "s-maxage=10, stale-while-revalidate=31536000",
+        )])
+        .expect("storable");
+        assert_eq!(year.stale_while_revalidate, rules.max_stale);
+        let strict = lifetime(&[(
+            "cache-control",
+            "s-maxage=10, stale-while-revalidate=60, must-revalidate",
+        )])
+        .expect("storable");
+        assert_eq!(strict.stale_while_revalidate, Duration::ZERO);
+        assert_eq!(strict.stale_if_error, Duration::ZERO);
+    }
+
+    #[test]
+    fn freshness_states() {
+        let l = Lifetime {
+            fresh_for: Duration::from_secs(10),
+            stale_while_revalidate: Duration::from_secs(5),
+            stale_if_error: Duration::from_secs(100),
+        };
+        assert_eq!(
+            freshness(&l, Duration::from_secs(9), false),
+            Freshness::Fresh
+        );
+        assert_eq!(
+            freshness(&l, Duration::from_secs(10), false),
+            Freshness::Stale
+        );
+        assert_eq!(
+            freshness(&l, Duration::from_secs(15), false),
+            Freshness::Expired
+        );
+        assert_eq!(
+            freshness(&l, Duration::from_secs(1), true),
+            Freshness::Stale
+        );
+        assert!(usable_on_error(&l, Duration::from_secs(109)));
+        assert!(!usable_on_error(&l, Duration::from_secs(110)));
+    }
+
+    #[test]
+    fn browser_directives() {
+        assert_eq!(
+            browser_cache_control(Some("s-maxage=10, stale-while-revalidate=31535990")),
+            "public, max-age=0, must-revalidate"
+        );
+        assert_eq!(
+            browser_cache_control(Some("public, max-age=31536000, immutable")),
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(
+            browser_cache_control(Some("max-age=60, s-maxage=600, stale-if-error=10")),
+            "max-age=60"
+        );
+        assert_eq!(
+            browser_cache_control(None),
+            "public, max-age=0, must-revalidate"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! isr-edge: an ISR edge cache. A caching reverse proxy for Next.js-style origins with
+//! time-based freshness, stale-while-revalidate, single flight and on-demand revalidation.
+//!
+//! Crate map:
+//! - [`config`]: flags and environment, defaults, validated [`config::Config`], secrets
+//! - [`server`]: accept loop, HTTP/1.1 + h2c, graceful shutdown (transport only)
+//! - [`app`]: composition root; routes the control API vs the proxy
+//! - [`proxy`]: the request flow (below)
+//! - [`upstream`]: origin client, header hygiene, origin errors as 502/504
+//! - [`cache`]: key and path normalisation, entries, freshness policy, purge index, single flight
+//! - [`revalidate`]: `/api/revalidate`: parsing, auth, purge, answers
+//! - [`body`]: the body type and canned responses; [`demo`]: the `--demo` origin
+//!
+//! Request flow:
+//! ```text
+//! server: accept -> hyper (h1/h2) -> App::handle(req)
+//! app:    revalidate path -> Revalidate::handle -> cache.purge(targets)
+//!         anything else   -> Proxy::handle
+//! proxy:  bypass rule -> upstream (X-Cache: BYPASS); unsafe methods evict the page
+//!         key = host + path + query; lookup(key, Vary)
+//!           Fresh   -> HIT
+//!           Stale   -> STALE + one background refresh (single flight)
+//!           Expired / none -> single flight: leader fetches, admits if storable, followers share;
+//!                     origin failure -> stale-if-error copy, else 502/504
+//! admit:  purge epoch read before the fetch; if a purge ran meanwhile, the response is not stored
+//! ```
+
+pub mod app;
+pub mod body;
+pub mod cache;
+pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod revalidate;
+pub mod server;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, OriginSpec};
+
+/// Serves `config` on an already bound `listener` until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let origin = match &config.origin {
+        OriginSpec::Url(uri) => uri.clone(),
+        OriginSpec::Demo => {
+            let address = demo::start().await?;
+            tracing::info!(%address, "demo origin started");
+            format!("http://{address}")
+                .parse()
+                .map_err(|e| std::io::Error::other(format!("demo origin URL: {e}")))?
+        }
+    };
+    if !config.secrets.is_configured() {
+        tracing::warn!(
+            "no revalidation secret: set REVALIDATE_SECRET or --secret-file; POST {} answers 503",
+            config.revalidate_path
+        );
+    }
+    let app = Arc::new(app::App::new(&config, &origin));
+    tracing::info!(listen = %listener.local_addr()?, %origin, "isr-edge serving");
+    let settings = server::ServerSettings {
+        shutdown_timeout: config.shutdown_timeout,
+        header_read_timeout: config.header_read_timeout,
+    };
+    server::serve(listener, app, settings, shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,733 @@
+//! The data plane: one request, top to bottom.
+//!
+//! ```text
+//! bypass rule?             -> forward as is (X-Cache: BYPASS); unsafe methods evict the page
+//! key = host + path + query
+//! lookup(key, Vary)
+//!   Fresh                  -> HIT
+//!   Stale (in SWR window)  -> STALE now, one background refresh (single flight)
+//!   Expired / none         -> single flight: the leader's task fetches, admits if storable,
+//!                             followers share its outcome; a failure falls back to the
+//!                             expired copy while stale-if-error allows (STALE), else 502/504
+//! ```
+//! Storable responses are read whole (up to `--max-object-size`) before the client gets them,
+//! so a truncated body is never stored or half-served from cache; anything else streams.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::body::{self, Body};
+use crate::cache::entry::{cache_status_header, is_rsc_request};
+use crate::cache::inflight::{Inflight, Joined};
+use crate::cache::key::{
+    encoding_class, normalize_path, page_path, primary_key, split_key, vary_value, Key,
+};
+use crate::cache::policy::{self, browser_cache_control, Freshness, FreshnessRules};
+use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
+use crate::config::BrowserCacheControl;
+use crate::upstream::{origin_request_headers, Upstream, UpstreamError};
+
+/// The proxy's knobs (see `config` for defaults).
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub max_object_size: u64,
+    pub freshness: FreshnessRules,
+    pub honor_client_no_cache: bool,
+    pub browser_cache_control: BrowserCacheControl,
+    /// Response headers that carry cache tags; removed before clients see them.
+    pub tag_headers: Vec<HeaderName>,
+}
+
+pub struct Proxy {
+    cache: Arc<Cache>,
+    upstream: Upstream,
+    inflight: Inflight<Shared>,
+    settings: ProxySettings,
+}
+
+/// What one fetch for the cache produced, as every waiter sees it.
+#[derive(Clone)]
+enum Shared {
+    Entry(Arc<Entry>, bool),
+    Error(UpstreamError),
+    /// Not shareable (private, too large, ...): each waiter asks the origin itself.
+    Uncacheable,
+}
+
+/// What the request that started a fetch gets.
+enum Fetched {
+    /// A complete storable response; `bool` = stored.
+    Entry(Arc<Entry>, bool),
+    /// The origin failed; the response is the origin's own 5xx, if it sent one.
+    Error(UpstreamError, Option<Response<Body>>),
+    /// Passed through as the origin sent it.
+    Uncacheable(Response<Body>),
+}
+
+impl Fetched {
+    fn shared(&self) -> Shared {
+        match self {
+            Fetched::Entry(entry, stored) => Shared::Entry(entry.clone(), *stored),
+            Fetched::Error(error, _) => Shared::Error(error.clone()),
+            Fetched::Uncacheable(_) => Shared::Uncacheable,
+        }
+    }
+}
+
+/// Everything a fetch for the cache needs, owned so it can run in its own task.
+struct FetchRequest {
+    key: Key,
+    page: String,
+    path_and_query: String,
+    host: String,
+    peer: IpAddr,
+    headers: HeaderMap,
+}
+
+impl Proxy {
+    pub fn new(cache: Arc<Cache>, upstream: Upstream, settings: ProxySettings) -> Proxy {
+        Proxy {
+            cache,
+            upstream,
+            inflight: Inflight::default(),
+            settings,
+        }
+    }
+
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    pub async fn handle(
+        self: &Arc<Self>,
+        parts: Parts,
+        body: Incoming,
+        peer: IpAddr,
+    ) -> Response<Body> {
+        let host = request_host(&parts);
+        if let Some(reason) = self.bypass_reason(&parts) {
+            return self.pass(parts, body, host, peer, reason).await;
+        }
+        drop(body);
+        let path = normalize_path(parts.uri.path());
+        let key = primary_key(&host, &path, parts.uri.query());
+        let now = Instant::now();
+
+        let mut expired = None;
+        if let Some(entry) = self.cache.lookup(&key, &parts.headers) {
+            match entry.freshness(now) {
+                Freshness::Fresh => {
+                    return entry.to_response(&parts.method, &parts.headers, CacheStatus::Hit, now)
+                }
+                Freshness::Stale => {
+                    self.refresh_in_background(self.fetch_request(&parts, key, &path, host, peer));
+                    return entry.to_response(
+                        &parts.method,
+                        &parts.headers,
+                        CacheStatus::Stale,
+                        now,
+                    );
+                }
+                Freshness::Expired => expired = Some(entry),
+            }
+        }
+
+        let had_copy = expired.is_some();
+        let fetch = self.fetch_request(&parts, key, &path, host, peer);
+        match self.fetch_shared(fetch).await {
+            Fetched::Entry(entry, stored) => entry.to_response(
+                &parts.method,
+                &parts.headers,
+                CacheStatus::Miss {
+                    stored,
+                    expired: had_copy,
+                },
+                Instant::now(),
+            ),
+            Fetched::Uncacheable(response) => without_body_for_head(&parts.method, response),
+            Fetched::Error(error, origin_response) => {
+                let now = Instant::now();
+                if let Some(copy) = expired.filter(|e| e.usable_on_error(now)) {
+                    tracing::warn!(error = %error, key = %copy.id, "origin failed; serving stale copy");
+                    return copy.to_response(
+                        &parts.method,
+                        &parts.headers,
+                        CacheStatus::StaleIfError,
+                        now,
+                    );
+                }
+                let response = origin_response.unwrap_or_else(|| error.response());
+                without_body_for_head(
+                    &parts.method,
+                    mark(
+                        response,
+                        CacheStatus::Miss {
+                            stored: false,
+                            expired: had_copy,
+                        },
+                        Some(error.kind()),
+                    ),
+                )
+            }
+        }
+    }
+
+    /// Requests that never use the cache, with the reason shown in `Cache-Status`.
+    fn bypass_reason(&self, parts: &Parts) -> Option<&'static str> {
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return Some("method");
+        }
+        let headers = &parts.headers;
+        if headers.contains_key(header::RANGE) {
+            return Some("range");
+        }
+        if headers.contains_key("next-action") {
+            return Some("server-action");
+        }
+        if headers.contains_key(header::UPGRADE) {
+            return Some("upgrade");
+        }
+        if has_cookie(headers, &["__prerender_bypass", "__next_preview_data"]) {
+            return Some("draft-mode");
+        }
+        if self.settings.honor_client_no_cache && client_wants_no_cache(headers) {
+            return Some("client-no-cache");
+        }
+        None
+    }
+
+    fn fetch_request(
+        &self,
+        parts: &Parts,
+        key: Key,
+        path: &str,
+        host: String,
+        peer: IpAddr,
+    ) -> FetchRequest {
+        let path_and_query = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        FetchRequest {
+            page: page_path(path).into_owned(),
+            key,
+            path_and_query,
+            host,
+            peer,
+            headers: parts.headers.clone(),
+        }
+    }
+
+    /// Single flight key: HTML and RSC requests for one URL are never coalesced together.
+    fn flight_key(fetch: &FetchRequest) -> Key {
+        if is_rsc_request(&fetch.headers) {
+            format!("{}\nrsc", fetch.key).into()
+        } else {
+            fetch.key.clone()
+        }
+    }
+
+    /// Joins or leads the one origin request for this key.
+    async fn fetch_shared(self: &Arc<Self>, fetch: FetchRequest) -> Fetched {
+        match self.inflight.join(&Self::flight_key(&fetch)) {
+            Joined::Leader(flight) => {
+                let (sender, receiver) = oneshot::channel();
+                let this = self.clone();
+                // Own task: the fetch completes (and followers are served) even if this
+                // client goes away.
+                tokio::spawn(async move {
+                    let fetched = this.fetch_for_cache(fetch).await;
+                    flight.finish(fetched.shared());
+                    let _ = sender.send(fetched);
+                });
+                receiver.await.unwrap_or_else(|_| {
+                    Fetched::Error(
+                        UpstreamError::Protocol("origin fetch task ended".into()),
+                        None,
+                    )
+                })
+            }
+            Joined::Follower(follower) => match follower.outcome().await {
+                Some(Shared::Entry(entry, stored)) if entry.matches(&fetch.headers) => {
+                    Fetched::Entry(entry, stored)
+                }
+                Some(Shared::Error(error)) => Fetched::Error(error, None),
+                // Uncacheable, a Vary mismatch, or an abandoned leader: ask on our own.
+                _ => self.fetch_for_cache(fetch).await,
+            },
+        }
+    }
+
+    fn refresh_in_background(self: &Arc<Self>, fetch: FetchRequest) {
+        if let Joined::Leader(flight) = self.inflight.join(&Self::flight_key(&fetch)) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let fetched = this.fetch_for_cache(fetch).await;
+                if let Fetched::Error(error, _) = &fetched {
+                    tracing::warn!(error = %error, "background refresh failed; keeping the stale copy");
+                }
+                flight.finish(fetched.shared());
+            });
+        }
+    }
+
+    /// Re-fetches purged URLs in the background (bounded concurrency), so the next visitor gets a
+    /// HIT. Only the plain variant of each URL is fetched: the request headers that made the
+    /// other variants are not kept.
+    pub fn warm(self: &Arc<Self>, keys: Vec<Key>) {
+        const CONCURRENCY: usize = 8;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+            for key in keys {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (host, path_and_query) = split_key(&key);
+                let mut headers = HeaderMap::new();
+                if let Ok(value) = HeaderValue::from_str(host) {
+                    headers.insert(header::HOST, value);
+                }
+                let path = path_and_query.split('?').next().unwrap_or("/");
+                let fetch = FetchRequest {
+                    page: page_path(path).into_owned(),
+                    path_and_query: path_and_query.to_string(),
+                    host: host.to_string(),
+                    peer: IpAddr::from([127, 0, 0, 1]),
+                    headers,
+                    key,
+                };
+                let Joined::Leader(flight) = this.inflight.join(&Self::flight_key(&fetch)) else {
+                    continue;
+                };
+                let worker = this.clone();
+                tokio::spawn(async move {
+                    let fetched = worker.fetch_for_cache(fetch).await;
+                    flight.finish(fetched.shared());
+                    drop(permit);
+                });
+            }
+        });
+    }
+
+    /// One GET to the origin for the cache: storable responses are read whole and admitted.
+    async fn fetch_for_cache(&self, fetch: FetchRequest) -> Fetched {
+        let epoch = self.cache.epoch();
+        let mut headers = origin_request_headers(&fetch.headers, &fetch.host, fetch.peer);
+        for name in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+        ] {
+            headers.remove(name);
+        }
+        // The stored body must suit every client in the encoding class, not just this one.
+        match encoding_class(&fetch.headers) {
+            "identity" => headers.remove(header::ACCEPT_ENCODING),
+            class => headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(class)),
+        };
+        let request = match self.upstream.request(
+            Method::GET,
+            &fetch.path_and_query,
+            headers,
+            body::empty_upstream(),
+        ) {
+            Ok(r) => r,
+            Err(e) => return Fetched::Error(e, None),
+        };
+        let response = match self.upstream.send(request).await {
+            Ok(r) => r,
+            Err(e) => return Fetched::Error(e, None),
+        };
+        let status = response.status();
+        if status.is_server_error() {
+            let response = self.relay(
+                response,
+                CacheStatus::Miss {
+                    stored: false,
+                    expired: false,
+                },
+                Some("origin-error"),
+            );
+            return Fetched::Error(UpstreamError::Status(status), Some(response));
+        }
+        let has_authorization = fetch.headers.contains_key(header::AUTHORIZATION);
+        let lifetime = match policy::storable_lifetime(
+            &Method::GET,
+            has_authorization,
+            status,
+            response.headers(),
+            &self.settings.freshness,
+            SystemTime::now(),
+        ) {
+            Ok(lifetime) => lifetime,
+            Err(why) => {
+                // The URL is no longer cacheable: an old copy must not outlive this answer.
+                self.cache
+                    .purge(&Selector::Key(&fetch.key), None, PurgeMode::Hard, false, 0);
+                return Fetched::Uncacheable(self.relay(
+                    response,
+                    CacheStatus::Miss {
+                        stored: false,
+                        expired: false,
+                    },
+                    Some(why.as_str()),
+                ));
+            }
+        };
+        let declared_length = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_length.is_some_and(|len| len > self.settings.max_object_size) {
+            return Fetched::Uncacheable(self.relay(
+                response,
+                CacheStatus::Miss {
+                    stored: false,
+                    expired: false,
+                },
+                Some("too-large"),
+            ));
+        }
+
+        let (head, body) = response.into_parts();
+        let deadline = Instant::now() + self.upstream.timeout();
+        let bytes = match read_limited(body, self.settings.max_object_size, deadline).await {
+            Read::Complete(bytes) => bytes,
+            Read::TooLarge(prefix, rest) => {
+                let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
+                let mut response = streamed.map(body::streaming);
+                self.client_facing(response.headers_mut(), false);
+                return Fetched::Uncacheable(mark(
+                    response,
+                    CacheStatus::Miss {
+                        stored: false,
+                        expired: false,
+                    },
+                    Some("too-large"),
+                ));
+            }
+            Read::Failed(error) => return Fetched::Error(error, None),
+        };
+
+        let mut headers = head.headers;
+        let tags = self.take_tags(&mut headers);
+        let vary = vary_names(&headers)
+            .into_iter()
+            .map(|name| {
+                let value = vary_value(&fetch.headers, &name).map(|v| v.into_owned());
+                (name, value)
+            })
+            .collect();
+        let mut initial_age = headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs)
+            .unwrap_or_default();
+        // Next.js sends the full s-maxage on a STALE answer (vercel/next.js#49084): store it as
+        // already stale so it is refreshed on the next request instead of a full period later.
+        if headers
+            .get("x-nextjs-cache")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"stale"))
+        {
+            initial_age = initial_age.max(lifetime.fresh_for);
+        }
+        self.client_facing(&mut headers, true);
+        let new = NewEntry {
+            status,
+            headers,
+            body: bytes,
+            vary,
+            tags,
+            lifetime,
+            initial_age,
+        };
+        let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
+        Fetched::Entry(entry, stored)
+    }
+
+    /// Forwards a request the cache does not handle, streaming both bodies.
+    async fn pass(
+        &self,
+        parts: Parts,
+        body: Incoming,
+        host: String,
+        peer: IpAddr,
+        reason: &'static str,
+    ) -> Response<Body> {
+        let headers = origin_request_headers(&parts.headers, &host, peer);
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
+        let upstream_body = body.map_err(Into::into).boxed();
+        let request = match self.upstream.request(
+            parts.method.clone(),
+            path_and_query,
+            headers,
+            upstream_body,
+        ) {
+            Ok(r) => r,
+            Err(e) => return mark(e.response(), CacheStatus::Bypass, Some(reason)),
+        };
+        match self.upstream.send(request).await {
+            Ok(response) => {
+                let unsafe_method = !matches!(
+                    parts.method,
+                    Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+                );
+                let status = response.status();
+                // RFC 9111 section 4.4: a successful unsafe request invalidates what it changed.
+                if unsafe_method && (status.is_success() || status.is_redirection()) {
+                    let page = page_path(&normalize_path(parts.uri.path())).into_owned();
+                    self.cache.purge(
+                        &Selector::Page(&page),
+                        Some(&host.to_ascii_lowercase()),
+                        PurgeMode::Hard,
+                        false,
+                        0,
+                    );
+                }
+                self.relay(response, CacheStatus::Bypass, Some(reason))
+            }
+            Err(e) => mark(e.response(), CacheStatus::Bypass, Some(reason)),
+        }
+    }
+
+    /// A streamed origin response as clients get it.
+    fn relay(
+        &self,
+        response: Response<Incoming>,
+        status: CacheStatus,
+        detail: Option<&str>,
+    ) -> Response<Body> {
+        let mut response = response.map(body::streaming);
+        self.client_facing(response.headers_mut(), false);
+        mark(response, status, detail)
+    }
+
+    /// Removes what only this cache may see; for stored pages, applies the browser
+    /// `Cache-Control` (see `policy::browser_cache_control`).
+    fn client_facing(&self, headers: &mut HeaderMap, stored: bool) {
+        headers.remove("cdn-cache-control");
+        headers.remove("surrogate-control");
+        for name in &self.settings.tag_headers {
+            headers.remove(name);
+        }
+        if stored {
+            headers.remove(header::AGE);
+            if self.settings.browser_cache_control == BrowserCacheControl::Rewrite {
+                let origin: Vec<&str> = headers
+                    .get_all(header::CACHE_CONTROL)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                let origin = (!origin.is_empty()).then(|| origin.join(", "));
+                let rewritten = browser_cache_control(origin.as_deref());
+                if let Ok(value) = HeaderValue::from_str(&rewritten) {
+                    headers.insert(header::CACHE_CONTROL, value);
+                }
+            }
+        }
+    }
+
+    /// Reads and removes the tag headers: `Cache-Tag` and `x-next-cache-tags` are
+    /// comma-separated, `Surrogate-Key` space-separated; both separators are accepted anywhere.
+    fn take_tags(&self, headers: &mut HeaderMap) -> Vec<Box<str>> {
+        let mut tags: Vec<Box<str>> = Vec::new();
+        for name in &self.settings.tag_headers {
+            for value in headers.get_all(name) {
+                let Ok(text) = value.to_str() else { continue };
+                tags.extend(
+                    text.split([',', ' '])
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(Into::into),
+                );
+            }
+        }
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+}
+
+fn request_host(parts: &Parts) -> String {
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn has_cookie(headers: &HeaderMap, names: &[&str]) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.split('=').next())
+        .any(|name| names.contains(&name.trim()))
+}
+
+fn client_wants_no_cache(headers: &HeaderMap) -> bool {
+    let cc = policy::CacheControl::from_headers(headers, header::CACHE_CONTROL.as_str())
+        .unwrap_or_default();
+    cc.no_cache
+        || cc.no_store
+        || headers
+            .get(header::PRAGMA)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+}
+
+/// The header names a response's `Vary` lists, lowercased, sorted, without duplicates.
+fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
+}
+
+/// Adds `X-Cache` and `Cache-Status` to a response that did not come from a stored entry.
+fn mark(mut response: Response<Body>, status: CacheStatus, detail: Option<&str>) -> Response<Body> {
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(status.x_cache()),
+    );
+    if let Ok(value) = HeaderValue::from_str(&cache_status_header(status, None, detail)) {
+        headers.insert(HeaderName::from_static("cache-status"), value);
+    }
+    response
+}
+
+fn without_body_for_head(method: &Method, response: Response<Body>) -> Response<Body> {
+    if method == Method::HEAD {
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, body::empty());
+    }
+    response
+}
+
+enum Read {
+    Complete(Bytes),
+    /// Over the limit: what was read so far and the rest of the body, to stream through.
+    TooLarge(VecDeque<Bytes>, Incoming),
+    Failed(UpstreamError),
+}
+
+async fn read_limited(mut body: Incoming, limit: u64, deadline: Instant) -> Read {
+    let mut chunks: VecDeque<Bytes> = VecDeque::new();
+    let mut total: u64 = 0;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Read::Failed(UpstreamError::Timeout(
+                    deadline.saturating_duration_since(Instant::now()),
+                ))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Read::Failed(UpstreamError::Body(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            total += data.len() as u64;
+            chunks.push_back(data);
+            if total > limit {
+                return Read::TooLarge(chunks, body);
+            }
+        }
+    }
+    if chunks.len() == 1 {
+        return Read::Complete(chunks.pop_front().unwrap_or_default());
+    }
+    let mut joined = Vec::with_capacity(total as usize);
+    for chunk in chunks {
+        joined.extend_from_slice(&chunk);
+    }
+    Read::Complete(Bytes::from(joined))
+}
+
+/// The part of a body already read, then the rest as it arrives.
+struct PrefixedBody {
+    prefix: VecDeque<Bytes>,
+    rest: Incoming,
+}
+
+impl HttpBody for PrefixedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(chunk) = self.prefix.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vary_names_are_normalised() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::VARY,
+            HeaderValue::from_static("RSC, Next-Router-State-Tree"),
+        );
+        headers.append(
+            header::VARY,
+            HeaderValue::from_static("accept-encoding, rsc"),
+        );
+        let names: Vec<String> = vary_names(&headers).iter().map(|n| n.to_string()).collect();
+        assert_eq!(names, ["accept-encoding", "next-router-state-tree", "rsc"]);
+    }
+
+    #[test]
+    fn cookie_names() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __prerender_bypass=x"),
+        );
+        assert!(has_cookie(&headers, &["__prerender_bypass"]));
+        assert!(!has_cookie(&headers, &["__next_preview_data"]));
+    }
+}

@@ -1,0 +1,338 @@
+//! The control plane: `/api/revalidate`. `GET` is the health check (or a query-string
+//! revalidation when it names a secret or targets); `POST` takes the JSON body Next.js route
+//! handlers take. Order of checks: method, size, JSON shape, secret, targets; a refused request
+//! evicts nothing. Answers keep the Next.js route's shape and add counts.
+
+pub mod request;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use crate::body::{self, Body};
+use crate::cache::key::{normalize_path, page_path};
+use crate::cache::pattern::Pattern;
+use crate::cache::{PurgeCount, PurgeMode, Selector};
+use crate::config::Secrets;
+use crate::proxy::Proxy;
+use request::{RevalidateRequest, Target};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Example keys listed in a dry run's answer.
+const DRY_RUN_EXAMPLES: usize = 100;
+
+pub struct Revalidate {
+    proxy: Arc<Proxy>,
+    secrets: Secrets,
+    version: AtomicU64,
+}
+
+/// `{"success":false,"message":...}` with a status.
+pub fn refusal(status: StatusCode, message: &str) -> Response<Body> {
+    body::json(status, &json!({"success": false, "message": message}))
+}
+
+fn method_not_allowed() -> Response<Body> {
+    let mut response = refusal(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Use GET for the health check or POST with {\"secret\": \"...\", \"paths\": [\"/\"]}",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    response
+}
+
+impl Revalidate {
+    pub fn new(proxy: Arc<Proxy>, secrets: Secrets) -> Revalidate {
+        Revalidate {
+            proxy,
+            secrets,
+            version: AtomicU64::new(0),
+        }
+    }
+
+    pub fn cache_version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+
+    pub async fn handle(&self, parts: Parts, body: Incoming, peer: IpAddr) -> Response<Body> {
+        let query = parts.uri.query().unwrap_or("");
+        let parsed = match parts.method {
+            Method::GET | Method::HEAD if !request::query_requests_revalidation(query) => {
+                return self.health()
+            }
+            Method::GET | Method::HEAD => {
+                if !self.secrets.is_configured() {
+                    return not_configured();
+                }
+                match request::parse_query(query) {
+                    Ok(r) => r,
+                    Err(e) => return self.refuse(peer, StatusCode::BAD_REQUEST, &e.0),
+                }
+            }
+            Method::POST => {
+                if !self.secrets.is_configured() {
+                    return not_configured();
+                }
+                match self.read_post(&parts, body, query, peer).await {
+                    Ok(r) => r,
+                    Err(response) => return response,
+                }
+            }
+            _ => return method_not_allowed(),
+        };
+        if !self.authorized(&parts.headers, parsed.secret.as_deref()) {
+            return self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret");
+        }
+        self.revalidate(parsed, peer)
+    }
+
+    /// Reads and parses a POST body; the secret is checked before the targets are, so an
+    /// unauthenticated caller learns nothing about what it sent.
+    async fn read_post(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        query: &str,
+        peer: IpAddr,
+    ) -> Result<RevalidateRequest, Response<Body>> {
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+            return Err(self.refuse(peer, StatusCode::PAYLOAD_TOO_LARGE, too_large_message()));
+        }
+        let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(self.refuse(peer, StatusCode::PAYLOAD_TOO_LARGE, too_large_message()))
+            }
+            Err(e) => {
+                return Err(self.refuse(
+                    peer,
+                    StatusCode::BAD_REQUEST,
+                    &format!("could not read the request body: {e}"),
+                ))
+            }
+        };
+        // An empty body with everything in the query (`POST /api/revalidate?secret=..&path=/`).
+        if bytes.iter().all(u8::is_ascii_whitespace) && request::query_requests_revalidation(query)
+        {
+            return request::parse_query(query)
+                .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0));
+        }
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            self.refuse(peer, StatusCode::BAD_REQUEST, &format!("body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"))
+        })?;
+        let Value::Object(object) = value else {
+            return Err(self.refuse(
+                peer,
+                StatusCode::BAD_REQUEST,
+                "body must be a JSON object like {\"secret\": \"...\", \"paths\": [\"/\"]}",
+            ));
+        };
+        let body_secret = object.get("secret").and_then(Value::as_str);
+        let query_secret = query_secret(query);
+        if !self.authorized(&parts.headers, body_secret.or(query_secret.as_deref())) {
+            return Err(self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret"));
+        }
+        let mut parsed = request::parse_object(&object)
+            .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
+        if parsed.secret.is_none() {
+            parsed.secret = query_secret;
+        }
+        Ok(parsed)
+    }
+
+    /// The secret may come in the body or query, as `Authorization: Bearer`, or as
+    /// `x-revalidate-secret`; any one that matches suffices.
+    fn authorized(&self, headers: &HeaderMap, secret: Option<&str>) -> bool {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let header_secret = headers
+            .get("x-revalidate-secret")
+            .and_then(|v| v.to_str().ok());
+        [secret, bearer, header_secret]
+            .into_iter()
+            .flatten()
+            .any(|candidate| self.secrets.verify(candidate.as_bytes()))
+    }
+
+    fn health(&self) -> Response<Body> {
+        body::json(
+            StatusCode::OK,
+            &json!({
+                "status": "ok",
+                "message": "On-demand revalidation endpoint is ready",
+                "usage": "POST with { secret, paths: [\"/\"] }",
+                "cache_version": self.cache_version(),
+            }),
+        )
+    }
+
+    fn refuse(&self, peer: IpAddr, status: StatusCode, message: &str) -> Response<Body> {
+        tracing::warn!(target: "isr_edge::audit", caller = %peer, status = status.as_u16(), reason = message, "revalidation refused");
+        refusal(status, message)
+    }
+
+    fn revalidate(&self, request: RevalidateRequest, peer: IpAddr) -> Response<Body> {
+        let started = std::time::Instant::now();
+        let mode = request.mode();
+        let cache = self.proxy.cache();
+        let host = request.host.as_deref();
+        let examples_wanted = if request.dry_run { DRY_RUN_EXAMPLES } else { 0 };
+        let mut total = 0usize;
+        let mut keys = Vec::new();
+        let mut examples = Vec::new();
+        let mut per_target = Vec::with_capacity(request.targets.len());
+        for target in &request.targets {
+            let count: PurgeCount =
+                purge_target(cache, target, host, mode, request.dry_run, examples_wanted);
+            total += count.responses;
+            per_target.push(json!({"type": target.kind(), "target": target.value(), "evicted": count.responses}));
+            examples.extend(
+                count
+                    .examples
+                    .into_iter()
+                    .take(DRY_RUN_EXAMPLES.saturating_sub(examples.len())),
+            );
+            keys.extend(count.keys);
+        }
+        let version = if request.dry_run {
+            self.cache_version()
+        } else {
+            self.version.fetch_add(1, Ordering::Relaxed) + 1
+        };
+        if request.warm && mode == PurgeMode::Hard && !request.dry_run {
+            self.proxy.warm(keys);
+        }
+        let mode_name = match mode {
+            PurgeMode::Hard => "hard",
+            PurgeMode::Soft => "soft",
+        };
+        tracing::info!(
+            target: "isr_edge::audit",
+            caller = %peer,
+            paths = ?request.paths,
+            tags = ?request.tags,
+            evicted = total,
+            mode = mode_name,
+            dry_run = request.dry_run,
+            duration_us = started.elapsed().as_micros() as u64,
+            result = "ok",
+            "revalidated"
+        );
+        let now = SystemTime::now();
+        let mut revalidated = json!({
+            "paths": request.paths,
+            "timestamp": humantime::format_rfc3339_millis(now).to_string(),
+        });
+        if !request.tags.is_empty() {
+            revalidated["tags"] = json!(request.tags);
+        }
+        let mut answer = json!({
+            "success": true,
+            "message": if request.dry_run { "Dry run: nothing was evicted" } else { "Revalidated successfully" },
+            "revalidated": revalidated,
+            "evicted": if request.dry_run { 0 } else { total },
+            "cache_version": version,
+            "now": now.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            "mode": mode_name,
+            "targets": per_target,
+        });
+        if request.dry_run {
+            answer["dry_run"] = json!(true);
+            answer["would_evict"] = json!(total);
+            answer["examples"] = json!(examples);
+        }
+        if request.targets.is_empty() {
+            answer["warning"] = json!("no paths, tags or all given: nothing was revalidated");
+        }
+        body::json(StatusCode::OK, &answer)
+    }
+}
+
+fn not_configured() -> Response<Body> {
+    refusal(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Revalidation is not configured: set REVALIDATE_SECRET",
+    )
+}
+
+fn too_large_message() -> &'static str {
+    "body is larger than 64 KiB; split the paths over several requests"
+}
+
+fn query_secret(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "secret").then(|| request::decode_component(value))
+    })
+}
+
+/// Maps one target to index selectors. Next.js implicit tags (`_N_T_/blog/layout`,
+/// `_N_T_/blog/[slug]/page`, `_N_T_/blog/a`) become the layout, pattern or page purges they
+/// stand for, so a tag revalidation forwarded verbatim from a Next.js app reaches its pages.
+fn purge_target(
+    cache: &crate::cache::Cache,
+    target: &Target,
+    host: Option<&str>,
+    mode: PurgeMode,
+    dry_run: bool,
+    examples: usize,
+) -> PurgeCount {
+    let purge_path = |path: &str, subtree: bool| {
+        if Pattern::is_pattern(path) {
+            let pattern = Pattern::parse(path);
+            cache.purge(
+                &Selector::Pattern(&pattern, subtree),
+                host,
+                mode,
+                dry_run,
+                examples,
+            )
+        } else {
+            let page = page_path(&normalize_path(path)).into_owned();
+            let selector = if subtree {
+                Selector::Subtree(&page)
+            } else {
+                Selector::Page(&page)
+            };
+            cache.purge(&selector, host, mode, dry_run, examples)
+        }
+    };
+    match target {
+        Target::Page(path) => purge_path(path, false),
+        Target::Layout(path) => purge_path(path, true),
+        Target::All => cache.purge(&Selector::All, host, mode, dry_run, examples),
+        Target::Tag(tag) => match tag.strip_prefix("_N_T_") {
+            Some(implicit) if implicit.starts_with('/') => {
+                if let Some(root) = implicit.strip_suffix("/layout") {
+                    purge_path(if root.is_empty() { "/" } else { root }, true)
+                } else if let Some(page) = implicit.strip_suffix("/page") {
+                    purge_path(if page.is_empty() { "/" } else { page }, false)
+                } else {
+                    purge_path(implicit, false)
+                }
+            }
+            _ => cache.purge(&Selector::Tag(tag), host, mode, dry_run, examples),
+        },
+    }
+}

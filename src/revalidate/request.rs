@@ -1,0 +1,457 @@
+//! Parsing a revalidation request, from a JSON body or a query string, into targets and
+//! options. Every accepted shape is here; every refusal is a [`BadRequest`] naming what to send
+//! instead.
+
+use serde_json::{Map, Value};
+
+use crate::cache::PurgeMode;
+
+/// Most targets one request may name.
+pub const MAX_TARGETS: usize = 1000;
+/// Longest path or tag accepted.
+const MAX_TARGET_LEN: usize = 2048;
+
+/// What to purge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A page with all its variants (a Next.js route pattern is allowed).
+    Page(String),
+    /// A page and everything below it.
+    Layout(String),
+    Tag(String),
+    All,
+}
+
+impl Target {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Page(_) => "path",
+            Target::Layout(_) => "layout",
+            Target::Tag(_) => "tag",
+            Target::All => "all",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            Target::Page(p) | Target::Layout(p) | Target::Tag(p) => p,
+            Target::All => "*",
+        }
+    }
+}
+
+/// A parsed request.
+#[derive(Debug, Clone, Default)]
+pub struct RevalidateRequest {
+    /// The secret the body or query carried, if any (headers are read separately).
+    pub secret: Option<String>,
+    pub targets: Vec<Target>,
+    pub mode: Option<PurgeMode>,
+    pub warm: bool,
+    pub dry_run: bool,
+    pub host: Option<String>,
+    /// The paths as the client sent them, echoed in `revalidated.paths`.
+    pub paths: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+impl RevalidateRequest {
+    pub fn mode(&self) -> PurgeMode {
+        self.mode.unwrap_or(PurgeMode::Hard)
+    }
+
+    pub fn has_targets(&self) -> bool {
+        !self.targets.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+fn bad(message: impl Into<String>) -> BadRequest {
+    BadRequest(message.into())
+}
+
+const FIELDS: &str =
+    "secret, path, paths, tag, tags, type, all, mode, profile, warm, dry_run, host";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PathType {
+    Page,
+    Layout,
+}
+
+fn path_type(text: &str, field: &str) -> Result<PathType, BadRequest> {
+    match text {
+        "page" => Ok(PathType::Page),
+        "layout" => Ok(PathType::Layout),
+        other => Err(bad(format!(
+            "{field} must be \"page\" or \"layout\", got {other:?}"
+        ))),
+    }
+}
+
+fn check_path(path: &str) -> Result<(), BadRequest> {
+    if !path.starts_with('/') {
+        return Err(bad(format!(
+            "path {path:?} must start with '/', e.g. \"/products\""
+        )));
+    }
+    check_text(path, "path")
+}
+
+fn check_text(text: &str, what: &str) -> Result<(), BadRequest> {
+    if text.is_empty() {
+        return Err(bad(format!("{what} must not be empty")));
+    }
+    if text.len() > MAX_TARGET_LEN {
+        return Err(bad(format!("{what} is longer than {MAX_TARGET_LEN} bytes")));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(bad(format!("{what} {text:?} contains control characters")));
+    }
+    Ok(())
+}
+
+fn target_for(path: String, kind: PathType) -> Target {
+    match kind {
+        PathType::Page => Target::Page(path),
+        PathType::Layout => Target::Layout(path),
+    }
+}
+
+fn parse_mode(text: &str, field: &str) -> Result<PurgeMode, BadRequest> {
+    match text {
+        "hard" => Ok(PurgeMode::Hard),
+        "soft" | "max" => Ok(PurgeMode::Soft),
+        other => Err(bad(format!(
+            "{field} must be \"hard\" or \"soft\", got {other:?}"
+        ))),
+    }
+}
+
+/// Parses a JSON body (whatever its `Content-Type` says).
+pub fn parse_json(body: &[u8]) -> Result<RevalidateRequest, BadRequest> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"
+        ))
+    })?;
+    let Value::Object(object) = value else {
+        return Err(bad(
+            "body must be a JSON object like {\"secret\": \"...\", \"paths\": [\"/\"]}",
+        ));
+    };
+    parse_object(&object)
+}
+
+pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, BadRequest> {
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !FIELDS.split(", ").any(|f| f == k.as_str()))
+    {
+        return Err(bad(format!(
+            "unknown field {unknown:?}; accepted fields: {FIELDS}"
+        )));
+    }
+    let mut request = RevalidateRequest::default();
+    let string = |field: &str| -> Result<Option<String>, BadRequest> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(format!("{field} must be a string"))),
+        }
+    };
+    let boolean = |field: &str| -> Result<bool, BadRequest> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(bad(format!("{field} must be true or false"))),
+        }
+    };
+    request.secret = string("secret")?;
+    let default_type = match string("type")? {
+        Some(t) => path_type(&t, "type")?,
+        None => PathType::Page,
+    };
+    let add_path = |value: &Value,
+                    field: &str,
+                    request: &mut RevalidateRequest|
+     -> Result<(), BadRequest> {
+        match value {
+            Value::String(path) => {
+                check_path(path)?;
+                request.paths.push(path.clone());
+                request.targets.push(target_for(path.clone(), default_type));
+                Ok(())
+            }
+            Value::Object(entry) => {
+                if let Some(unknown) = entry.keys().find(|k| *k != "path" && *k != "type") {
+                    return Err(bad(format!("unknown field {unknown:?} in a {field} entry; use {{\"path\": \"/blog\", \"type\": \"layout\"}}")));
+                }
+                let Some(Value::String(path)) = entry.get("path") else {
+                    return Err(bad(format!(
+                        "each {field} entry object needs \"path\": a string starting with '/'"
+                    )));
+                };
+                check_path(path)?;
+                let kind = match entry.get("type") {
+                    None | Some(Value::Null) => default_type,
+                    Some(Value::String(t)) => path_type(t, "type")?,
+                    Some(_) => return Err(bad("type must be \"page\" or \"layout\"")),
+                };
+                request.paths.push(path.clone());
+                request.targets.push(target_for(path.clone(), kind));
+                Ok(())
+            }
+            _ => Err(bad(format!(
+                "{field} must be a list of strings like [\"/\", \"/products\"]"
+            ))),
+        }
+    };
+    match object.get("paths") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            if items.len() > MAX_TARGETS {
+                return Err(bad(format!(
+                    "too many paths ({}); send at most {MAX_TARGETS} per request",
+                    items.len()
+                )));
+            }
+            for item in items {
+                add_path(item, "paths", &mut request)?;
+            }
+        }
+        Some(_) => {
+            return Err(bad(
+                "paths must be a list of strings like [\"/\", \"/products\"]",
+            ))
+        }
+    }
+    match object.get("path") {
+        None | Some(Value::Null) => {}
+        Some(value @ (Value::String(_) | Value::Object(_))) => {
+            add_path(value, "path", &mut request)?
+        }
+        Some(Value::Array(items)) => {
+            for item in items {
+                add_path(item, "path", &mut request)?;
+            }
+        }
+        Some(_) => return Err(bad("path must be a string starting with '/'")),
+    }
+    let add_tag = |value: &Value, request: &mut RevalidateRequest| -> Result<(), BadRequest> {
+        let Value::String(tag) = value else {
+            return Err(bad("tags must be a list of strings like [\"products\"]"));
+        };
+        check_text(tag, "tag")?;
+        request.tags.push(tag.clone());
+        request.targets.push(Target::Tag(tag.clone()));
+        Ok(())
+    };
+    for field in ["tag", "tags"] {
+        match object.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for item in items {
+                    add_tag(item, &mut request)?;
+                }
+            }
+            Some(value @ Value::String(_)) => add_tag(value, &mut request)?,
+            Some(_) => {
+                return Err(bad(format!(
+                    "{field} must be a string or a list of strings"
+                )))
+            }
+        }
+    }
+    if boolean("all")? {
+        request.targets.push(Target::All);
+    }
+    if request.targets.len() > MAX_TARGETS {
+        return Err(bad(format!(
+            "too many targets ({}); send at most {MAX_TARGETS} per request",
+            request.targets.len()
+        )));
+    }
+    if let Some(mode) = string("mode")? {
+        request.mode = Some(parse_mode(&mode, "mode")?);
+    }
+    if let Some(profile) = string("profile")? {
+        // Next.js vocabulary: revalidateTag(tag, "max") = stale-while-revalidate.
+        request.mode = Some(if profile == "max" {
+            PurgeMode::Soft
+        } else {
+            request.mode.unwrap_or(PurgeMode::Hard)
+        });
+    }
+    request.warm = boolean("warm")?;
+    request.dry_run = boolean("dry_run")?;
+    if let Some(host) = string("host")? {
+        check_text(&host, "host")?;
+        request.host = Some(host.to_ascii_lowercase());
+    }
+    Ok(request)
+}
+
+/// Parses the query-string form (`?secret=..&path=/x&tag=posts`), as the Next.js docs' GET
+/// webhooks send it. Repeated `path`/`tag` parameters add up.
+pub fn parse_query(query: &str) -> Result<RevalidateRequest, BadRequest> {
+    let mut object = Map::new();
+    let mut paths: Vec<Value> = Vec::new();
+    let mut tags: Vec<Value> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode_component(name);
+        let value = decode_component(value);
+        match name.as_str() {
+            "path" | "paths" => paths.extend(
+                value
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(|v| Value::String(v.to_string())),
+            ),
+            "tag" | "tags" => tags.extend(
+                value
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(|v| Value::String(v.to_string())),
+            ),
+            "all" | "warm" | "dry_run" => {
+                object.insert(
+                    name,
+                    Value::Bool(matches!(value.as_str(), "" | "1" | "true" | "yes")),
+                );
+            }
+            _ => {
+                object.insert(name, Value::String(value));
+            }
+        }
+    }
+    if !paths.is_empty() {
+        object.insert("paths".into(), Value::Array(paths));
+    }
+    if !tags.is_empty() {
+        object.insert("tags".into(), Value::Array(tags));
+    }
+    parse_object(&object)
+}
+
+/// Whether a GET's query asks for a revalidation (otherwise a GET is the health check).
+pub fn query_requests_revalidation(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or("");
+        matches!(name, "secret" | "path" | "paths" | "tag" | "tags" | "all")
+    })
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; invalid escapes
+/// are kept as they are.
+pub fn decode_component(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_shape() {
+        let r = parse_json(br#"{"secret":"s","paths":["/","/products"]}"#).expect("valid");
+        assert_eq!(r.secret.as_deref(), Some("s"));
+        assert_eq!(
+            r.targets,
+            [Target::Page("/".into()), Target::Page("/products".into())]
+        );
+        assert_eq!(r.paths, ["/", "/products"]);
+        assert_eq!(r.mode(), PurgeMode::Hard);
+    }
+
+    #[test]
+    fn richer_shapes() {
+        let r = parse_json(br#"{"path":"/a","tags":["t1"],"tag":"t2","type":"layout","paths":[{"path":"/b","type":"page"}],"mode":"soft","all":true}"#)
+            .expect("valid");
+        assert_eq!(
+            r.targets,
+            [
+                Target::Page("/b".into()),
+                Target::Layout("/a".into()),
+                Target::Tag("t2".into()),
+                Target::Tag("t1".into()),
+                Target::All
+            ]
+        );
+        assert_eq!(r.mode(), PurgeMode::Soft);
+        assert_eq!(
+            parse_json(br#"{"tag":"x","profile":"max"}"#)
+                .expect("valid")
+                .mode(),
+            PurgeMode::Soft
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let cases: &[&[u8]] = &[
+            b"{not json",
+            b"[1,2]",
+            b"\"x\"",
+            br#"{"paths":"/"}"#,
+            br#"{"paths":[1]}"#,
+            br#"{"paths":["no-slash"]}"#,
+            br#"{"pahts":["/"]}"#,
+            br#"{"paths":["/"],"type":"segment"}"#,
+            br#"{"paths":["/"],"mode":"gentle"}"#,
+            br#"{"all":"yes"}"#,
+        ];
+        for body in cases {
+            assert!(
+                parse_json(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let many: Vec<String> = (0..1001).map(|i| format!("\"/p{i}\"")).collect();
+        let body = format!("{{\"paths\":[{}]}}", many.join(","));
+        let err = parse_json(body.as_bytes()).expect_err("too many");
+        assert!(err.0.contains("at most 1000"), "{err}");
+    }
+
+    #[test]
+    fn query_form() {
+        let r = parse_query("secret=a%20b&path=/x&path=/y&tag=posts&type=layout").expect("valid");
+        assert_eq!(r.secret.as_deref(), Some("a b"));
+        assert_eq!(
+            r.targets,
+            [
+                Target::Layout("/x".into()),
+                Target::Layout("/y".into()),
+                Target::Tag("posts".into())
+            ]
+        );
+        assert!(query_requests_revalidation("secret=x"));
+        assert!(!query_requests_revalidation("foo=bar"));
+        assert_eq!(decode_component("%zz+%41"), "%zz A");
+    }
+}

@@ -1,0 +1,248 @@
+//! The origin client: a keep-alive pool (hyper-util), request header hygiene (hop-by-hop
+//! headers, `X-Forwarded-*`, headers that let clients poison the cache or reach Next.js
+//! internals), timeouts, and [`UpstreamError`], the one place origin failures become 502/504.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::body::{self, Body, UpstreamBody};
+
+/// Why the origin gave no usable answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("origin unreachable: {0}")]
+    Connect(String),
+    #[error("origin did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("origin sent an invalid response: {0}")]
+    Protocol(String),
+    #[error("origin response body failed: {0}")]
+    Body(String),
+    #[error("origin answered {0}")]
+    Status(StatusCode),
+}
+
+impl UpstreamError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Status(s) => *s,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Protocol(_) => "protocol",
+            UpstreamError::Body(_) => "body",
+            UpstreamError::Status(_) => "status",
+        }
+    }
+
+    /// The answer a client gets when no stored copy can stand in.
+    pub fn response(&self) -> Response<Body> {
+        let message = match self {
+            UpstreamError::Timeout(_) => format!("504 Gateway Timeout: {self}"),
+            _ => format!("502 Bad Gateway: {self}"),
+        };
+        body::text(self.status(), &message)
+    }
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Request headers a client must not be able to set: they change what the origin renders
+/// without being part of the cache key (cache poisoning), or reach Next.js internals
+/// (CVE-2025-29927 `x-middleware-subrequest`, CVE-2024-46982 `x-now-route-matches`).
+const UNTRUSTED_REQUEST_HEADERS: [&str; 12] = [
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-middleware-subrequest",
+    "x-now-route-matches",
+    "x-prerender-revalidate",
+    "x-prerender-revalidate-if-generated",
+    "x-next-revalidated-tags",
+    "x-next-revalidate-tag-token",
+];
+
+/// Removes hop-by-hop headers, including any named by `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The headers sent to the origin for a client request.
+pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> HeaderMap {
+    let mut headers = client.clone();
+    strip_hop_by_hop(&mut headers);
+    for name in UNTRUSTED_REQUEST_HEADERS {
+        headers.remove(name);
+    }
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(previous) => format!("{previous}, {peer}"),
+        None => peer.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(value) = HeaderValue::from_str(host) {
+        headers.insert("x-forwarded-host", value.clone());
+        // HTTP/2 clients send `:authority` instead of Host; the origin gets Host either way.
+        headers.entry(header::HOST).or_insert(value);
+    }
+    headers
+}
+
+/// The origin: where it is and how to reach it.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, UpstreamBody>,
+    scheme_authority: String,
+    base_path: String,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(origin: &Uri, timeout: Duration) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(512)
+            .build(connector);
+        let scheme = origin.scheme_str().unwrap_or("http");
+        let authority = origin.authority().map(|a| a.as_str()).unwrap_or("");
+        Upstream {
+            client,
+            scheme_authority: format!("{scheme}://{authority}"),
+            base_path: origin.path().trim_end_matches('/').to_string(),
+            timeout,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Base URL of the origin, as configured.
+    pub fn base_url(&self) -> String {
+        format!("{}{}", self.scheme_authority, self.base_path)
+    }
+
+    /// Builds a request to the origin for `path_and_query` (starting with `/`).
+    pub fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: UpstreamBody,
+    ) -> Result<Request<UpstreamBody>, UpstreamError> {
+        let uri = format!(
+            "{}{}{}",
+            self.scheme_authority, self.base_path, path_and_query
+        );
+        let uri: Uri = uri
+            .parse()
+            .map_err(|e| UpstreamError::Protocol(format!("cannot build origin URL: {e}")))?;
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
+
+    /// Sends a request and waits for the response head, within the origin timeout.
+    pub async fn send(
+        &self,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Err(_) => Err(UpstreamError::Timeout(self.timeout)),
+            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(root_cause(&e))),
+            Ok(Err(e)) => Err(UpstreamError::Protocol(root_cause(&e))),
+            Ok(Ok(mut response)) => {
+                strip_hop_by_hop(response.headers_mut());
+                Ok(response)
+            }
+        }
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        message = format!("{message}: {inner}");
+        source = inner.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_hygiene() {
+        let mut client = HeaderMap::new();
+        client.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        client.insert("x-secret-hop", HeaderValue::from_static("1"));
+        client.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        client.insert(
+            "x-middleware-subrequest",
+            HeaderValue::from_static("middleware"),
+        );
+        client.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        client.insert(header::HOST, HeaderValue::from_static("site.example"));
+        let headers =
+            origin_request_headers(&client, "site.example", "127.0.0.1".parse().expect("ip"));
+        assert!(headers.get("x-secret-hop").is_none());
+        assert!(headers.get(header::CONNECTION).is_none());
+        assert!(headers.get("x-middleware-subrequest").is_none());
+        assert_eq!(headers["x-forwarded-host"], "site.example");
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers[header::HOST], "site.example");
+    }
+}
