@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one test command (see README): installs what the tests need beyond Rust when it is
+# missing, then builds and runs every test. CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+apt_install nginx openssl curl
+
+cargo build --all-targets --locked 2>&1 | tail -n 3
+cargo test --all-targets --locked

@@ -1,0 +1,293 @@
+//! Test harness: a scriptable origin (a real hyper server on 127.0.0.1:0 that counts requests),
+//! the real proxy started in-process on port 0 with real flags, and a plain HTTP client that
+//! opens one connection per request (HTTP/1.1 or h2c).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// A secret long enough not to trigger the weak-secret warning.
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+
+/// What the scripted origin sees of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    /// Path and query as received.
+    pub target: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// 1 for the first request to this path (query included), 2 for the second, ...
+    pub count: usize,
+}
+
+/// What the scripted origin answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok(body: impl Into<Bytes>) -> Reply {
+        Reply { status: 200, headers: vec![], body: body.into(), delay: Duration::ZERO }
+    }
+    pub fn status(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+    /// `Cache-Control` shortcut.
+    pub fn cc(self, value: &str) -> Reply {
+        self.header("cache-control", value)
+    }
+    pub fn delay(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Origin {
+    /// Starts an origin answering every request with `handler`.
+    pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Origin {
+        let handler: Handler = Arc::new(handler);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let (c, s) = (counts.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                    _ = &mut stopped => return,
+                };
+                let (handler, counts, seen) = (handler.clone(), c.clone(), s.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let (handler, counts, seen) = (handler.clone(), counts.clone(), seen.clone());
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let target = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                            let count = {
+                                let mut counts = counts.lock().expect("counts");
+                                let n = counts.entry(target.clone()).or_insert(0);
+                                *n += 1;
+                                *n
+                            };
+                            let request = Seen {
+                                method: parts.method,
+                                path: parts.uri.path().to_string(),
+                                target,
+                                headers: parts.headers,
+                                body,
+                                count,
+                            };
+                            seen.lock().expect("seen").push(request.clone());
+                            let reply = handler(&request);
+                            if !reply.delay.is_zero() {
+                                tokio::time::sleep(reply.delay).await;
+                            }
+                            let mut response = Response::new(Full::new(reply.body));
+                            *response.status_mut() = StatusCode::from_u16(reply.status).expect("status");
+                            for (k, v) in reply.headers {
+                                response.headers_mut().append(
+                                    HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                                    HeaderValue::from_str(&v).expect("value"),
+                                );
+                            }
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Origin { addr, counts, seen, stop: Some(stop) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received for this path-and-query.
+    pub fn count(&self, target: &str) -> usize {
+        self.counts.lock().expect("counts").get(target).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> usize {
+        self.counts.lock().expect("counts").values().sum()
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("seen").clone()
+    }
+
+    /// Stops accepting new connections (existing ones finish).
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The proxy under test, in-process, on an ephemeral port.
+pub struct Edge {
+    pub addr: SocketAddr,
+    pub app_shutdown: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Edge {
+    /// Starts the proxy in front of `origin` with `SECRET` configured and extra flags.
+    pub async fn start(origin: &str, args: &[&str]) -> Edge {
+        Edge::start_with_secret(origin, args, Some(SECRET)).await
+    }
+
+    pub async fn start_with_secret(origin: &str, args: &[&str], secret: Option<&str>) -> Edge {
+        let mut argv = vec!["isr-edge", "--origin", origin];
+        argv.extend_from_slice(args);
+        let config = isr_edge::config::Config::from_args(argv, secret.map(str::to_string)).expect("valid flags");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
+        let addr = listener.local_addr().expect("edge addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            isr_edge::serve(config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Edge { addr, app_shutdown: Some(stop), task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Starts graceful shutdown; await `task` to see it finish.
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.app_shutdown.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+    /// `X-Cache`.
+    pub fn cache(&self) -> &str {
+        self.header("x-cache")
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One request on a fresh HTTP/1.1 connection to `addr`.
+pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(connection);
+    let mut request = Request::new(Full::new(body.into()));
+    *request.method_mut() = Method::from_bytes(method.as_bytes()).expect("method");
+    *request.uri_mut() = path.parse().expect("path");
+    let has_host = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
+    if !has_host {
+        request.headers_mut().insert("host", HeaderValue::from_str(&addr.to_string()).expect("host"));
+    }
+    for (k, v) in headers {
+        request.headers_mut().append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_str(v).expect("value"));
+    }
+    let response = sender.send_request(request).await.expect("response");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    Resp { status: parts.status.as_u16(), headers: parts.headers, body }
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Resp {
+    send(addr, "GET", path, &[], Bytes::new()).await
+}
+
+pub async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
+    send(addr, "GET", path, headers, Bytes::new()).await
+}
+
+/// One request over HTTP/2 with prior knowledge (h2c).
+pub async fn get_h2(addr: SocketAddr, path: &str) -> Resp {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .uri(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    Resp { status: parts.status.as_u16(), headers: parts.headers, body }
+}
+
+/// POSTs a JSON body to the revalidation endpoint.
+pub async fn revalidate(addr: SocketAddr, body: serde_json::Value) -> Resp {
+    send(addr, "POST", "/api/revalidate", &[("content-type", "application/json")], body.to_string()).await
+}
+
+/// Polls `check` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
