@@ -9,23 +9,388 @@ use support::{get, get_h2, get_with, send, Edge, Origin, Reply};
 
 #[tokio::test]
 async fn miss_then_hit_with_cache_headers() {
-    let origin = Origin::start(|r| Reply::ok(format!("render {}", r.count)).cc("s-maxage=60, stale-while-revalidate=31535940")).await;
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("render {}", r.count)).cc("s-maxage=60, stale-while-revalidate=31535940")
+    })
+    .await;
     let edge = Edge::start(&origin.url(), &[]).await;
     let first = get(edge.addr, "/page").await;
     assert_eq!(first.status, 200);
     assert_eq!(first.cache(), "MISS");
-    assert_eq!(first.header("cache-status"), "isr-edge; fwd=miss; stored; ttl=60");
+    assert_eq!(
+        first.header("cache-status"),
+        "isr-edge; fwd=miss; stored; ttl=60"
+    );
     let second = get(edge.addr, "/page").await;
     assert_eq!(second.cache(), "HIT");
     assert_eq!(second.text(), "render 1");
-    assert!(second.header("cache-status").starts_with("isr-edge; hit; ttl="));
+    assert!(second
+        .header("cache-status")
+        .starts_with("isr-edge; hit; ttl="));
     assert!(second.headers.contains_key("age"));
     // Browsers must not keep the one-year stale-while-revalidate: a reload revalidates.
-    assert_eq!(second.header("cache-control"), "public, max-age=0, must-revalidate");
+    assert_eq!(
+        second.header("cache-control"),
+        "public, max-age=0, must-revalidate"
+    );
     assert!(second.header("etag").starts_with("\"ie-"));
     assert_eq!(origin.count("/page"), 1);
     // HTTP/2 (h2c) clients share the same cache.
     let h2 = get_h2(edge.addr, "/page").await;
     assert_eq!(h2.cache(), "HIT");
     assert_eq!(h2.text(), "render 1");
+}
+
+#[tokio::test]
+async fn head_is_answered_from_the_get_entry() {
+    let origin = Origin::start(|_| Reply::ok("hello body").cc("s-maxage=60")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let head = send(edge.addr, "HEAD", "/h", &[], "").await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        origin.seen()[0].method,
+        "GET",
+        "a HEAD miss fetches the GET so it can be stored"
+    );
+    let get = get(edge.addr, "/h").await;
+    assert_eq!(get.cache(), "HIT");
+    assert_eq!(get.text(), "hello body");
+    let head = send(edge.addr, "HEAD", "/h", &[], "").await;
+    assert_eq!(head.cache(), "HIT");
+    assert_eq!(head.header("content-length"), "10");
+    assert_eq!(origin.count("/h"), 1);
+}
+
+#[tokio::test]
+async fn uncacheable_responses_are_not_stored() {
+    let origin = Origin::start(|r| match r.path.as_str() {
+        "/no-store" => Reply::ok("x").cc("no-store"),
+        "/private" => Reply::ok("x").cc("private, max-age=60"),
+        "/cookie" => Reply::ok("x")
+            .cc("s-maxage=60")
+            .header("set-cookie", "session=abc"),
+        "/no-cache" => Reply::ok("x").cc("no-cache, s-maxage=60"),
+        "/vary-star" => Reply::ok("x").cc("s-maxage=60").header("vary", "*"),
+        "/plain" => Reply::ok("x"),
+        "/partial" => Reply::ok("x").cc("s-maxage=60").status(206),
+        "/empty" => Reply::ok("").cc("s-maxage=60").status(204),
+        _ => Reply::ok("x").cc("s-maxage=60").status(503),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for path in [
+        "/no-store",
+        "/private",
+        "/cookie",
+        "/no-cache",
+        "/vary-star",
+        "/plain",
+        "/partial",
+        "/empty",
+        "/error",
+    ] {
+        let first = get(edge.addr, path).await;
+        assert_eq!(first.cache(), "MISS", "{path}");
+        let second = get(edge.addr, path).await;
+        assert_eq!(second.cache(), "MISS", "{path} must not be stored");
+        assert_eq!(origin.count(path), 2, "{path}");
+        assert!(!first.header("cache-status").contains("stored"), "{path}");
+    }
+    // The Set-Cookie still reaches the client that caused it.
+    assert_eq!(
+        get(edge.addr, "/cookie").await.header("set-cookie"),
+        "session=abc"
+    );
+}
+
+#[tokio::test]
+async fn authorization_requests_need_public_or_s_maxage() {
+    let origin = Origin::start(|r| match r.path.as_str() {
+        "/shared" => Reply::ok("x").cc("s-maxage=60"),
+        _ => Reply::ok("x").cc("max-age=60"),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let auth = [("authorization", "Bearer user-token")];
+    get_with(edge.addr, "/mine", &auth).await;
+    assert_eq!(get_with(edge.addr, "/mine", &auth).await.cache(), "MISS");
+    get_with(edge.addr, "/shared", &auth).await;
+    assert_eq!(get_with(edge.addr, "/shared", &auth).await.cache(), "HIT");
+}
+
+#[tokio::test]
+async fn vary_keeps_variants_apart() {
+    let origin = Origin::start(|r| {
+        let rsc = r.headers.get("rsc").is_some();
+        let lang = r
+            .headers
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        let reply = if rsc {
+            Reply::ok(format!("flight {lang}")).header("content-type", "text/x-component")
+        } else {
+            Reply::ok(format!("html {lang}")).header("content-type", "text/html")
+        };
+        reply
+            .cc("s-maxage=60")
+            .header("vary", "RSC, Next-Router-State-Tree, Accept-Language")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let html = get(edge.addr, "/p").await;
+    let rsc = get_with(edge.addr, "/p", &[("rsc", "1")]).await;
+    let fr = get_with(edge.addr, "/p", &[("accept-language", "fr")]).await;
+    assert_eq!(
+        (
+            html.text().as_str(),
+            rsc.text().as_str(),
+            fr.text().as_str()
+        ),
+        ("html none", "flight none", "html fr")
+    );
+    assert_eq!(origin.count("/p"), 3);
+    for _ in 0..2 {
+        assert_eq!(get(edge.addr, "/p").await.text(), "html none");
+        let again = get_with(edge.addr, "/p", &[("rsc", "1")]).await;
+        assert_eq!(
+            (again.cache(), again.text().as_str()),
+            ("HIT", "flight none")
+        );
+        assert_eq!(
+            get_with(edge.addr, "/p", &[("accept-language", "fr")])
+                .await
+                .text(),
+            "html fr"
+        );
+    }
+    assert_eq!(origin.count("/p"), 3);
+}
+
+#[tokio::test]
+async fn accept_encoding_is_folded_into_classes() {
+    let origin = Origin::start(|r| {
+        let ae = r
+            .headers
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        Reply::ok(format!("encoded for {ae}"))
+            .cc("s-maxage=60")
+            .header("vary", "Accept-Encoding")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let chrome = get_with(
+        edge.addr,
+        "/e",
+        &[("accept-encoding", "gzip, deflate, br, zstd")],
+    )
+    .await;
+    assert_eq!(chrome.text(), "encoded for br");
+    let firefox = get_with(edge.addr, "/e", &[("accept-encoding", "br, gzip, deflate")]).await;
+    assert_eq!(
+        (firefox.cache(), firefox.text().as_str()),
+        ("HIT", "encoded for br")
+    );
+    assert_eq!(
+        get_with(edge.addr, "/e", &[("accept-encoding", "gzip")])
+            .await
+            .text(),
+        "encoded for gzip"
+    );
+    assert_eq!(get(edge.addr, "/e").await.text(), "encoded for none");
+    assert_eq!(origin.count("/e"), 3);
+}
+
+#[tokio::test]
+async fn conditional_requests_get_304_from_the_cache() {
+    let origin = Origin::start(|r| match r.path.as_str() {
+        "/tagged" => Reply::ok("body")
+            .cc("s-maxage=60")
+            .header("etag", "W/\"v1\"")
+            .header("last-modified", "Sat, 21 Nov 2026 10:00:00 GMT"),
+        _ => Reply::ok("body").cc("s-maxage=60"),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let first = get(edge.addr, "/plain").await;
+    let etag = first.header("etag").to_string();
+    assert!(
+        !etag.is_empty(),
+        "the proxy makes an ETag when the origin sent none"
+    );
+    let revalidation = get_with(edge.addr, "/plain", &[("if-none-match", &etag)]).await;
+    assert_eq!(revalidation.status, 304);
+    assert!(revalidation.body.is_empty());
+    assert_eq!(revalidation.header("etag"), etag);
+    assert_eq!(
+        get_with(edge.addr, "/plain", &[("if-none-match", "\"stale\"")])
+            .await
+            .status,
+        200
+    );
+
+    get(edge.addr, "/tagged").await;
+    assert_eq!(
+        get_with(edge.addr, "/tagged", &[("if-none-match", "\"v1\"")])
+            .await
+            .status,
+        304
+    );
+    let ims = get_with(
+        edge.addr,
+        "/tagged",
+        &[("if-modified-since", "Sat, 21 Nov 2026 11:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(ims.status, 304);
+    let older = get_with(
+        edge.addr,
+        "/tagged",
+        &[("if-modified-since", "Sat, 21 Nov 2026 09:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(older.status, 200);
+    // The origin never saw the browser's conditional headers: the cache needs full bodies.
+    assert!(origin
+        .seen()
+        .iter()
+        .all(|s| !s.headers.contains_key("if-none-match")));
+    assert_eq!(origin.total(), 2);
+}
+
+#[tokio::test]
+async fn browser_cache_control_keeps_origin_max_age_and_can_be_turned_off() {
+    let origin = Origin::start(|r| match r.path.as_str() {
+        "/asset" => Reply::ok("x").cc("public, max-age=31536000, immutable"),
+        _ => Reply::ok("x")
+            .cc("s-maxage=10, stale-while-revalidate=31535990")
+            .header("cdn-cache-control", "max-age=30"),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(
+        get(edge.addr, "/asset").await.header("cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    let page = get(edge.addr, "/page").await;
+    assert_eq!(
+        page.header("cache-control"),
+        "public, max-age=0, must-revalidate"
+    );
+    assert!(
+        page.header("cdn-cache-control").is_empty(),
+        "surrogate headers never reach clients"
+    );
+    assert_eq!(
+        page.header("cache-status"),
+        "isr-edge; fwd=miss; stored; ttl=30",
+        "CDN-Cache-Control wins"
+    );
+
+    let passthrough = Edge::start(&origin.url(), &["--browser-cache-control", "origin"]).await;
+    assert_eq!(
+        get(passthrough.addr, "/page").await.header("cache-control"),
+        "s-maxage=10, stale-while-revalidate=31535990"
+    );
+}
+
+#[tokio::test]
+async fn client_no_cache_does_not_bypass_unless_allowed() {
+    let origin = Origin::start(|r| Reply::ok(format!("{}", r.count)).cc("s-maxage=60")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/r").await;
+    let reload = get_with(
+        edge.addr,
+        "/r",
+        &[("cache-control", "no-cache"), ("pragma", "no-cache")],
+    )
+    .await;
+    assert_eq!(reload.cache(), "HIT");
+    assert_eq!(origin.count("/r"), 1);
+
+    let lenient = Edge::start(&origin.url(), &["--honor-client-no-cache"]).await;
+    let forced = get_with(lenient.addr, "/r", &[("cache-control", "no-cache")]).await;
+    assert_eq!(forced.cache(), "BYPASS");
+    assert_eq!(origin.count("/r"), 2);
+}
+
+#[tokio::test]
+async fn default_ttl_stores_responses_without_freshness() {
+    let origin = Origin::start(|_| Reply::ok("laravel page")).await;
+    let edge = Edge::start(&origin.url(), &["--default-ttl", "30s"]).await;
+    get(edge.addr, "/l").await;
+    let hit = get(edge.addr, "/l").await;
+    assert_eq!(hit.cache(), "HIT");
+    assert!(
+        hit.header("cache-status").contains("ttl=30")
+            || hit.header("cache-status").contains("ttl=29")
+    );
+}
+
+#[tokio::test]
+async fn large_responses_stream_through_uncached() {
+    let big = "x".repeat(200 * 1024);
+    let body = big.clone();
+    let origin = Origin::start(move |_| Reply::ok(body.clone()).cc("s-maxage=60")).await;
+    let edge = Edge::start(&origin.url(), &["--max-object-size", "64KiB"]).await;
+    let first = get(edge.addr, "/big").await;
+    assert_eq!(first.body.len(), big.len());
+    assert!(
+        first.header("cache-status").contains("detail=too-large"),
+        "{}",
+        first.header("cache-status")
+    );
+    let second = get(edge.addr, "/big").await;
+    assert_eq!(second.body.len(), big.len());
+    assert_eq!(origin.count("/big"), 2);
+}
+
+#[tokio::test]
+async fn forwarded_headers_and_hop_by_hop_hygiene() {
+    let origin = Origin::start(|_| {
+        Reply::ok("x")
+            .header("connection", "close, x-hop")
+            .header("x-hop", "1")
+            .header("keep-alive", "timeout=5")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let response = get_with(
+        edge.addr,
+        "/f",
+        &[
+            ("host", "site.example"),
+            ("x-forwarded-host", "evil.example"),
+            ("connection", "x-client-hop"),
+            ("x-client-hop", "1"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ],
+    )
+    .await;
+    assert!(response.header("x-hop").is_empty());
+    assert!(response.header("keep-alive").is_empty());
+    let seen = &origin.seen()[0];
+    assert_eq!(seen.headers["host"], "site.example");
+    assert_eq!(seen.headers["x-forwarded-host"], "site.example");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert!(!seen.headers.contains_key("x-client-hop"));
+}
+
+#[tokio::test]
+async fn paths_are_normalised_into_one_key() {
+    let origin = Origin::start(|_| Reply::ok("x").cc("s-maxage=60")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/a/b").await;
+    for alias in ["/a/./b", "//a//b", "/a/c/../b", "/%61/b"] {
+        assert_eq!(get(edge.addr, alias).await.cache(), "HIT", "{alias}");
+    }
+    assert_eq!(origin.total(), 1);
+    // Different queries are different pages.
+    assert_eq!(get(edge.addr, "/a/b?page=2").await.cache(), "MISS");
 }

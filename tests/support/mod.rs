@@ -45,7 +45,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(body: impl Into<Bytes>) -> Reply {
-        Reply { status: 200, headers: vec![], body: body.into(), delay: Duration::ZERO }
+        Reply {
+            status: 200,
+            headers: vec![],
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
     }
     pub fn status(mut self, status: u16) -> Reply {
         self.status = status;
@@ -71,7 +76,7 @@ pub struct Origin {
     pub addr: SocketAddr,
     counts: Arc<Mutex<HashMap<String, usize>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Origin {
@@ -82,22 +87,33 @@ impl Origin {
         let addr = listener.local_addr().expect("origin addr");
         let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let (stop, mut stopped) = oneshot::channel::<()>();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let (c, s) = (counts.clone(), seen.clone());
         tokio::spawn(async move {
+            let mut accept_stopped = stopped.clone();
             loop {
                 let (stream, _) = tokio::select! {
                     accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
-                    _ = &mut stopped => return,
+                    _ = accept_stopped.changed() => return,
                 };
                 let (handler, counts, seen) = (handler.clone(), c.clone(), s.clone());
+                let mut connection_stopped = stopped.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let (handler, counts, seen) = (handler.clone(), counts.clone(), seen.clone());
+                        let (handler, counts, seen) =
+                            (handler.clone(), counts.clone(), seen.clone());
                         async move {
                             let (parts, body) = request.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let target = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let target = parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default();
                             let count = {
                                 let mut counts = counts.lock().expect("counts");
                                 let n = counts.entry(target.clone()).or_insert(0);
@@ -118,7 +134,8 @@ impl Origin {
                                 tokio::time::sleep(reply.delay).await;
                             }
                             let mut response = Response::new(Full::new(reply.body));
-                            *response.status_mut() = StatusCode::from_u16(reply.status).expect("status");
+                            *response.status_mut() =
+                                StatusCode::from_u16(reply.status).expect("status");
                             for (k, v) in reply.headers {
                                 response.headers_mut().append(
                                     HeaderName::from_bytes(k.as_bytes()).expect("name"),
@@ -128,13 +145,23 @@ impl Origin {
                             Ok::<_, Infallible>(response)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    // A stopped origin drops its open connections too, like a crashed process.
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = connection_stopped.changed() => {}
+                    }
                 });
             }
         });
-        Origin { addr, counts, seen, stop: Some(stop) }
+        Origin {
+            addr,
+            counts,
+            seen,
+            stop,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -143,7 +170,12 @@ impl Origin {
 
     /// Requests received for this path-and-query.
     pub fn count(&self, target: &str) -> usize {
-        self.counts.lock().expect("counts").get(target).copied().unwrap_or(0)
+        self.counts
+            .lock()
+            .expect("counts")
+            .get(target)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn total(&self) -> usize {
@@ -155,11 +187,9 @@ impl Origin {
         self.seen.lock().expect("seen").clone()
     }
 
-    /// Stops accepting new connections (existing ones finish).
+    /// Stops the origin: no new connections, open ones are dropped.
     pub fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.stop.send(true);
     }
 }
 
@@ -179,7 +209,8 @@ impl Edge {
     pub async fn start_with_secret(origin: &str, args: &[&str], secret: Option<&str>) -> Edge {
         let mut argv = vec!["isr-edge", "--origin", origin];
         argv.extend_from_slice(args);
-        let config = isr_edge::config::Config::from_args(argv, secret.map(str::to_string)).expect("valid flags");
+        let config = isr_edge::config::Config::from_args(argv, secret.map(str::to_string))
+            .expect("valid flags");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
         let addr = listener.local_addr().expect("edge addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -190,7 +221,11 @@ impl Edge {
             .await
             .expect("serve");
         });
-        Edge { addr, app_shutdown: Some(stop), task }
+        Edge {
+            addr,
+            app_shutdown: Some(stop),
+            task,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -218,36 +253,62 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
     /// `X-Cache`.
     pub fn cache(&self) -> &str {
         self.header("x-cache")
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
 /// One request on a fresh HTTP/1.1 connection to `addr`.
-pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Resp {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(connection);
     let mut request = Request::new(Full::new(body.into()));
     *request.method_mut() = Method::from_bytes(method.as_bytes()).expect("method");
     *request.uri_mut() = path.parse().expect("path");
     let has_host = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
     if !has_host {
-        request.headers_mut().insert("host", HeaderValue::from_str(&addr.to_string()).expect("host"));
+        request.headers_mut().insert(
+            "host",
+            HeaderValue::from_str(&addr.to_string()).expect("host"),
+        );
     }
     for (k, v) in headers {
-        request.headers_mut().append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_str(v).expect("value"));
+        request.headers_mut().append(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
     }
     let response = sender.send_request(request).await.expect("response");
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    Resp { status: parts.status.as_u16(), headers: parts.headers, body }
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Resp {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Resp {
@@ -261,9 +322,10 @@ pub async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
 /// One request over HTTP/2 with prior knowledge (h2c).
 pub async fn get_h2(addr: SocketAddr, path: &str) -> Resp {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .expect("h2 handshake");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
     tokio::spawn(connection);
     let request = Request::builder()
         .uri(format!("http://{addr}{path}"))
@@ -271,13 +333,28 @@ pub async fn get_h2(addr: SocketAddr, path: &str) -> Resp {
         .expect("request");
     let response = sender.send_request(request).await.expect("response");
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    Resp { status: parts.status.as_u16(), headers: parts.headers, body }
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Resp {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// POSTs a JSON body to the revalidation endpoint.
 pub async fn revalidate(addr: SocketAddr, body: serde_json::Value) -> Resp {
-    send(addr, "POST", "/api/revalidate", &[("content-type", "application/json")], body.to_string()).await
+    send(
+        addr,
+        "POST",
+        "/api/revalidate",
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await
 }
 
 /// Polls `check` every 20 ms until it holds or `timeout` passes; returns whether it held.

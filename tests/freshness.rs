@@ -1,0 +1,175 @@
+//! ISR freshness over real time: expiry, stale-while-revalidate with exactly one background
+//! refresh, stale-if-error, and a purge beating a fetch that was already running.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use support::{eventually, get, revalidate, Edge, Origin, Reply};
+
+#[tokio::test]
+async fn expired_entries_wait_for_the_origin() {
+    let origin = Origin::start(|r| Reply::ok(format!("v{}", r.count)).cc("s-maxage=1")).await;
+    let edge = Edge::start(&origin.url(), &["--stale-if-error", "0"]).await;
+    assert_eq!(get(edge.addr, "/x").await.text(), "v1");
+    assert_eq!(get(edge.addr, "/x").await.cache(), "HIT");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after = get(edge.addr, "/x").await;
+    assert_eq!((after.cache(), after.text().as_str()), ("MISS", "v2"));
+    assert_eq!(origin.count("/x"), 2);
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
+    let origin = Origin::start(|r| {
+        let reply = Reply::ok(format!("v{}", r.count)).cc("s-maxage=1, stale-while-revalidate=60");
+        // The refresh is slow, so every concurrent request below overlaps it.
+        if r.count > 1 {
+            reply.delay(Duration::from_millis(300))
+        } else {
+            reply
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/s").await.text(), "v1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let mut stale = Vec::new();
+    for _ in 0..20 {
+        let addr = edge.addr;
+        stale.push(tokio::spawn(async move { get(addr, "/s").await }));
+    }
+    for client in stale {
+        let response = client.await.expect("client");
+        assert_eq!(
+            (response.cache(), response.text().as_str()),
+            ("STALE", "v1")
+        );
+        assert!(response.header("cache-status").contains("fwd=stale"));
+    }
+    assert!(eventually(Duration::from_secs(5), || origin.count("/s") == 2).await);
+    // Once the refresh is admitted, the next request is a fresh HIT with the new body.
+    let mut refreshed = None;
+    for _ in 0..100 {
+        let response = get(edge.addr, "/s").await;
+        if response.cache() == "HIT" {
+            refreshed = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(refreshed.expect("refresh admitted").text(), "v2");
+    assert_eq!(origin.count("/s"), 2, "exactly one background refresh");
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_the_last_good_copy() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let flag = failing.clone();
+    let origin = Origin::start(move |r| {
+        if flag.load(Ordering::SeqCst) {
+            Reply::ok("boom").status(503)
+        } else {
+            Reply::ok(format!("good {}", r.count)).cc("s-maxage=1")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/e").await.text(), "good 1");
+    failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let during = get(edge.addr, "/e").await;
+    assert_eq!(during.status, 200);
+    assert_eq!(
+        (during.cache(), during.text().as_str()),
+        ("STALE", "good 1")
+    );
+    assert!(during.header("cache-status").contains("stale-if-error"));
+    // A page never stored gets the origin's own error.
+    let fresh_miss = get(edge.addr, "/never").await;
+    assert_eq!(
+        (fresh_miss.status, fresh_miss.text().as_str()),
+        (503, "boom")
+    );
+    failing.store(false, Ordering::SeqCst);
+    let recovered = get(edge.addr, "/e").await;
+    assert_eq!(
+        (recovered.cache(), recovered.text().as_str()),
+        ("MISS", "good 3")
+    );
+}
+
+#[tokio::test]
+async fn stale_if_error_covers_a_dead_origin() {
+    let mut origin =
+        Origin::start(|_| Reply::ok("kept").cc("s-maxage=1, stale-if-error=300")).await;
+    let edge = Edge::start(&origin.url(), &["--origin-timeout", "1s"]).await;
+    get(edge.addr, "/d").await;
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let response = get(edge.addr, "/d").await;
+    assert_eq!((response.status, response.text().as_str()), (200, "kept"));
+    assert_eq!(response.cache(), "STALE");
+    let missing = get(edge.addr, "/other").await;
+    assert_eq!(missing.status, 502);
+    assert!(
+        missing.text().contains("origin unreachable"),
+        "{}",
+        missing.text()
+    );
+}
+
+#[tokio::test]
+async fn origin_timeout_gives_504() {
+    let origin = Origin::start(|_| {
+        Reply::ok("late")
+            .cc("s-maxage=60")
+            .delay(Duration::from_secs(3))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &["--origin-timeout", "300ms"]).await;
+    let response = get(edge.addr, "/slow").await;
+    assert_eq!(response.status, 504);
+    assert!(
+        response.text().contains("did not answer"),
+        "{}",
+        response.text()
+    );
+}
+
+#[tokio::test]
+async fn a_purge_beats_a_fetch_already_running() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("v{}", r.count))
+            .cc("s-maxage=60")
+            .delay(Duration::from_millis(if r.count == 1 { 600 } else { 0 }))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let addr = edge.addr;
+    let slow = tokio::spawn(async move { get(addr, "/race").await });
+    assert!(eventually(Duration::from_secs(2), || origin.count("/race") == 1).await);
+    // The page changes while the old render is in flight.
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": support::SECRET, "paths": ["/race"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let first = slow.await.expect("slow client");
+    assert_eq!(
+        first.text(),
+        "v1",
+        "the request that started before the purge still gets its answer"
+    );
+    assert!(
+        !first.header("cache-status").contains("stored"),
+        "but it is not stored as fresh"
+    );
+    let next = get(edge.addr, "/race").await;
+    assert_eq!((next.cache(), next.text().as_str()), ("MISS", "v2"));
+}
