@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::{get, get_h2, get_with, send, Edge, Origin, Reply};
 
 #[tokio::test]

@@ -31,9 +31,7 @@ impl Pattern {
             .map(|s| {
                 if s == "*" {
                     Segment::One
-                } else if s == "**" {
-                    Segment::ZeroOrMore
-                } else if s.starts_with("[[...") && s.ends_with("]]") {
+                } else if s == "**" || (s.starts_with("[[...") && s.ends_with("]]")) {
                     Segment::ZeroOrMore
                 } else if s.starts_with("[...") && s.ends_with(']') {
                     Segment::OneOrMore
