@@ -1,0 +1,300 @@
+//! The `/api/revalidate` wire contract: the seed's request and answers, every refusal with its
+//! status and message, eviction of every variant of a path, and the endpoint never reaching the
+//! origin.
+
+mod support;
+
+use bytes::Bytes;
+use serde_json::json;
+use support::{get, get_with, revalidate, send, Edge, Origin, Reply, SECRET};
+
+async fn cached_origin() -> Origin {
+    Origin::start(|r| {
+        let rsc = r.headers.contains_key("rsc");
+        Reply::ok(format!(
+            "{} {}",
+            if rsc { "flight" } else { "html" },
+            r.count
+        ))
+        .header(
+            "content-type",
+            if rsc { "text/x-component" } else { "text/html" },
+        )
+        .header("vary", "RSC")
+        .cc("s-maxage=600")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn health_check_answers_the_seed_shape() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let health = get(edge.addr, "/api/revalidate").await;
+    assert_eq!(health.status, 200);
+    let body = health.json();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["message"], "On-demand revalidation endpoint is ready");
+    assert_eq!(body["usage"], "POST with { secret, paths: [\"/\"] }");
+    assert_eq!(body["cache_version"], 0);
+    assert_eq!(origin.total(), 0, "the endpoint never reaches the origin");
+}
+
+#[tokio::test]
+async fn seed_request_evicts_every_variant_of_each_path() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for path in ["/", "/products", "/products?page=2", "/other"] {
+        get(edge.addr, path).await;
+        get_with(edge.addr, path, &[("rsc", "1")]).await;
+    }
+    assert_eq!(origin.total(), 8);
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/", "/products"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let body = answer.json();
+    assert_eq!(body["success"], true);
+    assert_eq!(body["message"], "Revalidated successfully");
+    assert_eq!(body["revalidated"]["paths"], json!(["/", "/products"]));
+    let timestamp = body["revalidated"]["timestamp"]
+        .as_str()
+        .expect("timestamp");
+    assert!(
+        timestamp.ends_with('Z') && timestamp.contains('T'),
+        "RFC 3339 UTC: {timestamp}"
+    );
+    assert_eq!(
+        body["evicted"], 6,
+        "/: 2 variants, /products: 2 + 2 with the query"
+    );
+    assert_eq!(body["cache_version"], 1);
+    // Every variant and HEAD refetch; the untouched page stays.
+    assert_eq!(get(edge.addr, "/products?page=2").await.cache(), "MISS");
+    assert_eq!(
+        get_with(edge.addr, "/", &[("rsc", "1")]).await.cache(),
+        "MISS"
+    );
+    assert_eq!(
+        send(edge.addr, "HEAD", "/products", &[], Bytes::new())
+            .await
+            .cache(),
+        "MISS"
+    );
+    assert_eq!(get(edge.addr, "/other").await.cache(), "HIT");
+    assert_eq!(
+        get(edge.addr, "/api/revalidate").await.json()["cache_version"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn secret_in_header_bearer_or_query() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let bearer = format!("Bearer {SECRET}");
+    let by_bearer = send(
+        edge.addr,
+        "POST",
+        "/api/revalidate",
+        &[("authorization", &bearer)],
+        r#"{"paths":["/"]}"#,
+    )
+    .await;
+    assert_eq!(by_bearer.status, 200);
+    let by_query = send(
+        edge.addr,
+        "POST",
+        &format!("/api/revalidate?secret={SECRET}"),
+        &[],
+        r#"{"paths":["/"]}"#,
+    )
+    .await;
+    assert_eq!(by_query.status, 200);
+    // The Next.js docs' GET webhook form.
+    let by_get = get(
+        edge.addr,
+        &format!("/api/revalidate?secret={SECRET}&path=/"),
+    )
+    .await;
+    assert_eq!(by_get.status, 200);
+    assert_eq!(by_get.json()["cache_version"], 3);
+}
+
+#[tokio::test]
+async fn refusals_have_status_and_message_and_evict_nothing() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/").await;
+    let ok_paths = json!(["/"]);
+    let many: Vec<String> = (0..1001).map(|i| format!("/p{i}")).collect();
+    let huge = format!(
+        "{{\"secret\":\"{SECRET}\",\"paths\":[\"/{}\"]}}",
+        "a".repeat(70 * 1024)
+    );
+    let cases: Vec<(String, u16, &str)> = vec![
+        (
+            json!({"secret": "wrong", "paths": ok_paths}).to_string(),
+            401,
+            "Invalid secret",
+        ),
+        (
+            json!({"paths": ok_paths}).to_string(),
+            401,
+            "Invalid secret",
+        ),
+        ("{not json".to_string(), 400, "not valid JSON"),
+        ("[\"/\"]".to_string(), 400, "JSON object"),
+        (
+            json!({"secret": SECRET, "paths": "/"}).to_string(),
+            400,
+            "list of strings",
+        ),
+        (
+            json!({"secret": SECRET, "paths": [1, 2]}).to_string(),
+            400,
+            "list of strings",
+        ),
+        (
+            json!({"secret": SECRET, "paths": ["products"]}).to_string(),
+            400,
+            "must start with '/'",
+        ),
+        (
+            json!({"secret": SECRET, "paths": many}).to_string(),
+            400,
+            "at most 1000",
+        ),
+        (
+            json!({"secret": SECRET, "pahts": ["/"]}).to_string(),
+            400,
+            "unknown field \"pahts\"",
+        ),
+        (huge, 413, "64 KiB"),
+    ];
+    for (body, status, message) in cases {
+        let response = send(
+            edge.addr,
+            "POST",
+            "/api/revalidate",
+            &[("content-type", "text/plain")],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(response.status, status, "{}", &body[..body.len().min(80)]);
+        let json = response.json();
+        assert_eq!(json["success"], false);
+        let text = json["message"].as_str().expect("message");
+        if status == 401 {
+            assert_eq!(text, "Invalid secret");
+        } else {
+            assert!(
+                text.contains(message),
+                "{text:?} should mention {message:?}"
+            );
+        }
+    }
+    let put = send(edge.addr, "PUT", "/api/revalidate", &[], "{}").await;
+    assert_eq!(put.status, 405);
+    assert_eq!(put.header("allow"), "GET, POST");
+    assert_eq!(put.json()["success"], false);
+    assert_eq!(
+        get(edge.addr, "/").await.cache(),
+        "HIT",
+        "nothing was evicted"
+    );
+    assert_eq!(
+        get(edge.addr, "/api/revalidate").await.json()["cache_version"],
+        0
+    );
+    assert_eq!(origin.total(), 1);
+}
+
+#[tokio::test]
+async fn form_content_type_is_parsed_as_json_like_next_does() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let body = json!({"secret": SECRET, "paths": ["/"]}).to_string();
+    let response = send(
+        edge.addr,
+        "POST",
+        "/api/revalidate",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body,
+    )
+    .await;
+    assert_eq!(response.status, 200);
+}
+
+#[tokio::test]
+async fn empty_paths_succeed_like_the_seed_route() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let answer = revalidate(edge.addr, json!({"secret": SECRET, "paths": []})).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["evicted"], 0);
+}
+
+#[tokio::test]
+async fn without_a_secret_the_proxy_serves_but_refuses_revalidation() {
+    let origin = cached_origin().await;
+    let edge = Edge::start_with_secret(&origin.url(), &[], None).await;
+    assert_eq!(get(edge.addr, "/").await.status, 200);
+    let answer = revalidate(edge.addr, json!({"secret": "anything", "paths": ["/"]})).await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(
+        answer.json()["message"],
+        "Revalidation is not configured: set REVALIDATE_SECRET"
+    );
+    assert_eq!(
+        get(edge.addr, "/api/revalidate").await.status,
+        200,
+        "the health check still answers"
+    );
+}
+
+#[tokio::test]
+async fn unsafe_methods_pass_through_and_evict_the_page() {
+    let origin = Origin::start(|r| match r.method.as_str() {
+        "GET" => Reply::ok(format!("page {}", r.count)).cc("s-maxage=600"),
+        _ => Reply::ok(format!(
+            "{} got {}",
+            r.method,
+            String::from_utf8_lossy(&r.body)
+        ))
+        .status(201),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/items").await;
+    get(edge.addr, "/items?sort=asc").await;
+    let post = send(
+        edge.addr,
+        "POST",
+        "/items",
+        &[("content-type", "text/plain")],
+        "new item",
+    )
+    .await;
+    assert_eq!(
+        (post.status, post.text().as_str()),
+        (201, "POST got new item")
+    );
+    assert_eq!(post.cache(), "BYPASS");
+    assert_eq!(get(edge.addr, "/items").await.cache(), "MISS");
+    assert_eq!(get(edge.addr, "/items?sort=asc").await.cache(), "MISS");
+    for method in ["PUT", "PATCH", "DELETE"] {
+        get(edge.addr, "/items").await;
+        assert_eq!(
+            send(edge.addr, method, "/items", &[], "x").await.status,
+            201
+        );
+        assert_eq!(
+            get(edge.addr, "/items").await.cache(),
+            "MISS",
+            "{method} evicts"
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! Graceful shutdown: in-flight requests finish, new connections are refused, the server exits.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{eventually, get, Edge, Origin, Reply};
+
+#[tokio::test]
+async fn in_flight_request_finishes_after_shutdown_starts() {
+    let origin = Origin::start(|_| {
+        Reply::ok("slow but complete")
+            .cc("no-store")
+            .delay(Duration::from_millis(800))
+    })
+    .await;
+    let mut edge = Edge::start(&origin.url(), &[]).await;
+    let addr = edge.addr;
+    let slow = tokio::spawn(async move { get(addr, "/slow").await });
+    assert!(eventually(Duration::from_secs(2), || origin.count("/slow") == 1).await);
+    edge.shutdown();
+    let response = slow.await.expect("slow client");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "slow but complete")
+    );
+    tokio::time::timeout(Duration::from_secs(5), &mut edge.task)
+        .await
+        .expect("server exits once in-flight work is done")
+        .expect("serve task");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_deadline_bounds_the_wait() {
+    let origin = Origin::start(|_| Reply::ok("never in time").delay(Duration::from_secs(30))).await;
+    let mut edge = Edge::start(
+        &origin.url(),
+        &["--shutdown-timeout", "300ms", "--origin-timeout", "60s"],
+    )
+    .await;
+    let addr = edge.addr;
+    let _stuck = tokio::spawn(async move { get(addr, "/stuck").await });
+    assert!(eventually(Duration::from_secs(2), || origin.count("/stuck") == 1).await);
+    edge.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), &mut edge.task)
+        .await
+        .expect("the deadline ends the wait")
+        .expect("serve task");
+}
