@@ -392,3 +392,28 @@ async fn paths_are_normalised_into_one_key() {
     // Different queries are different pages.
     assert_eq!(get(edge.addr, "/a/b?page=2").await.cache(), "MISS");
 }
+
+#[tokio::test]
+async fn rsc_and_html_never_mix_even_without_vary() {
+    let origin = Origin::start(|r| {
+        if r.headers.contains_key("rsc") {
+            Reply::ok("flight")
+                .header("content-type", "text/x-component")
+                .cc("s-maxage=60")
+        } else {
+            Reply::ok("<html>")
+                .header("content-type", "text/html")
+                .cc("s-maxage=60")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for _ in 0..3 {
+        assert_eq!(get(edge.addr, "/n").await.text(), "<html>");
+        assert_eq!(
+            get_with(edge.addr, "/n", &[("rsc", "1")]).await.text(),
+            "flight"
+        );
+    }
+    assert_eq!(origin.count("/n"), 2, "both forms stored side by side");
+}

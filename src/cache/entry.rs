@@ -163,7 +163,7 @@ impl Entry {
     /// Whether this variant answers `request`: every header its `Vary` names has the value it
     /// was made for, and an RSC payload never goes to an HTML request or the reverse.
     pub fn matches(&self, request: &HeaderMap) -> bool {
-        if self.is_rsc != is_rsc_request(request) && self.status == StatusCode::OK {
+        if self.is_rsc != is_rsc_request(request) {
             return false;
         }
         self.vary

@@ -192,7 +192,12 @@ impl Cache {
                         .value()
                         .entries
                         .iter()
-                        .filter(|e| same_vary_names(e) && e.vary != inserted.vary)
+                        // An RSC payload and an HTML page never replace each other, even when the
+                        // origin forgot `Vary: RSC`.
+                        .filter(|e| {
+                            same_vary_names(e)
+                                && (e.vary != inserted.vary || e.is_rsc != inserted.is_rsc)
+                        })
                         .filter(|e| !e.lifetime.keep_for().saturating_sub(e.age(now)).is_zero())
                         .cloned(),
                 );
