@@ -38,7 +38,8 @@ impl App {
         };
         let proxy = Arc::new(Proxy::new(cache, upstream, settings));
         App {
-            revalidate: Revalidate::new(proxy.clone(), config.secrets.clone()),
+            revalidate: Revalidate::new(proxy.clone(), config.secrets.clone())
+                .with_guard(config.guard.clone(), config.require_signature),
             proxy,
             revalidate_path: config.revalidate_path.clone(),
         }

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::cache::policy::FreshnessRules;
+use crate::revalidate::guard::{self, GuardSettings};
 
 /// Command-line interface. Every flag's default is shown by `--help`.
 #[derive(Parser, Debug, Clone)]
@@ -91,6 +92,61 @@ pub struct Cli {
     /// A client must send its request headers within this time (slowloris protection).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    // --- hardening ---
+    /// Revalidation requests allowed per client address (token bucket refill), e.g. 10/s,
+    /// 600/min; `off` disables. Failed authentication counts double.
+    #[arg(long, default_value = "10/s")]
+    pub revalidate_rate: guard::PerSecond,
+
+    /// Token bucket size: revalidation requests a client may send at once.
+    #[arg(long, default_value = "50")]
+    pub revalidate_burst: u32,
+
+    /// Networks allowed to call the revalidation endpoint, e.g. 10.0.0.0/8,127.0.0.1
+    /// (default: any address; others get 403).
+    #[arg(long)]
+    pub revalidate_allow: Option<guard::CidrList>,
+
+    /// Believe X-Forwarded-For from these proxy addresses (bare flag: loopback, for an nginx on
+    /// the same host). Default: never; the TCP peer is the client.
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.0/8,::1")]
+    pub trust_proxy_headers: Option<guard::CidrList>,
+
+    /// Accept only HMAC-signed revalidations (`X-Signature: sha256=<hex>` over the raw body,
+    /// keyed with the secret), so the secret never travels. Default: a signature or the secret.
+    #[arg(long)]
+    pub require_signature: bool,
+
+    /// Largest request head (request line and headers); larger ones get 431.
+    #[arg(long, default_value = "32KiB", value_parser = parse_size)]
+    pub max_header_size: u64,
+
+    /// Longest request URI (path and query); longer ones get 414.
+    #[arg(long, default_value = "8KiB", value_parser = parse_size)]
+    pub max_uri_length: u64,
+
+    /// Largest client request body forwarded to the origin (POST, PUT, ...); larger get 413.
+    #[arg(long, default_value = "10MiB", value_parser = parse_size)]
+    pub max_body_size: u64,
+
+    /// Most client connections open at once; beyond it new ones get an immediate 503.
+    #[arg(long, default_value = "4096")]
+    pub max_connections: usize,
+
+    /// Longest pause between two chunks of a streamed origin body before it is cut off.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub origin_idle_timeout: Duration,
+
+    /// Requests carrying a cookie with one of these names skip the cache (comma-separated;
+    /// Next.js draft-mode cookies always do).
+    #[arg(long, value_delimiter = ',')]
+    pub bypass_cookie: Vec<String>,
+
+    /// Host names served (comma-separated, port optional); other Host values get 421 instead
+    /// of creating cache entries. Default: any host.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -121,6 +177,35 @@ pub struct Config {
     pub browser_cache_control: BrowserCacheControl,
     pub shutdown_timeout: Duration,
     pub header_read_timeout: Duration,
+    // --- hardening ---
+    pub guard: GuardSettings,
+    pub require_signature: bool,
+    pub limits: Limits,
+    pub bypass_cookies: Vec<String>,
+    /// Lowercased host names without port; empty = any.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// Request and connection limits (see the flags for defaults).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_header_size: usize,
+    pub max_uri_length: usize,
+    pub max_body_size: u64,
+    pub max_connections: usize,
+    pub origin_idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_header_size: 32 << 10,
+            max_uri_length: 8 << 10,
+            max_body_size: 10 << 20,
+            max_connections: 4096,
+            origin_idle_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +219,10 @@ pub enum ConfigError {
     },
     #[error("--revalidate-path: must start with '/', got {0:?}")]
     RevalidatePath(String),
+    #[error("the revalidation secret is the sample value from the seed (it ends with \"change-in-production\"); generate one with `openssl rand -hex 32`")]
+    SampleSecret,
+    #[error("{0}")]
+    Limit(String),
 }
 
 impl Config {
@@ -162,6 +251,40 @@ impl Config {
         if !cli.revalidate_path.starts_with('/') {
             return Err(ConfigError::RevalidatePath(cli.revalidate_path));
         }
+        if secrets.has_sample() {
+            return Err(ConfigError::SampleSecret);
+        }
+        if cli.max_header_size < 8192 {
+            return Err(ConfigError::Limit(
+                "--max-header-size: at least 8KiB (hyper's smallest read buffer)".into(),
+            ));
+        }
+        if cli.max_connections == 0 {
+            return Err(ConfigError::Limit(
+                "--max-connections: must be at least 1".into(),
+            ));
+        }
+        let limits = Limits {
+            max_header_size: usize::try_from(cli.max_header_size).unwrap_or(usize::MAX),
+            max_uri_length: usize::try_from(cli.max_uri_length).unwrap_or(usize::MAX),
+            max_body_size: cli.max_body_size,
+            max_connections: cli.max_connections,
+            origin_idle_timeout: cli.origin_idle_timeout,
+        };
+        let guard = GuardSettings {
+            rate: cli.revalidate_rate.0.map(|per_second| guard::Rate {
+                per_second,
+                burst: cli.revalidate_burst,
+            }),
+            allow: cli.revalidate_allow.unwrap_or_default().0,
+            trusted_proxies: cli.trust_proxy_headers.unwrap_or_default().0,
+        };
+        let allowed_hosts = cli
+            .allowed_hosts
+            .iter()
+            .map(|h| strip_port(h.trim()).to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
         Ok(Config {
             listen: cli.listen,
             origin,
@@ -180,6 +303,16 @@ impl Config {
             browser_cache_control: cli.browser_cache_control,
             shutdown_timeout: cli.shutdown_timeout,
             header_read_timeout: cli.header_read_timeout,
+            guard,
+            require_signature: cli.require_signature,
+            limits,
+            bypass_cookies: cli
+                .bypass_cookie
+                .iter()
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect(),
+            allowed_hosts,
         })
     }
 
@@ -193,6 +326,18 @@ impl Config {
         let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
         Config::from_cli(cli, env_secret).map_err(|e| e.to_string())
     }
+}
+
+/// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..=h.len()]);
+    }
+    host.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
 }
 
 fn parse_origin(text: &str) -> Result<Uri, ConfigError> {
@@ -265,7 +410,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[derive(Clone, Default)]
 pub struct Secrets {
     digests: Vec<[u8; 32]>,
+    /// The raw keys, for HMAC signatures only.
+    keys: Vec<std::sync::Arc<[u8]>>,
     shortest: usize,
+    sample: bool,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -279,6 +427,8 @@ impl Secrets {
         let mut secrets = Secrets::default();
         for line in lines.map(str::trim).filter(|l| !l.is_empty()) {
             secrets.digests.push(Sha256::digest(line.as_bytes()).into());
+            secrets.keys.push(line.as_bytes().into());
+            secrets.sample |= line.ends_with("change-in-production");
             secrets.shortest = if secrets.digests.len() == 1 {
                 line.len()
             } else {
@@ -297,6 +447,33 @@ impl Secrets {
         self.shortest
     }
 
+    /// Whether a secret looks like the seed's sample (`...change-in-production`).
+    pub fn has_sample(&self) -> bool {
+        self.sample
+    }
+
+    /// Checks `X-Signature: sha256=<hex>`: HMAC-SHA256 of `body` keyed with any configured
+    /// secret. Every key is tried and compared in constant time (`Mac::verify_slice`).
+    pub fn verify_signature(&self, body: &[u8], signature: &str) -> bool {
+        use hmac::Mac;
+        let Some(expected) = signature
+            .trim()
+            .strip_prefix("sha256=")
+            .and_then(decode_hex)
+        else {
+            return false;
+        };
+        let mut matched = false;
+        for key in &self.keys {
+            let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else {
+                continue;
+            };
+            mac.update(body);
+            matched |= mac.verify_slice(&expected).is_ok();
+        }
+        matched
+    }
+
     /// Constant-time check against every configured secret. Digests are compared, so neither
     /// the content nor the length of a secret leaks through timing.
     pub fn verify(&self, candidate: &[u8]) -> bool {
@@ -309,9 +486,41 @@ impl Secrets {
     }
 }
 
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sample_secret_refused_and_signatures_checked() {
+        let err = Config::from_args(
+            ["isr-edge", "--demo"],
+            Some("wincellar-secret-2025-change-in-production".into()),
+        )
+        .expect_err("sample secret");
+        assert!(err.contains("change-in-production"), "{err}");
+        let secrets = Secrets::from_lines(["other", "key"].into_iter());
+        // echo -n '{"paths":["/"]}' | openssl dgst -sha256 -hmac key
+        let hex = "05335bf0390e8d5278c22f774b9c7952ea599af7d156e8865082fb26c51d1892";
+        let body = br#"{"paths":["/"]}"#;
+        assert!(secrets.verify_signature(body, &format!("sha256={hex}")));
+        assert!(!secrets.verify_signature(b"other body", &format!("sha256={hex}")));
+        assert!(!secrets.verify_signature(body, &format!("sha256={}", &hex[..62])));
+        assert!(!secrets.verify_signature(body, hex));
+        assert!(!secrets.verify_signature(body, "sha256=zz"));
+        assert_eq!(strip_port("Example.com:8080"), "Example.com");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("site"), "site");
+    }
 
     #[test]
     fn sizes() {

@@ -63,6 +63,12 @@ pub async fn serve(
             "no revalidation secret: set REVALIDATE_SECRET or --secret-file; POST {} answers 503",
             config.revalidate_path
         );
+    } else if config.secrets.shortest_len() < 32 {
+        tracing::warn!(
+            "WEAK SECRET: a revalidation secret is only {} bytes; anyone who guesses it can empty \
+             the cache. Use at least 32 random bytes, e.g. `openssl rand -hex 32`",
+            config.secrets.shortest_len()
+        );
     }
     let app = Arc::new(app::App::new(&config, &origin));
     tracing::info!(listen = %listener.local_addr()?, %origin, "isr-edge serving");

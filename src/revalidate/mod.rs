@@ -3,6 +3,7 @@
 //! handlers take. Order of checks: method, size, JSON shape, secret, targets; a refused request
 //! evicts nothing. Answers keep the Next.js route's shape and add counts.
 
+pub mod guard;
 pub mod request;
 
 use std::net::IpAddr;
@@ -22,6 +23,7 @@ use crate::cache::pattern::Pattern;
 use crate::cache::{PurgeCount, PurgeMode, Selector};
 use crate::config::Secrets;
 use crate::proxy::Proxy;
+use guard::{Guard, GuardSettings, Refusal};
 use request::{RevalidateRequest, Target};
 
 /// Largest request body accepted.
@@ -33,6 +35,8 @@ pub struct Revalidate {
     proxy: Arc<Proxy>,
     secrets: Secrets,
     version: AtomicU64,
+    guard: Guard,
+    require_signature: bool,
 }
 
 /// `{"success":false,"message":...}` with a status.
@@ -57,14 +61,51 @@ impl Revalidate {
             proxy,
             secrets,
             version: AtomicU64::new(0),
+            guard: Guard::new(GuardSettings::default()),
+            require_signature: false,
         }
+    }
+
+    /// Adds the allow-list and rate limit (see [`guard`]); with `require_signature`, only
+    /// HMAC-signed POSTs are accepted.
+    pub fn with_guard(mut self, settings: GuardSettings, require_signature: bool) -> Revalidate {
+        self.guard = Guard::new(settings);
+        self.require_signature = require_signature;
+        self
     }
 
     pub fn cache_version(&self) -> u64 {
         self.version.load(Ordering::Relaxed)
     }
 
+    /// `peer` is the TCP peer; the caller is derived from it by the guard.
     pub async fn handle(&self, parts: Parts, body: Incoming, peer: IpAddr) -> Response<Body> {
+        let peer = self.guard.client(peer, &parts.headers);
+        if !self.guard.allowed(peer) {
+            return self.refuse(
+                peer,
+                StatusCode::FORBIDDEN,
+                "This address may not call the revalidation endpoint (--revalidate-allow)",
+            );
+        }
+        let is_health = matches!(parts.method, Method::GET | Method::HEAD)
+            && !request::query_requests_revalidation(parts.uri.query().unwrap_or(""));
+        if !is_health {
+            if let Err(Refusal::RateLimited(wait)) =
+                self.guard.take(peer, 1.0, tokio::time::Instant::now())
+            {
+                return self.rate_limited(peer, wait);
+            }
+        }
+        let response = self.handle_admitted(parts, body, peer).await;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // Guessing secrets costs double.
+            self.guard.charge_failure(peer, tokio::time::Instant::now());
+        }
+        response
+    }
+
+    async fn handle_admitted(&self, parts: Parts, body: Incoming, peer: IpAddr) -> Response<Body> {
         let query = parts.uri.query().unwrap_or("");
         let parsed = match parts.method {
             Method::GET | Method::HEAD if !request::query_requests_revalidation(query) => {
@@ -74,10 +115,17 @@ impl Revalidate {
                 if !self.secrets.is_configured() {
                     return not_configured();
                 }
-                match request::parse_query(query) {
+                if self.require_signature {
+                    return self.refuse(peer, StatusCode::UNAUTHORIZED, SIGNATURE_REQUIRED);
+                }
+                let parsed = match request::parse_query(query) {
                     Ok(r) => r,
                     Err(e) => return self.refuse(peer, StatusCode::BAD_REQUEST, &e.0),
+                };
+                if !self.authorized(&parts.headers, parsed.secret.as_deref()) {
+                    return self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret");
                 }
+                parsed
             }
             Method::POST => {
                 if !self.secrets.is_configured() {
@@ -90,10 +138,20 @@ impl Revalidate {
             }
             _ => return method_not_allowed(),
         };
-        if !self.authorized(&parts.headers, parsed.secret.as_deref()) {
-            return self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret");
-        }
         self.revalidate(parsed, peer)
+    }
+
+    fn rate_limited(&self, peer: IpAddr, wait: std::time::Duration) -> Response<Body> {
+        let seconds = guard::retry_after_secs(wait);
+        let mut response = self.refuse(
+            peer,
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many revalidation requests from this address; retry in {seconds} s"),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
     }
 
     /// Reads and parses a POST body; the secret is checked before the targets are, so an
@@ -147,8 +205,19 @@ impl Revalidate {
         };
         let body_secret = object.get("secret").and_then(Value::as_str);
         let query_secret = query_secret(query);
-        if !self.authorized(&parts.headers, body_secret.or(query_secret.as_deref())) {
-            return Err(self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret"));
+        match parts.headers.get("x-signature").map(|v| v.to_str()) {
+            Some(Ok(signature)) if self.secrets.verify_signature(&bytes, signature) => {}
+            Some(_) => {
+                return Err(self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid signature"))
+            }
+            None if self.require_signature => {
+                return Err(self.refuse(peer, StatusCode::UNAUTHORIZED, SIGNATURE_REQUIRED))
+            }
+            None => {
+                if !self.authorized(&parts.headers, body_secret.or(query_secret.as_deref())) {
+                    return Err(self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret"));
+                }
+            }
         }
         let mut parsed = request::parse_object(&object)
             .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
@@ -268,6 +337,9 @@ impl Revalidate {
         body::json(StatusCode::OK, &answer)
     }
 }
+
+const SIGNATURE_REQUIRED: &str =
+    "Signature required: POST the JSON body with X-Signature: sha256=<hex HMAC-SHA256 of the body>";
 
 fn not_configured() -> Response<Body> {
     refusal(

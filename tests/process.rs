@@ -1,0 +1,206 @@
+//! The binary as operators run it: refusing the seed's sample secret, warning about a weak
+//! one, and graceful shutdown on a real SIGTERM (in-flight requests finish; a second signal
+//! exits at once).
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::{Origin, Reply, SECRET};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn command(secret: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_isr-edge"));
+    command
+        .args(args)
+        .env("REVALIDATE_SECRET", secret)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts the binary and waits until its log says it serves; returns every log line so far.
+async fn start(
+    secret: &str,
+    args: &[&str],
+) -> (Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let mut child = command(secret, args).spawn().expect("spawn isr-edge");
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = lines_tx.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let (forward_tx, forward_rx) = tokio::sync::mpsc::unbounded_channel();
+    let ready = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.recv().await {
+            let serving = line.contains("isr-edge serving");
+            let _ = forward_tx.send(line);
+            if serving {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "isr-edge did not start");
+    tokio::spawn(async move {
+        while let Some(line) = lines.recv().await {
+            let _ = forward_tx.send(line);
+        }
+    });
+    (child, forward_rx)
+}
+
+fn signal(child: &Child, name: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-s", name, &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits for a log line containing `needle`.
+async fn wait_for_line(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    needle: &str,
+) -> bool {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.recv().await {
+            if line.contains(needle) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn the_seed_sample_secret_refuses_to_start() {
+    let output = command(
+        "wincellar-secret-2025-change-in-production",
+        &["--demo", "--listen", "127.0.0.1:0"],
+    )
+    .output()
+    .await
+    .expect("run isr-edge");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("sample value") && stderr.contains("openssl rand"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wincellar-secret"),
+        "the secret was echoed: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_weak_secret_starts_with_a_loud_warning() {
+    let (mut child, mut lines) =
+        start("short-secret", &["--demo", "--listen", "127.0.0.1:0"]).await;
+    let mut seen = Vec::new();
+    while let Ok(line) = lines.try_recv() {
+        seen.push(line);
+    }
+    let logs = seen.join("\n");
+    assert!(
+        logs.contains("WEAK SECRET") && logs.contains("12 bytes"),
+        "{logs}"
+    );
+    assert!(!logs.contains("short-secret"), "{logs}");
+    child.kill().await.expect("kill");
+
+    // A strong secret starts quietly.
+    let (mut child, mut lines) = start(SECRET, &["--demo", "--listen", "127.0.0.1:0"]).await;
+    while let Ok(line) = lines.try_recv() {
+        assert!(!line.contains("WEAK SECRET"), "{line}");
+    }
+    child.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_request_finish() {
+    let origin = Origin::start(|_| Reply::ok("slow page").delay(Duration::from_secs(2))).await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, mut lines) =
+        start(SECRET, &["--origin", &origin.url(), "--listen", &listen]).await;
+    let addr = listen.parse().expect("addr");
+    let request = tokio::spawn(async move { support::get(addr, "/slow").await });
+    assert!(support::eventually(Duration::from_secs(10), || origin.total() == 1).await);
+    signal(&child, "TERM");
+    assert!(wait_for_line(&mut lines, "shutdown signal received").await);
+    let response = request.await.expect("request task");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "slow page");
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after the request")
+        .expect("status");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_second_sigterm_exits_at_once() {
+    let origin = Origin::start(|_| Reply::ok("never").delay(Duration::from_secs(600))).await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, mut lines) = start(
+        SECRET,
+        &[
+            "--origin",
+            &origin.url(),
+            "--listen",
+            &listen,
+            "--shutdown-timeout",
+            "10min",
+        ],
+    )
+    .await;
+    let addr = listen.parse().expect("addr");
+    let _hanging = tokio::spawn(async move { support::get(addr, "/hang").await });
+    assert!(support::eventually(Duration::from_secs(10), || origin.total() == 1).await);
+    signal(&child, "TERM");
+    assert!(wait_for_line(&mut lines, "shutdown signal received").await);
+    // Still draining: the hanging request holds the process up (for ten minutes).
+    assert!(child.try_wait().expect("try_wait").is_none());
+    signal(&child, "TERM");
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("a second signal exits without waiting for the drain")
+        .expect("status");
+    assert_eq!(status.code(), Some(130));
+}
