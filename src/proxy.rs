@@ -236,18 +236,21 @@ impl Proxy {
         }
     }
 
-    /// Single flight key: HTML and RSC requests for one URL are never coalesced together.
-    fn flight_key(fetch: &FetchRequest) -> Key {
-        if is_rsc_request(&fetch.headers) {
-            format!("{}\nrsc", fetch.key).into()
+    /// Single flight key. HTML and RSC requests for one URL are never coalesced together, and
+    /// the purge epoch is part of the key: a request that arrives after a purge never joins a
+    /// fetch that started before it.
+    fn flight_key(&self, fetch: &FetchRequest) -> Key {
+        let rsc = if is_rsc_request(&fetch.headers) {
+            "rsc"
         } else {
-            fetch.key.clone()
-        }
+            ""
+        };
+        format!("{}\n{rsc}\n{}", fetch.key, self.cache.epoch()).into()
     }
 
     /// Joins or leads the one origin request for this key.
     async fn fetch_shared(self: &Arc<Self>, fetch: FetchRequest) -> Fetched {
-        match self.inflight.join(&Self::flight_key(&fetch)) {
+        match self.inflight.join(&self.flight_key(&fetch)) {
             Joined::Leader(flight) => {
                 let (sender, receiver) = oneshot::channel();
                 let this = self.clone();
@@ -277,7 +280,7 @@ impl Proxy {
     }
 
     fn refresh_in_background(self: &Arc<Self>, fetch: FetchRequest) {
-        if let Joined::Leader(flight) = self.inflight.join(&Self::flight_key(&fetch)) {
+        if let Joined::Leader(flight) = self.inflight.join(&self.flight_key(&fetch)) {
             let this = self.clone();
             tokio::spawn(async move {
                 let fetched = this.fetch_for_cache(fetch).await;
@@ -315,7 +318,7 @@ impl Proxy {
                     headers,
                     key,
                 };
-                let Joined::Leader(flight) = this.inflight.join(&Self::flight_key(&fetch)) else {
+                let Joined::Leader(flight) = this.inflight.join(&this.flight_key(&fetch)) else {
                     continue;
                 };
                 let worker = this.clone();

@@ -160,6 +160,9 @@ async fn a_purge_beats_a_fetch_already_running() {
     )
     .await;
     assert_eq!(answer.status, 200);
+    // A request after the purge does not join the fetch that started before it.
+    let after_purge = get(edge.addr, "/race").await;
+    assert_eq!(after_purge.text(), "v2");
     let first = slow.await.expect("slow client");
     assert_eq!(
         first.text(),
@@ -171,5 +174,6 @@ async fn a_purge_beats_a_fetch_already_running() {
         "but it is not stored as fresh"
     );
     let next = get(edge.addr, "/race").await;
-    assert_eq!((next.cache(), next.text().as_str()), ("MISS", "v2"));
+    assert_eq!((next.cache(), next.text().as_str()), ("HIT", "v2"));
+    assert_eq!(origin.count("/race"), 2);
 }

@@ -178,7 +178,6 @@ impl Cache {
             return (entry, false);
         }
         let value_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut tags: Vec<Box<str>> = Vec::new();
         let inserted = entry.clone();
         self.store.entry(key.clone()).and_compute_with(|current| {
             let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(4);
@@ -211,19 +210,22 @@ impl Cache {
                 .map(|e| e.weight())
                 .sum::<usize>()
                 .min(u32::MAX as usize) as u32;
-            tags = entries
+            let mut tags: Vec<Box<str>> = entries
                 .iter()
                 .flat_map(|e| e.tags.iter().cloned())
                 .collect();
             tags.sort();
             tags.dedup();
+            // Recorded under moka's lock for this key, so index records follow the order of
+            // the stored values; an eviction notice for this value (even an immediate one)
+            // comes after and finds the record.
+            self.index.insert(key, value_id, page, tags);
             moka::ops::compute::Op::Put(Arc::new(Variants {
                 id: value_id,
                 entries,
                 weight,
             }))
         });
-        self.index.insert(key, value_id, page, tags);
         // A purge that started after our epoch read but before the index knew the key would
         // have missed it: undo our own insert.
         if self.epoch() != epoch_at_start {
