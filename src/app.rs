@@ -9,17 +9,21 @@ use hyper::body::Incoming;
 use crate::body::Body;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::logging::{self, AccessStart};
 use crate::proxy::{Proxy, ProxySettings};
 use crate::revalidate::Revalidate;
 use crate::upstream::Upstream;
 
 /// Response headers that carry cache tags, by default.
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
 pub const DEFAULT_TAG_HEADERS: [&str; 3] = ["cache-tag", "surrogate-key", "x-next-cache-tags"];
 
 pub struct App {
     proxy: Arc<Proxy>,
     revalidate: Revalidate,
     revalidate_path: String,
+    access_log: bool,
 }
 
 impl App {
@@ -42,6 +46,7 @@ impl App {
                 .with_guard(config.guard.clone(), config.require_signature),
             proxy,
             revalidate_path: config.revalidate_path.clone(),
+            access_log: config.access_log,
         }
     }
 
@@ -49,7 +54,24 @@ impl App {
         &self.proxy
     }
 
+    /// Answers one request; counts it by cache status and writes its access-log line.
     pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let access = self.access_log.then(|| AccessStart {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            started: std::time::Instant::now(),
+        });
+        let response = self.route(request, peer).await;
+        self.proxy
+            .metrics()
+            .request(response.headers().get(X_CACHE).map(|v| v.as_bytes()));
+        if let Some(access) = access {
+            logging::access(&access, &response);
+        }
+        response
+    }
+
+    async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
         if path == self.revalidate_path

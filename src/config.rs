@@ -147,6 +147,43 @@ pub struct Cli {
     /// of creating cache entries. Default: any host.
     #[arg(long, value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+    // --- observability ---
+    /// Admin listener for /metrics, /healthz and /readyz (never the public port); `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:9091", env = "ISR_EDGE_ADMIN_LISTEN", value_parser = parse_admin_listen)]
+    pub admin_listen: AdminListen,
+
+    /// Log format: `text` (human-readable) or `json` (one object per line, for log shippers).
+    /// The level comes from RUST_LOG (default `info`).
+    #[arg(long, value_enum, default_value = "text", env = "ISR_EDGE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Log one line per request (method, path, status, cache status, duration, bytes) under the
+    /// `isr_edge::access` target. Off by default.
+    #[arg(long, env = "ISR_EDGE_ACCESS_LOG")]
+    pub access_log: bool,
+}
+
+/// `--admin-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminListen {
+    Off,
+    On(SocketAddr),
+}
+
+fn parse_admin_listen(text: &str) -> Result<AdminListen, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(AdminListen::Off);
+    }
+    text.trim()
+        .parse()
+        .map(AdminListen::On)
+        .map_err(|_| format!("{text:?} is not an address; use e.g. 127.0.0.1:9091, or off"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -184,6 +221,11 @@ pub struct Config {
     pub bypass_cookies: Vec<String>,
     /// Lowercased host names without port; empty = any.
     pub allowed_hosts: Vec<String>,
+    // --- observability ---
+    /// Admin listener address (`None`: `--admin-listen off`).
+    pub admin_listen: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    pub access_log: bool,
 }
 
 /// Request and connection limits (see the flags for defaults).
@@ -223,6 +265,8 @@ pub enum ConfigError {
     SampleSecret,
     #[error("{0}")]
     Limit(String),
+    #[error("--admin-listen: {0} is the public --listen address; metrics must not be public")]
+    AdminOnPublicPort(SocketAddr),
 }
 
 impl Config {
@@ -285,6 +329,19 @@ impl Config {
             .map(|h| strip_port(h.trim()).to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
+        let admin_listen = match cli.admin_listen {
+            AdminListen::Off => None,
+            AdminListen::On(addr) => Some(addr),
+        };
+        if let Some(admin) = admin_listen {
+            let same_port = admin.port() != 0 && admin.port() == cli.listen.port();
+            let overlapping_ip = admin.ip() == cli.listen.ip()
+                || admin.ip().is_unspecified()
+                || cli.listen.ip().is_unspecified();
+            if same_port && overlapping_ip {
+                return Err(ConfigError::AdminOnPublicPort(admin));
+            }
+        }
         Ok(Config {
             listen: cli.listen,
             origin,
@@ -313,6 +370,9 @@ impl Config {
                 .filter(|c| !c.is_empty())
                 .collect(),
             allowed_hosts,
+            admin_listen,
+            log_format: cli.log_format,
+            access_log: cli.access_log,
         })
     }
 
@@ -561,5 +621,36 @@ mod tests {
         let err = Config::from_args(["isr-edge", "--cache-size", "big", "--demo"], None)
             .expect_err("size");
         assert!(err.contains("--cache-size"), "{err}");
+    }
+
+    #[test]
+    fn admin_listen() {
+        let base = ["isr-edge", "--demo"];
+        let config = Config::from_args(base, None).expect("defaults");
+        assert_eq!(
+            config.admin_listen,
+            Some("127.0.0.1:9091".parse().expect("addr"))
+        );
+        let off =
+            Config::from_args([&base[..], &["--admin-listen", "off"]].concat(), None).expect("off");
+        assert_eq!(off.admin_listen, None);
+        let err = Config::from_args(
+            [
+                &base[..],
+                &[
+                    "--listen",
+                    "0.0.0.0:8080",
+                    "--admin-listen",
+                    "127.0.0.1:8080",
+                ],
+            ]
+            .concat(),
+            None,
+        )
+        .expect_err("public port");
+        assert!(err.contains("--admin-listen"), "{err}");
+        let err = Config::from_args([&base[..], &["--admin-listen", "nine"]].concat(), None)
+            .expect_err("bad address");
+        assert!(err.contains("admin-listen"), "{err}");
     }
 }

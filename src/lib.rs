@@ -10,6 +10,8 @@
 //! - [`cache`]: key and path normalisation, entries, freshness policy, purge index, single flight
 //! - [`revalidate`]: `/api/revalidate`: parsing, auth, purge, answers
 //! - [`body`]: the body type and canned responses; [`demo`]: the `--demo` origin
+//! - [`metrics`]: Prometheus counters and cache gauges; [`admin`]: the admin listener
+//!   (`/metrics`, `/healthz`, `/readyz`); [`logging`]: log format and the access-log line
 //!
 //! Request flow:
 //! ```text
@@ -25,11 +27,14 @@
 //! admit:  purge epoch read before the fetch; if a purge ran meanwhile, the response is not stored
 //! ```
 
+pub mod admin;
 pub mod app;
 pub mod body;
 pub mod cache;
 pub mod config;
 pub mod demo;
+pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod revalidate;
 pub mod server;
@@ -42,10 +47,29 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, OriginSpec};
 
-/// Serves `config` on an already bound `listener` until `shutdown` completes.
+/// Serves `config` on an already bound `listener` until `shutdown` completes. The admin
+/// listener, unless `--admin-listen off`, is bound here from the configuration; use
+/// [`serve_with_admin`] to pass one already bound (tests bind port 0 and read the address).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let admin =
+        match config.admin_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("--admin-listen {addr}: {e}"))
+            })?),
+            None => None,
+        };
+    serve_with_admin(config, listener, admin, shutdown).await
+}
+
+/// [`serve`] with the admin listener bound by the caller (`None`: no admin endpoints).
+pub async fn serve_with_admin(
+    config: Config,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let origin = match &config.origin {
@@ -71,11 +95,23 @@ pub async fn serve(
         );
     }
     let app = Arc::new(app::App::new(&config, &origin));
+    let admin_task = match admin {
+        Some(admin_listener) => {
+            let address = admin_listener.local_addr()?;
+            let state = Arc::new(admin::Admin::new(app.proxy().metrics().clone(), &origin));
+            tracing::info!(%address, "admin listener: /metrics /healthz /readyz");
+            Some(tokio::spawn(admin::serve(admin_listener, state)))
+        }
+        None => None,
+    };
     tracing::info!(listen = %listener.local_addr()?, %origin, "isr-edge serving");
     let settings = server::ServerSettings {
         shutdown_timeout: config.shutdown_timeout,
         header_read_timeout: config.header_read_timeout,
     };
     server::serve(listener, app, settings, shutdown).await;
+    if let Some(task) = admin_task {
+        task.abort();
+    }
     Ok(())
 }

@@ -19,12 +19,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(e) = isr_edge::logging::init(cli.log_format) {
+        eprintln!("isr-edge: cannot start logging: {e}");
+    }
     let config = match Config::from_cli(cli, std::env::var("REVALIDATE_SECRET").ok()) {
         Ok(config) => config,
         Err(e) => {
@@ -50,7 +47,17 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match isr_edge::serve(config, listener, shutdown_signal()).await {
+        let admin = match config.admin_listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(admin) => Some(admin),
+                Err(e) => {
+                    eprintln!("isr-edge: --admin-listen {addr}: {e} (use --admin-listen off to disable)");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        match isr_edge::serve_with_admin(config, listener, admin, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("isr-edge: {e}");

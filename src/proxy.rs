@@ -39,6 +39,7 @@ use crate::cache::key::{
 use crate::cache::policy::{self, browser_cache_control, Freshness, FreshnessRules};
 use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
 use crate::config::BrowserCacheControl;
+use crate::metrics::{Metrics, StaleReason};
 use crate::upstream::{origin_request_headers, Upstream, UpstreamError};
 
 /// The proxy's knobs (see `config` for defaults).
@@ -57,6 +58,7 @@ pub struct Proxy {
     upstream: Upstream,
     inflight: Inflight<Shared>,
     settings: ProxySettings,
+    metrics: Arc<Metrics>,
 }
 
 /// What one fetch for the cache produced, as every waiter sees it.
@@ -101,6 +103,7 @@ struct FetchRequest {
 impl Proxy {
     pub fn new(cache: Arc<Cache>, upstream: Upstream, settings: ProxySettings) -> Proxy {
         Proxy {
+            metrics: Arc::new(Metrics::new(cache.clone())),
             cache,
             upstream,
             inflight: Inflight::default(),
@@ -114,6 +117,27 @@ impl Proxy {
 
     pub fn upstream(&self) -> &Upstream {
         &self.upstream
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Sends one request to the origin, counting it, its latency and its failure kind.
+    async fn send_origin(
+        &self,
+        request: http::Request<crate::body::UpstreamBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let started = Instant::now();
+        let result = self.upstream.send(request).await;
+        match &result {
+            Ok(_) => self.metrics.origin_request(Some(started.elapsed())),
+            Err(error) => {
+                self.metrics.origin_request(None);
+                self.metrics.origin_error(error.kind());
+            }
+        }
+        result
     }
 
     pub async fn handle(
@@ -138,6 +162,11 @@ impl Proxy {
                     return entry.to_response(&parts.method, &parts.headers, CacheStatus::Hit, now)
                 }
                 Freshness::Stale => {
+                    self.metrics.stale_served(if entry.is_soft_purged() {
+                        StaleReason::SoftPurge
+                    } else {
+                        StaleReason::Swr
+                    });
                     self.refresh_in_background(self.fetch_request(&parts, key, &path, host, peer));
                     return entry.to_response(
                         &parts.method,
@@ -167,6 +196,7 @@ impl Proxy {
                 let now = Instant::now();
                 if let Some(copy) = expired.filter(|e| e.usable_on_error(now)) {
                     tracing::warn!(error = %error, key = %copy.id, "origin failed; serving stale copy");
+                    self.metrics.stale_served(StaleReason::StaleIfError);
                     return copy.to_response(
                         &parts.method,
                         &parts.headers,
@@ -268,14 +298,17 @@ impl Proxy {
                     )
                 })
             }
-            Joined::Follower(follower) => match follower.outcome().await {
-                Some(Shared::Entry(entry, stored)) if entry.matches(&fetch.headers) => {
-                    Fetched::Entry(entry, stored)
+            Joined::Follower(follower) => {
+                self.metrics.coalesced_wait();
+                match follower.outcome().await {
+                    Some(Shared::Entry(entry, stored)) if entry.matches(&fetch.headers) => {
+                        Fetched::Entry(entry, stored)
+                    }
+                    Some(Shared::Error(error)) => Fetched::Error(error, None),
+                    // Uncacheable, a Vary mismatch, or an abandoned leader: ask on our own.
+                    _ => self.fetch_for_cache(fetch).await,
                 }
-                Some(Shared::Error(error)) => Fetched::Error(error, None),
-                // Uncacheable, a Vary mismatch, or an abandoned leader: ask on our own.
-                _ => self.fetch_for_cache(fetch).await,
-            },
+            }
         }
     }
 
@@ -359,12 +392,13 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return Fetched::Error(e, None),
         };
-        let response = match self.upstream.send(request).await {
+        let response = match self.send_origin(request).await {
             Ok(r) => r,
             Err(e) => return Fetched::Error(e, None),
         };
         let status = response.status();
         if status.is_server_error() {
+            self.metrics.origin_error("status");
             let response = self.relay(
                 response,
                 CacheStatus::Miss {
@@ -432,7 +466,10 @@ impl Proxy {
                     Some("too-large"),
                 ));
             }
-            Read::Failed(error) => return Fetched::Error(error, None),
+            Read::Failed(error) => {
+                self.metrics.origin_error(error.kind());
+                return Fetched::Error(error, None);
+            }
         };
 
         let mut headers = head.headers;
@@ -497,7 +534,7 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return mark(e.response(), CacheStatus::Bypass, Some(reason)),
         };
-        match self.upstream.send(request).await {
+        match self.send_origin(request).await {
             Ok(response) => {
                 let unsafe_method = !matches!(
                     parts.method,

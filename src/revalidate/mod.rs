@@ -113,6 +113,7 @@ impl Revalidate {
             }
             Method::GET | Method::HEAD => {
                 if !self.secrets.is_configured() {
+                    self.proxy.metrics().revalidation("not-configured", "none");
                     return not_configured();
                 }
                 if self.require_signature {
@@ -129,6 +130,7 @@ impl Revalidate {
             }
             Method::POST => {
                 if !self.secrets.is_configured() {
+                    self.proxy.metrics().revalidation("not-configured", "none");
                     return not_configured();
                 }
                 match self.read_post(&parts, body, query, peer).await {
@@ -257,6 +259,13 @@ impl Revalidate {
     }
 
     fn refuse(&self, peer: IpAddr, status: StatusCode, message: &str) -> Response<Body> {
+        let outcome = match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+            StatusCode::BAD_REQUEST => "bad-request",
+            _ => "refused",
+        };
+        self.proxy.metrics().revalidation(outcome, "none");
         tracing::warn!(target: "isr_edge::audit", caller = %peer, status = status.as_u16(), reason = message, "revalidation refused");
         refusal(status, message)
     }
@@ -289,6 +298,15 @@ impl Revalidate {
         } else {
             self.version.fetch_add(1, Ordering::Relaxed) + 1
         };
+        let metrics = self.proxy.metrics();
+        metrics.purge_duration(started.elapsed());
+        let outcome = if request.dry_run { "dry-run" } else { "ok" };
+        for target in &request.targets {
+            metrics.revalidation(outcome, target.kind());
+        }
+        if request.targets.is_empty() {
+            metrics.revalidation(outcome, "none");
+        }
         if request.warm && mode == PurgeMode::Hard && !request.dry_run {
             self.proxy.warm(keys);
         }

@@ -196,6 +196,8 @@ impl Origin {
 /// The proxy under test, in-process, on an ephemeral port.
 pub struct Edge {
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`); `None` with `--admin-listen off`.
+    pub admin: Option<SocketAddr>,
     pub app_shutdown: Option<oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -208,14 +210,25 @@ impl Edge {
 
     pub async fn start_with_secret(origin: &str, args: &[&str], secret: Option<&str>) -> Edge {
         let mut argv = vec!["isr-edge", "--origin", origin];
+        // Many proxies share one test process: each gets its own ephemeral admin port.
+        if !args.contains(&"--admin-listen") {
+            argv.extend_from_slice(&["--admin-listen", "127.0.0.1:0"]);
+        }
         argv.extend_from_slice(args);
         let config = isr_edge::config::Config::from_args(argv, secret.map(str::to_string))
             .expect("valid flags");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
         let addr = listener.local_addr().expect("edge addr");
+        let admin_listener = match config.admin_listen {
+            Some(admin) => Some(TcpListener::bind(admin).await.expect("bind admin")),
+            None => None,
+        };
+        let admin = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("admin addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            isr_edge::serve(config, listener, async {
+            isr_edge::serve_with_admin(config, listener, admin_listener, async {
                 let _ = stopped.await;
             })
             .await
@@ -223,6 +236,7 @@ impl Edge {
         });
         Edge {
             addr,
+            admin,
             app_shutdown: Some(stop),
             task,
         }
@@ -367,4 +381,28 @@ pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> b
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     check()
+}
+
+/// The proxy's `/metrics` text (from its admin listener).
+pub async fn metrics_text(edge: &Edge) -> String {
+    let admin = edge
+        .admin
+        .expect("admin listener on (do not pass --admin-listen off)");
+    let response = get(admin, "/metrics").await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.text()
+}
+
+/// The value of one sample in Prometheus text, e.g. `isr_edge_requests_total{cache="hit"}`;
+/// `None` when the sample is absent.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            line.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
 }

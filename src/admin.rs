@@ -1,0 +1,115 @@
+//! The admin listener (`--admin-listen`, default 127.0.0.1:9091, never the public port):
+//! `GET /metrics` (Prometheus text), `GET /healthz` (the process answers) and `GET /readyz`
+//! (the origin accepts TCP connections), for Prometheus and orchestrators. HTTP/1.1 only.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::body::{self, Body};
+use crate::metrics::Metrics;
+
+/// How long `/readyz` waits for the origin to accept a connection.
+const READY_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the admin endpoints read.
+pub struct Admin {
+    metrics: Arc<Metrics>,
+    /// `host:port` of the origin, for `/readyz`.
+    origin: String,
+}
+
+impl Admin {
+    pub fn new(metrics: Arc<Metrics>, origin: &http::Uri) -> Admin {
+        let host = origin.host().unwrap_or("127.0.0.1");
+        let port = origin.port_u16().unwrap_or(80);
+        Admin {
+            metrics,
+            origin: format!("{host}:{port}"),
+        }
+    }
+
+    /// Answers one admin request.
+    pub async fn handle(&self, method: &Method, path: &str) -> Response<Body> {
+        if method != Method::GET && method != Method::HEAD {
+            let mut response = body::text(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        match path {
+            "/metrics" => {
+                let mut response = Response::new(body::full(self.metrics.render()));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            "/healthz" => body::text(StatusCode::OK, "ok"),
+            "/readyz" => match self.origin_reachable().await {
+                Ok(()) => body::text(StatusCode::OK, "ready"),
+                Err(why) => body::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("not ready: origin {} {why}", self.origin),
+                ),
+            },
+            _ => body::text(
+                StatusCode::NOT_FOUND,
+                "admin endpoints: /metrics, /healthz, /readyz",
+            ),
+        }
+    }
+
+    async fn origin_reachable(&self) -> Result<(), String> {
+        match tokio::time::timeout(READY_CONNECT_TIMEOUT, TcpStream::connect(&self.origin)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("refused the connection: {e}")),
+            Err(_) => Err(format!(
+                "did not accept a connection within {READY_CONNECT_TIMEOUT:?}"
+            )),
+        }
+    }
+}
+
+/// Serves the admin endpoints on `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let admin = admin.clone();
+                async move {
+                    let response = admin.handle(request.method(), request.uri().path()).await;
+                    Ok::<_, Infallible>(if request.method() == Method::HEAD {
+                        response.map(|_| body::empty())
+                    } else {
+                        response
+                    })
+                }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "admin connection ended with an error");
+            }
+        });
+    }
+}
