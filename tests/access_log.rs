@@ -1,0 +1,95 @@
+//! Logs of the real binary: `--log-format json --access-log` writes one JSON object per line,
+//! with one access line per request (method, path, status, cache status, duration, bytes), and
+//! neither cookies nor the value of a `secret` query parameter.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{get_with, Origin, Reply};
+
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    /// The next JSON log line matching `pred`, within a few seconds.
+    fn next_matching(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).expect("expected log line did not appear");
+            if pred(&line) {
+                return line;
+            }
+        }
+    }
+}
+
+fn start(origin: &str) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isr-edge"))
+        .args(["--origin", origin, "--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .args(["--log-format", "json", "--access-log"])
+        .env("RUST_LOG", "info")
+        .env("REVALIDATE_SECRET", support::SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start isr-edge");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            if sender.send(value).is_err() {
+                return;
+            }
+        }
+    });
+    Running { child, lines }
+}
+
+#[tokio::test]
+async fn json_access_log_has_one_line_per_request_without_secrets() {
+    let origin = Origin::start(|r| Reply::ok(format!("body of {}", r.path)).cc("s-maxage=60")).await;
+    let proxy = start(&origin.url());
+    let serving = proxy.next_matching(|v| v["message"] == "isr-edge serving");
+    let addr: SocketAddr = serving["listen"].as_str().expect("listen field").parse().expect("address");
+    assert_eq!(serving["level"], "INFO");
+    assert!(serving["timestamp"].is_string());
+
+    let headers = [("cookie", "session=cookie-value-123"), ("authorization", "Bearer token-456")];
+    let first = get_with(addr, "/page?secret=hunter2&x=1", &headers).await;
+    assert_eq!(first.cache(), "MISS");
+    let second = get_with(addr, "/page?secret=hunter2&x=1", &headers).await;
+    assert_eq!(second.cache(), "HIT");
+
+    let is_access = |v: &Value| v["target"] == "isr_edge::access";
+    let miss = proxy.next_matching(is_access);
+    let hit = proxy.next_matching(is_access);
+    for (line, cache) in [(&miss, "MISS"), (&hit, "HIT")] {
+        assert_eq!(line["method"], "GET", "{line}");
+        assert_eq!(line["path"], "/page?secret=***&x=1", "{line}");
+        assert_eq!(line["status"], 200, "{line}");
+        assert_eq!(line["cache"], cache, "{line}");
+        assert_eq!(line["bytes"], "body of /page".len(), "{line}");
+        assert!(line["duration_ms"].as_f64().is_some_and(|d| d >= 0.0), "{line}");
+        let text = line.to_string();
+        for secret in ["hunter2", "cookie-value-123", "token-456"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+}
