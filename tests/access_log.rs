@@ -31,7 +31,10 @@ impl Running {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self.lines.recv_timeout(left).expect("expected log line did not appear");
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .expect("expected log line did not appear");
             if pred(&line) {
                 return line;
             }
@@ -41,7 +44,14 @@ impl Running {
 
 fn start(origin: &str) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_isr-edge"))
-        .args(["--origin", origin, "--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .args([
+            "--origin",
+            origin,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ])
         .args(["--log-format", "json", "--access-log"])
         .env("RUST_LOG", "info")
         .env("REVALIDATE_SECRET", support::SECRET)
@@ -53,7 +63,8 @@ fn start(origin: &str) -> Running {
     let (sender, lines) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            let value: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
             if sender.send(value).is_err() {
                 return;
             }
@@ -64,14 +75,22 @@ fn start(origin: &str) -> Running {
 
 #[tokio::test]
 async fn json_access_log_has_one_line_per_request_without_secrets() {
-    let origin = Origin::start(|r| Reply::ok(format!("body of {}", r.path)).cc("s-maxage=60")).await;
+    let origin =
+        Origin::start(|r| Reply::ok(format!("body of {}", r.path)).cc("s-maxage=60")).await;
     let proxy = start(&origin.url());
     let serving = proxy.next_matching(|v| v["message"] == "isr-edge serving");
-    let addr: SocketAddr = serving["listen"].as_str().expect("listen field").parse().expect("address");
+    let addr: SocketAddr = serving["listen"]
+        .as_str()
+        .expect("listen field")
+        .parse()
+        .expect("address");
     assert_eq!(serving["level"], "INFO");
     assert!(serving["timestamp"].is_string());
 
-    let headers = [("cookie", "session=cookie-value-123"), ("authorization", "Bearer token-456")];
+    let headers = [
+        ("cookie", "session=cookie-value-123"),
+        ("authorization", "Bearer token-456"),
+    ];
     let first = get_with(addr, "/page?secret=hunter2&x=1", &headers).await;
     assert_eq!(first.cache(), "MISS");
     let second = get_with(addr, "/page?secret=hunter2&x=1", &headers).await;
@@ -86,7 +105,10 @@ async fn json_access_log_has_one_line_per_request_without_secrets() {
         assert_eq!(line["status"], 200, "{line}");
         assert_eq!(line["cache"], cache, "{line}");
         assert_eq!(line["bytes"], "body of /page".len(), "{line}");
-        assert!(line["duration_ms"].as_f64().is_some_and(|d| d >= 0.0), "{line}");
+        assert!(
+            line["duration_ms"].as_f64().is_some_and(|d| d >= 0.0),
+            "{line}"
+        );
         let text = line.to_string();
         for secret in ["hunter2", "cookie-value-123", "token-456"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
