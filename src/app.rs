@@ -43,7 +43,8 @@ impl App {
         let proxy = Arc::new(Proxy::new(cache, upstream, settings));
         App {
             revalidate: Revalidate::new(proxy.clone(), config.secrets.clone())
-                .with_guard(config.guard.clone(), config.require_signature),
+                .with_guard(config.guard.clone(), config.require_signature)
+                .warm_by_default(config.warm_on_revalidate),
             proxy,
             revalidate_path: config.revalidate_path.clone(),
             access_log: config.access_log,

@@ -48,6 +48,11 @@ pub struct Cli {
     #[arg(long, default_value = "/api/revalidate")]
     pub revalidate_path: String,
 
+    /// After every hard purge, re-fetch the evicted URLs in the background (bounded
+    /// concurrency) so the next visitor gets a HIT; per request: `"warm": true`.
+    #[arg(long)]
+    pub warm_on_revalidate: bool,
+
     /// Cache capacity in bytes (suffixes: KiB, MiB, GiB, KB, MB, GB).
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     pub cache_size: u64,
@@ -206,6 +211,7 @@ pub struct Config {
     pub origin: OriginSpec,
     pub secrets: Secrets,
     pub revalidate_path: String,
+    pub warm_on_revalidate: bool,
     pub cache_size: u64,
     pub max_object_size: u64,
     pub freshness: FreshnessRules,
@@ -347,6 +353,7 @@ impl Config {
             origin,
             secrets,
             revalidate_path: cli.revalidate_path,
+            warm_on_revalidate: cli.warm_on_revalidate,
             cache_size: cli.cache_size,
             max_object_size: cli.max_object_size,
             freshness: FreshnessRules {

@@ -298,3 +298,28 @@ async fn unsafe_methods_pass_through_and_evict_the_page() {
         );
     }
 }
+
+#[tokio::test]
+async fn warm_on_revalidate_refetches_in_the_background() {
+    let origin = Origin::start(|r| Reply::ok(format!("v{}", r.count)).cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &["--warm-on-revalidate"]).await;
+    get(edge.addr, "/w").await;
+    let answer = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/w"]})).await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        support::eventually(std::time::Duration::from_secs(5), || origin.count("/w")
+            == 2)
+        .await,
+        "re-fetched without a visitor"
+    );
+    let mut next = get(edge.addr, "/w").await;
+    for _ in 0..50 {
+        if next.cache() == "HIT" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        next = get(edge.addr, "/w").await;
+    }
+    assert_eq!((next.cache(), next.text().as_str()), ("HIT", "v2"));
+    assert_eq!(origin.count("/w"), 2);
+}

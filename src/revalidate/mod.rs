@@ -37,6 +37,7 @@ pub struct Revalidate {
     version: AtomicU64,
     guard: Guard,
     require_signature: bool,
+    warm_by_default: bool,
 }
 
 /// `{"success":false,"message":...}` with a status.
@@ -63,7 +64,14 @@ impl Revalidate {
             version: AtomicU64::new(0),
             guard: Guard::new(GuardSettings::default()),
             require_signature: false,
+            warm_by_default: false,
         }
+    }
+
+    /// Re-fetch evicted URLs after every hard purge, as if each request said `"warm": true`.
+    pub fn warm_by_default(mut self, warm: bool) -> Revalidate {
+        self.warm_by_default = warm;
+        self
     }
 
     /// Adds the allow-list and rate limit (see [`guard`]); with `require_signature`, only
@@ -307,7 +315,7 @@ impl Revalidate {
         if request.targets.is_empty() {
             metrics.revalidation(outcome, "none");
         }
-        if request.warm && mode == PurgeMode::Hard && !request.dry_run {
+        if (request.warm || self.warm_by_default) && mode == PurgeMode::Hard && !request.dry_run {
             self.proxy.warm(keys);
         }
         let mode_name = match mode {
