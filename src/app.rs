@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use crate::body::Body;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::limits;
 use crate::logging::{self, AccessStart};
 use crate::proxy::{Proxy, ProxySettings};
 use crate::revalidate::Revalidate;
@@ -24,6 +25,8 @@ pub struct App {
     revalidate: Revalidate,
     revalidate_path: String,
     access_log: bool,
+    max_uri_length: usize,
+    allowed_hosts: Vec<String>,
 }
 
 impl App {
@@ -39,6 +42,8 @@ impl App {
                 .iter()
                 .map(|h| HeaderName::from_static(h))
                 .collect(),
+            limits: config.limits.clone(),
+            bypass_cookies: config.bypass_cookies.clone(),
         };
         let proxy = Arc::new(Proxy::new(cache, upstream, settings));
         App {
@@ -48,6 +53,8 @@ impl App {
             proxy,
             revalidate_path: config.revalidate_path.clone(),
             access_log: config.access_log,
+            max_uri_length: config.limits.max_uri_length,
+            allowed_hosts: config.allowed_hosts.clone(),
         }
     }
 
@@ -74,11 +81,18 @@ impl App {
 
     async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let (parts, body) = request.into_parts();
+        if limits::uri_length(&parts.uri) > self.max_uri_length {
+            return limits::uri_too_long(self.max_uri_length);
+        }
         let path = parts.uri.path();
         if path == self.revalidate_path
             || path.strip_suffix('/') == Some(self.revalidate_path.as_str())
         {
             return self.revalidate.handle(parts, body, peer.ip()).await;
+        }
+        // Only the data plane: a backend may call the control API by IP or internal name.
+        if let Err(host) = limits::host_allowed(&self.allowed_hosts, &parts.uri, &parts.headers) {
+            return limits::misdirected(&host);
         }
         self.proxy.handle(parts, body, peer.ip()).await
     }

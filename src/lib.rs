@@ -9,6 +9,7 @@
 //! - [`upstream`]: origin client, header hygiene, origin errors as 502/504
 //! - [`cache`]: key and path normalisation, entries, freshness policy, purge index, single flight
 //! - [`revalidate`]: `/api/revalidate`: parsing, auth, purge, answers
+//! - [`limits`]: URI, Host, request-body and origin-idle limits with their canned answers
 //! - [`body`]: the body type and canned responses; [`demo`]: the `--demo` origin
 //! - [`metrics`]: Prometheus counters and cache gauges; [`admin`]: the admin listener
 //!   (`/metrics`, `/healthz`, `/readyz`); [`logging`]: log format and the access-log line
@@ -33,6 +34,7 @@ pub mod body;
 pub mod cache;
 pub mod config;
 pub mod demo;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
@@ -108,6 +110,8 @@ pub async fn serve_with_admin(
     let settings = server::ServerSettings {
         shutdown_timeout: config.shutdown_timeout,
         header_read_timeout: config.header_read_timeout,
+        max_header_size: config.limits.max_header_size,
+        max_connections: config.limits.max_connections,
     };
     server::serve(listener, app, settings, shutdown).await;
     if let Some(task) = admin_task {

@@ -38,7 +38,9 @@ use crate::cache::key::{
 };
 use crate::cache::policy::{self, browser_cache_control, Freshness, FreshnessRules};
 use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
-use crate::config::BrowserCacheControl;
+
+use crate::config::{BrowserCacheControl, Limits};
+use crate::limits::{self as limit, Capped, IdleTimeout};
 use crate::metrics::{Metrics, StaleReason};
 use crate::upstream::{origin_request_headers, Upstream, UpstreamError};
 
@@ -51,6 +53,9 @@ pub struct ProxySettings {
     pub browser_cache_control: BrowserCacheControl,
     /// Response headers that carry cache tags; removed before clients see them.
     pub tag_headers: Vec<HeaderName>,
+    pub limits: Limits,
+    /// Cookie names that make a request skip the cache (`--bypass-cookie`).
+    pub bypass_cookies: Vec<String>,
 }
 
 pub struct Proxy {
@@ -237,6 +242,9 @@ impl Proxy {
         }
         if has_cookie(headers, &["__prerender_bypass", "__next_preview_data"]) {
             return Some("draft-mode");
+        }
+        if has_cookie(headers, &self.settings.bypass_cookies) {
+            return Some("cookie");
         }
         if self.settings.honor_client_no_cache && client_wants_no_cache(headers) {
             return Some("client-no-cache");
@@ -455,7 +463,8 @@ impl Proxy {
             Read::Complete(bytes) => bytes,
             Read::TooLarge(prefix, rest) => {
                 let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
-                let mut response = streamed.map(body::streaming);
+                let idle = self.settings.limits.origin_idle_timeout;
+                let mut response = streamed.map(|b| body::streaming(IdleTimeout::new(b, idle)));
                 self.client_facing(response.headers_mut(), false);
                 return Fetched::Uncacheable(mark(
                     response,
@@ -518,13 +527,22 @@ impl Proxy {
         peer: IpAddr,
         reason: &'static str,
     ) -> Response<Body> {
+        let max_body = self.settings.limits.max_body_size;
+        if limit::declared_too_large(&parts.headers, max_body) {
+            return mark(
+                limit::payload_too_large(max_body),
+                CacheStatus::Bypass,
+                Some(reason),
+            );
+        }
         let headers = origin_request_headers(&parts.headers, &host, peer);
         let path_and_query = parts
             .uri
             .path_and_query()
             .map(|pq| pq.as_str())
             .unwrap_or("/");
-        let upstream_body = body.map_err(Into::into).boxed();
+        let (capped, exceeded) = Capped::new(body, max_body);
+        let upstream_body = capped.boxed();
         let request = match self.upstream.request(
             parts.method.clone(),
             path_and_query,
@@ -554,6 +572,11 @@ impl Proxy {
                 }
                 self.relay(response, CacheStatus::Bypass, Some(reason))
             }
+            Err(_) if exceeded.load(std::sync::atomic::Ordering::Relaxed) => mark(
+                limit::payload_too_large(max_body),
+                CacheStatus::Bypass,
+                Some(reason),
+            ),
             Err(e) => mark(e.response(), CacheStatus::Bypass, Some(reason)),
         }
     }
@@ -565,7 +588,8 @@ impl Proxy {
         status: CacheStatus,
         detail: Option<&str>,
     ) -> Response<Body> {
-        let mut response = response.map(body::streaming);
+        let idle = self.settings.limits.origin_idle_timeout;
+        let mut response = response.map(|b| body::streaming(IdleTimeout::new(b, idle)));
         self.client_facing(response.headers_mut(), false);
         mark(response, status, detail)
     }
@@ -626,14 +650,14 @@ fn request_host(parts: &Parts) -> String {
         .to_string()
 }
 
-fn has_cookie(headers: &HeaderMap, names: &[&str]) -> bool {
+fn has_cookie(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.split('=').next())
-        .any(|name| names.contains(&name.trim()))
+        .any(|name| names.iter().any(|n| n.as_ref() == name.trim()))
 }
 
 fn client_wants_no_cache(headers: &HeaderMap) -> bool {

@@ -1,0 +1,216 @@
+//! Data-plane limits with clear answers: URI length (414), Host allow-list (421), client body
+//! size for pass-through requests (413), and the idle timeout on streamed origin bodies (a
+//! stalled origin ends the response instead of holding the client forever). Header size (431),
+//! header-read time and the connection cap are enforced by the server (`server.rs`).
+
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Response, StatusCode, Uri};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use crate::body::{self, Body, BoxError};
+use crate::config::strip_port;
+
+pub fn uri_too_long(limit: usize) -> Response<Body> {
+    body::text(
+        StatusCode::URI_TOO_LONG,
+        &format!("414 URI Too Long: the path and query may be at most {limit} bytes"),
+    )
+}
+
+pub fn payload_too_large(limit: u64) -> Response<Body> {
+    body::text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("413 Content Too Large: request bodies may be at most {limit} bytes"),
+    )
+}
+
+pub fn misdirected(host: &str) -> Response<Body> {
+    body::text(
+        StatusCode::MISDIRECTED_REQUEST,
+        &format!("421 Misdirected Request: this server does not serve host {host:?}"),
+    )
+}
+
+/// Length of what the request line carries as the target.
+pub fn uri_length(uri: &Uri) -> usize {
+    uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+}
+
+/// Whether the request's host (Host header or HTTP/2 `:authority`, port ignored) is one of
+/// `allowed` (lowercase, no port). An empty list allows every host.
+pub fn host_allowed(allowed: &[String], uri: &Uri, headers: &HeaderMap) -> Result<(), String> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let name = strip_port(host.trim()).to_ascii_lowercase();
+    if allowed.iter().any(|a| *a == name) {
+        Ok(())
+    } else {
+        Err(host.to_string())
+    }
+}
+
+/// A declared `Content-Length` over `limit`.
+pub fn declared_too_large(headers: &HeaderMap, limit: u64) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|len| len > limit)
+}
+
+/// A client request body that fails once more than `limit` bytes arrived, and records that
+/// it did (so the proxy answers 413 rather than 502 when the origin request fails for it).
+pub struct Capped<B> {
+    inner: B,
+    remaining: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than the configured limit")]
+pub struct TooLarge;
+
+impl<B> Capped<B> {
+    pub fn new(inner: B, limit: u64) -> (Capped<B>, Arc<AtomicBool>) {
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let capped = Capped {
+            inner,
+            remaining: limit,
+            exceeded: exceeded.clone(),
+        };
+        (capped, exceeded)
+    }
+}
+
+impl<B> HttpBody for Capped<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(data) = frame.data_ref() {
+            let len = data.len() as u64;
+            if len > self.remaining {
+                self.exceeded.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(Box::new(TooLarge))));
+            }
+            self.remaining -= len;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An origin body that fails when no chunk arrives for `idle`.
+pub struct IdleTimeout<B> {
+    inner: B,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("origin sent nothing for {0:?} in the middle of the body")]
+pub struct Stalled(Duration);
+
+impl<B> IdleTimeout<B> {
+    pub fn new(inner: B, idle: Duration) -> IdleTimeout<B> {
+        IdleTimeout {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl<B> HttpBody for IdleTimeout<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = Instant::now() + self.idle;
+                self.timer.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    tracing::warn!(idle = ?self.idle, "origin body stalled; cutting it off");
+                    Poll::Ready(Some(Err(Box::new(Stalled(self.idle)))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn hosts() {
+        let allowed = vec!["site.example".to_string()];
+        let uri: Uri = "/".parse().expect("uri");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("Site.Example:8080"));
+        assert!(host_allowed(&allowed, &uri, &headers).is_ok());
+        headers.insert(header::HOST, HeaderValue::from_static("junk.example"));
+        assert_eq!(
+            host_allowed(&allowed, &uri, &headers),
+            Err("junk.example".into())
+        );
+        assert!(host_allowed(&[], &uri, &headers).is_ok());
+        let h2: Uri = "http://site.example/x".parse().expect("uri");
+        assert!(host_allowed(&allowed, &h2, &HeaderMap::new()).is_ok());
+    }
+}

@@ -1,0 +1,240 @@
+//! Data-plane limits, each with its clear answer: header size (431), URI length (414), client
+//! body size (413), connection cap (503 at once, not a queue), slowloris header trickling and
+//! idle keep-alive connections (closed), unknown hosts (421).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::{get, get_with, send, Edge, Origin, Reply};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection (or `limit` passes); returns what arrived and
+/// whether the server closed it.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, bool) {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&received).into_owned(), closed)
+}
+
+async fn raw(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let (text, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(closed, "the server kept the connection open: {text}");
+    text
+}
+
+async fn cached_origin() -> Origin {
+    Origin::start(|r| {
+        Reply::ok(format!(
+            "{} {} #{} {}B",
+            r.method,
+            r.target,
+            r.count,
+            r.body.len()
+        ))
+        .cc("s-maxage=600")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--max-header-size", "16KiB"]).await;
+    let big = "x".repeat(20 * 1024);
+    let response = raw(
+        edge.addr,
+        &format!("GET / HTTP/1.1\r\nhost: a\r\nx-big: {big}\r\nconnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    // Under the limit is fine.
+    assert_eq!(
+        get_with(edge.addr, "/", &[("x-big", &"x".repeat(8 * 1024))])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(origin.total(), 1);
+}
+
+#[tokio::test]
+async fn long_uris_get_414() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--max-uri-length", "1KiB"]).await;
+    let long = format!("/p?{}", "q".repeat(2000));
+    let response = get(edge.addr, &long).await;
+    assert_eq!(response.status, 414);
+    assert!(response.text().contains("414 URI Too Long"));
+    assert_eq!(origin.total(), 0, "a refused request reached the origin");
+    assert_eq!(
+        get(edge.addr, &format!("/p?{}", "q".repeat(500)))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn large_request_bodies_get_413() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--max-body-size", "1KiB"]).await;
+    let small = send(edge.addr, "POST", "/form", &[], vec![b'a'; 1000]).await;
+    assert_eq!(small.status, 200);
+    assert_eq!(small.text(), "POST /form #1 1000B");
+    // Declared too large: refused before the origin hears of it.
+    let declared = send(edge.addr, "POST", "/form", &[], vec![b'a'; 5000]).await;
+    assert_eq!(declared.status, 413);
+    assert!(declared.text().contains("at most 1024 bytes"));
+    assert_eq!(origin.count("/form"), 1);
+    // Chunked (no length): cut off once it passes the limit, still a 413.
+    let chunk = "b".repeat(800);
+    let chunked = raw(
+        edge.addr,
+        &format!("POST /form HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n"),
+    )
+    .await;
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_at_once() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--max-connections", "2"]).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(edge.addr).await.expect("connect");
+        // A complete request keeps the connection busy on keep-alive.
+        stream
+            .write_all(b"GET /held HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await.expect("response");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    let refused = raw(edge.addr, "GET /third HTTP/1.1\r\nhost: a\r\n\r\n").await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("too many connections"));
+    assert_eq!(origin.count("/third"), 0);
+    drop(held);
+    // The slots come back when the held connections close.
+    let mut status = 0;
+    for _ in 0..100 {
+        let response = raw(
+            edge.addr,
+            "GET /third HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        status = if response.starts_with("HTTP/1.1 200") {
+            200
+        } else {
+            503
+        };
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_client_trickling_headers_is_cut_off() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--header-read-timeout", "1s"]).await;
+    let mut stream = TcpStream::connect(edge.addr).await.expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n")
+        .await
+        .expect("write");
+    // One header line every 200 ms: never finishing, always sending (slowloris).
+    let mut cut_off = false;
+    for i in 0..100 {
+        if stream
+            .write_all(format!("x-slow-{i}: y\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            cut_off = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut_off = true;
+                break;
+            }
+            Ok(Ok(n)) => assert!(
+                !buf[..n].starts_with(b"HTTP/1.1 200"),
+                "served a trickled request"
+            ),
+            Err(_) => {}
+        }
+    }
+    assert!(cut_off, "a trickling client kept its connection for 20 s");
+    assert_eq!(origin.total(), 0);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--header-read-timeout", "1s"]).await;
+    let mut stream = TcpStream::connect(edge.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /k HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let (text, closed) = read_until_closed(&mut stream, Duration::from_secs(15)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(closed, "an idle keep-alive connection stayed open");
+}
+
+#[tokio::test]
+async fn unknown_hosts_get_421_and_create_no_entries() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(
+        &origin.url(),
+        &["--allowed-hosts", "site.example,www.site.example"],
+    )
+    .await;
+    for junk in ["junk1.example", "junk2.example", "evil"] {
+        let response = get_with(edge.addr, "/", &[("host", junk)]).await;
+        assert_eq!(response.status, 421, "{junk}");
+    }
+    assert_eq!(origin.total(), 0);
+    assert_eq!(
+        get_with(edge.addr, "/", &[("host", "site.example")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get_with(edge.addr, "/", &[("host", "WWW.site.example:8080")])
+            .await
+            .status,
+        200
+    );
+    // The control API answers whatever Host the backend uses.
+    let purge = support::revalidate(
+        edge.addr,
+        serde_json::json!({"secret": support::SECRET, "all": true}),
+    )
+    .await;
+    assert_eq!(purge.status, 200, "{}", purge.text());
+}

@@ -1,0 +1,117 @@
+//! Cache poisoning: an attacker's request headers that change what the origin renders but are
+//! not part of the key never reach the origin, so the page stored for everyone is clean.
+//! Responses with `Set-Cookie` are never stored; `--bypass-cookie` requests skip the cache.
+
+mod support;
+
+use support::{get, get_with, Edge, Origin, Reply};
+
+/// An origin that, like many frameworks, trusts forwarding headers when it renders links.
+async fn gullible_origin() -> Origin {
+    Origin::start(|r| {
+        let h = |name: &str| {
+            r.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
+        let body = format!(
+            "host={} original-url={} rewrite-url={} override={} subrequest={} route-matches={}",
+            h("x-forwarded-host"),
+            h("x-original-url"),
+            h("x-rewrite-url"),
+            h("x-http-method-override"),
+            h("x-middleware-subrequest"),
+            h("x-now-route-matches"),
+        );
+        Reply::ok(body).cc("s-maxage=600")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn attacker_headers_cannot_poison_the_stored_page() {
+    let origin = gullible_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let attack = [
+        ("host", "site.example"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-original-url", "/admin"),
+        ("x-rewrite-url", "/admin"),
+        ("x-http-method-override", "DELETE"),
+        (
+            "x-middleware-subrequest",
+            "middleware:middleware:middleware",
+        ),
+        ("x-now-route-matches", "1=evil"),
+    ];
+    let attacker = get_with(edge.addr, "/home", &attack).await;
+    assert_eq!(attacker.cache(), "MISS");
+    let victim = get_with(edge.addr, "/home", &[("host", "site.example")]).await;
+    assert_eq!(victim.cache(), "HIT");
+    for poison in ["evil", "/admin", "DELETE", "middleware:", "1=evil"] {
+        assert!(
+            !attacker.text().contains(poison),
+            "origin saw {poison}: {}",
+            attacker.text()
+        );
+        assert!(
+            !victim.text().contains(poison),
+            "stored page poisoned with {poison}: {}",
+            victim.text()
+        );
+    }
+    // The origin is told the real host instead.
+    assert!(
+        victim.text().starts_with("host=site.example "),
+        "{}",
+        victim.text()
+    );
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].headers.get("x-original-url").is_none());
+}
+
+#[tokio::test]
+async fn set_cookie_responses_are_never_stored() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("personal {}", r.count))
+            .cc("s-maxage=600")
+            .header("set-cookie", "session=abc")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let first = get(edge.addr, "/me").await;
+    assert_eq!(first.header("set-cookie"), "session=abc");
+    let second = get(edge.addr, "/me").await;
+    assert_ne!(second.cache(), "HIT");
+    assert_eq!(second.text(), "personal 2");
+    assert_eq!(origin.count("/me"), 2);
+}
+
+#[tokio::test]
+async fn bypass_cookies_skip_the_cache() {
+    let origin = Origin::start(|r| {
+        let cookie = r
+            .headers
+            .get("cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        Reply::ok(format!("#{} {cookie}", r.count)).cc("s-maxage=600")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &["--bypass-cookie", "session,cart"]).await;
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+    assert_eq!(get(edge.addr, "/p").await.cache(), "HIT");
+    let logged_in = get_with(edge.addr, "/p", &[("cookie", "theme=dark; session=s3cret")]).await;
+    assert_eq!(logged_in.cache(), "BYPASS");
+    assert_eq!(logged_in.text(), "#2 theme=dark; session=s3cret");
+    let cart = get_with(edge.addr, "/p", &[("cookie", "cart=1")]).await;
+    assert_eq!(cart.cache(), "BYPASS");
+    // The logged-in page was not stored for anonymous visitors, and other cookies still hit.
+    let anonymous = get_with(edge.addr, "/p", &[("cookie", "theme=dark; sessionx=1")]).await;
+    assert_eq!(anonymous.cache(), "HIT");
+    assert_eq!(anonymous.text(), "#1 ");
+}
