@@ -56,7 +56,7 @@ pub fn host_allowed(allowed: &[String], uri: &Uri, headers: &HeaderMap) -> Resul
         .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
     let name = strip_port(host.trim()).to_ascii_lowercase();
-    if allowed.iter().any(|a| *a == name) {
+    if allowed.contains(&name) {
         Ok(())
     } else {
         Err(host.to_string())
