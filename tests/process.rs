@@ -23,6 +23,8 @@ fn command(secret: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_isr-edge"));
     command
         .args(args)
+        // The admin listener's fixed default port would collide between parallel tests.
+        .args(["--admin-listen", "off"])
         .env("REVALIDATE_SECRET", secret)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
