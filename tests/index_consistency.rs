@@ -1,0 +1,102 @@
+//! The purge index stays in step with what the cache holds under churn: after many inserts into
+//! a small cache (moka evicting by size, from several threads at once), the index holds no more
+//! keys than the cache, and purges still find everything that is stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use isr_edge::cache::key::primary_key;
+use isr_edge::cache::policy::Lifetime;
+use isr_edge::cache::{Cache, NewEntry, PurgeMode, Selector};
+
+fn new_entry(i: usize) -> NewEntry {
+    NewEntry {
+        status: StatusCode::OK,
+        headers: HeaderMap::new(),
+        body: Bytes::from(vec![b'x'; 512 + i % 1024]),
+        vary: vec![],
+        tags: vec![format!("t{}", i % 7).into(), "all-pages".into()],
+        lifetime: Lifetime {
+            fresh_for: Duration::from_secs(600),
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+        },
+        initial_age: Duration::ZERO,
+    }
+}
+
+/// Admits `count` entries spread over pages and query variants, with the same pages coming back
+/// (replacements) as well as new ones (evictions).
+fn churn(cache: &Cache, thread: usize, count: usize) {
+    for i in 0..count {
+        let n = (i * 7 + thread * 13) % 3000;
+        let page = format!("/s{}/p{}", n % 17, n);
+        let query = (n % 3 == 0).then(|| format!("v={}", i % 4));
+        let key = primary_key("h", &page, query.as_deref());
+        let epoch = cache.epoch();
+        cache.admit(&key, &page, new_entry(i), epoch);
+    }
+}
+
+fn assert_consistent(cache: &Cache, when: &str) {
+    cache.sync();
+    let stored = cache.url_count() as usize;
+    assert!(
+        cache.indexed_keys() <= stored,
+        "{when}: index holds {} keys, cache {stored}",
+        cache.indexed_keys()
+    );
+    let everything = cache.purge(&Selector::All, None, PurgeMode::Hard, true, 0);
+    assert_eq!(everything.urls, stored, "{when}: a purge of everything finds every stored URL");
+    let (by_page, by_tag) = cache.index().linked_keys();
+    assert_eq!(by_page, cache.indexed_keys(), "{when}: page map");
+    assert_eq!(by_tag, 2 * cache.indexed_keys(), "{when}: tag map (two tags per URL)");
+}
+
+#[test]
+fn the_index_never_outgrows_a_small_cache_under_churn() {
+    let cache = Cache::new(256 * 1024);
+    churn(&cache, 0, 20_000);
+    assert_consistent(&cache, "one thread");
+    assert!(cache.evictions().size.load(std::sync::atomic::Ordering::Relaxed) > 0, "the cache did evict");
+
+    let cache = Arc::new(cache);
+    let threads: Vec<_> = (1..=4)
+        .map(|t| {
+            let cache = cache.clone();
+            std::thread::spawn(move || churn(&cache, t, 10_000))
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("churn thread");
+    }
+    assert_consistent(&cache, "four threads");
+
+    // A tag purge removes every stored URL carrying it.
+    let tagged = cache.purge(&Selector::Tag("t3"), None, PurgeMode::Hard, true, 0).urls;
+    assert!(tagged > 0, "some t3 pages are stored");
+    let purged = cache.purge(&Selector::Tag("t3"), None, PurgeMode::Hard, false, 0);
+    assert_eq!(purged.urls, tagged);
+    assert_consistent(&cache, "after a tag purge");
+    assert_eq!(cache.purge(&Selector::Tag("t3"), None, PurgeMode::Hard, true, 0).urls, 0);
+
+    // And a layout purge of one section.
+    let section = cache.purge(&Selector::Subtree("/s5"), None, PurgeMode::Hard, false, 0);
+    assert!(section.urls > 0);
+    assert_consistent(&cache, "after a layout purge");
+    assert_eq!(cache.purge(&Selector::Subtree("/s5"), None, PurgeMode::Hard, true, 0).urls, 0);
+}
+
+#[test]
+fn a_lookup_after_a_purge_finds_nothing() {
+    let cache = Cache::new(64 * 1024 * 1024);
+    churn(&cache, 0, 3000);
+    cache.sync();
+    let key = primary_key("h", "/s2/p19", None);
+    assert!(cache.lookup(&key, &HeaderMap::new()).is_some());
+    let count = cache.purge(&Selector::Page("/s2/p19"), None, PurgeMode::Hard, false, 0);
+    assert_eq!(count.urls, 1);
+    assert!(cache.lookup(&key, &HeaderMap::new()).is_none());
+}

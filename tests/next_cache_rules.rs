@@ -1,0 +1,151 @@
+//! What a shared cache in front of Next.js must get right: HTML and RSC payloads never mixed
+//! (even when the origin forgot `Vary: RSC`), requests that must reach the origin (server
+//! actions, draft mode), responses never stored (206, 5xx), `x-nextjs-cache: STALE` stored as
+//! stale, a bare `stale-while-revalidate` given the default window, a one-year window capped.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{eventually, get, get_with, Edge, Origin, Reply};
+
+/// Renders HTML, or an RSC payload for `RSC: 1`, and never sends `Vary`.
+async fn forgetful_origin() -> Origin {
+    Origin::start(|r| {
+        let rsc = r.headers.get("rsc").is_some_and(|v| v == "1");
+        let reply = Reply::ok(format!("{} v{}", if rsc { "rsc" } else { "html" }, r.count)).cc("s-maxage=600");
+        if rsc {
+            reply.header("content-type", "text/x-component")
+        } else {
+            reply.header("content-type", "text/html; charset=utf-8")
+        }
+    })
+    .await
+}
+
+fn is_rsc(r: &support::Resp) -> bool {
+    r.header("content-type").starts_with("text/x-component") && r.text().starts_with("rsc")
+}
+
+#[tokio::test]
+async fn rsc_and_html_never_mix_even_without_vary() {
+    let origin = forgetful_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for round in 0..3 {
+        let html = get(edge.addr, "/page").await;
+        assert!(!is_rsc(&html), "round {round}: HTML request got {}", html.text());
+        let rsc = get_with(edge.addr, "/page", &[("rsc", "1")]).await;
+        assert!(is_rsc(&rsc), "round {round}: RSC request got {}", rsc.text());
+        // `RSC: 0` or another value is not an RSC request.
+        let other = get_with(edge.addr, "/page", &[("rsc", "0")]).await;
+        assert!(!is_rsc(&other), "round {round}: RSC: 0 got {}", other.text());
+    }
+    // Both forms are kept side by side, so after the first round both are hits.
+    assert_eq!(get(edge.addr, "/page").await.cache(), "HIT");
+    assert_eq!(get_with(edge.addr, "/page", &[("rsc", "1")]).await.cache(), "HIT");
+    assert_eq!(origin.count("/page"), 2);
+}
+
+#[tokio::test]
+async fn server_actions_and_draft_mode_bypass_the_cache() {
+    let origin = Origin::start(|r| Reply::ok(format!("v{}", r.count)).cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/b").await.text(), "v1");
+    assert_eq!(get(edge.addr, "/b").await.cache(), "HIT");
+    let bypassing: [(&str, &str); 3] = [
+        ("next-action", "7f3a"),
+        ("cookie", "theme=dark; __prerender_bypass=abc"),
+        ("cookie", "__next_preview_data=xyz"),
+    ];
+    for (n, header) in bypassing.iter().enumerate() {
+        let r = get_with(edge.addr, "/b", &[*header]).await;
+        assert_eq!(r.cache(), "BYPASS", "{header:?}");
+        assert_eq!(r.text(), format!("v{}", n + 2), "{header:?} reaches the origin");
+    }
+    // What they fetched was not stored over the public copy.
+    let public = get(edge.addr, "/b").await;
+    assert_eq!(public.cache(), "HIT");
+    assert_eq!(public.text(), "v1");
+    // A cookie whose name merely contains the draft name is not draft mode.
+    let r = get_with(edge.addr, "/b", &[("cookie", "x__prerender_bypass=1")]).await;
+    assert_eq!(r.cache(), "HIT");
+}
+
+#[tokio::test]
+async fn partial_content_and_server_errors_are_never_stored() {
+    let origin = Origin::start(|r| {
+        let status = match r.path.as_str() {
+            "/partial" => 206,
+            "/error" => 500,
+            "/unavailable" => 503,
+            "/not-implemented" => 501,
+            "/empty" => 204,
+            _ => 200,
+        };
+        Reply::ok(format!("v{}", r.count)).cc("s-maxage=600").status(status)
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &["--stale-if-error", "0s"]).await;
+    for path in ["/partial", "/error", "/unavailable", "/not-implemented", "/empty"] {
+        let first = get(edge.addr, path).await;
+        let second = get(edge.addr, path).await;
+        assert_ne!(second.cache(), "HIT", "{path}");
+        assert_eq!(origin.count(path), 2, "{path}: both requests reach the origin");
+        assert_eq!(first.status, second.status, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn next_stale_answers_are_stored_as_already_stale() {
+    let origin = Origin::start(|r| {
+        let reply = Reply::ok(format!("v{}", r.count)).cc("s-maxage=600, stale-while-revalidate=600");
+        if r.count == 1 {
+            reply.header("x-nextjs-cache", "STALE")
+        } else {
+            reply.header("x-nextjs-cache", "HIT")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/n").await.cache(), "MISS");
+    let second = get(edge.addr, "/n").await;
+    assert_eq!(second.cache(), "STALE", "stored as stale, so refreshed now");
+    assert_eq!(second.text(), "v1");
+    assert!(eventually(Duration::from_secs(5), || origin.count("/n") == 2).await);
+    // The refreshed copy (x-nextjs-cache: HIT) is fresh.
+    let mut r = get(edge.addr, "/n").await;
+    for _ in 0..50 {
+        if r.cache() == "HIT" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        r = get(edge.addr, "/n").await;
+    }
+    assert_eq!(r.cache(), "HIT");
+    assert_eq!(r.text(), "v2");
+}
+
+/// Stores `/w` with `Cache-Control: cc` and `Age: age`, then tells whether the copy is still in
+/// its stale-while-revalidate window (served STALE) or past it (the next request is a MISS).
+async fn second_request_status(cc: &'static str, age: &'static str, args: &[&str]) -> String {
+    let origin = Origin::start(move |r| Reply::ok(format!("v{}", r.count)).cc(cc).header("age", age)).await;
+    let edge = Edge::start(&origin.url(), args).await;
+    assert_eq!(get(edge.addr, "/w").await.cache(), "MISS");
+    get(edge.addr, "/w").await.cache().to_string()
+}
+
+#[tokio::test]
+async fn a_bare_stale_while_revalidate_gets_the_default_window() {
+    // Age 100 s, fresh for 10 s: inside a one-hour default window, outside the 60 s one.
+    let cc = "s-maxage=10, stale-while-revalidate";
+    assert_eq!(second_request_status(cc, "100", &["--default-swr", "1h"]).await, "STALE");
+    assert_eq!(second_request_status(cc, "100", &["--default-swr", "60s"]).await, "MISS");
+}
+
+#[tokio::test]
+async fn a_one_year_window_is_capped_by_max_stale() {
+    // Next.js 15 sends one year; an answer 2.3 days old is past a 24 h cap, inside a 100 h one.
+    let cc = "s-maxage=10, stale-while-revalidate=31536000";
+    assert_eq!(second_request_status(cc, "200000", &["--max-stale", "24h", "--stale-if-error", "0s"]).await, "MISS");
+    assert_eq!(second_request_status(cc, "200000", &["--max-stale", "100h"]).await, "STALE");
+}

@@ -1,0 +1,151 @@
+//! What the next visitor gets after a revalidation: `hard` (the default: evicted, the next request
+//! waits for the origin), `soft` / `profile: "max"` (the old copy at once, marked STALE, while
+//! exactly one background request refreshes it), and `warm` (re-fetched in the background, so the
+//! next request is a HIT with the new body).
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{eventually, get, get_with, revalidate, Edge, Origin, Reply, SECRET};
+
+/// Renders `v<n>`; renders after the first are slowed down, so a refresh is still running while
+/// the test sends its next requests.
+async fn origin(slow: Duration) -> Origin {
+    Origin::start(move |r| {
+        let reply = Reply::ok(format!("v{}", r.count)).cc("s-maxage=600");
+        if r.count > 1 {
+            reply.delay(slow)
+        } else {
+            reply
+        }
+    })
+    .await
+}
+
+async fn store(edge: &Edge, path: &str) {
+    assert_eq!(get(edge.addr, path).await.text(), "v1");
+    assert_eq!(get(edge.addr, path).await.cache(), "HIT");
+}
+
+#[tokio::test]
+async fn hard_mode_makes_the_next_request_wait_for_the_new_body() {
+    let origin = origin(Duration::from_millis(100)).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    store(&edge, "/h").await;
+    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/h"], "mode": "hard"})).await.json();
+    assert_eq!(a["mode"], "hard");
+    assert_eq!(a["evicted"], 1);
+    let next = get(edge.addr, "/h").await;
+    assert_eq!(next.cache(), "MISS");
+    assert_eq!(next.text(), "v2");
+    assert_eq!(get(edge.addr, "/h").await.cache(), "HIT");
+    assert_eq!(origin.count("/h"), 2);
+}
+
+async fn soft_purge_serves_old_then_new(body: serde_json::Value) {
+    let origin = origin(Duration::from_millis(300)).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    store(&edge, "/s").await;
+    store(&edge, "/s?variant=2").await;
+    let a = revalidate(edge.addr, body.clone()).await.json();
+    assert_eq!(a["mode"], "soft", "{body}");
+    assert_eq!(a["evicted"], 2, "{body}");
+
+    // While the one refresh runs, every request gets the old copy at once.
+    for _ in 0..3 {
+        let r = get(edge.addr, "/s").await;
+        assert_eq!(r.cache(), "STALE", "{body}");
+        assert_eq!(r.text(), "v1");
+    }
+    assert!(eventually(Duration::from_secs(5), || origin.count("/s") == 2).await);
+    let mut fresh = get(edge.addr, "/s").await;
+    for _ in 0..50 {
+        if fresh.cache() == "HIT" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        fresh = get(edge.addr, "/s").await;
+    }
+    assert_eq!(fresh.cache(), "HIT", "{body}");
+    assert_eq!(fresh.text(), "v2");
+    assert_eq!(origin.count("/s"), 2, "exactly one background refresh");
+    // The other URL was marked too and refreshes on its own first request.
+    let other = get(edge.addr, "/s?variant=2").await;
+    assert_eq!(other.cache(), "STALE");
+    assert_eq!(other.text(), "v1");
+}
+
+#[tokio::test]
+async fn soft_mode_serves_the_old_copy_once_then_the_refreshed_one() {
+    soft_purge_serves_old_then_new(json!({"secret": SECRET, "paths": ["/s"], "mode": "soft"})).await;
+}
+
+#[tokio::test]
+async fn profile_max_is_soft_mode_in_next_vocabulary() {
+    soft_purge_serves_old_then_new(json!({"secret": SECRET, "tag": "_N_T_/s", "profile": "max"})).await;
+}
+
+#[tokio::test]
+async fn a_soft_purge_does_not_revive_a_copy_kept_only_for_errors() {
+    // Stale-while-revalidate is over (age 100 > 10 + 5), the copy is kept for stale-if-error only.
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("v{}", r.count)).cc("s-maxage=10, stale-while-revalidate=5").header("age", "100")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/e").await.text(), "v1");
+    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/e"], "mode": "soft"})).await.json();
+    assert_eq!(a["evicted"], 1);
+    let next = get(edge.addr, "/e").await;
+    assert_eq!(next.cache(), "MISS", "an expired copy stays expired");
+    assert_eq!(next.text(), "v2");
+}
+
+#[tokio::test]
+async fn warm_refetches_so_the_next_request_is_a_hit_with_the_new_body() {
+    let origin = origin(Duration::ZERO).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    store(&edge, "/w").await;
+    store(&edge, "/w?page=2").await;
+    store(&edge, "/other").await;
+    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/w"], "warm": true})).await.json();
+    assert_eq!(a["evicted"], 2);
+    assert!(
+        eventually(Duration::from_secs(5), || origin.count("/w") == 2 && origin.count("/w?page=2") == 2).await,
+        "both URLs re-fetched"
+    );
+    for path in ["/w", "/w?page=2"] {
+        let mut r = get(edge.addr, path).await;
+        // The warm fetch may still be admitting; a request joining it shares its answer.
+        for _ in 0..50 {
+            if r.cache() == "HIT" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            r = get(edge.addr, path).await;
+        }
+        assert_eq!(r.cache(), "HIT", "{path}");
+        assert_eq!(r.text(), "v2", "{path}");
+        assert_eq!(origin.count(path), 2, "{path}: no second fetch");
+    }
+    assert_eq!(origin.count("/other"), 1, "only the evicted URLs are warmed");
+}
+
+#[tokio::test]
+async fn warm_on_revalidate_flag_warms_every_hard_purge() {
+    let origin = origin(Duration::ZERO).await;
+    let edge = Edge::start(&origin.url(), &["--warm-on-revalidate"]).await;
+    store(&edge, "/f").await;
+    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/f"]})).await.json();
+    assert_eq!(a["evicted"], 1);
+    assert!(eventually(Duration::from_secs(5), || origin.count("/f") == 2).await);
+    // Opting out per request.
+    store(&edge, "/g").await;
+    revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/g"], "warm": false})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(origin.count("/g"), 1);
+    let r = get_with(edge.addr, "/g", &[]).await;
+    assert_eq!(r.cache(), "MISS");
+}

@@ -1,0 +1,106 @@
+//! Who may revalidate: the secret in the JSON body, `Authorization: Bearer`, the
+//! `x-revalidate-secret` header or `?secret=`; several secrets at once for rotation (a
+//! comma-separated `REVALIDATE_SECRET`, or `--secret-file` with one per line). A refused request
+//! evicts nothing.
+
+mod support;
+
+use serde_json::json;
+use support::{get, send, Edge, Origin, Reply, SECRET};
+
+async fn origin() -> Origin {
+    Origin::start(|r| Reply::ok(format!("v{}", r.count)).cc("s-maxage=600")).await
+}
+
+async fn store(edge: &Edge, path: &str) {
+    get(edge.addr, path).await;
+    assert_eq!(get(edge.addr, path).await.cache(), "HIT", "{path} stored");
+}
+
+async fn post(edge: &Edge, target: &str, headers: &[(&str, &str)], body: serde_json::Value) -> (u16, serde_json::Value) {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let r = send(edge.addr, "POST", target, &all, body.to_string()).await;
+    (r.status, r.json())
+}
+
+#[tokio::test]
+async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
+    let origin = origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let bearer = format!("Bearer {SECRET}");
+    let query = format!("/api/revalidate?secret={SECRET}");
+    let forms: Vec<(&str, String, Vec<(&str, &str)>, serde_json::Value)> = vec![
+        ("json", "/api/revalidate".into(), vec![], json!({"secret": SECRET, "paths": ["/a"]})),
+        ("bearer", "/api/revalidate".into(), vec![("authorization", bearer.as_str())], json!({"paths": ["/a"]})),
+        ("header", "/api/revalidate".into(), vec![("x-revalidate-secret", SECRET)], json!({"paths": ["/a"]})),
+        ("query", query.clone(), vec![], json!({"paths": ["/a"]})),
+    ];
+    for (name, target, headers, body) in forms {
+        store(&edge, "/a").await;
+        let (status, answer) = post(&edge, &target, &headers, body).await;
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert_eq!(answer["evicted"], 1, "{name}: {answer}");
+        assert_eq!(get(edge.addr, "/a").await.cache(), "MISS", "{name}");
+    }
+
+    // The query form with no body at all (`POST /api/revalidate?secret=..&path=/a`).
+    store(&edge, "/a").await;
+    let r = send(edge.addr, "POST", &format!("{query}&path=/a"), &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["evicted"], 1);
+
+    store(&edge, "/a").await;
+    let wrong: Vec<(&str, Vec<(&str, &str)>, serde_json::Value)> = vec![
+        ("json", vec![], json!({"secret": "nope", "paths": ["/a"]})),
+        ("bearer", vec![("authorization", "Bearer nope")], json!({"paths": ["/a"]})),
+        ("header", vec![("x-revalidate-secret", "nope")], json!({"paths": ["/a"]})),
+        ("none", vec![], json!({"paths": ["/a"]})),
+    ];
+    for (name, headers, body) in wrong {
+        let (status, answer) = post(&edge, "/api/revalidate", &headers, body).await;
+        assert_eq!(status, 401, "{name}");
+        assert_eq!(answer["success"], false, "{name}");
+        assert_eq!(answer["message"], "Invalid secret", "{name}");
+    }
+    let r = send(edge.addr, "POST", "/api/revalidate?secret=nope&path=/a", &[], "").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(get(edge.addr, "/a").await.cache(), "HIT", "refused requests evict nothing");
+}
+
+#[tokio::test]
+async fn two_secrets_from_the_environment_list_both_work() {
+    let origin = origin().await;
+    let old = "old-secret-0123456789abcdef0123456789";
+    let new = "new-secret-0123456789abcdef0123456789";
+    let edge = Edge::start_with_secret(&origin.url(), &[], Some(&format!("{old}, {new}"))).await;
+    for secret in [old, new] {
+        store(&edge, "/r").await;
+        let (status, answer) = post(&edge, "/api/revalidate", &[], json!({"secret": secret, "paths": ["/r"]})).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["evicted"], 1);
+    }
+    let (status, _) = post(&edge, "/api/revalidate", &[], json!({"secret": format!("{old},{new}"), "paths": ["/r"]})).await;
+    assert_eq!(status, 401, "the list itself is not a secret");
+}
+
+#[tokio::test]
+async fn two_secrets_from_a_secret_file_both_work() {
+    let origin = origin().await;
+    let old = "file-old-0123456789abcdef0123456789";
+    let new = "file-new-0123456789abcdef0123456789";
+    let path = std::env::temp_dir().join(format!("isr-edge-secrets-{}", std::process::id()));
+    std::fs::write(&path, format!("{old}\n\n{new}\n")).expect("write secret file");
+    let file = path.to_str().expect("utf-8 path");
+    let edge = Edge::start_with_secret(&origin.url(), &["--secret-file", file], None).await;
+    for (secret, header) in [(old, "x-revalidate-secret"), (new, "authorization")] {
+        store(&edge, "/f").await;
+        let value = if header == "authorization" { format!("Bearer {secret}") } else { secret.to_string() };
+        let (status, answer) = post(&edge, "/api/revalidate", &[(header, value.as_str())], json!({"paths": ["/f"]})).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["evicted"], 1);
+    }
+    let (status, _) = post(&edge, "/api/revalidate", &[], json!({"secret": SECRET, "paths": ["/f"]})).await;
+    assert_eq!(status, 401, "only the file's secrets count");
+    let _ = std::fs::remove_file(&path);
+}
