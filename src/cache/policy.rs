@@ -272,12 +272,14 @@ pub enum Freshness {
 }
 
 pub fn freshness(lifetime: &Lifetime, age: Duration, soft_purged: bool) -> Freshness {
-    if soft_purged {
-        // A soft purge marks the copy stale: served once more while one refresh runs.
-        return Freshness::Stale;
-    }
     if age < lifetime.fresh_for {
-        Freshness::Fresh
+        // A soft purge marks a fresh copy stale: served once more while one refresh runs. A copy
+        // already past its stale window stays expired (a purge never extends a lifetime).
+        if soft_purged {
+            Freshness::Stale
+        } else {
+            Freshness::Fresh
+        }
     } else if age < lifetime.fresh_for + lifetime.stale_while_revalidate {
         Freshness::Stale
     } else {
@@ -517,6 +519,11 @@ mod tests {
         assert_eq!(
             freshness(&l, Duration::from_secs(1), true),
             Freshness::Stale
+        );
+        assert_eq!(
+            freshness(&l, Duration::from_secs(20), true),
+            Freshness::Expired,
+            "a soft purge does not revive an expired copy"
         );
         assert!(usable_on_error(&l, Duration::from_secs(109)));
         assert!(!usable_on_error(&l, Duration::from_secs(110)));
