@@ -15,10 +15,7 @@ use crate::proxy::{Proxy, ProxySettings};
 use crate::revalidate::Revalidate;
 use crate::upstream::Upstream;
 
-/// Response headers that carry cache tags, by default.
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
-
-pub const DEFAULT_TAG_HEADERS: [&str; 3] = ["cache-tag", "surrogate-key", "x-next-cache-tags"];
 
 pub struct App {
     proxy: Arc<Proxy>,
@@ -38,10 +35,8 @@ impl App {
             freshness: config.freshness.clone(),
             honor_client_no_cache: config.honor_client_no_cache,
             browser_cache_control: config.browser_cache_control,
-            tag_headers: DEFAULT_TAG_HEADERS
-                .iter()
-                .map(|h| HeaderName::from_static(h))
-                .collect(),
+            tag_headers: config.tag_headers.clone(),
+            keep_tag_headers: config.keep_tag_headers,
             limits: config.limits.clone(),
             bypass_cookies: config.bypass_cookies.clone(),
         };

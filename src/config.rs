@@ -152,6 +152,20 @@ pub struct Cli {
     /// of creating cache entries. Default: any host.
     #[arg(long, value_delimiter = ',')]
     pub allowed_hosts: Vec<String>,
+    // --- invalidation ---
+    /// Origin response headers whose values are cache tags (comma- or space-separated lists).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cache-tag,surrogate-key,x-next-cache-tags"
+    )]
+    pub tag_headers: Vec<String>,
+
+    /// Pass the tag headers on to clients (by default they are removed: tags can name
+    /// internals). Default: off.
+    #[arg(long)]
+    pub keep_tag_headers: bool,
+
     // --- observability ---
     /// Admin listener for /metrics, /healthz and /readyz (never the public port); `off` disables it.
     #[arg(long, default_value = "127.0.0.1:9091", env = "ISR_EDGE_ADMIN_LISTEN", value_parser = parse_admin_listen)]
@@ -227,6 +241,10 @@ pub struct Config {
     pub bypass_cookies: Vec<String>,
     /// Lowercased host names without port; empty = any.
     pub allowed_hosts: Vec<String>,
+    // --- invalidation ---
+    /// Lowercased, valid header names.
+    pub tag_headers: Vec<http::HeaderName>,
+    pub keep_tag_headers: bool,
     // --- observability ---
     /// Admin listener address (`None`: `--admin-listen off`).
     pub admin_listen: Option<SocketAddr>,
@@ -271,6 +289,8 @@ pub enum ConfigError {
     SampleSecret,
     #[error("{0}")]
     Limit(String),
+    #[error("--tag-headers: {0:?} is not a header name")]
+    TagHeader(String),
     #[error("--admin-listen: {0} is the public --listen address; metrics must not be public")]
     AdminOnPublicPort(SocketAddr),
 }
@@ -335,6 +355,16 @@ impl Config {
             .map(|h| strip_port(h.trim()).to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
+        let tag_headers = cli
+            .tag_headers
+            .iter()
+            .map(|name| name.trim())
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| ConfigError::TagHeader(name.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let admin_listen = match cli.admin_listen {
             AdminListen::Off => None,
             AdminListen::On(addr) => Some(addr),
@@ -377,6 +407,8 @@ impl Config {
                 .filter(|c| !c.is_empty())
                 .collect(),
             allowed_hosts,
+            tag_headers,
+            keep_tag_headers: cli.keep_tag_headers,
             admin_listen,
             log_format: cli.log_format,
             access_log: cli.access_log,

@@ -51,11 +51,13 @@ pub struct ProxySettings {
     pub freshness: FreshnessRules,
     pub honor_client_no_cache: bool,
     pub browser_cache_control: BrowserCacheControl,
-    /// Response headers that carry cache tags; removed before clients see them.
+    /// Response headers that carry cache tags; removed before clients see them unless
+    /// `keep_tag_headers`.
     pub tag_headers: Vec<HeaderName>,
     pub limits: Limits,
     /// Cookie names that make a request skip the cache (`--bypass-cookie`).
     pub bypass_cookies: Vec<String>,
+    pub keep_tag_headers: bool,
 }
 
 pub struct Proxy {
@@ -599,8 +601,10 @@ impl Proxy {
     fn client_facing(&self, headers: &mut HeaderMap, stored: bool) {
         headers.remove("cdn-cache-control");
         headers.remove("surrogate-control");
-        for name in &self.settings.tag_headers {
-            headers.remove(name);
+        if !self.settings.keep_tag_headers {
+            for name in &self.settings.tag_headers {
+                headers.remove(name);
+            }
         }
         if stored {
             headers.remove(header::AGE);

@@ -49,24 +49,38 @@ fn assert_consistent(cache: &Cache, when: &str) {
         cache.indexed_keys()
     );
     let everything = cache.purge(&Selector::All, None, PurgeMode::Hard, true, 0);
-    assert_eq!(everything.urls, stored, "{when}: a purge of everything finds every stored URL");
+    assert_eq!(
+        everything.urls, stored,
+        "{when}: a purge of everything finds every stored URL"
+    );
     let (by_page, by_tag) = cache.index().linked_keys();
     assert_eq!(by_page, cache.indexed_keys(), "{when}: page map");
-    assert_eq!(by_tag, 2 * cache.indexed_keys(), "{when}: tag map (two tags per URL)");
+    assert_eq!(
+        by_tag,
+        2 * cache.indexed_keys(),
+        "{when}: tag map (two tags per URL)"
+    );
 }
 
 #[test]
 fn the_index_never_outgrows_a_small_cache_under_churn() {
     let cache = Cache::new(256 * 1024);
-    churn(&cache, 0, 20_000);
+    churn(&cache, 0, 8_000);
     assert_consistent(&cache, "one thread");
-    assert!(cache.evictions().size.load(std::sync::atomic::Ordering::Relaxed) > 0, "the cache did evict");
+    assert!(
+        cache
+            .evictions()
+            .size
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "the cache did evict"
+    );
 
     let cache = Arc::new(cache);
     let threads: Vec<_> = (1..=4)
         .map(|t| {
             let cache = cache.clone();
-            std::thread::spawn(move || churn(&cache, t, 10_000))
+            std::thread::spawn(move || churn(&cache, t, 5_000))
         })
         .collect();
     for t in threads {
@@ -75,18 +89,30 @@ fn the_index_never_outgrows_a_small_cache_under_churn() {
     assert_consistent(&cache, "four threads");
 
     // A tag purge removes every stored URL carrying it.
-    let tagged = cache.purge(&Selector::Tag("t3"), None, PurgeMode::Hard, true, 0).urls;
+    let tagged = cache
+        .purge(&Selector::Tag("t3"), None, PurgeMode::Hard, true, 0)
+        .urls;
     assert!(tagged > 0, "some t3 pages are stored");
     let purged = cache.purge(&Selector::Tag("t3"), None, PurgeMode::Hard, false, 0);
     assert_eq!(purged.urls, tagged);
     assert_consistent(&cache, "after a tag purge");
-    assert_eq!(cache.purge(&Selector::Tag("t3"), None, PurgeMode::Hard, true, 0).urls, 0);
+    assert_eq!(
+        cache
+            .purge(&Selector::Tag("t3"), None, PurgeMode::Hard, true, 0)
+            .urls,
+        0
+    );
 
     // And a layout purge of one section.
     let section = cache.purge(&Selector::Subtree("/s5"), None, PurgeMode::Hard, false, 0);
     assert!(section.urls > 0);
     assert_consistent(&cache, "after a layout purge");
-    assert_eq!(cache.purge(&Selector::Subtree("/s5"), None, PurgeMode::Hard, true, 0).urls, 0);
+    assert_eq!(
+        cache
+            .purge(&Selector::Subtree("/s5"), None, PurgeMode::Hard, true, 0)
+            .urls,
+        0
+    );
 }
 
 #[test]

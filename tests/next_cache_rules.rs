@@ -13,7 +13,8 @@ use support::{eventually, get, get_with, Edge, Origin, Reply};
 async fn forgetful_origin() -> Origin {
     Origin::start(|r| {
         let rsc = r.headers.get("rsc").is_some_and(|v| v == "1");
-        let reply = Reply::ok(format!("{} v{}", if rsc { "rsc" } else { "html" }, r.count)).cc("s-maxage=600");
+        let reply = Reply::ok(format!("{} v{}", if rsc { "rsc" } else { "html" }, r.count))
+            .cc("s-maxage=600");
         if rsc {
             reply.header("content-type", "text/x-component")
         } else {
@@ -33,16 +34,31 @@ async fn rsc_and_html_never_mix_even_without_vary() {
     let edge = Edge::start(&origin.url(), &[]).await;
     for round in 0..3 {
         let html = get(edge.addr, "/page").await;
-        assert!(!is_rsc(&html), "round {round}: HTML request got {}", html.text());
+        assert!(
+            !is_rsc(&html),
+            "round {round}: HTML request got {}",
+            html.text()
+        );
         let rsc = get_with(edge.addr, "/page", &[("rsc", "1")]).await;
-        assert!(is_rsc(&rsc), "round {round}: RSC request got {}", rsc.text());
+        assert!(
+            is_rsc(&rsc),
+            "round {round}: RSC request got {}",
+            rsc.text()
+        );
         // `RSC: 0` or another value is not an RSC request.
         let other = get_with(edge.addr, "/page", &[("rsc", "0")]).await;
-        assert!(!is_rsc(&other), "round {round}: RSC: 0 got {}", other.text());
+        assert!(
+            !is_rsc(&other),
+            "round {round}: RSC: 0 got {}",
+            other.text()
+        );
     }
     // Both forms are kept side by side, so after the first round both are hits.
     assert_eq!(get(edge.addr, "/page").await.cache(), "HIT");
-    assert_eq!(get_with(edge.addr, "/page", &[("rsc", "1")]).await.cache(), "HIT");
+    assert_eq!(
+        get_with(edge.addr, "/page", &[("rsc", "1")]).await.cache(),
+        "HIT"
+    );
     assert_eq!(origin.count("/page"), 2);
 }
 
@@ -60,7 +76,11 @@ async fn server_actions_and_draft_mode_bypass_the_cache() {
     for (n, header) in bypassing.iter().enumerate() {
         let r = get_with(edge.addr, "/b", &[*header]).await;
         assert_eq!(r.cache(), "BYPASS", "{header:?}");
-        assert_eq!(r.text(), format!("v{}", n + 2), "{header:?} reaches the origin");
+        assert_eq!(
+            r.text(),
+            format!("v{}", n + 2),
+            "{header:?} reaches the origin"
+        );
     }
     // What they fetched was not stored over the public copy.
     let public = get(edge.addr, "/b").await;
@@ -82,15 +102,27 @@ async fn partial_content_and_server_errors_are_never_stored() {
             "/empty" => 204,
             _ => 200,
         };
-        Reply::ok(format!("v{}", r.count)).cc("s-maxage=600").status(status)
+        Reply::ok(format!("v{}", r.count))
+            .cc("s-maxage=600")
+            .status(status)
     })
     .await;
     let edge = Edge::start(&origin.url(), &["--stale-if-error", "0s"]).await;
-    for path in ["/partial", "/error", "/unavailable", "/not-implemented", "/empty"] {
+    for path in [
+        "/partial",
+        "/error",
+        "/unavailable",
+        "/not-implemented",
+        "/empty",
+    ] {
         let first = get(edge.addr, path).await;
         let second = get(edge.addr, path).await;
         assert_ne!(second.cache(), "HIT", "{path}");
-        assert_eq!(origin.count(path), 2, "{path}: both requests reach the origin");
+        assert_eq!(
+            origin.count(path),
+            2,
+            "{path}: both requests reach the origin"
+        );
         assert_eq!(first.status, second.status, "{path}");
     }
 }
@@ -98,7 +130,8 @@ async fn partial_content_and_server_errors_are_never_stored() {
 #[tokio::test]
 async fn next_stale_answers_are_stored_as_already_stale() {
     let origin = Origin::start(|r| {
-        let reply = Reply::ok(format!("v{}", r.count)).cc("s-maxage=600, stale-while-revalidate=600");
+        let reply =
+            Reply::ok(format!("v{}", r.count)).cc("s-maxage=600, stale-while-revalidate=600");
         if r.count == 1 {
             reply.header("x-nextjs-cache", "STALE")
         } else {
@@ -128,7 +161,8 @@ async fn next_stale_answers_are_stored_as_already_stale() {
 /// Stores `/w` with `Cache-Control: cc` and `Age: age`, then tells whether the copy is still in
 /// its stale-while-revalidate window (served STALE) or past it (the next request is a MISS).
 async fn second_request_status(cc: &'static str, age: &'static str, args: &[&str]) -> String {
-    let origin = Origin::start(move |r| Reply::ok(format!("v{}", r.count)).cc(cc).header("age", age)).await;
+    let origin =
+        Origin::start(move |r| Reply::ok(format!("v{}", r.count)).cc(cc).header("age", age)).await;
     let edge = Edge::start(&origin.url(), args).await;
     assert_eq!(get(edge.addr, "/w").await.cache(), "MISS");
     get(edge.addr, "/w").await.cache().to_string()
@@ -138,14 +172,31 @@ async fn second_request_status(cc: &'static str, age: &'static str, args: &[&str
 async fn a_bare_stale_while_revalidate_gets_the_default_window() {
     // Age 100 s, fresh for 10 s: inside a one-hour default window, outside the 60 s one.
     let cc = "s-maxage=10, stale-while-revalidate";
-    assert_eq!(second_request_status(cc, "100", &["--default-swr", "1h"]).await, "STALE");
-    assert_eq!(second_request_status(cc, "100", &["--default-swr", "60s"]).await, "MISS");
+    assert_eq!(
+        second_request_status(cc, "100", &["--default-swr", "1h"]).await,
+        "STALE"
+    );
+    assert_eq!(
+        second_request_status(cc, "100", &["--default-swr", "60s"]).await,
+        "MISS"
+    );
 }
 
 #[tokio::test]
 async fn a_one_year_window_is_capped_by_max_stale() {
     // Next.js 15 sends one year; an answer 2.3 days old is past a 24 h cap, inside a 100 h one.
     let cc = "s-maxage=10, stale-while-revalidate=31536000";
-    assert_eq!(second_request_status(cc, "200000", &["--max-stale", "24h", "--stale-if-error", "0s"]).await, "MISS");
-    assert_eq!(second_request_status(cc, "200000", &["--max-stale", "100h"]).await, "STALE");
+    assert_eq!(
+        second_request_status(
+            cc,
+            "200000",
+            &["--max-stale", "24h", "--stale-if-error", "0s"]
+        )
+        .await,
+        "MISS"
+    );
+    assert_eq!(
+        second_request_status(cc, "200000", &["--max-stale", "100h"]).await,
+        "STALE"
+    );
 }

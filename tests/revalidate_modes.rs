@@ -34,7 +34,12 @@ async fn hard_mode_makes_the_next_request_wait_for_the_new_body() {
     let origin = origin(Duration::from_millis(100)).await;
     let edge = Edge::start(&origin.url(), &[]).await;
     store(&edge, "/h").await;
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/h"], "mode": "hard"})).await.json();
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/h"], "mode": "hard"}),
+    )
+    .await
+    .json();
     assert_eq!(a["mode"], "hard");
     assert_eq!(a["evicted"], 1);
     let next = get(edge.addr, "/h").await;
@@ -79,24 +84,33 @@ async fn soft_purge_serves_old_then_new(body: serde_json::Value) {
 
 #[tokio::test]
 async fn soft_mode_serves_the_old_copy_once_then_the_refreshed_one() {
-    soft_purge_serves_old_then_new(json!({"secret": SECRET, "paths": ["/s"], "mode": "soft"})).await;
+    soft_purge_serves_old_then_new(json!({"secret": SECRET, "paths": ["/s"], "mode": "soft"}))
+        .await;
 }
 
 #[tokio::test]
 async fn profile_max_is_soft_mode_in_next_vocabulary() {
-    soft_purge_serves_old_then_new(json!({"secret": SECRET, "tag": "_N_T_/s", "profile": "max"})).await;
+    soft_purge_serves_old_then_new(json!({"secret": SECRET, "tag": "_N_T_/s", "profile": "max"}))
+        .await;
 }
 
 #[tokio::test]
 async fn a_soft_purge_does_not_revive_a_copy_kept_only_for_errors() {
     // Stale-while-revalidate is over (age 100 > 10 + 5), the copy is kept for stale-if-error only.
     let origin = Origin::start(|r| {
-        Reply::ok(format!("v{}", r.count)).cc("s-maxage=10, stale-while-revalidate=5").header("age", "100")
+        Reply::ok(format!("v{}", r.count))
+            .cc("s-maxage=10, stale-while-revalidate=5")
+            .header("age", "100")
     })
     .await;
     let edge = Edge::start(&origin.url(), &[]).await;
     assert_eq!(get(edge.addr, "/e").await.text(), "v1");
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/e"], "mode": "soft"})).await.json();
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/e"], "mode": "soft"}),
+    )
+    .await
+    .json();
     assert_eq!(a["evicted"], 1);
     let next = get(edge.addr, "/e").await;
     assert_eq!(next.cache(), "MISS", "an expired copy stays expired");
@@ -110,10 +124,17 @@ async fn warm_refetches_so_the_next_request_is_a_hit_with_the_new_body() {
     store(&edge, "/w").await;
     store(&edge, "/w?page=2").await;
     store(&edge, "/other").await;
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/w"], "warm": true})).await.json();
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/w"], "warm": true}),
+    )
+    .await
+    .json();
     assert_eq!(a["evicted"], 2);
     assert!(
-        eventually(Duration::from_secs(5), || origin.count("/w") == 2 && origin.count("/w?page=2") == 2).await,
+        eventually(Duration::from_secs(5), || origin.count("/w") == 2
+            && origin.count("/w?page=2") == 2)
+        .await,
         "both URLs re-fetched"
     );
     for path in ["/w", "/w?page=2"] {
@@ -130,7 +151,11 @@ async fn warm_refetches_so_the_next_request_is_a_hit_with_the_new_body() {
         assert_eq!(r.text(), "v2", "{path}");
         assert_eq!(origin.count(path), 2, "{path}: no second fetch");
     }
-    assert_eq!(origin.count("/other"), 1, "only the evicted URLs are warmed");
+    assert_eq!(
+        origin.count("/other"),
+        1,
+        "only the evicted URLs are warmed"
+    );
 }
 
 #[tokio::test]
@@ -138,12 +163,18 @@ async fn warm_on_revalidate_flag_warms_every_hard_purge() {
     let origin = origin(Duration::ZERO).await;
     let edge = Edge::start(&origin.url(), &["--warm-on-revalidate"]).await;
     store(&edge, "/f").await;
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/f"]})).await.json();
+    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/f"]}))
+        .await
+        .json();
     assert_eq!(a["evicted"], 1);
     assert!(eventually(Duration::from_secs(5), || origin.count("/f") == 2).await);
     // Opting out per request.
     store(&edge, "/g").await;
-    revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/g"], "warm": false})).await;
+    revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/g"], "warm": false}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(origin.count("/g"), 1);
     let r = get_with(edge.addr, "/g", &[]).await;

@@ -17,7 +17,12 @@ async fn store(edge: &Edge, path: &str) {
     assert_eq!(get(edge.addr, path).await.cache(), "HIT", "{path} stored");
 }
 
-async fn post(edge: &Edge, target: &str, headers: &[(&str, &str)], body: serde_json::Value) -> (u16, serde_json::Value) {
+async fn post(
+    edge: &Edge,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
     let r = send(edge.addr, "POST", target, &all, body.to_string()).await;
@@ -31,9 +36,24 @@ async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
     let bearer = format!("Bearer {SECRET}");
     let query = format!("/api/revalidate?secret={SECRET}");
     let forms: Vec<(&str, String, Vec<(&str, &str)>, serde_json::Value)> = vec![
-        ("json", "/api/revalidate".into(), vec![], json!({"secret": SECRET, "paths": ["/a"]})),
-        ("bearer", "/api/revalidate".into(), vec![("authorization", bearer.as_str())], json!({"paths": ["/a"]})),
-        ("header", "/api/revalidate".into(), vec![("x-revalidate-secret", SECRET)], json!({"paths": ["/a"]})),
+        (
+            "json",
+            "/api/revalidate".into(),
+            vec![],
+            json!({"secret": SECRET, "paths": ["/a"]}),
+        ),
+        (
+            "bearer",
+            "/api/revalidate".into(),
+            vec![("authorization", bearer.as_str())],
+            json!({"paths": ["/a"]}),
+        ),
+        (
+            "header",
+            "/api/revalidate".into(),
+            vec![("x-revalidate-secret", SECRET)],
+            json!({"paths": ["/a"]}),
+        ),
         ("query", query.clone(), vec![], json!({"paths": ["/a"]})),
     ];
     for (name, target, headers, body) in forms {
@@ -53,8 +73,16 @@ async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
     store(&edge, "/a").await;
     let wrong: Vec<(&str, Vec<(&str, &str)>, serde_json::Value)> = vec![
         ("json", vec![], json!({"secret": "nope", "paths": ["/a"]})),
-        ("bearer", vec![("authorization", "Bearer nope")], json!({"paths": ["/a"]})),
-        ("header", vec![("x-revalidate-secret", "nope")], json!({"paths": ["/a"]})),
+        (
+            "bearer",
+            vec![("authorization", "Bearer nope")],
+            json!({"paths": ["/a"]}),
+        ),
+        (
+            "header",
+            vec![("x-revalidate-secret", "nope")],
+            json!({"paths": ["/a"]}),
+        ),
         ("none", vec![], json!({"paths": ["/a"]})),
     ];
     for (name, headers, body) in wrong {
@@ -63,9 +91,20 @@ async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
         assert_eq!(answer["success"], false, "{name}");
         assert_eq!(answer["message"], "Invalid secret", "{name}");
     }
-    let r = send(edge.addr, "POST", "/api/revalidate?secret=nope&path=/a", &[], "").await;
+    let r = send(
+        edge.addr,
+        "POST",
+        "/api/revalidate?secret=nope&path=/a",
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(r.status, 401);
-    assert_eq!(get(edge.addr, "/a").await.cache(), "HIT", "refused requests evict nothing");
+    assert_eq!(
+        get(edge.addr, "/a").await.cache(),
+        "HIT",
+        "refused requests evict nothing"
+    );
 }
 
 #[tokio::test]
@@ -76,11 +115,23 @@ async fn two_secrets_from_the_environment_list_both_work() {
     let edge = Edge::start_with_secret(&origin.url(), &[], Some(&format!("{old}, {new}"))).await;
     for secret in [old, new] {
         store(&edge, "/r").await;
-        let (status, answer) = post(&edge, "/api/revalidate", &[], json!({"secret": secret, "paths": ["/r"]})).await;
+        let (status, answer) = post(
+            &edge,
+            "/api/revalidate",
+            &[],
+            json!({"secret": secret, "paths": ["/r"]}),
+        )
+        .await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["evicted"], 1);
     }
-    let (status, _) = post(&edge, "/api/revalidate", &[], json!({"secret": format!("{old},{new}"), "paths": ["/r"]})).await;
+    let (status, _) = post(
+        &edge,
+        "/api/revalidate",
+        &[],
+        json!({"secret": format!("{old},{new}"), "paths": ["/r"]}),
+    )
+    .await;
     assert_eq!(status, 401, "the list itself is not a secret");
 }
 
@@ -95,12 +146,28 @@ async fn two_secrets_from_a_secret_file_both_work() {
     let edge = Edge::start_with_secret(&origin.url(), &["--secret-file", file], None).await;
     for (secret, header) in [(old, "x-revalidate-secret"), (new, "authorization")] {
         store(&edge, "/f").await;
-        let value = if header == "authorization" { format!("Bearer {secret}") } else { secret.to_string() };
-        let (status, answer) = post(&edge, "/api/revalidate", &[(header, value.as_str())], json!({"paths": ["/f"]})).await;
+        let value = if header == "authorization" {
+            format!("Bearer {secret}")
+        } else {
+            secret.to_string()
+        };
+        let (status, answer) = post(
+            &edge,
+            "/api/revalidate",
+            &[(header, value.as_str())],
+            json!({"paths": ["/f"]}),
+        )
+        .await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["evicted"], 1);
     }
-    let (status, _) = post(&edge, "/api/revalidate", &[], json!({"secret": SECRET, "paths": ["/f"]})).await;
+    let (status, _) = post(
+        &edge,
+        "/api/revalidate",
+        &[],
+        json!({"secret": SECRET, "paths": ["/f"]}),
+    )
+    .await;
     assert_eq!(status, 401, "only the file's secrets count");
     let _ = std::fs::remove_file(&path);
 }

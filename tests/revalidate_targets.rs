@@ -13,7 +13,12 @@ use support::{get, get_with, revalidate, send, Edge, Origin, Reply, SECRET};
 async fn origin() -> Origin {
     Origin::start(|r| {
         let rsc = r.headers.get("rsc").is_some_and(|v| v == "1");
-        let body = format!("{} {} v{}", r.target, if rsc { "rsc" } else { "html" }, r.count);
+        let body = format!(
+            "{} {} v{}",
+            r.target,
+            if rsc { "rsc" } else { "html" },
+            r.count
+        );
         let reply = Reply::ok(body).cc("s-maxage=600").header("vary", "RSC");
         if rsc {
             reply.header("content-type", "text/x-component")
@@ -68,13 +73,19 @@ async fn seed_shape_paths_evicts_and_answers_with_counts() {
     let edge = Edge::start(&origin.url(), &[]).await;
     warm(&edge, &["/", "/products", "/filter"], false).await;
 
-    let answer = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/", "/products"]})).await;
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/", "/products"]}),
+    )
+    .await;
     assert_eq!(answer.status, 200);
     let a = answer.json();
     assert_eq!(a["success"], true);
     assert_eq!(a["message"], "Revalidated successfully");
     assert_eq!(a["revalidated"]["paths"], json!(["/", "/products"]));
-    assert!(a["revalidated"]["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(a["revalidated"]["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
     assert_eq!(a["evicted"], 2);
     assert_eq!(a["cache_version"], 1);
     let now_ms = std::time::SystemTime::now()
@@ -82,7 +93,10 @@ async fn seed_shape_paths_evicts_and_answers_with_counts() {
         .expect("clock")
         .as_millis() as u64;
     let answered = a["now"].as_u64().expect("now in epoch ms");
-    assert!(answered <= now_ms && now_ms - answered < 60_000, "now={answered}");
+    assert!(
+        answered <= now_ms && now_ms - answered < 60_000,
+        "now={answered}"
+    );
     assert_eq!(
         a["targets"],
         json!([
@@ -94,7 +108,10 @@ async fn seed_shape_paths_evicts_and_answers_with_counts() {
     assert_eq!(status_of(&edge, "/").await, "MISS");
     assert_eq!(status_of(&edge, "/products").await, "MISS");
     assert_eq!(status_of(&edge, "/filter").await, "HIT");
-    assert_eq!(get(edge.addr, "/products").await.text(), "/products html v2");
+    assert_eq!(
+        get(edge.addr, "/products").await.text(),
+        "/products html v2"
+    );
 
     // The version counts revalidations.
     let again = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/filter"]})).await;
@@ -109,7 +126,9 @@ async fn every_target_kind_and_object_entries() {
             "/t2" => "two",
             _ => "other",
         };
-        Reply::ok(format!("{} v{}", r.target, r.count)).cc("s-maxage=600").header("cache-tag", tag)
+        Reply::ok(format!("{} v{}", r.target, r.count))
+            .cc("s-maxage=600")
+            .header("cache-tag", tag)
     })
     .await;
     let edge = Edge::start(&origin.url(), &[]).await;
@@ -160,16 +179,24 @@ async fn every_target_kind_and_object_entries() {
 
     // A top-level "type" applies to plain strings.
     warm(&edge, &["/blog", "/blog/a"], false).await;
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/blog"], "type": "layout"}))
-        .await
-        .json();
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/blog"], "type": "layout"}),
+    )
+    .await
+    .json();
     assert_eq!(a["evicted"], 2);
 
     // `all: true` empties everything, explicitly.
     warm(&edge, &pages, false).await;
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "all": true})).await.json();
+    let a = revalidate(edge.addr, json!({"secret": SECRET, "all": true}))
+        .await
+        .json();
     assert_eq!(a["evicted"], pages.len());
-    assert_eq!(a["targets"], json!([{"type": "all", "target": "*", "evicted": pages.len()}]));
+    assert_eq!(
+        a["targets"],
+        json!([{"type": "all", "target": "*", "evicted": pages.len()}])
+    );
     for page in pages {
         assert_eq!(status_of(&edge, page).await, "MISS", "{page}");
     }
@@ -178,7 +205,9 @@ async fn every_target_kind_and_object_entries() {
 #[tokio::test]
 async fn query_string_webhooks_revalidate_and_bare_get_is_health() {
     let origin = Origin::start(|r| {
-        Reply::ok(format!("v{}", r.count)).cc("s-maxage=600").header("cache-tag", "posts")
+        Reply::ok(format!("v{}", r.count))
+            .cc("s-maxage=600")
+            .header("cache-tag", "posts")
     })
     .await;
     let edge = Edge::start(&origin.url(), &[]).await;
@@ -189,13 +218,21 @@ async fn query_string_webhooks_revalidate_and_bare_get_is_health() {
     assert_eq!(health.json()["status"], "ok");
     assert_eq!(status_of(&edge, "/x").await, "HIT");
 
-    let by_path = get(edge.addr, &format!("/api/revalidate?secret={SECRET}&path=/x")).await;
+    let by_path = get(
+        edge.addr,
+        &format!("/api/revalidate?secret={SECRET}&path=/x"),
+    )
+    .await;
     assert_eq!(by_path.status, 200, "{}", by_path.text());
     assert_eq!(by_path.json()["evicted"], 1);
     assert_eq!(status_of(&edge, "/x").await, "MISS");
     assert_eq!(status_of(&edge, "/y").await, "HIT");
 
-    let by_tag = get(edge.addr, &format!("/api/revalidate?secret={SECRET}&tag=posts")).await;
+    let by_tag = get(
+        edge.addr,
+        &format!("/api/revalidate?secret={SECRET}&tag=posts"),
+    )
+    .await;
     assert_eq!(by_tag.json()["evicted"], 2);
     assert_eq!(status_of(&edge, "/y").await, "MISS");
 
@@ -209,13 +246,21 @@ async fn a_path_purge_reaches_every_form_of_the_page() {
     let origin = origin().await;
     let edge = Edge::start(&origin.url(), &[]).await;
     let html_forms = ["/p", "/p?x=1", "/p?x=2", "/p/", "/_next/data/build1/p.json"];
-    let rsc_forms = ["/p", "/p.rsc", "/p.prefetch.rsc", "/p.segments/x.segment.rsc"];
+    let rsc_forms = [
+        "/p",
+        "/p.rsc",
+        "/p.prefetch.rsc",
+        "/p.segments/x.segment.rsc",
+    ];
     warm(&edge, &html_forms, false).await;
     warm(&edge, &rsc_forms, true).await;
     // HEAD is answered from (and stored as) the GET.
     let head = send(edge.addr, "HEAD", "/p?head=1", &[], "").await;
     assert_eq!(head.status, 200);
-    assert_eq!(send(edge.addr, "HEAD", "/p?head=1", &[], "").await.cache(), "HIT");
+    assert_eq!(
+        send(edge.addr, "HEAD", "/p?head=1", &[], "").await.cache(),
+        "HIT"
+    );
     let neighbours = ["/p2", "/px", "/p/child", "/"];
     warm(&edge, &neighbours, false).await;
 
@@ -236,7 +281,9 @@ async fn a_path_purge_reaches_every_form_of_the_page() {
         ]
     );
 
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/p"]})).await.json();
+    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/p"]}))
+        .await
+        .json();
     assert_eq!(a["evicted"], 10, "{a}");
     for path in html_forms {
         assert_eq!(status_of(&edge, path).await, "MISS", "{path}");
@@ -244,7 +291,11 @@ async fn a_path_purge_reaches_every_form_of_the_page() {
     for path in rsc_forms {
         let r = get_with(edge.addr, path, &[("rsc", "1")]).await;
         assert_eq!(r.cache(), "MISS", "{path} (RSC)");
-        assert!(r.text().starts_with(&format!("{path} rsc v")), "{path}: {}", r.text());
+        assert!(
+            r.text().starts_with(&format!("{path} rsc v")),
+            "{path}: {}",
+            r.text()
+        );
     }
     for path in neighbours {
         assert_eq!(status_of(&edge, path).await, "HIT", "{path} must survive");
@@ -255,11 +306,18 @@ async fn a_path_purge_reaches_every_form_of_the_page() {
 async fn the_home_page_is_reached_by_its_index_forms() {
     let origin = origin().await;
     let edge = Edge::start(&origin.url(), &[]).await;
-    warm(&edge, &["/", "/index", "/_next/data/b/index.json", "/?q=1"], false).await;
+    warm(
+        &edge,
+        &["/", "/index", "/_next/data/b/index.json", "/?q=1"],
+        false,
+    )
+    .await;
     warm(&edge, &["/index.rsc"], true).await;
     warm(&edge, &["/about"], false).await;
     // Path normalisation is shared by the key and the purge: `//` and dot segments.
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["//./"]})).await.json();
+    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["//./"]}))
+        .await
+        .json();
     assert_eq!(a["evicted"], 5, "{a}");
     assert_eq!(status_of(&edge, "/index").await, "MISS");
     assert_eq!(status_of(&edge, "/about").await, "HIT");
@@ -269,23 +327,44 @@ async fn the_home_page_is_reached_by_its_index_forms() {
 async fn layout_reaches_the_subtree_only_and_root_layout_reaches_everything() {
     let origin = origin().await;
     let edge = Edge::start(&origin.url(), &[]).await;
-    let pages = ["/blog", "/blog/a", "/blog/a/b", "/blog.rsc", "/blogger", "/blogger/a", "/other"];
+    let pages = [
+        "/blog",
+        "/blog/a",
+        "/blog/a/b",
+        "/blog.rsc",
+        "/blogger",
+        "/blogger/a",
+        "/other",
+    ];
     warm(&edge, &pages, false).await;
 
-    let dry = dry_run(&edge, json!({"paths": [{"path": "/blog/", "type": "layout"}]})).await;
-    assert_eq!(examples(&dry), ["/blog", "/blog.rsc", "/blog/a", "/blog/a/b"]);
+    let dry = dry_run(
+        &edge,
+        json!({"paths": [{"path": "/blog/", "type": "layout"}]}),
+    )
+    .await;
+    assert_eq!(
+        examples(&dry),
+        ["/blog", "/blog.rsc", "/blog/a", "/blog/a/b"]
+    );
 
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "path": {"path": "/blog", "type": "layout"}}))
-        .await
-        .json();
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "path": {"path": "/blog", "type": "layout"}}),
+    )
+    .await
+    .json();
     assert_eq!(a["evicted"], 4, "{a}");
     for page in ["/blogger", "/blogger/a", "/other"] {
         assert_eq!(status_of(&edge, page).await, "HIT", "{page}");
     }
 
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/"], "type": "layout"}))
-        .await
-        .json();
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/"], "type": "layout"}),
+    )
+    .await
+    .json();
     assert_eq!(a["evicted"], 3, "{a}");
     for page in pages {
         assert_eq!(status_of(&edge, page).await, "MISS", "{page}");
@@ -297,19 +376,40 @@ async fn route_patterns_and_globs_match_stored_pages() {
     let origin = origin().await;
     let edge = Edge::start(&origin.url(), &[]).await;
     let pages = [
-        "/blog", "/blog/a", "/blog/b", "/blog/a/comments", "/blogger/a", "/docs", "/docs/x",
-        "/docs/x/y", "/cart", "/shop", "/shop/a/b", "/en/about", "/fr/about", "/en/contact",
+        "/blog",
+        "/blog/a",
+        "/blog/b",
+        "/blog/a/comments",
+        "/blogger/a",
+        "/docs",
+        "/docs/x",
+        "/docs/x/y",
+        "/cart",
+        "/shop",
+        "/shop/a/b",
+        "/en/about",
+        "/fr/about",
+        "/en/contact",
     ];
     warm(&edge, &pages, false).await;
 
     let cases: &[(Value, &[&str])] = &[
         (json!({"paths": ["/blog/[slug]"]}), &["/blog/a", "/blog/b"]),
-        (json!({"paths": ["/docs/[...slug]"]}), &["/docs/x", "/docs/x/y"]),
-        (json!({"paths": ["/docs/[[...slug]]"]}), &["/docs", "/docs/x", "/docs/x/y"]),
+        (
+            json!({"paths": ["/docs/[...slug]"]}),
+            &["/docs/x", "/docs/x/y"],
+        ),
+        (
+            json!({"paths": ["/docs/[[...slug]]"]}),
+            &["/docs", "/docs/x", "/docs/x/y"],
+        ),
         (json!({"paths": ["/(shop)/cart"]}), &["/cart"]),
         (json!({"paths": ["/blog/*"]}), &["/blog/a", "/blog/b"]),
         (json!({"paths": ["/shop/**"]}), &["/shop", "/shop/a/b"]),
-        (json!({"paths": ["/[lang]/about"]}), &["/en/about", "/fr/about"]),
+        (
+            json!({"paths": ["/[lang]/about"]}),
+            &["/en/about", "/fr/about"],
+        ),
         (json!({"paths": ["/*/about"]}), &["/en/about", "/fr/about"]),
         (
             json!({"paths": [{"path": "/blog/[slug]", "type": "layout"}]}),
@@ -323,7 +423,12 @@ async fn route_patterns_and_globs_match_stored_pages() {
     }
 
     // A real pattern purge evicts exactly what the dry run listed.
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/blog/[slug]"]})).await.json();
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/blog/[slug]"]}),
+    )
+    .await
+    .json();
     assert_eq!(a["evicted"], 2);
     assert_eq!(status_of(&edge, "/blog/a").await, "MISS");
     assert_eq!(status_of(&edge, "/blog").await, "HIT");
@@ -353,7 +458,12 @@ async fn implicit_next_tags_reach_their_pages() {
     let everything = dry_run(&edge, json!({"tag": "_N_T_/layout"})).await;
     assert_eq!(everything["would_evict"], pages.len());
 
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "tags": ["_N_T_/blog/layout"]})).await.json();
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "tags": ["_N_T_/blog/layout"]}),
+    )
+    .await
+    .json();
     assert_eq!(a["evicted"], 3);
     assert_eq!(status_of(&edge, "/blog/a/b").await, "MISS");
     assert_eq!(status_of(&edge, "/blogger").await, "HIT");
@@ -376,7 +486,11 @@ async fn tags_come_from_origin_headers_which_clients_never_see() {
         for _ in 0..2 {
             let r = get(edge.addr, path).await;
             for name in ["cache-tag", "surrogate-key", "x-next-cache-tags"] {
-                assert!(!r.headers.contains_key(name), "{path} leaked {name} ({})", r.cache());
+                assert!(
+                    !r.headers.contains_key(name),
+                    "{path} leaked {name} ({})",
+                    r.cache()
+                );
             }
         }
     }
@@ -393,7 +507,12 @@ async fn tags_come_from_origin_headers_which_clients_never_see() {
         let dry = dry_run(&edge, body.clone()).await;
         assert_eq!(examples(&dry), *expected, "{body}");
     }
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "tags": ["products", "posts"]})).await.json();
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "tags": ["products", "posts"]}),
+    )
+    .await
+    .json();
     assert_eq!(a["evicted"], 2);
     assert_eq!(status_of(&edge, "/t1").await, "MISS");
     assert_eq!(status_of(&edge, "/t2").await, "MISS");
@@ -409,17 +528,35 @@ async fn a_host_field_scopes_the_purge_to_one_site() {
         for _ in 0..2 {
             get_with(edge.addr, "/p", &[("host", host)]).await;
         }
-        assert_eq!(get_with(edge.addr, "/p", &[("host", host)]).await.cache(), "HIT");
+        assert_eq!(
+            get_with(edge.addr, "/p", &[("host", host)]).await.cache(),
+            "HIT"
+        );
     }
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/p"], "host": "Shop.Example"}))
-        .await
-        .json();
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/p"], "host": "Shop.Example"}),
+    )
+    .await
+    .json();
     assert_eq!(a["evicted"], 1, "{a}");
-    assert_eq!(get_with(edge.addr, "/p", &[("host", "shop.example")]).await.cache(), "MISS");
-    assert_eq!(get_with(edge.addr, "/p", &[("host", "blog.example")]).await.cache(), "HIT");
+    assert_eq!(
+        get_with(edge.addr, "/p", &[("host", "shop.example")])
+            .await
+            .cache(),
+        "MISS"
+    );
+    assert_eq!(
+        get_with(edge.addr, "/p", &[("host", "blog.example")])
+            .await
+            .cache(),
+        "HIT"
+    );
 
     // Without a host, every site's copy goes.
-    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/p"]})).await.json();
+    let a = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/p"]}))
+        .await
+        .json();
     assert_eq!(a["evicted"], 2);
 }
 
@@ -442,4 +579,33 @@ async fn a_dry_run_counts_and_lists_but_evicts_nothing() {
         assert_eq!(status_of(&edge, page).await, "HIT", "{page}");
     }
     assert_eq!(origin.total(), 120);
+}
+
+#[tokio::test]
+async fn tag_header_names_are_configurable_and_can_be_kept() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("v{}", r.count))
+            .cc("s-maxage=600")
+            .header("x-tags", "alpha beta")
+            .header("cache-tag", "gamma")
+    })
+    .await;
+    let edge = Edge::start(
+        &origin.url(),
+        &["--tag-headers", "X-Tags", "--keep-tag-headers"],
+    )
+    .await;
+    get(edge.addr, "/k").await;
+    let hit = get(edge.addr, "/k").await;
+    assert_eq!(hit.cache(), "HIT");
+    assert_eq!(hit.header("x-tags"), "alpha beta", "kept for clients");
+    assert_eq!(
+        dry_run(&edge, json!({"tag": "beta"})).await["would_evict"],
+        1
+    );
+    assert_eq!(
+        dry_run(&edge, json!({"tag": "gamma"})).await["would_evict"],
+        0,
+        "cache-tag is not listed"
+    );
 }

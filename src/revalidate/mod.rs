@@ -68,7 +68,8 @@ impl Revalidate {
         }
     }
 
-    /// Re-fetch evicted URLs after every hard purge, as if each request said `"warm": true`.
+    /// Re-fetch evicted URLs after every hard purge, as if each request said `"warm": true`
+    /// (a request may still say `"warm": false`).
     pub fn warm_by_default(mut self, warm: bool) -> Revalidate {
         self.warm_by_default = warm;
         self
@@ -315,7 +316,8 @@ impl Revalidate {
         if request.targets.is_empty() {
             metrics.revalidation(outcome, "none");
         }
-        if (request.warm || self.warm_by_default) && mode == PurgeMode::Hard && !request.dry_run {
+        let warm = request.warm.unwrap_or(self.warm_by_default);
+        if warm && mode == PurgeMode::Hard && !request.dry_run {
             self.proxy.warm(keys);
         }
         let mode_name = match mode {

@@ -47,7 +47,8 @@ pub struct RevalidateRequest {
     pub secret: Option<String>,
     pub targets: Vec<Target>,
     pub mode: Option<PurgeMode>,
-    pub warm: bool,
+    /// `None` when the request does not say (then `--warm-on-revalidate` decides).
+    pub warm: Option<bool>,
     pub dry_run: bool,
     pub host: Option<String>,
     /// The paths as the client sent them, echoed in `revalidated.paths`.
@@ -286,7 +287,10 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
             request.mode.unwrap_or(PurgeMode::Hard)
         });
     }
-    request.warm = boolean("warm")?;
+    request.warm = match object.get("warm") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(boolean("warm")?),
+    };
     request.dry_run = boolean("dry_run")?;
     if let Some(host) = string("host")? {
         check_text(&host, "host")?;
