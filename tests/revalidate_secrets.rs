@@ -8,6 +8,9 @@ mod support;
 use serde_json::json;
 use support::{get, send, Edge, Origin, Reply, SECRET};
 
+/// Request headers as name-value pairs.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 async fn origin() -> Origin {
     Origin::start(|r| Reply::ok(format!("v{}", r.count)).cc("s-maxage=600")).await
 }
@@ -35,7 +38,7 @@ async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
     let edge = Edge::start(&origin.url(), &[]).await;
     let bearer = format!("Bearer {SECRET}");
     let query = format!("/api/revalidate?secret={SECRET}");
-    let forms: Vec<(&str, String, Vec<(&str, &str)>, serde_json::Value)> = vec![
+    let forms: Vec<(&str, String, Headers, serde_json::Value)> = vec![
         (
             "json",
             "/api/revalidate".into(),
@@ -71,7 +74,7 @@ async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
     assert_eq!(r.json()["evicted"], 1);
 
     store(&edge, "/a").await;
-    let wrong: Vec<(&str, Vec<(&str, &str)>, serde_json::Value)> = vec![
+    let wrong: Vec<(&str, Headers, serde_json::Value)> = vec![
         ("json", vec![], json!({"secret": "nope", "paths": ["/a"]})),
         (
             "bearer",
@@ -100,6 +103,8 @@ async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
     )
     .await;
     assert_eq!(r.status, 401);
+    let r = send(edge.addr, "POST", "/api/revalidate?path=/a", &[], "").await;
+    assert_eq!(r.status, 401, "no secret at all");
     assert_eq!(
         get(edge.addr, "/a").await.cache(),
         "HIT",

@@ -201,8 +201,10 @@ impl Revalidate {
         // An empty body with everything in the query (`POST /api/revalidate?secret=..&path=/`).
         if bytes.iter().all(u8::is_ascii_whitespace) && request::query_requests_revalidation(query)
         {
-            return request::parse_query(query)
-                .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0));
+            let parsed = request::parse_query(query)
+                .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
+            self.check_post_auth(parts, &bytes, parsed.secret.as_deref(), peer)?;
+            return Ok(parsed);
         }
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             self.refuse(peer, StatusCode::BAD_REQUEST, &format!("body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"))
@@ -216,26 +218,33 @@ impl Revalidate {
         };
         let body_secret = object.get("secret").and_then(Value::as_str);
         let query_secret = query_secret(query);
-        match parts.headers.get("x-signature").map(|v| v.to_str()) {
-            Some(Ok(signature)) if self.secrets.verify_signature(&bytes, signature) => {}
-            Some(_) => {
-                return Err(self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid signature"))
-            }
-            None if self.require_signature => {
-                return Err(self.refuse(peer, StatusCode::UNAUTHORIZED, SIGNATURE_REQUIRED))
-            }
-            None => {
-                if !self.authorized(&parts.headers, body_secret.or(query_secret.as_deref())) {
-                    return Err(self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret"));
-                }
-            }
-        }
+        self.check_post_auth(parts, &bytes, body_secret.or(query_secret.as_deref()), peer)?;
         let mut parsed = request::parse_object(&object)
             .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
         if parsed.secret.is_none() {
             parsed.secret = query_secret;
         }
         Ok(parsed)
+    }
+
+    /// A POST is admitted by a valid `X-Signature` over its raw body, or (unless
+    /// `--require-signature`) by a secret in the body, query or headers.
+    fn check_post_auth(
+        &self,
+        parts: &Parts,
+        bytes: &[u8],
+        secret: Option<&str>,
+        peer: IpAddr,
+    ) -> Result<(), Response<Body>> {
+        match parts.headers.get("x-signature").map(|v| v.to_str()) {
+            Some(Ok(signature)) if self.secrets.verify_signature(bytes, signature) => Ok(()),
+            Some(_) => Err(self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid signature")),
+            None if self.require_signature => {
+                Err(self.refuse(peer, StatusCode::UNAUTHORIZED, SIGNATURE_REQUIRED))
+            }
+            None if self.authorized(&parts.headers, secret) => Ok(()),
+            None => Err(self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret")),
+        }
     }
 
     /// The secret may come in the body or query, as `Authorization: Bearer`, or as
