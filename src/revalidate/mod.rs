@@ -203,7 +203,11 @@ impl Revalidate {
         {
             let parsed = request::parse_query(query)
                 .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
-            self.check_post_auth(parts, &bytes, parsed.secret.as_deref(), peer)?;
+            if let Some(refusal) =
+                self.check_post_auth(parts, &bytes, parsed.secret.as_deref(), peer)
+            {
+                return Err(refusal);
+            }
             return Ok(parsed);
         }
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
@@ -218,7 +222,11 @@ impl Revalidate {
         };
         let body_secret = object.get("secret").and_then(Value::as_str);
         let query_secret = query_secret(query);
-        self.check_post_auth(parts, &bytes, body_secret.or(query_secret.as_deref()), peer)?;
+        if let Some(refusal) =
+            self.check_post_auth(parts, &bytes, body_secret.or(query_secret.as_deref()), peer)
+        {
+            return Err(refusal);
+        }
         let mut parsed = request::parse_object(&object)
             .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
         if parsed.secret.is_none() {
@@ -228,23 +236,22 @@ impl Revalidate {
     }
 
     /// A POST is admitted by a valid `X-Signature` over its raw body, or (unless
-    /// `--require-signature`) by a secret in the body, query or headers.
+    /// `--require-signature`) by a secret in the body, query or headers; otherwise the 401.
     fn check_post_auth(
         &self,
         parts: &Parts,
         bytes: &[u8],
         secret: Option<&str>,
         peer: IpAddr,
-    ) -> Result<(), Response<Body>> {
-        match parts.headers.get("x-signature").map(|v| v.to_str()) {
-            Some(Ok(signature)) if self.secrets.verify_signature(bytes, signature) => Ok(()),
-            Some(_) => Err(self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid signature")),
-            None if self.require_signature => {
-                Err(self.refuse(peer, StatusCode::UNAUTHORIZED, SIGNATURE_REQUIRED))
-            }
-            None if self.authorized(&parts.headers, secret) => Ok(()),
-            None => Err(self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret")),
-        }
+    ) -> Option<Response<Body>> {
+        let refusal = match parts.headers.get("x-signature").map(|v| v.to_str()) {
+            Some(Ok(signature)) if self.secrets.verify_signature(bytes, signature) => return None,
+            Some(_) => "Invalid signature",
+            None if self.require_signature => SIGNATURE_REQUIRED,
+            None if self.authorized(&parts.headers, secret) => return None,
+            None => "Invalid secret",
+        };
+        Some(self.refuse(peer, StatusCode::UNAUTHORIZED, refusal))
     }
 
     /// The secret may come in the body or query, as `Authorization: Bearer`, or as
