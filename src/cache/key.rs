@@ -41,7 +41,15 @@ pub fn split_key(key: &str) -> (&str, &str) {
 /// resolved. The trailing slash is kept (an origin may redirect one form to the other).
 /// Idempotent; never fails: anything that is not a path becomes a path.
 pub fn normalize_path(raw: &str) -> String {
-    let decoded = decode_unreserved(raw);
+    let mut decoded = decode_unreserved(raw);
+    // A stray `%` can meet decoded digits (`%%34%31` -> `%41`): decode until nothing changes,
+    // so normalising a key again gives the same key. Each change shortens it: this ends.
+    while decoded.contains('%') {
+        match decode_unreserved(&decoded) {
+            Cow::Owned(next) if next != *decoded => decoded = Cow::Owned(next),
+            _ => break,
+        }
+    }
     let trailing_slash =
         decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     let mut segments: Vec<&str> = Vec::new();
@@ -212,6 +220,7 @@ mod tests {
             ("/a%2Fb", "/a%2Fb"),
             ("/%", "/%"),
             ("/%zz", "/%zz"),
+            ("/%%34%31", "/A"),
             ("/caf\u{e9}", "/caf\u{e9}"),
             ("/a/%2E%2E/b", "/b"),
             ("/a/.", "/a/"),
