@@ -431,8 +431,9 @@ impl Proxy {
             Ok(lifetime) => lifetime,
             Err(why) => {
                 // The URL is no longer cacheable: an old copy must not outlive this answer.
-                self.cache
-                    .purge(&Selector::Key(&fetch.key), None, PurgeMode::Hard, false, 0);
+                // Not a purge: bumping the epoch here (on every private page) would make every
+                // concurrent fetch of other URLs unstorable.
+                self.cache.forget(&fetch.key);
                 return Fetched::Uncacheable(self.relay(
                     response,
                     CacheStatus::Miss {

@@ -180,3 +180,24 @@ async fn warm_on_revalidate_flag_warms_every_hard_purge() {
     let r = get_with(edge.addr, "/g", &[]).await;
     assert_eq!(r.cache(), "MISS");
 }
+
+#[tokio::test]
+async fn an_uncacheable_answer_does_not_void_concurrent_fetches_of_other_pages() {
+    let origin = Origin::start(|r| match r.path.as_str() {
+        "/private" => Reply::ok("mine").cc("private, no-store"),
+        _ => Reply::ok(format!("v{}", r.count))
+            .cc("s-maxage=600")
+            .delay(Duration::from_millis(300)),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let addr = edge.addr;
+    let slow = tokio::spawn(async move { get(addr, "/slow").await });
+    assert!(eventually(Duration::from_secs(5), || origin.count("/slow") == 1).await);
+    // While /slow is being fetched, a private page passes through.
+    assert_eq!(get(edge.addr, "/private").await.text(), "mine");
+    assert_eq!(slow.await.expect("slow request").cache(), "MISS");
+    let again = get(edge.addr, "/slow").await;
+    assert_eq!(again.cache(), "HIT", "the slow page was stored");
+    assert_eq!(origin.count("/slow"), 1);
+}

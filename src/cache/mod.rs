@@ -283,6 +283,13 @@ impl Cache {
         count
     }
 
+    /// Drops the copy stored under `key` without bumping the purge epoch: for the proxy's own
+    /// bookkeeping (a URL that stopped being cacheable), which must not make concurrent fetches
+    /// of other URLs unstorable the way a revalidation does.
+    pub fn forget(&self, key: &Key) -> bool {
+        self.store.remove(key).is_some()
+    }
+
     /// Runs moka's pending maintenance (evictions, listener calls) now.
     pub fn sync(&self) {
         self.store.run_pending_tasks();
