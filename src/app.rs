@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::limits;
 use crate::logging::{self, AccessStart};
 use crate::proxy::{Proxy, ProxySettings};
+use crate::revalidate::forward::Forwarder;
 use crate::revalidate::Revalidate;
 use crate::upstream::Upstream;
 
@@ -40,11 +41,13 @@ impl App {
             limits: config.limits.clone(),
             bypass_cookies: config.bypass_cookies.clone(),
         };
+        let forwarder = Forwarder::new(config.origin_forwarding.clone(), upstream.clone());
         let proxy = Arc::new(Proxy::new(cache, upstream, settings));
         App {
             revalidate: Revalidate::new(proxy.clone(), config.secrets.clone())
                 .with_guard(config.guard.clone(), config.require_signature)
-                .warm_by_default(config.warm_on_revalidate),
+                .warm_by_default(config.warm_on_revalidate)
+                .with_forwarder(forwarder),
             proxy,
             revalidate_path: config.revalidate_path.clone(),
             access_log: config.access_log,

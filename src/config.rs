@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::cache::policy::FreshnessRules;
+use crate::revalidate::forward::{OriginForwarding, Redacted};
 use crate::revalidate::guard::{self, GuardSettings};
+use crate::revalidate::pages::{read_preview_mode_id, PreviewModeId};
 
 /// Command-line interface. Every flag's default is shown by `--help`.
 #[derive(Parser, Debug, Clone)]
@@ -157,13 +159,14 @@ pub struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cache-tag,surrogate-key,x-next-cache-tags"
+        default_value = "cache-tag,surrogate-key,x-next-cache-tags",
+        visible_alias = "tag-header"
     )]
     pub tag_headers: Vec<String>,
 
     /// Pass the tag headers on to clients (by default they are removed: tags can name
     /// internals). Default: off.
-    #[arg(long)]
+    #[arg(long, visible_alias = "expose-tag-headers")]
     pub keep_tag_headers: bool,
 
     // --- observability ---
@@ -180,6 +183,37 @@ pub struct Cli {
     /// `isr_edge::access` target. Off by default.
     #[arg(long, env = "ISR_EDGE_ACCESS_LOG")]
     pub access_log: bool,
+
+    // --- origin forwarding ---
+    /// Also send each revalidation to this endpoint of the origin app, before evicting locally
+    /// (repeatable: list every app instance; each one is called). Default: none.
+    #[arg(long = "origin-revalidate-url", value_name = "URL")]
+    pub origin_revalidate_url: Vec<String>,
+
+    /// Secret put into the forwarded body's `secret` field (and `x-revalidate-secret`).
+    /// Default: the body is forwarded with the caller's own secret.
+    #[arg(long, env = "ORIGIN_REVALIDATE_SECRET", hide_env_values = true)]
+    pub origin_revalidate_secret: Option<Redacted>,
+
+    /// Time for all origin calls of one revalidation (forwarding and regeneration together);
+    /// keep it under the 5 s after which clients such as Laravel's give up.
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    pub origin_revalidate_timeout: Duration,
+
+    /// Next.js preview-mode id: each revalidated page is regenerated on the origin with
+    /// `HEAD <path>` + `x-prerender-revalidate: <id>` before the local eviction. Default: none.
+    #[arg(
+        long,
+        value_name = "ID",
+        hide_env_values = true,
+        env = "NEXT_PREVIEW_MODE_ID"
+    )]
+    pub next_preview_mode_id: Option<Redacted>,
+
+    /// Read the preview-mode id from this `.next/prerender-manifest.json` (re-read at every
+    /// revalidation, so a rebuild is picked up). Default: none.
+    #[arg(long, value_name = "PATH", conflicts_with = "next_preview_mode_id")]
+    pub next_prerender_manifest: Option<PathBuf>,
 }
 
 /// `--admin-listen`: an address, or `off`.
@@ -250,6 +284,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
     pub access_log: bool,
+    // --- origin forwarding ---
+    pub origin_forwarding: OriginForwarding,
 }
 
 /// Request and connection limits (see the flags for defaults).
@@ -293,6 +329,10 @@ pub enum ConfigError {
     TagHeader(String),
     #[error("--admin-listen: {0} is the public --listen address; metrics must not be public")]
     AdminOnPublicPort(SocketAddr),
+    #[error("--origin-revalidate-url: {0}")]
+    OriginRevalidateUrl(String),
+    #[error("--next-prerender-manifest: {0}")]
+    PrerenderManifest(String),
 }
 
 impl Config {
@@ -321,6 +361,7 @@ impl Config {
         if !cli.revalidate_path.starts_with('/') {
             return Err(ConfigError::RevalidatePath(cli.revalidate_path));
         }
+        let origin_forwarding = origin_forwarding(&cli)?;
         if secrets.has_sample() {
             return Err(ConfigError::SampleSecret);
         }
@@ -412,6 +453,7 @@ impl Config {
             admin_listen,
             log_format: cli.log_format,
             access_log: cli.access_log,
+            origin_forwarding,
         })
     }
 
@@ -437,6 +479,42 @@ pub fn strip_port(host: &str) -> &str {
     host.rsplit_once(':')
         .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(h, _)| h)
+}
+
+fn origin_forwarding(cli: &Cli) -> Result<OriginForwarding, ConfigError> {
+    let urls = cli
+        .origin_revalidate_url
+        .iter()
+        .map(|text| {
+            let uri: Uri = text.parse().map_err(|e| {
+                ConfigError::OriginRevalidateUrl(format!("{text:?} is not a URL ({e})"))
+            })?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(ConfigError::OriginRevalidateUrl(format!(
+                    "{text:?}: expected http://host:port/path, e.g. http://127.0.0.1:3000/api/revalidate"
+                )));
+            }
+            Ok(uri)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let preview_mode_id = match (&cli.next_preview_mode_id, &cli.next_prerender_manifest) {
+        (Some(id), _) => Some(PreviewModeId::Fixed(id.clone())),
+        (None, Some(path)) => {
+            // Checked now so a wrong path fails at start, not at the first revalidation.
+            read_preview_mode_id(path).map_err(ConfigError::PrerenderManifest)?;
+            Some(PreviewModeId::Manifest(path.clone()))
+        }
+        (None, None) => None,
+    };
+    Ok(OriginForwarding {
+        urls,
+        secret: cli
+            .origin_revalidate_secret
+            .clone()
+            .filter(|s| !s.0.is_empty()),
+        timeout: cli.origin_revalidate_timeout,
+        preview_mode_id,
+    })
 }
 
 fn parse_origin(text: &str) -> Result<Uri, ConfigError> {

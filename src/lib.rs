@@ -8,7 +8,8 @@
 //! - [`proxy`]: the request flow (below)
 //! - [`upstream`]: origin client, header hygiene, origin errors as 502/504
 //! - [`cache`]: key and path normalisation, entries, freshness policy, purge index, single flight
-//! - [`revalidate`]: `/api/revalidate`: parsing, auth, purge, answers
+//! - [`revalidate`]: `/api/revalidate`: parsing, auth, purge, answers; `forward` tells the
+//!   origin's own cache (its revalidate route, Next.js `x-prerender-revalidate`) first
 //! - [`limits`]: URI, Host, request-body and origin-idle limits with their canned answers
 //! - [`body`]: the body type and canned responses; [`demo`]: the `--demo` origin
 //! - [`metrics`]: Prometheus counters and cache gauges; [`admin`]: the admin listener
@@ -17,7 +18,7 @@
 //! Request flow:
 //! ```text
 //! server: accept -> hyper (h1/h2) -> App::handle(req)
-//! app:    revalidate path -> Revalidate::handle -> cache.purge(targets)
+//! app:    revalidate path -> Revalidate::handle -> (origin forwarding) -> cache.purge(targets)
 //!         anything else   -> Proxy::handle
 //! proxy:  bypass rule -> upstream (X-Cache: BYPASS); unsafe methods evict the page
 //!         key = host + path + query; lookup(key, Vary)

@@ -248,6 +248,13 @@ impl Proxy {
         if has_cookie(headers, &self.settings.bypass_cookies) {
             return Some("cookie");
         }
+        // Next.js on-demand regeneration; the header itself is stripped (upstream.rs), so the
+        // origin serves this client as any other, but the answer must not be stored.
+        if headers.contains_key("x-prerender-revalidate")
+            || headers.contains_key("x-prerender-revalidate-if-generated")
+        {
+            return Some("prerender-revalidate");
+        }
         if self.settings.honor_client_no_cache && client_wants_no_cache(headers) {
             return Some("client-no-cache");
         }

@@ -1,9 +1,13 @@
 //! The control plane: `/api/revalidate`. `GET` is the health check (or a query-string
 //! revalidation when it names a secret or targets); `POST` takes the JSON body Next.js route
 //! handlers take. Order of checks: method, size, JSON shape, secret, targets; a refused request
-//! evicts nothing. Answers keep the Next.js route's shape and add counts.
+//! evicts nothing. Answers keep the Next.js route's shape and add counts. With origin
+//! forwarding configured ([`forward`]), the origin's own cache is told first and the local
+//! eviction follows, whatever the origin answered.
 
+pub mod forward;
 pub mod guard;
+pub mod pages;
 pub mod request;
 
 use std::net::IpAddr;
@@ -15,7 +19,7 @@ use http::request::Parts;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::body::{self, Body};
 use crate::cache::key::{normalize_path, page_path};
@@ -23,6 +27,7 @@ use crate::cache::pattern::Pattern;
 use crate::cache::{PurgeCount, PurgeMode, Selector};
 use crate::config::Secrets;
 use crate::proxy::Proxy;
+use forward::Forwarder;
 use guard::{Guard, GuardSettings, Refusal};
 use request::{RevalidateRequest, Target};
 
@@ -38,6 +43,7 @@ pub struct Revalidate {
     guard: Guard,
     require_signature: bool,
     warm_by_default: bool,
+    forwarder: Option<Arc<Forwarder>>,
 }
 
 /// `{"success":false,"message":...}` with a status.
@@ -65,6 +71,7 @@ impl Revalidate {
             guard: Guard::new(GuardSettings::default()),
             require_signature: false,
             warm_by_default: false,
+            forwarder: None,
         }
     }
 
@@ -72,6 +79,12 @@ impl Revalidate {
     /// (a request may still say `"warm": false`).
     pub fn warm_by_default(mut self, warm: bool) -> Revalidate {
         self.warm_by_default = warm;
+        self
+    }
+
+    /// Tells the origin's own cache before each eviction (see [`forward`]).
+    pub fn with_forwarder(mut self, forwarder: Option<Arc<Forwarder>>) -> Revalidate {
+        self.forwarder = forwarder;
         self
     }
 
@@ -116,6 +129,8 @@ impl Revalidate {
 
     async fn handle_admitted(&self, parts: Parts, body: Incoming, peer: IpAddr) -> Response<Body> {
         let query = parts.uri.query().unwrap_or("");
+        // The JSON object as received, forwarded to the origin (`None` for query-string requests).
+        let mut received = None;
         let parsed = match parts.method {
             Method::GET | Method::HEAD if !request::query_requests_revalidation(query) => {
                 return self.health()
@@ -143,13 +158,16 @@ impl Revalidate {
                     return not_configured();
                 }
                 match self.read_post(&parts, body, query, peer).await {
-                    Ok(r) => r,
+                    Ok((r, object)) => {
+                        received = object;
+                        r
+                    }
                     Err(response) => return response,
                 }
             }
             _ => return method_not_allowed(),
         };
-        self.revalidate(parsed, peer)
+        self.revalidate(parsed, received, peer).await
     }
 
     fn rate_limited(&self, peer: IpAddr, wait: std::time::Duration) -> Response<Body> {
@@ -173,7 +191,7 @@ impl Revalidate {
         body: Incoming,
         query: &str,
         peer: IpAddr,
-    ) -> Result<RevalidateRequest, Response<Body>> {
+    ) -> Result<(RevalidateRequest, Option<Map<String, Value>>), Response<Body>> {
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -208,7 +226,7 @@ impl Revalidate {
             {
                 return Err(refusal);
             }
-            return Ok(parsed);
+            return Ok((parsed, None));
         }
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             self.refuse(peer, StatusCode::BAD_REQUEST, &format!("body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"))
@@ -232,7 +250,7 @@ impl Revalidate {
         if parsed.secret.is_none() {
             parsed.secret = query_secret;
         }
-        Ok(parsed)
+        Ok((parsed, Some(object)))
     }
 
     /// A POST is admitted by a valid `X-Signature` over its raw body, or (unless
@@ -295,10 +313,28 @@ impl Revalidate {
         refusal(status, message)
     }
 
-    fn revalidate(&self, request: RevalidateRequest, peer: IpAddr) -> Response<Body> {
+    async fn revalidate(
+        &self,
+        request: RevalidateRequest,
+        received: Option<Map<String, Value>>,
+        peer: IpAddr,
+    ) -> Response<Body> {
         let started = std::time::Instant::now();
         let mode = request.mode();
         let cache = self.proxy.cache();
+        // The origin's cache first, so our next fetch gets its new page; a dry run tells nobody.
+        let forwarded = match &self.forwarder {
+            Some(forwarder) if !request.dry_run && request.has_targets() => {
+                let pages = if forwarder.regenerates() {
+                    pages::concrete_pages(cache, &request)
+                } else {
+                    Vec::new()
+                };
+                let body = received.unwrap_or_else(|| forward::body_from_request(&request));
+                Some(forwarder.run(body, pages).await)
+            }
+            _ => None,
+        };
         let host = request.host.as_deref();
         let examples_wanted = if request.dry_run { DRY_RUN_EXAMPLES } else { 0 };
         let mut total = 0usize;
@@ -348,6 +384,7 @@ impl Revalidate {
             evicted = total,
             mode = mode_name,
             dry_run = request.dry_run,
+            origin_ok = forwarded.as_ref().map(forward::Report::ok),
             duration_us = started.elapsed().as_micros() as u64,
             result = "ok",
             "revalidated"
@@ -377,6 +414,14 @@ impl Revalidate {
         }
         if request.targets.is_empty() {
             answer["warning"] = json!("no paths, tags or all given: nothing was revalidated");
+        }
+        if let Some(report) = forwarded {
+            report.write_into(&mut answer);
+            if !report.ok() {
+                answer["success"] = json!(false);
+                answer["message"] = json!("Evicted from this cache, but the origin's cache was not revalidated: see origins / regenerated");
+                return body::json(StatusCode::BAD_GATEWAY, &answer);
+            }
         }
         body::json(StatusCode::OK, &answer)
     }

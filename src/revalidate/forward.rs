@@ -1,0 +1,412 @@
+//! Telling the origin's own cache. When the origin is itself an ISR cache (`next start`),
+//! evicting only our copy makes the next fetch return the origin's stale page, so before the
+//! local eviction a revalidation is also
+//! 1. forwarded to every `--origin-revalidate-url` (one per app instance), concurrently: the
+//!    JSON body as received, its `secret` replaced by `--origin-revalidate-secret`; and
+//! 2. with a Next.js preview-mode id, turned into `HEAD <path>` + `x-prerender-revalidate: <id>`
+//!    to the origin for each concrete page, which makes Next regenerate that page at once (this
+//!    reaches dynamic-route pages that Next 16's `revalidatePath` leaves stale).
+//!
+//! Both stages share one deadline (`--origin-revalidate-timeout`, 4 s by default: Laravel's HTTP
+//! client gives up at 5 s). The secret and the id are never logged nor echoed; origin URLs are
+//! reported without their query string, which may carry a secret.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::Semaphore;
+use tokio::time::{timeout_at, Instant};
+
+use super::pages::{Page, PreviewModeId};
+use super::request::{RevalidateRequest, Target};
+use crate::body::{BoxError, UpstreamBody};
+use crate::upstream::Upstream;
+
+/// Most pages regenerated for one revalidation (an `all` or a wide tag could name the whole
+/// cache); the rest are counted in `regenerate_skipped`.
+pub const MAX_REGENERATE: usize = 1000;
+/// Regeneration requests in flight at once (each one is a full render on the origin).
+const REGENERATE_CONCURRENCY: usize = 8;
+/// How much of a failing origin's answer is quoted back.
+const ERROR_BODY_CHARS: usize = 300;
+
+/// A secret from the command line or environment; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl std::str::FromStr for Redacted {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Redacted, String> {
+        Ok(Redacted(text.trim().to_string()))
+    }
+}
+
+/// What to tell the origin's cache (see `config` for the flags and defaults).
+#[derive(Debug, Clone, Default)]
+pub struct OriginForwarding {
+    pub urls: Vec<Uri>,
+    pub secret: Option<Redacted>,
+    pub timeout: Duration,
+    pub preview_mode_id: Option<PreviewModeId>,
+}
+
+impl OriginForwarding {
+    pub fn is_enabled(&self) -> bool {
+        !self.urls.is_empty() || self.preview_mode_id.is_some()
+    }
+}
+
+/// The result of one call to the origin, as the answer reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallResult {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub status: Option<u16>,
+    pub ok: bool,
+    pub error: Option<String>,
+    /// The origin's `x-nextjs-cache` (`REVALIDATED` when Next regenerated the page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+}
+
+/// Everything the origin was told, for the answer.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub origins: Vec<CallResult>,
+    pub regenerated: Vec<CallResult>,
+    pub regenerate_skipped: usize,
+    /// Why no page was regenerated at all (the id could not be read).
+    pub regenerate_error: Option<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.regenerate_error.is_none()
+            && self.origins.iter().chain(&self.regenerated).all(|c| c.ok)
+    }
+
+    /// Adds `origins` / `regenerated` to the answer.
+    pub fn write_into(&self, answer: &mut Value) {
+        if !self.origins.is_empty() {
+            answer["origins"] = json!(self.origins);
+        }
+        if self.regenerate_error.is_some() || !self.regenerated.is_empty() {
+            answer["regenerated"] = json!(self.regenerated);
+        }
+        if self.regenerate_skipped > 0 {
+            answer["regenerate_skipped"] = json!(self.regenerate_skipped);
+        }
+        if let Some(error) = &self.regenerate_error {
+            answer["regenerate_error"] = json!(error);
+        }
+    }
+}
+
+pub struct Forwarder {
+    settings: OriginForwarding,
+    client: Client<HttpConnector, UpstreamBody>,
+    origin: Upstream,
+}
+
+impl Forwarder {
+    /// `None` when nothing is configured (the common case: one `if let` in the handler).
+    pub fn new(settings: OriginForwarding, origin: Upstream) -> Option<Arc<Forwarder>> {
+        if !settings.is_enabled() {
+            return None;
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.timeout));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Some(Arc::new(Forwarder {
+            settings,
+            client,
+            origin,
+        }))
+    }
+
+    /// Whether pages are regenerated (so the handler computes the concrete pages).
+    pub fn regenerates(&self) -> bool {
+        self.settings.preview_mode_id.is_some()
+    }
+
+    /// Tells every origin instance, then regenerates `pages`; returns when all answered or the
+    /// deadline passed.
+    pub async fn run(self: &Arc<Self>, body: Map<String, Value>, pages: Vec<Page>) -> Report {
+        let deadline = Instant::now() + self.settings.timeout;
+        let mut report = Report {
+            origins: self.forward(body, deadline).await,
+            ..Report::default()
+        };
+        if let Some(source) = &self.settings.preview_mode_id {
+            match source.resolve() {
+                Ok(id) => {
+                    report.regenerate_skipped = pages.len().saturating_sub(MAX_REGENERATE);
+                    let pages = pages.into_iter().take(MAX_REGENERATE).collect();
+                    report.regenerated = self.regenerate(pages, id, deadline).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the Next.js preview-mode id");
+                    report.regenerate_error = Some(e);
+                }
+            }
+        }
+        report
+    }
+
+    async fn forward(
+        self: &Arc<Self>,
+        mut body: Map<String, Value>,
+        deadline: Instant,
+    ) -> Vec<CallResult> {
+        if let Some(secret) = &self.settings.secret {
+            body.insert("secret".into(), Value::String(secret.0.clone()));
+        }
+        let body = Bytes::from(Value::Object(body).to_string());
+        let calls: Vec<_> = self
+            .settings
+            .urls
+            .iter()
+            .map(|url| {
+                let this = self.clone();
+                let (url, body) = (url.clone(), body.clone());
+                tokio::spawn(async move { this.post(url, body, deadline).await })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(calls.len());
+        for (call, url) in calls.into_iter().zip(&self.settings.urls) {
+            results.push(call.await.unwrap_or_else(|e| CallResult {
+                url: Some(display_url(url)),
+                ..failed(format!("internal error: {e}"))
+            }));
+        }
+        results
+    }
+
+    async fn post(&self, url: Uri, body: Bytes, deadline: Instant) -> CallResult {
+        let shown = display_url(&url);
+        let mut request = Request::new(boxed(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = url;
+        request.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(secret) = &self.settings.secret {
+            if let Ok(value) = HeaderValue::from_str(&secret.0) {
+                request.headers_mut().insert("x-revalidate-secret", value);
+            }
+        }
+        let result = call(
+            &self.client,
+            request,
+            deadline,
+            self.settings.timeout,
+            |s| s.is_success(),
+        )
+        .await;
+        tracing::info!(target: "isr_edge::audit", url = %shown, status = ?result.status, ok = result.ok, error = ?result.error, "forwarded revalidation to origin");
+        CallResult {
+            url: Some(shown),
+            ..result
+        }
+    }
+
+    async fn regenerate(
+        self: &Arc<Self>,
+        pages: Vec<Page>,
+        id: String,
+        deadline: Instant,
+    ) -> Vec<CallResult> {
+        let Ok(id) = HeaderValue::from_str(&id) else {
+            return vec![failed(
+                "the preview-mode id is not a valid header value".into(),
+            )];
+        };
+        let limit = Arc::new(Semaphore::new(REGENERATE_CONCURRENCY));
+        let calls: Vec<_> = pages
+            .iter()
+            .map(|page| {
+                let (this, limit, id, page) =
+                    (self.clone(), limit.clone(), id.clone(), page.clone());
+                tokio::spawn(async move {
+                    let Ok(_permit) = limit.acquire().await else {
+                        return failed("internal error: semaphore closed".into());
+                    };
+                    this.head(&page, id, deadline).await
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(calls.len());
+        for (call, page) in calls.into_iter().zip(pages) {
+            let result = call
+                .await
+                .unwrap_or_else(|e| failed(format!("internal error: {e}")));
+            results.push(CallResult {
+                path: Some(page.path),
+                ..result
+            });
+        }
+        results
+    }
+
+    /// `HEAD <path>` with `x-prerender-revalidate`: Next renders the page now and stores it.
+    async fn head(&self, page: &Page, id: HeaderValue, deadline: Instant) -> CallResult {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-prerender-revalidate", id);
+        if let Some(host) = page
+            .host
+            .as_deref()
+            .and_then(|h| HeaderValue::from_str(h).ok())
+        {
+            headers.insert(header::HOST, host);
+        }
+        let request = match self.origin.request(
+            Method::HEAD,
+            &page.path,
+            headers,
+            crate::body::empty_upstream(),
+        ) {
+            Ok(r) => r,
+            Err(e) => return failed(e.to_string()),
+        };
+        // A page that no longer exists regenerates as a 404: that is a successful revalidation.
+        let result = call(
+            &self.client,
+            request,
+            deadline,
+            self.settings.timeout,
+            |s| s.is_success() || s.is_redirection() || s == StatusCode::NOT_FOUND,
+        )
+        .await;
+        tracing::info!(target: "isr_edge::audit", path = %page.path, status = ?result.status, ok = result.ok, cache = ?result.cache, "asked the origin to regenerate");
+        result
+    }
+}
+
+fn boxed(body: Bytes) -> UpstreamBody {
+    Full::new(body)
+        .map_err(|never| -> BoxError { match never {} })
+        .boxed()
+}
+
+fn failed(error: String) -> CallResult {
+    CallResult {
+        url: None,
+        path: None,
+        status: None,
+        ok: false,
+        error: Some(error),
+        cache: None,
+    }
+}
+
+/// Sends one request and reads (a bounded part of) its answer, all before `deadline`.
+async fn call(
+    client: &Client<HttpConnector, UpstreamBody>,
+    request: Request<UpstreamBody>,
+    deadline: Instant,
+    timeout: Duration,
+    is_ok: impl Fn(StatusCode) -> bool,
+) -> CallResult {
+    let response = match timeout_at(deadline, client.request(request)).await {
+        Err(_) => return failed(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => return failed(error_chain(&e)),
+        Ok(Ok(response)) => response,
+    };
+    let status = response.status();
+    let cache = response
+        .headers()
+        .get("x-nextjs-cache")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let ok = is_ok(status);
+    let body = Limited::new(response.into_body(), 64 * 1024).collect();
+    let text = match timeout_at(deadline, body).await {
+        Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+        _ => String::new(),
+    };
+    let error = (!ok).then(|| {
+        let quoted: String = text.trim().chars().take(ERROR_BODY_CHARS).collect();
+        if quoted.is_empty() {
+            format!("origin answered {status}")
+        } else {
+            format!("origin answered {status}: {quoted}")
+        }
+    });
+    CallResult {
+        url: None,
+        path: None,
+        status: Some(status.as_u16()),
+        ok,
+        error,
+        cache,
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        message = format!("{message}: {inner}");
+        source = inner.source();
+    }
+    message
+}
+
+/// The URL as reported and logged: without its query, which may hold a secret.
+pub fn display_url(url: &Uri) -> String {
+    let scheme = url.scheme_str().unwrap_or("http");
+    let authority = url.authority().map(|a| a.as_str()).unwrap_or("");
+    let query = if url.query().is_some() { "?…" } else { "" };
+    format!("{scheme}://{authority}{}{query}", url.path())
+}
+
+/// The JSON body forwarded for a request that came without one (GET / query-string style).
+pub fn body_from_request(request: &RevalidateRequest) -> Map<String, Value> {
+    let mut body = Map::new();
+    if let Some(secret) = &request.secret {
+        body.insert("secret".into(), json!(secret));
+    }
+    if !request.paths.is_empty() {
+        body.insert("paths".into(), json!(request.paths));
+    }
+    if !request.tags.is_empty() {
+        body.insert("tags".into(), json!(request.tags));
+    }
+    if request.targets.contains(&Target::All) {
+        body.insert("all".into(), json!(true));
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_query() {
+        let url: Uri = "http://10.0.0.5:3000/api/revalidate?secret=hunter2"
+            .parse()
+            .expect("uri");
+        assert_eq!(display_url(&url), "http://10.0.0.5:3000/api/revalidate?…");
+        let url: Uri = "http://app:3000/api/revalidate".parse().expect("uri");
+        assert_eq!(display_url(&url), "http://app:3000/api/revalidate");
+    }
+}
