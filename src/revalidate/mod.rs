@@ -1,9 +1,10 @@
 //! The control plane: `/api/revalidate`. `GET` is the health check (or a query-string
 //! revalidation when it names a secret or targets); `POST` takes the JSON body Next.js route
-//! handlers take. Order of checks: method, size, JSON shape, secret, targets; a refused request
-//! evicts nothing. Answers keep the Next.js route's shape and add counts. With origin
-//! forwarding configured ([`forward`]), the origin's own cache is told first and the local
-//! eviction follows, whatever the origin answered.
+//! handlers take. Order of checks: caller ([`guard`]: allow-list 403, rate limit 429), method,
+//! size, JSON shape, secret or HMAC signature, targets; a refused request evicts nothing.
+//! Answers keep the Next.js route's shape and add counts. With origin forwarding configured
+//! ([`forward`]), the origin's own cache is told first and the local eviction follows, whatever
+//! the origin answered.
 
 pub mod forward;
 pub mod guard;
