@@ -335,6 +335,26 @@ mod tests {
     }
 
     #[test]
+    fn buckets_stay_bounded_under_address_spraying() {
+        let guard = Guard::new(GuardSettings {
+            rate: Some(Rate {
+                per_second: 10.0,
+                burst: 5,
+            }),
+            ..GuardSettings::default()
+        });
+        let now = Instant::now();
+        for i in 0..MAX_BUCKETS as u32 {
+            assert_eq!(guard.take(IpAddr::from(i.to_be_bytes()), 1.0, now), Ok(()));
+        }
+        // A second later every bucket is full again and carries no information: dropped.
+        let later = now + Duration::from_secs(1);
+        assert_eq!(guard.take(ip("203.0.113.1"), 1.0, later), Ok(()));
+        let kept = guard.buckets.lock().expect("buckets").len();
+        assert_eq!(kept, 1);
+    }
+
+    #[test]
     fn forwarded_for_only_from_trusted_hops() {
         let mut headers = HeaderMap::new();
         headers.insert(
