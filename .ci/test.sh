@@ -18,5 +18,12 @@ apt_install() {
 
 apt_install nginx openssl curl
 
+# The Next.js app of tests/nextjs_e2e.rs, at the exact versions of its package-lock.json (Node.js
+# 20.9+ and npm are on CI's machine); the test itself builds it when the build is stale.
+if [ ! -f tests/nextjs-app/node_modules/next/package.json ]; then
+  echo "installing the Next.js test app's packages"
+  (cd tests/nextjs-app && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 cargo build --all-targets --locked 2>&1 | tail -n 3
 cargo test --all-targets --locked

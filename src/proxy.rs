@@ -439,8 +439,12 @@ impl Proxy {
             Err(why) => {
                 // The URL is no longer cacheable: an old copy must not outlive this answer.
                 // Not a purge: bumping the epoch here (on every private page) would make every
-                // concurrent fetch of other URLs unstorable.
-                self.cache.forget(&fetch.key);
+                // concurrent fetch of other URLs unstorable. An RSC request's answer says nothing
+                // about the HTML copy (Next 16 answers `RSC: 1` without `_rsc` with a 307): a
+                // client sending `RSC: 1` must not be able to evict the page.
+                if !is_rsc_request(&fetch.headers) {
+                    self.cache.forget(&fetch.key);
+                }
                 return Fetched::Uncacheable(self.relay(
                     response,
                     CacheStatus::Miss {
