@@ -609,3 +609,36 @@ async fn tag_header_names_are_configurable_and_can_be_kept() {
         "cache-tag is not listed"
     );
 }
+
+#[tokio::test]
+async fn purges_are_written_as_people_write_paths_and_hosts() {
+    let origin = origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    warm(&edge, &["/caf%C3%A9", "/caf%c3%a9/menu", "/a%20b"], false).await;
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/café", "/a b"]}),
+    )
+    .await
+    .json();
+    assert_eq!(a["evicted"], 2, "{a}");
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/café/[item]"]}),
+    )
+    .await
+    .json();
+    assert_eq!(a["evicted"], 1, "{a}");
+
+    // A host field without the port reaches pages requested with one.
+    for _ in 0..2 {
+        get_with(edge.addr, "/p", &[("host", "shop.example:8080")]).await;
+    }
+    let a = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/p"], "host": "shop.example"}),
+    )
+    .await
+    .json();
+    assert_eq!(a["evicted"], 1, "{a}");
+}

@@ -97,7 +97,7 @@ impl Index {
         let mut take = |keys: &HashSet<Key>| {
             out.extend(
                 keys.iter()
-                    .filter(|k| host.is_none_or(|h| split_key(k).0 == h))
+                    .filter(|k| host.is_none_or(|h| same_host(split_key(k).0, h)))
                     .cloned(),
             )
         };
@@ -178,6 +178,16 @@ impl Index {
     }
 }
 
+/// Whether a key's host (as requested, maybe with a port) is the purge's `host` (with or
+/// without that port): `"host": "shop.example"` reaches `shop.example:8080` too.
+fn same_host(stored: &str, wanted: &str) -> bool {
+    stored == wanted
+        || stored.strip_prefix(wanted).is_some_and(|rest| {
+            rest.strip_prefix(':')
+                .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
 impl Inner {
     fn unlink(&mut self, key: &Key, record: &Record) {
         if let Some(keys) = self.by_page.get_mut(&record.page) {
@@ -236,6 +246,16 @@ mod tests {
             sorted(index.select(&Selector::Pattern(&pattern, false), None)),
             ["h/blog/a/b"]
         );
+    }
+
+    #[test]
+    fn a_host_matches_with_or_without_its_port() {
+        assert!(same_host("shop.example", "shop.example"));
+        assert!(same_host("shop.example:8080", "shop.example"));
+        assert!(same_host("shop.example:8080", "shop.example:8080"));
+        assert!(!same_host("shop.example:8080", "shop.example:9090"));
+        assert!(!same_host("shop.example.evil", "shop.example"));
+        assert!(!same_host("shop.example", "shop.example:8080"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
 use crate::body::{self, Body};
-use crate::cache::key::{normalize_path, page_path};
+use crate::cache::key::{encode_path, normalize_path, page_path};
 use crate::cache::pattern::Pattern;
 use crate::cache::{PurgeCount, PurgeMode, Selector};
 use crate::config::Secrets;
@@ -461,6 +461,8 @@ fn purge_target(
     examples: usize,
 ) -> PurgeCount {
     let purge_path = |path: &str, subtree: bool| {
+        // Written as a person would (`/café`); matched as requests stored it (`/caf%C3%A9`).
+        let path = &normalize_path(&encode_path(path));
         if Pattern::is_pattern(path) {
             let pattern = Pattern::parse(path);
             cache.purge(
@@ -471,7 +473,7 @@ fn purge_target(
                 examples,
             )
         } else {
-            let page = page_path(&normalize_path(path)).into_owned();
+            let page = page_path(path).into_owned();
             let selector = if subtree {
                 Selector::Subtree(&page)
             } else {
