@@ -95,6 +95,13 @@ fn the_index_never_outgrows_a_small_cache_under_churn() {
     assert!(tagged > 0, "some t3 pages are stored");
     let purged = cache.purge(&Selector::Tag("t3"), None, PurgeMode::Hard, false, 0);
     assert_eq!(purged.urls, tagged);
+    assert_eq!(
+        cache
+            .purge(&Selector::Tag("t3"), None, PurgeMode::Hard, true, 0)
+            .urls,
+        0,
+        "gone at once, before moka has dropped them"
+    );
     assert_consistent(&cache, "after a tag purge");
     assert_eq!(
         cache

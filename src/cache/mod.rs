@@ -13,8 +13,8 @@ pub mod key;
 pub mod pattern;
 pub mod policy;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -37,6 +37,9 @@ pub struct Variants {
     id: u64,
     entries: Vec<Arc<Entry>>,
     weight: u32,
+    /// Set by a hard purge: from then on the value is gone for lookups and admissions; moka
+    /// drops it shortly after (see [`Cache::purge`]).
+    purged: AtomicBool,
 }
 
 /// What a purge does to what it selects.
@@ -76,7 +79,13 @@ pub struct Cache {
     epoch: AtomicU64,
     next_id: AtomicU64,
     evictions: Arc<EvictionCounts>,
+    /// Background removals of large hard purges still running; [`Cache::sync`] waits for them.
+    removals: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
+
+/// Hard purges selecting more URLs than this hand the removal from moka to a thread: the
+/// answer (and every request after it) only waits for the values to be marked purged.
+const INLINE_REMOVALS: usize = 32;
 
 struct KeepFor;
 
@@ -111,6 +120,16 @@ impl Variants {
     }
 }
 
+/// Removes `key` if it still holds value `id` (a newer admission is left alone).
+fn remove_if_id(store: &moka::sync::Cache<Key, Arc<Variants>>, key: &Key, id: u64) {
+    store
+        .entry(key.clone())
+        .and_compute_with(|current| match current {
+            Some(c) if c.value().id == id => moka::ops::compute::Op::Remove,
+            _ => moka::ops::compute::Op::Nop,
+        });
+}
+
 impl Cache {
     /// A cache bounded to `capacity_bytes`, counting body, headers and key bytes.
     pub fn new(capacity_bytes: u64) -> Cache {
@@ -141,12 +160,16 @@ impl Cache {
             epoch: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             evictions,
+            removals: Mutex::default(),
         }
     }
 
     /// The stored variant for this request, if any.
     pub fn lookup(&self, key: &Key, request: &HeaderMap) -> Option<Arc<Entry>> {
         let variants = self.store.get(key)?;
+        if variants.purged.load(Ordering::Acquire) {
+            return None;
+        }
         variants
             .entries
             .iter()
@@ -181,7 +204,7 @@ impl Cache {
         let inserted = entry.clone();
         self.store.entry(key.clone()).and_compute_with(|current| {
             let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(4);
-            if let Some(current) = current {
+            if let Some(current) = current.filter(|c| !c.value().purged.load(Ordering::Acquire)) {
                 let same_vary_names = |e: &Entry| {
                     e.vary.len() == inserted.vary.len()
                         && e.vary.iter().zip(&inserted.vary).all(|(a, b)| a.0 == b.0)
@@ -224,6 +247,7 @@ impl Cache {
                 id: value_id,
                 entries,
                 weight,
+                purged: AtomicBool::new(false),
             }))
         });
         // A purge that started after our epoch read but before the index knew the key would
@@ -236,16 +260,13 @@ impl Cache {
     }
 
     fn remove_if_id(&self, key: &Key, id: u64) {
-        self.store
-            .entry(key.clone())
-            .and_compute_with(|current| match current {
-                Some(c) if c.value().id == id => moka::ops::compute::Op::Remove,
-                _ => moka::ops::compute::Op::Nop,
-            });
+        remove_if_id(&self.store, key, id);
     }
 
     /// Applies one purge selector. Bumps the epoch first, so fetches already running are not
-    /// stored as fresh afterwards.
+    /// stored as fresh afterwards. A hard purge marks the selected values purged (invisible to
+    /// the very next lookup, counted exactly) and removes them from moka inline when few, or in
+    /// a background thread when many: a tag purge of 10k URLs answers in milliseconds.
     pub fn purge(
         &self,
         selector: &Selector<'_>,
@@ -259,20 +280,30 @@ impl Cache {
         }
         let keys = self.index.select(selector, host);
         let mut count = PurgeCount::default();
+        let mut removals: Vec<(Key, u64)> = Vec::new();
         for key in keys {
-            let affected = if dry_run {
-                self.store.get(&key).map(|v| v.entries.len())
-            } else {
-                match mode {
-                    PurgeMode::Hard => self.store.remove(&key).map(|v| v.entries.len()),
-                    PurgeMode::Soft => self.store.get(&key).map(|v| {
-                        v.entries.iter().for_each(|e| e.soft_purge());
-                        v.entries.len()
-                    }),
+            let Some(value) = self.store.get(&key) else {
+                continue;
+            };
+            let live = match (dry_run, mode) {
+                (true, _) => !value.purged.load(Ordering::Acquire),
+                (false, PurgeMode::Soft) => {
+                    let live = !value.purged.load(Ordering::Acquire);
+                    if live {
+                        value.entries.iter().for_each(|e| e.soft_purge());
+                    }
+                    live
+                }
+                (false, PurgeMode::Hard) => {
+                    let live = !value.purged.swap(true, Ordering::AcqRel);
+                    if live {
+                        removals.push((key.clone(), value.id));
+                    }
+                    live
                 }
             };
-            if let Some(n) = affected {
-                count.responses += n;
+            if live {
+                count.responses += value.entries.len();
                 count.urls += 1;
                 if count.examples.len() < examples_wanted {
                     count.examples.push(key.to_string());
@@ -280,7 +311,35 @@ impl Cache {
                 count.keys.push(key);
             }
         }
+        self.remove_purged(removals);
         count
+    }
+
+    fn remove_purged(&self, removals: Vec<(Key, u64)>) {
+        if removals.len() <= INLINE_REMOVALS {
+            for (key, id) in &removals {
+                self.remove_if_id(key, *id);
+            }
+            return;
+        }
+        let store = self.store.clone();
+        let worker = std::thread::Builder::new()
+            .name("isr-edge-purge".into())
+            .spawn(move || {
+                for (key, id) in &removals {
+                    remove_if_id(&store, key, *id);
+                }
+            });
+        match worker {
+            Ok(handle) => {
+                let mut running = self.removals.lock().unwrap_or_else(|p| p.into_inner());
+                running.retain(|h| !h.is_finished());
+                running.push(handle);
+            }
+            // No thread to be had: the marked values are invisible already, and moka drops
+            // them when they expire or are pushed out.
+            Err(error) => tracing::warn!(%error, "could not start the purge removal thread"),
+        }
     }
 
     /// Drops the copy stored under `key` without bumping the purge epoch: for the proxy's own
@@ -290,8 +349,13 @@ impl Cache {
         self.store.remove(key).is_some()
     }
 
-    /// Runs moka's pending maintenance (evictions, listener calls) now.
+    /// Runs moka's pending maintenance (evictions, listener calls) now, after waiting for the
+    /// background removals of large hard purges.
     pub fn sync(&self) {
+        let running = std::mem::take(&mut *self.removals.lock().unwrap_or_else(|p| p.into_inner()));
+        for handle in running {
+            let _ = handle.join();
+        }
         self.store.run_pending_tasks();
     }
 
