@@ -11,6 +11,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::limits;
 use crate::logging::{self, AccessStart};
+use crate::origins::Origins;
 use crate::proxy::{Proxy, ProxySettings};
 use crate::revalidate::forward::Forwarder;
 use crate::revalidate::Revalidate;
@@ -28,9 +29,17 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: &Config, origin: &Uri) -> App {
+    /// `origin` is the default origin; `config.host_origins` add one upstream client per host.
+    pub fn new(config: &Config, origin: Option<&Uri>) -> App {
         let cache = Arc::new(Cache::new(config.cache_size));
-        let upstream = Upstream::new(origin, config.origin_timeout);
+        let origins = Origins::new(
+            origin.map(|uri| Upstream::new(uri, config.origin_timeout)),
+            config
+                .host_origins
+                .iter()
+                .map(|h| (h.host.clone(), Upstream::new(&h.url, config.origin_timeout)))
+                .collect(),
+        );
         let settings = ProxySettings {
             max_object_size: config.max_object_size,
             freshness: config.freshness.clone(),
@@ -41,8 +50,14 @@ impl App {
             limits: config.limits.clone(),
             bypass_cookies: config.bypass_cookies.clone(),
         };
-        let forwarder = Forwarder::new(config.origin_forwarding.clone(), upstream.clone());
-        let proxy = Arc::new(Proxy::new(cache, upstream, settings));
+        // Forwarding and regeneration go to the default origin (else the first per-host one).
+        let forwarder = origins
+            .primary()
+            .cloned()
+            .and_then(|upstream| Forwarder::new(config.origin_forwarding.clone(), upstream));
+        let proxy = Arc::new(
+            Proxy::with_origins(cache, origins, settings).with_routes(config.routes.clone()),
+        );
         App {
             revalidate: Revalidate::new(proxy.clone(), config.secrets.clone())
                 .with_guard(config.guard.clone(), config.require_signature)

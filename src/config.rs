@@ -12,9 +12,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::cache::policy::FreshnessRules;
+use crate::config_file::FileSections;
+use crate::origins::HostOrigin;
 use crate::revalidate::forward::{OriginForwarding, Redacted};
 use crate::revalidate::guard::{self, GuardSettings};
 use crate::revalidate::pages::{read_preview_mode_id, PreviewModeId};
+use crate::routes::Routes;
 
 /// Command-line interface. Every flag's default is shown by `--help`.
 #[derive(Parser, Debug, Clone)]
@@ -27,15 +30,20 @@ use crate::revalidate::pages::{read_preview_mode_id, PreviewModeId};
         stale-while-revalidate, stale-if-error), refreshes stale pages in the background, and \
         evicts pages on demand when a backend POSTs to the revalidation endpoint.\n\n\
         The revalidation secret comes from the REVALIDATE_SECRET environment variable \
-        (comma-separated for rotation) or --secret-file."
+        (comma-separated for rotation) or --secret-file.\n\n\
+        Every flag is also a key of the --config TOML file (`cache_size = \"256MiB\"`); \
+        flags and environment variables override the file.",
+    args_override_self = true,
+    subcommand_negates_reqs = true
 )]
 pub struct Cli {
     /// Address to listen on (HTTP/1.1 and h2c).
     #[arg(long, default_value = "127.0.0.1:8080", env = "ISR_EDGE_LISTEN")]
     pub listen: SocketAddr,
 
-    /// Origin base URL, e.g. http://127.0.0.1:3000 (required unless --demo).
-    #[arg(long, env = "ISR_EDGE_ORIGIN", required_unless_present = "demo")]
+    /// Origin base URL, e.g. http://127.0.0.1:3000 (required unless --demo or `[[origin]]`
+    /// sections in the config file; then it serves the hosts they do not name).
+    #[arg(long, env = "ISR_EDGE_ORIGIN")]
     pub origin: Option<String>,
 
     /// Run with a small built-in demo origin instead of --origin.
@@ -214,6 +222,22 @@ pub struct Cli {
     /// revalidation, so a rebuild is picked up). Default: none.
     #[arg(long, value_name = "PATH", conflicts_with = "next_preview_mode_id")]
     pub next_prerender_manifest: Option<PathBuf>,
+    // --- config file and purge client ---
+    /// TOML configuration file (also ISR_EDGE_CONFIG): every flag is a key (`cache_size =
+    /// "256MiB"`), plus `[[route]]` and `[[origin]]` sections. Flags and environment win.
+    #[arg(long, env = "ISR_EDGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (file, environment, flags; secrets masked) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Validate the configuration and exit: 0 when valid, 2 with the file line and key if not.
+    #[arg(long, conflicts_with = "print_config")]
+    pub check_config: bool,
+
+    #[command(subcommand)]
+    pub command: Option<crate::purge_client::Command>,
 }
 
 /// `--admin-listen`: an address, or `off`.
@@ -250,6 +274,8 @@ pub enum BrowserCacheControl {
 pub enum OriginSpec {
     Url(Uri),
     Demo,
+    /// No default origin: only the config file's `[[origin]]` hosts are served (others: 421).
+    HostsOnly,
 }
 
 /// The validated configuration.
@@ -286,6 +312,9 @@ pub struct Config {
     pub access_log: bool,
     // --- origin forwarding ---
     pub origin_forwarding: OriginForwarding,
+    // --- config file ---
+    pub routes: Routes,
+    pub host_origins: Vec<HostOrigin>,
 }
 
 /// Request and connection limits (see the flags for defaults).
@@ -338,12 +367,23 @@ pub enum ConfigError {
 impl Config {
     /// Validates parsed flags; `env_secret` is the value of `REVALIDATE_SECRET`, if set.
     pub fn from_cli(cli: Cli, env_secret: Option<String>) -> Result<Config, ConfigError> {
+        Config::from_sources(cli, env_secret, FileSections::default())
+    }
+
+    /// Validates parsed flags together with the config file's sections (see `config_file`).
+    pub fn from_sources(
+        cli: Cli,
+        env_secret: Option<String>,
+        file: FileSections,
+    ) -> Result<Config, ConfigError> {
         let origin =
             match (&cli.origin, cli.demo) {
                 (_, true) => OriginSpec::Demo,
                 (Some(url), false) => OriginSpec::Url(parse_origin(url)?),
+                (None, false) if !file.origins.is_empty() => OriginSpec::HostsOnly,
                 (None, false) => return Err(ConfigError::Origin(
-                    "required: pass --origin http://host:port, set ISR_EDGE_ORIGIN, or use --demo"
+                    "required: pass --origin http://host:port, set ISR_EDGE_ORIGIN, use --demo, \
+                     or add [[origin]] sections to the config file"
                         .into(),
                 )),
             };
@@ -454,6 +494,9 @@ impl Config {
             log_format: cli.log_format,
             access_log: cli.access_log,
             origin_forwarding,
+            // --- config file ---
+            routes: Routes::new(file.routes),
+            host_origins: file.origins,
         })
     }
 
@@ -517,7 +560,7 @@ fn origin_forwarding(cli: &Cli) -> Result<OriginForwarding, ConfigError> {
     })
 }
 
-fn parse_origin(text: &str) -> Result<Uri, ConfigError> {
+pub(crate) fn parse_origin(text: &str) -> Result<Uri, ConfigError> {
     let uri: Uri = text.parse().map_err(|e| {
         ConfigError::Origin(format!(
             "{text:?} is not a URL ({e}); expected http://host:port"

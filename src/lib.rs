@@ -3,6 +3,11 @@
 //!
 //! Crate map:
 //! - [`config`]: flags and environment, defaults, validated [`config::Config`], secrets
+//! - [`config_file`]: the TOML file: keys become flags, `[[route]]`/`[[origin]]` sections
+//! - [`startup`]: file + env + flags -> `Config`; `--print-config`, `--check-config`
+//! - [`routes`]: per-path rules (ttl, stale windows, bypass, tags), first match wins
+//! - [`origins`]: which origin serves a `Host`; 421 for hosts nobody configured
+//! - [`purge_client`]: `isr-edge revalidate ...`, the purge client in the same binary
 //! - [`server`]: accept loop, HTTP/1.1 + h2c, graceful shutdown (transport only)
 //! - [`app`]: composition root; routes the control API vs the proxy
 //! - [`proxy`]: the request flow (below)
@@ -34,13 +39,18 @@ pub mod app;
 pub mod body;
 pub mod cache;
 pub mod config;
+pub mod config_file;
 pub mod demo;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod origins;
 pub mod proxy;
+pub mod purge_client;
 pub mod revalidate;
+pub mod routes;
 pub mod server;
+pub mod startup;
 pub mod upstream;
 
 use std::future::Future;
@@ -76,14 +86,16 @@ pub async fn serve_with_admin(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let origin = match &config.origin {
-        OriginSpec::Url(uri) => uri.clone(),
+        OriginSpec::Url(uri) => Some(uri.clone()),
         OriginSpec::Demo => {
             let address = demo::start().await?;
             tracing::info!(%address, "demo origin started");
-            format!("http://{address}")
+            let uri = format!("http://{address}")
                 .parse()
-                .map_err(|e| std::io::Error::other(format!("demo origin URL: {e}")))?
+                .map_err(|e| std::io::Error::other(format!("demo origin URL: {e}")))?;
+            Some(uri)
         }
+        OriginSpec::HostsOnly => None,
     };
     if !config.secrets.is_configured() {
         tracing::warn!(
@@ -97,17 +109,27 @@ pub async fn serve_with_admin(
             config.secrets.shortest_len()
         );
     }
-    let app = Arc::new(app::App::new(&config, &origin));
-    let admin_task = match admin {
-        Some(admin_listener) => {
+    let app = Arc::new(app::App::new(&config, origin.as_ref()));
+    // Readiness probes the default origin, else the first per-host one.
+    let probe = origin
+        .clone()
+        .or_else(|| config.host_origins.first().map(|h| h.url.clone()));
+    let admin_task = match (admin, probe) {
+        (Some(admin_listener), Some(probe)) => {
             let address = admin_listener.local_addr()?;
-            let state = Arc::new(admin::Admin::new(app.proxy().metrics().clone(), &origin));
+            let state = Arc::new(admin::Admin::new(app.proxy().metrics().clone(), &probe));
             tracing::info!(%address, "admin listener: /metrics /healthz /readyz");
             Some(tokio::spawn(admin::serve(admin_listener, state)))
         }
-        None => None,
+        _ => None,
     };
-    tracing::info!(listen = %listener.local_addr()?, %origin, "isr-edge serving");
+    let default_origin = origin
+        .map(|o| o.to_string())
+        .unwrap_or_else(|| "none".into());
+    for host in &config.host_origins {
+        tracing::info!(host = %host.host, origin = %host.url, "origin for host");
+    }
+    tracing::info!(listen = %listener.local_addr()?, origin = %default_origin, routes = config.routes.rules().len(), "isr-edge serving");
     let settings = server::ServerSettings {
         shutdown_timeout: config.shutdown_timeout,
         header_read_timeout: config.header_read_timeout,

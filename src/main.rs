@@ -1,34 +1,48 @@
-//! The `isr-edge` binary: parse flags, start logging, bind, serve until SIGINT/SIGTERM.
+//! The `isr-edge` binary: read the configuration (file, environment, flags), start logging,
+//! bind, serve until SIGINT/SIGTERM; or run `--print-config`, `--check-config`, or the
+//! `revalidate` purge client.
 
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::Parser;
-use isr_edge::config::{Cli, Config};
+use isr_edge::purge_client::{self, Command, RevalidateArgs};
+use isr_edge::startup::{self, Startup, StartupError};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+    let env_secret = std::env::var("REVALIDATE_SECRET").ok();
+    let startup = match startup::load(std::env::args_os().collect(), env_secret.clone()) {
+        Ok(startup) => startup,
+        Err(StartupError::Usage(e))
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) =>
+        {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => {
+        Err(StartupError::Usage(e)) => {
             eprintln!("isr-edge: {} (see --help)", one_line(&e.to_string()));
             return ExitCode::from(2);
         }
-    };
-    if let Err(e) = isr_edge::logging::init(cli.log_format) {
-        eprintln!("isr-edge: cannot start logging: {e}");
-    }
-    let config = match Config::from_cli(cli, std::env::var("REVALIDATE_SECRET").ok()) {
-        Ok(config) => config,
         Err(e) => {
             eprintln!("isr-edge: {e}");
             return ExitCode::from(2);
         }
     };
+    let config = match startup {
+        Startup::Serve(config) => *config,
+        Startup::Print(text) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Startup::Checked(summary) => {
+            println!("{summary}");
+            return ExitCode::SUCCESS;
+        }
+        Startup::Client(Command::Revalidate(args)) => return revalidate(&args, env_secret),
+    };
+    if let Err(e) = isr_edge::logging::init(config.log_format) {
+        eprintln!("isr-edge: cannot start logging: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,4 +117,29 @@ async fn shutdown_signal() {
         tracing::warn!("second signal: exiting now");
         std::process::exit(130);
     });
+}
+
+/// `isr-edge revalidate ...`: prints the answer; exit 1 with a one-line reason on failure.
+fn revalidate(args: &RevalidateArgs, env_secret: Option<String>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("isr-edge revalidate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(purge_client::run(args, env_secret));
+    if let Some(answer) = &outcome.answer {
+        println!("{answer}");
+    }
+    match outcome.failure {
+        None => ExitCode::SUCCESS,
+        Some(reason) => {
+            eprintln!("isr-edge revalidate: {reason}");
+            ExitCode::FAILURE
+        }
+    }
 }

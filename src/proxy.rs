@@ -1,7 +1,9 @@
 //! The data plane: one request, top to bottom.
 //!
 //! ```text
-//! bypass rule?             -> forward as is (X-Cache: BYPASS); unsafe methods evict the page
+//! origin for the Host?    -> none: 421 (see `origins`)
+//! bypass rule?             -> forward as is (X-Cache: BYPASS); unsafe methods evict the page;
+//!                             a `[[route]]` with `bypass = true` is one (`routes`)
 //! key = host + path + query
 //! lookup(key, Vary)
 //!   Fresh                  -> HIT
@@ -10,6 +12,7 @@
 //!                             followers share its outcome; a failure falls back to the
 //!                             expired copy while stale-if-error allows (STALE), else 502/504
 //! ```
+//! A matching `[[route]]` sets the lifetime and adds tags at admission (`routes`).
 //! Storable responses are read whole (up to `--max-object-size`) before the client gets them,
 //! so a truncated body is never stored or half-served from cache; anything else streams.
 
@@ -42,6 +45,8 @@ use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
 use crate::config::{BrowserCacheControl, Limits};
 use crate::limits::{self as limit, Capped, IdleTimeout};
 use crate::metrics::{Metrics, StaleReason};
+use crate::origins::{misdirected, Origins};
+use crate::routes::Routes;
 use crate::upstream::{origin_request_headers, Upstream, UpstreamError};
 
 /// The proxy's knobs (see `config` for defaults).
@@ -62,7 +67,8 @@ pub struct ProxySettings {
 
 pub struct Proxy {
     cache: Arc<Cache>,
-    upstream: Upstream,
+    origins: Origins,
+    routes: Routes,
     inflight: Inflight<Shared>,
     settings: ProxySettings,
     metrics: Arc<Metrics>,
@@ -109,21 +115,34 @@ struct FetchRequest {
 
 impl Proxy {
     pub fn new(cache: Arc<Cache>, upstream: Upstream, settings: ProxySettings) -> Proxy {
+        Proxy::with_origins(cache, Origins::single(upstream), settings)
+    }
+
+    /// A proxy in front of several origins chosen by `Host`.
+    pub fn with_origins(cache: Arc<Cache>, origins: Origins, settings: ProxySettings) -> Proxy {
         Proxy {
             metrics: Arc::new(Metrics::new(cache.clone())),
             cache,
-            upstream,
+            origins,
+            routes: Routes::default(),
             inflight: Inflight::default(),
             settings,
         }
+    }
+
+    /// Applies `[[route]]` rules (first match wins).
+    pub fn with_routes(mut self, routes: Routes) -> Proxy {
+        self.routes = routes;
+        self
     }
 
     pub fn cache(&self) -> &Arc<Cache> {
         &self.cache
     }
 
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
+    /// The default origin (else the first per-host one): what readiness checks probe.
+    pub fn upstream(&self) -> Option<&Upstream> {
+        self.origins.primary()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -133,10 +152,11 @@ impl Proxy {
     /// Sends one request to the origin, counting it, its latency and its failure kind.
     async fn send_origin(
         &self,
+        upstream: &Upstream,
         request: http::Request<crate::body::UpstreamBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let started = Instant::now();
-        let result = self.upstream.send(request).await;
+        let result = upstream.send(request).await;
         match &result {
             Ok(_) => self.metrics.origin_request(Some(started.elapsed())),
             Err(error) => {
@@ -154,11 +174,22 @@ impl Proxy {
         peer: IpAddr,
     ) -> Response<Body> {
         let host = request_host(&parts);
-        if let Some(reason) = self.bypass_reason(&parts) {
+        if self.origins.for_host(&host).is_none() {
+            return misdirected(&host);
+        }
+        let path = normalize_path(parts.uri.path());
+        let route_bypass = !self.routes.is_empty()
+            && self
+                .routes
+                .find(&page_path(&path))
+                .is_some_and(|rule| rule.bypass);
+        if let Some(reason) = self
+            .bypass_reason(&parts)
+            .or(route_bypass.then_some("route"))
+        {
             return self.pass(parts, body, host, peer, reason).await;
         }
         drop(body);
-        let path = normalize_path(parts.uri.path());
         let key = primary_key(&host, &path, parts.uri.query());
         let now = Instant::now();
 
@@ -383,6 +414,12 @@ impl Proxy {
 
     /// One GET to the origin for the cache: storable responses are read whole and admitted.
     async fn fetch_for_cache(&self, fetch: FetchRequest) -> Fetched {
+        let Some(upstream) = self.origins.for_host(&fetch.host) else {
+            return Fetched::Error(
+                UpstreamError::Connect(format!("no origin for host {:?}", fetch.host)),
+                None,
+            );
+        };
         let epoch = self.cache.epoch();
         let mut headers = origin_request_headers(&fetch.headers, &fetch.host, fetch.peer);
         for name in [
@@ -400,7 +437,7 @@ impl Proxy {
             "identity" => headers.remove(header::ACCEPT_ENCODING),
             class => headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(class)),
         };
-        let request = match self.upstream.request(
+        let request = match upstream.request(
             Method::GET,
             &fetch.path_and_query,
             headers,
@@ -409,7 +446,7 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return Fetched::Error(e, None),
         };
-        let response = match self.send_origin(request).await {
+        let response = match self.send_origin(upstream, request).await {
             Ok(r) => r,
             Err(e) => return Fetched::Error(e, None),
         };
@@ -427,14 +464,25 @@ impl Proxy {
             return Fetched::Error(UpstreamError::Status(status), Some(response));
         }
         let has_authorization = fetch.headers.contains_key(header::AUTHORIZATION);
-        let lifetime = match policy::storable_lifetime(
-            &Method::GET,
-            has_authorization,
-            status,
-            response.headers(),
-            &self.settings.freshness,
-            SystemTime::now(),
-        ) {
+        let route = self.routes.find(&fetch.page);
+        let lifetime = match route {
+            Some(rule) => rule.lifetime(
+                has_authorization,
+                status,
+                response.headers(),
+                &self.settings.freshness,
+                SystemTime::now(),
+            ),
+            None => policy::storable_lifetime(
+                &Method::GET,
+                has_authorization,
+                status,
+                response.headers(),
+                &self.settings.freshness,
+                SystemTime::now(),
+            ),
+        };
+        let lifetime = match lifetime {
             Ok(lifetime) => lifetime,
             Err(why) => {
                 // The URL is no longer cacheable: an old copy must not outlive this answer.
@@ -472,7 +520,7 @@ impl Proxy {
         }
 
         let (head, body) = response.into_parts();
-        let deadline = Instant::now() + self.upstream.timeout();
+        let deadline = Instant::now() + upstream.timeout();
         let bytes = match read_limited(body, self.settings.max_object_size, deadline).await {
             Read::Complete(bytes) => bytes,
             Read::TooLarge(prefix, rest) => {
@@ -496,7 +544,12 @@ impl Proxy {
         };
 
         let mut headers = head.headers;
-        let tags = self.take_tags(&mut headers);
+        let mut tags = self.take_tags(&mut headers);
+        if let Some(rule) = route.filter(|r| !r.tags.is_empty()) {
+            tags.extend(rule.tags.iter().cloned());
+            tags.sort();
+            tags.dedup();
+        }
         let vary = vary_names(&headers)
             .into_iter()
             .map(|name| {
@@ -541,6 +594,9 @@ impl Proxy {
         peer: IpAddr,
         reason: &'static str,
     ) -> Response<Body> {
+        let Some(upstream) = self.origins.for_host(&host) else {
+            return misdirected(&host);
+        };
         let max_body = self.settings.limits.max_body_size;
         if limit::declared_too_large(&parts.headers, max_body) {
             return mark(
@@ -557,16 +613,12 @@ impl Proxy {
             .unwrap_or("/");
         let (capped, exceeded) = Capped::new(body, max_body);
         let upstream_body = capped.boxed();
-        let request = match self.upstream.request(
-            parts.method.clone(),
-            path_and_query,
-            headers,
-            upstream_body,
-        ) {
-            Ok(r) => r,
-            Err(e) => return mark(e.response(), CacheStatus::Bypass, Some(reason)),
-        };
-        match self.send_origin(request).await {
+        let request =
+            match upstream.request(parts.method.clone(), path_and_query, headers, upstream_body) {
+                Ok(r) => r,
+                Err(e) => return mark(e.response(), CacheStatus::Bypass, Some(reason)),
+            };
+        match self.send_origin(upstream, request).await {
             Ok(response) => {
                 let unsafe_method = !matches!(
                     parts.method,

@@ -182,6 +182,19 @@ pub fn storable_lifetime(
     rules: &FreshnessRules,
     now: SystemTime,
 ) -> Result<Lifetime, NotStorable> {
+    let cc = check_storable(method, request_has_authorization, status, headers)?;
+    freshness_lifetime(&cc, headers, rules, now)
+}
+
+/// The storability half of [`storable_lifetime`]: everything except freshness. Route rules
+/// (`crate::routes`) that set their own ttl still go through it, so `private`, `no-store` and
+/// `Set-Cookie` are never overridden by configuration.
+pub fn check_storable(
+    method: &Method,
+    request_has_authorization: bool,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Result<CacheControl, NotStorable> {
     if method != Method::GET && method != Method::HEAD {
         return Err(NotStorable::Method);
     }
@@ -211,7 +224,16 @@ pub fn storable_lifetime(
     {
         return Err(NotStorable::VaryStar);
     }
+    Ok(cc)
+}
 
+/// The freshness half of [`storable_lifetime`], for a response already found storable.
+fn freshness_lifetime(
+    cc: &CacheControl,
+    headers: &HeaderMap,
+    rules: &FreshnessRules,
+    now: SystemTime,
+) -> Result<Lifetime, NotStorable> {
     let fresh_for = match cc.s_maxage.or(cc.max_age) {
         Some(seconds) => Some(Duration::from_secs(seconds)),
         None => expires_lifetime(headers, now),

@@ -1,0 +1,284 @@
+//! The purge client in the same binary: `isr-edge revalidate --url http://edge:8080/api/revalidate
+//! --path / --tag products`. It POSTs the JSON body `/api/revalidate` takes, with the secret from
+//! `REVALIDATE_SECRET` or `--secret-file` in an `Authorization: Bearer` header (never in the
+//! body, never printed), prints the JSON answer and fails with a one-line reason on a connection
+//! error, an HTTP error or `"success": false`. This is what a deploy script runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http::{header, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+use crate::config::parse_duration;
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Purge pages or tags on a running isr-edge (POST to its revalidation endpoint) and print
+    /// the answer. The secret comes from REVALIDATE_SECRET or --secret-file.
+    Revalidate(RevalidateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RevalidateArgs {
+    /// The revalidation endpoint, e.g. http://edge:8080/api/revalidate.
+    #[arg(
+        long,
+        env = "ISR_EDGE_REVALIDATE_URL",
+        default_value = "http://127.0.0.1:8080/api/revalidate"
+    )]
+    pub url: String,
+
+    /// A page to purge (repeatable; Next.js patterns like /products/[slug] allowed).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+
+    /// A cache tag to purge (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// Purge everything (for this --host only, when given).
+    #[arg(long)]
+    pub all: bool,
+
+    /// Mark stale instead of removing: the next visitor gets the old page while it refreshes.
+    #[arg(long)]
+    pub soft: bool,
+
+    /// Treat each --path as a layout: the page and everything below it.
+    #[arg(long)]
+    pub layout: bool,
+
+    /// Report what would be purged without purging.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Re-fetch the purged pages right away so the next visitor gets a HIT.
+    #[arg(long)]
+    pub warm: bool,
+
+    /// Only purge pages stored for this host (e.g. shop.example).
+    #[arg(long)]
+    pub host: Option<String>,
+
+    /// File holding the secret (first non-empty line) instead of REVALIDATE_SECRET.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+
+    /// Give up after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// What the client printed and whether it succeeded.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The answer body (pretty JSON when it is JSON).
+    pub answer: Option<String>,
+    /// `None` on success; else the one-line reason.
+    pub failure: Option<String>,
+}
+
+/// The JSON body for the endpoint (without the secret).
+pub fn request_body(args: &RevalidateArgs) -> Value {
+    let mut body = json!({});
+    if !args.paths.is_empty() {
+        body["paths"] = json!(args.paths);
+    }
+    if !args.tags.is_empty() {
+        body["tags"] = json!(args.tags);
+    }
+    if args.all {
+        body["all"] = json!(true);
+    }
+    if args.layout {
+        body["type"] = json!("layout");
+    }
+    if args.soft {
+        body["mode"] = json!("soft");
+    }
+    if args.dry_run {
+        body["dry_run"] = json!(true);
+    }
+    if args.warm {
+        body["warm"] = json!(true);
+    }
+    if let Some(host) = &args.host {
+        body["host"] = json!(host);
+    }
+    body
+}
+
+/// The secret: `--secret-file`'s first non-empty line, else the first of `REVALIDATE_SECRET`'s
+/// comma-separated values (as the server reads it).
+fn secret(args: &RevalidateArgs, env_secret: Option<String>) -> Result<String, String> {
+    let (text, source) = match &args.secret_file {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--secret-file {}: {e}", path.display()))?,
+            "--secret-file",
+        ),
+        None => (env_secret.unwrap_or_default(), "REVALIDATE_SECRET"),
+    };
+    text.split([',', '\n'])
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!("no secret: set REVALIDATE_SECRET or pass --secret-file ({source} is empty)")
+        })
+}
+
+/// Sends the request and judges the answer.
+pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
+    let fail = |reason: String| Outcome {
+        answer: None,
+        failure: Some(reason),
+    };
+    if args.paths.is_empty() && args.tags.is_empty() && !args.all {
+        return fail("nothing to purge: give --path, --tag or --all".into());
+    }
+    let secret = match secret(args, env_secret) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let uri: Uri = match args.url.parse() {
+        Ok(uri) => uri,
+        Err(e) => return fail(format!("--url {:?}: {e}", args.url)),
+    };
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        return fail(format!(
+            "--url {:?}: expected http://host:port/api/revalidate (https: put it behind your TLS proxy's internal address)",
+            args.url
+        ));
+    }
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {secret}"))
+        .body(Full::new(Bytes::from(request_body(args).to_string())));
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot build the request: {e}")),
+    };
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                message = format!("{message}: {inner}");
+                source = inner.source();
+            }
+            format!("cannot reach {}: {message}", args.url)
+        })?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer from {}: {e}", args.url))?
+            .to_bytes();
+        Ok::<_, String>((status, body))
+    };
+    let (status, body) = match tokio::time::timeout(args.timeout, exchange).await {
+        Err(_) => {
+            return fail(format!(
+                "no answer from {} within {:?}",
+                args.url, args.timeout
+            ))
+        }
+        Ok(Err(e)) => return fail(e),
+        Ok(Ok(answer)) => answer,
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let answer = match &parsed {
+        Some(value) => serde_json::to_string_pretty(value).ok(),
+        None => Some(String::from_utf8_lossy(&body).into_owned()),
+    };
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let failure = if !status.is_success() {
+        Some(
+            format!("HTTP {status}: {message}")
+                .trim_end_matches(": ")
+                .to_string(),
+        )
+    } else if parsed
+        .as_ref()
+        .and_then(|v| v.get("success"))
+        .and_then(Value::as_bool)
+        != Some(true)
+    {
+        Some(format!("the endpoint did not report success: {message}"))
+    } else {
+        None
+    };
+    Outcome { answer, failure }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    fn parse(args: &[&str]) -> RevalidateArgs {
+        let mut argv = vec!["isr-edge", "revalidate"];
+        argv.extend_from_slice(args);
+        match Wrapper::try_parse_from(argv).expect("valid").command {
+            Command::Revalidate(args) => args,
+        }
+    }
+
+    #[test]
+    fn body_from_flags() {
+        let args = parse(&[
+            "--path",
+            "/",
+            "--path",
+            "/blog",
+            "--tag",
+            "posts",
+            "--layout",
+            "--soft",
+            "--host",
+            "a.example",
+        ]);
+        assert_eq!(
+            request_body(&args),
+            json!({"paths": ["/", "/blog"], "tags": ["posts"], "type": "layout", "mode": "soft", "host": "a.example"})
+        );
+        let args = parse(&["--tag", "x", "--dry-run", "--warm"]);
+        assert_eq!(
+            request_body(&args),
+            json!({"tags": ["x"], "dry_run": true, "warm": true})
+        );
+    }
+
+    #[test]
+    fn secret_sources() {
+        let args = parse(&["--path", "/"]);
+        assert_eq!(
+            secret(&args, Some(" new, old".into())).as_deref(),
+            Ok("new")
+        );
+        assert!(secret(&args, None).is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! From the process arguments to what `main` does: the configuration file (`--config` or
+//! `ISR_EDGE_CONFIG`), environment and flags combined into one [`Config`] (precedence: flags >
+//! environment > file > defaults), `--print-config` (the effective configuration as a TOML file,
+//! each value's source in a comment, secrets masked), `--check-config`, and the `revalidate`
+//! subcommand. Errors about file values name the file, line and key.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::error::{ContextKind, ContextValue};
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
+
+use crate::config::{Cli, Config, ConfigError};
+use crate::config_file::{self, ConfigFile, FileError};
+use crate::purge_client::Command;
+
+/// What the process was asked to do.
+#[derive(Debug)]
+pub enum Startup {
+    Serve(Box<Config>),
+    /// `--print-config`: the text to print.
+    Print(String),
+    /// `--check-config` passed: a one-line summary.
+    Checked(String),
+    /// `isr-edge revalidate ...`.
+    Client(Command),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A usage error, `--help` or `--version` from clap (rendered by `main`).
+    #[error("{0}")]
+    Usage(clap::Error),
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// An invalid value, named by file line and key when it came from the file.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+const CONFIG_ENV: &str = "ISR_EDGE_CONFIG";
+/// Arguments that are actions, not settings: not printed by `--print-config`.
+const ACTIONS: [&str; 5] = ["config", "print_config", "check_config", "help", "version"];
+
+/// Parses `args` (program name first); `env_secret` is `REVALIDATE_SECRET`.
+pub fn load(args: Vec<OsString>, env_secret: Option<String>) -> Result<Startup, StartupError> {
+    let (program, real) = match args.split_first() {
+        Some((program, real)) => (program.clone(), real.to_vec()),
+        None => (OsString::from("isr-edge"), Vec::new()),
+    };
+    let client = real.first().is_some_and(|a| a == "revalidate");
+    let path = if client { None } else { config_path(&real) };
+    let file = match &path {
+        Some(path) => Some(config_file::read(path, &Cli::command(), &real)?),
+        None => None,
+    };
+    let mut argv = vec![program];
+    if let Some(file) = &file {
+        argv.extend(file.args.iter().cloned());
+    }
+    argv.extend(real.iter().cloned());
+    let matches = Cli::command()
+        .try_get_matches_from(argv)
+        .map_err(|e| explain_clap(e, file.as_ref()))?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(StartupError::Usage)?;
+    if let Some(command) = cli.command.take() {
+        return Ok(Startup::Client(command));
+    }
+    let (print, check) = (cli.print_config, cli.check_config);
+    let sections = file
+        .as_ref()
+        .map(|f| f.sections.clone())
+        .unwrap_or_default();
+    let config = Config::from_sources(cli, env_secret, sections)
+        .map_err(|e| explain_config_error(&e, file.as_ref()))?;
+    if print {
+        return Ok(Startup::Print(render(&matches, file.as_ref(), &config)));
+    }
+    if check {
+        let source = match &file {
+            Some(file) => file.path.display().to_string(),
+            None => "flags and environment (no config file)".to_string(),
+        };
+        return Ok(Startup::Checked(format!(
+            "{source}: configuration is valid ({} routes, {} host origins)",
+            config.routes.rules().len(),
+            config.host_origins.len()
+        )));
+    }
+    Ok(Startup::Serve(Box::new(config)))
+}
+
+/// `--config FILE` / `--config=FILE` among the real arguments, else `ISR_EDGE_CONFIG`.
+fn config_path(real: &[OsString]) -> Option<PathBuf> {
+    let mut args = real.iter().take_while(|a| *a != "--");
+    while let Some(arg) = args.next() {
+        if arg == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os(CONFIG_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A clap error about an argument the file supplied becomes `FILE:LINE: key: message`.
+fn explain_clap(error: clap::Error, file: Option<&ConfigFile>) -> StartupError {
+    let Some(file) = file else {
+        return StartupError::Usage(error);
+    };
+    let named = [ContextKind::InvalidArg, ContextKind::PriorArg]
+        .into_iter()
+        .filter_map(|kind| match error.get(kind) {
+            Some(ContextValue::String(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .filter_map(|s| {
+            let long = s
+                .trim_start_matches('-')
+                .split([' ', '='])
+                .next()?
+                .to_string();
+            Some(long.replace('-', "_"))
+        });
+    for id in named {
+        if let Some(key) = file.keys.iter().find(|k| k.id == id) {
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or("invalid value");
+            return StartupError::Invalid(format!(
+                "{}:{}: {}: {}",
+                file.path.display(),
+                key.line,
+                key.key,
+                first.trim_start_matches("error: ")
+            ));
+        }
+    }
+    StartupError::Usage(error)
+}
+
+fn explain_config_error(error: &ConfigError, file: Option<&ConfigFile>) -> StartupError {
+    let id = match error {
+        ConfigError::Origin(_) => "origin",
+        ConfigError::SecretFile { .. } => "secret_file",
+        ConfigError::RevalidatePath(_) => "revalidate_path",
+        // The message names its flag; the file key is the flag's name.
+        _ => "",
+    };
+    if let Some((file, key)) = file.and_then(|f| f.keys.iter().find(|k| k.id == id).map(|k| (f, k)))
+    {
+        return StartupError::Invalid(format!(
+            "{}:{}: {}: {error}",
+            file.path.display(),
+            key.line,
+            key.key
+        ));
+    }
+    StartupError::Invalid(error.to_string())
+}
+
+/// Whether an argument's value is a secret to mask (paths to secret files are not).
+fn is_secret(id: &str) -> bool {
+    let id = id.to_ascii_lowercase();
+    ["secret", "token", "password"]
+        .iter()
+        .any(|s| id.contains(s))
+        && !id.ends_with("_file")
+}
+
+/// The effective configuration as a TOML file that `--config` accepts.
+fn render(matches: &ArgMatches, file: Option<&ConfigFile>, config: &Config) -> String {
+    let mut out = String::from("# isr-edge effective configuration (secrets masked)\n");
+    match file {
+        Some(file) => out.push_str(&format!("# config file: {}\n", file.path.display())),
+        None => out.push_str("# config file: none\n"),
+    }
+    out.push_str("# precedence: flags > environment > file > defaults\n\n");
+    let command = Cli::command();
+    // With `[[origin]]` sections the default origin is printed as one without a host: TOML
+    // cannot hold both `origin = ...` and `[[origin]]`.
+    let mut default_origin = None;
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(long) = arg.get_long() else { continue };
+        if ACTIONS.contains(&id) {
+            continue;
+        }
+        let key = long.replace('-', "_");
+        let source = match file.and_then(|f| f.keys.iter().find(|k| k.id == id)) {
+            Some(k) => format!("file line {}", k.line),
+            None => match matches.value_source(id) {
+                Some(ValueSource::CommandLine) => "flag".to_string(),
+                Some(ValueSource::EnvVariable) => format!(
+                    "env {}",
+                    arg.get_env()
+                        .map(|e| e.to_string_lossy())
+                        .unwrap_or_default()
+                ),
+                _ => "default".to_string(),
+            },
+        };
+        let raw: Vec<String> = matches
+            .get_raw(id)
+            .map(|values| values.map(|v| v.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let value = if raw.is_empty() {
+            out.push_str(&format!("# {key} = (not set)\n"));
+            continue;
+        } else if is_secret(id) || arg.is_hide_env_values_set() {
+            "\"****\"".to_string()
+        } else if matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse) {
+            raw.join("")
+        } else if matches!(arg.get_action(), ArgAction::Append) {
+            format!(
+                "[{}]",
+                raw.iter().map(|v| quote(v)).collect::<Vec<_>>().join(", ")
+            )
+        } else {
+            quote(&raw.join(""))
+        };
+        if id == "origin" && !config.host_origins.is_empty() {
+            default_origin = Some((value, source));
+            continue;
+        }
+        out.push_str(&format!("{key} = {value}  # {source}\n"));
+    }
+    let secret_source = if config.secrets.is_configured() {
+        "configured, ****"
+    } else {
+        "not configured"
+    };
+    out.push_str(&format!(
+        "# revalidation secret (REVALIDATE_SECRET or secret_file): {secret_source}\n"
+    ));
+    for rule in config.routes.rules() {
+        out.push_str(&format!(
+            "\n[[route]]\nmatch = {}\n",
+            quote(rule.pattern.source())
+        ));
+        for (name, value) in [
+            ("ttl", rule.ttl),
+            ("stale_while_revalidate", rule.stale_while_revalidate),
+            ("stale_if_error", rule.stale_if_error),
+        ] {
+            if let Some(d) = value {
+                let text = humantime::format_duration(d).to_string();
+                out.push_str(&format!("{name} = {}\n", quote(&text)));
+            }
+        }
+        if rule.bypass {
+            out.push_str("bypass = true\n");
+        }
+        if !rule.tags.is_empty() {
+            let tags: Vec<String> = rule.tags.iter().map(|t| quote(t)).collect();
+            out.push_str(&format!("tags = [{}]\n", tags.join(", ")));
+        }
+    }
+    if let Some((url, source)) = default_origin {
+        out.push_str(&format!("\n[[origin]]  # default, {source}\nurl = {url}\n"));
+    }
+    for origin in &config.host_origins {
+        out.push_str(&format!(
+            "\n[[origin]]\nhost = {}\nurl = {}\n",
+            quote(&origin.host),
+            quote(&origin.url.to_string())
+        ));
+    }
+    out
+}
+
+/// A TOML basic string (JSON string escapes are valid TOML).
+fn quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| format!("{text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_recognised() {
+        assert!(is_secret("revalidate_secret"));
+        assert!(is_secret("api_token"));
+        assert!(!is_secret("secret_file"));
+        assert!(!is_secret("cache_size"));
+    }
+
+    #[test]
+    fn config_flag_is_found() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            config_path(&args(&["--demo", "--config", "a.toml"])),
+            Some(PathBuf::from("a.toml"))
+        );
+        assert_eq!(
+            config_path(&args(&["--config=b.toml"])),
+            Some(PathBuf::from("b.toml"))
+        );
+    }
+}

@@ -1,0 +1,417 @@
+//! The configuration file: values used, precedence (flags > environment > file), `--print-config`
+//! and `--check-config` through the real binary; `[[route]]` rules and `[[origin]]` hosts
+//! through the real proxy in front of scripted origins.
+
+mod support;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+use isr_edge::startup::{self, Startup};
+use serde_json::json;
+use support::{get, get_with, revalidate, Edge, Origin, Reply, SECRET};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const BIN: &str = env!("CARGO_BIN_EXE_isr-edge");
+
+/// Writes `text` to a fresh file named `isr-edge.toml` in its own temporary directory.
+fn config_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("isr-edge-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("isr-edge.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Runs the binary with a clean environment plus `env`.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().expect("run isr-edge");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The proxy, in-process, configured exactly as `main` would from these arguments.
+async fn edge_from(args: &[&str]) -> Edge {
+    // No admin listener: many proxies share this test process.
+    let mut argv: Vec<OsString> = vec!["isr-edge".into(), "--admin-listen".into(), "off".into()];
+    argv.extend(args.iter().map(OsString::from));
+    let config = match startup::load(argv, Some(SECRET.to_string())).expect("valid configuration") {
+        Startup::Serve(config) => *config,
+        other => panic!("expected a server configuration, got {other:?}"),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
+    let addr = listener.local_addr().expect("edge addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        isr_edge::serve(config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serve");
+    });
+    Edge {
+        addr,
+        admin: None,
+        app_shutdown: Some(stop),
+        task,
+    }
+}
+
+fn line_of<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{key} =")))
+        .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+}
+
+#[test]
+fn precedence_flags_over_env_over_file() {
+    let path = config_file(
+        "precedence",
+        "demo = true\ncache_size = \"64MiB\"\nmax_object_size = \"1MiB\"\nlisten = \"127.0.0.1:7777\"\n",
+    );
+    let path = path.to_str().expect("utf-8 path");
+    let (code, out, err) = run(
+        &[
+            "--config",
+            path,
+            "--print-config",
+            "--max-object-size",
+            "2MiB",
+        ],
+        &[("ISR_EDGE_LISTEN", "127.0.0.1:9999")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        line_of(&out, "cache_size"),
+        "cache_size = \"64MiB\"  # file line 2"
+    );
+    assert_eq!(
+        line_of(&out, "max_object_size"),
+        "max_object_size = \"2MiB\"  # flag"
+    );
+    assert_eq!(
+        line_of(&out, "listen"),
+        "listen = \"127.0.0.1:9999\"  # env ISR_EDGE_LISTEN"
+    );
+    assert_eq!(line_of(&out, "demo"), "demo = true  # file line 1");
+    assert!(line_of(&out, "default_ttl").ends_with("# default"));
+    // ISR_EDGE_CONFIG names the file when --config is absent.
+    let (code, out, err) = run(&["--print-config"], &[("ISR_EDGE_CONFIG", path)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        line_of(&out, "cache_size"),
+        "cache_size = \"64MiB\"  # file line 2"
+    );
+}
+
+#[test]
+fn print_config_masks_secrets_and_round_trips() {
+    let path = config_file(
+        "print",
+        "[[origin]]\nurl = \"http://127.0.0.1:3000\"\n\n[[route]]\nmatch = \"/products/[slug]\"\nttl = 10\ntags = [\"products\"]\n\n[[origin]]\nhost = \"shop.example\"\nurl = \"http://127.0.0.1:3001\"\n",
+    );
+    let secret = "very-secret-value-0123456789";
+    let (code, out, err) = run(
+        &["--config", path.to_str().expect("path"), "--print-config"],
+        &[("REVALIDATE_SECRET", secret)],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}");
+    assert!(out.contains("configured, ****"), "{out}");
+    assert!(
+        out.contains("match = \"/products/[slug]\"\nttl = \"10s\"\ntags = [\"products\"]"),
+        "{out}"
+    );
+    assert!(out.contains("host = \"shop.example\""), "{out}");
+    assert!(
+        out.contains("[[origin]]  # default, file line 2\nurl = \"http://127.0.0.1:3000\""),
+        "{out}"
+    );
+    // What it prints is itself a valid configuration file.
+    let printed = config_file("printed", &out);
+    let (code, checked, err) = run(
+        &[
+            "--config",
+            printed.to_str().expect("path"),
+            "--check-config",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(checked.contains("1 routes, 1 host origins"), "{checked}");
+}
+
+#[test]
+fn check_config_names_file_line_and_key() {
+    let good = config_file(
+        "good",
+        "demo = true\n[[route]]\nmatch = \"/\"\nttl = \"5s\"\n",
+    );
+    let (code, out, _) = run(
+        &["--config", good.to_str().expect("path"), "--check-config"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("configuration is valid"), "{out}");
+
+    let cases = [
+        (
+            "unknown",
+            "demo = true\n\ncache_sise = \"1MiB\"\n",
+            ":3: cache_sise: unknown key",
+        ),
+        (
+            "value",
+            "demo = true\ncache_size = \"lots\"\n",
+            ":2: cache_size: invalid value 'lots'",
+        ),
+        (
+            "flag",
+            "demo = \"yes\"\n",
+            ":1: demo: expects true or false",
+        ),
+        ("toml", "demo = true\nlisten = [\"a\"\n", ":2: listen:"),
+        (
+            "route",
+            "demo = true\n[[route]]\nmatch = \"/a\"\nttl = \"soon\"\n",
+            ":4: route.ttl: \"soon\" is not a duration",
+        ),
+        (
+            "field",
+            "demo = true\n[[route]]\nmatch = \"/a\"\nttll = 5\n",
+            ":4: route.ttll: unknown field `ttll`",
+        ),
+        (
+            "origin",
+            "[[origin]]\nhost = \"a.example\"\nurl = \"https://x\"\n",
+            ":3: origin.url: https origins are not supported",
+        ),
+        (
+            "conflict",
+            "origin = \"http://127.0.0.1:1\"\ndemo = true\n",
+            ":1: origin: the argument '--origin",
+        ),
+        (
+            "secret",
+            "demo = true\nrevalidate_secret = \"x\"\n",
+            ":2: revalidate_secret: secrets do not belong",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = config_file(name, text);
+        let path = path.to_str().expect("path");
+        let (code, _, err) = run(&["--config", path, "--check-config"], &[]);
+        assert_ne!(code, 0, "{name}: {err}");
+        assert!(err.contains(&format!("{path}{expected}")), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: one line: {err}");
+    }
+}
+
+#[tokio::test]
+async fn route_ttl_stores_headerless_pages() {
+    // An origin that sends no caching headers at all (a Laravel/PHP app rendering HTML).
+    let origin = Origin::start(|r| Reply::ok(format!("{} #{}", r.path, r.count))).await;
+    let path = config_file(
+        "ttl",
+        "[[route]]\nmatch = \"/products/[slug]\"\nttl = 60\nstale_while_revalidate = \"30s\"\n",
+    );
+    let edge = edge_from(&[
+        "--config",
+        path.to_str().expect("path"),
+        "--origin",
+        &origin.url(),
+    ])
+    .await;
+    let first = get(edge.addr, "/products/a").await;
+    assert_eq!(first.cache(), "MISS");
+    assert_eq!(
+        first.header("cache-status"),
+        "isr-edge; fwd=miss; stored; ttl=60"
+    );
+    let second = get(edge.addr, "/products/a").await;
+    assert_eq!(
+        (second.cache(), second.text().as_str()),
+        ("HIT", "/products/a #1")
+    );
+    assert_eq!(origin.count("/products/a"), 1);
+    // Outside the rule nothing changes: no freshness, not stored.
+    get(edge.addr, "/about").await;
+    let again = get(edge.addr, "/about").await;
+    assert_eq!(again.cache(), "MISS");
+    assert_eq!(origin.count("/about"), 2);
+}
+
+#[tokio::test]
+async fn route_ttl_never_stores_private_or_cookies() {
+    let origin = Origin::start(|r| match r.path.as_str() {
+        "/p/private" => Reply::ok("mine").cc("private"),
+        _ => Reply::ok("session").header("set-cookie", "sid=1"),
+    })
+    .await;
+    let path = config_file("private", "[[route]]\nmatch = \"/p/*\"\nttl = 60\n");
+    let edge = edge_from(&[
+        "--config",
+        path.to_str().expect("path"),
+        "--origin",
+        &origin.url(),
+    ])
+    .await;
+    for page in ["/p/private", "/p/cookie"] {
+        get(edge.addr, page).await;
+        let again = get(edge.addr, page).await;
+        assert_eq!(again.cache(), "MISS", "{page}");
+        assert_eq!(origin.count(page), 2, "{page}");
+    }
+}
+
+#[tokio::test]
+async fn route_bypass_and_first_match_wins() {
+    let origin =
+        Origin::start(|r| Reply::ok(format!("{} #{}", r.path, r.count)).cc("s-maxage=60")).await;
+    let path = config_file(
+        "bypass",
+        "[[route]]\nmatch = \"/products/sale\"\nbypass = true\n\n[[route]]\nmatch = \"/products/[slug]\"\nttl = 5\n",
+    );
+    let edge = edge_from(&[
+        "--config",
+        path.to_str().expect("path"),
+        "--origin",
+        &origin.url(),
+    ])
+    .await;
+    get(edge.addr, "/products/sale").await;
+    let sale = get(edge.addr, "/products/sale").await;
+    assert_eq!(sale.cache(), "BYPASS");
+    assert!(
+        sale.header("cache-status").contains("detail=route"),
+        "{}",
+        sale.header("cache-status")
+    );
+    assert_eq!(origin.count("/products/sale"), 2);
+    let first = get(edge.addr, "/products/shoe").await;
+    assert!(
+        first.header("cache-status").ends_with("ttl=5"),
+        "the rule's ttl, not s-maxage"
+    );
+    assert_eq!(get(edge.addr, "/products/shoe").await.cache(), "HIT");
+}
+
+#[tokio::test]
+async fn route_tags_are_purgeable() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("{} #{}", r.path, r.count)).header("cache-tag", "origin-tag")
+    })
+    .await;
+    let path = config_file(
+        "tags",
+        "[[route]]\nmatch = \"/products/**\"\nttl = 60\ntags = [\"products\"]\n",
+    );
+    let edge = edge_from(&[
+        "--config",
+        path.to_str().expect("path"),
+        "--origin",
+        &origin.url(),
+    ])
+    .await;
+    for page in ["/products/a", "/products/b/c", "/about"] {
+        get(edge.addr, page).await;
+    }
+    let answer = revalidate(edge.addr, json!({"secret": SECRET, "tags": ["products"]})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["evicted"], 2);
+    assert_eq!(get(edge.addr, "/products/a").await.text(), "/products/a #2");
+    // The origin's own tags are kept next to the rule's (only /products/a is stored now).
+    let answer = revalidate(edge.addr, json!({"secret": SECRET, "tags": ["origin-tag"]})).await;
+    assert_eq!(answer.json()["evicted"], 1);
+    assert_eq!(get(edge.addr, "/products/a").await.text(), "/products/a #3");
+}
+
+#[tokio::test]
+async fn origins_by_host_are_cached_separately_and_purged_by_host() {
+    let shop =
+        Origin::start(|r| Reply::ok(format!("shop {} #{}", r.path, r.count)).cc("s-maxage=60"))
+            .await;
+    let blog =
+        Origin::start(|r| Reply::ok(format!("blog {} #{}", r.path, r.count)).cc("s-maxage=60"))
+            .await;
+    let other = Origin::start(|r| Reply::ok(format!("default {}", r.path)).cc("s-maxage=60")).await;
+    let text = format!(
+        "[[origin]]\nhost = \"shop.example\"\nurl = \"{}\"\n\n[[origin]]\nhost = \"Blog.Example\"\nurl = \"{}\"\n\n[[origin]]\nurl = \"{}\"\n",
+        shop.url(),
+        blog.url(),
+        other.url()
+    );
+    let path = config_file("hosts", &text);
+    let edge = edge_from(&["--config", path.to_str().expect("path")]).await;
+    let at = |host: &'static str| async move { get_with(edge.addr, "/p", &[("host", host)]).await };
+    assert_eq!(at("shop.example").await.text(), "shop /p #1");
+    assert_eq!(at("blog.example:8080").await.text(), "blog /p #1");
+    assert_eq!(at("unknown.example").await.text(), "default /p");
+    assert_eq!(at("shop.example").await.cache(), "HIT");
+    assert_eq!(at("blog.example:8080").await.cache(), "HIT");
+    assert_eq!((shop.count("/p"), blog.count("/p")), (1, 1));
+    assert_eq!(
+        shop.seen()[0].headers["host"],
+        "shop.example",
+        "the origin sees the client's Host"
+    );
+
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/p"], "host": "shop.example"}),
+    )
+    .await;
+    assert_eq!(answer.json()["evicted"], 1, "{}", answer.text());
+    assert_eq!(at("shop.example").await.text(), "shop /p #2");
+    assert_eq!(at("blog.example:8080").await.cache(), "HIT");
+    assert_eq!(at("unknown.example").await.cache(), "HIT");
+    // A host without a port covers every port it was requested on.
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/p"], "host": "blog.example"}),
+    )
+    .await;
+    assert_eq!(answer.json()["evicted"], 1, "{}", answer.text());
+    assert_eq!(at("blog.example:8080").await.text(), "blog /p #2");
+    assert_eq!(at("shop.example").await.cache(), "HIT");
+}
+
+#[tokio::test]
+async fn unknown_host_without_default_origin_is_421() {
+    let shop = Origin::start(|_| Reply::ok("shop").cc("s-maxage=60")).await;
+    let path = config_file(
+        "nodefault",
+        &format!(
+            "[[origin]]\nhost = \"shop.example\"\nurl = \"{}\"\n",
+            shop.url()
+        ),
+    );
+    let edge = edge_from(&["--config", path.to_str().expect("path")]).await;
+    let misdirected = get_with(edge.addr, "/", &[("host", "elsewhere.example")]).await;
+    assert_eq!(misdirected.status, 421);
+    assert!(
+        misdirected.text().contains("elsewhere.example"),
+        "{}",
+        misdirected.text()
+    );
+    assert_eq!(
+        get_with(edge.addr, "/", &[("host", "shop.example")])
+            .await
+            .text(),
+        "shop"
+    );
+    assert_eq!(shop.total(), 1);
+}
