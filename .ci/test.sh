@@ -19,10 +19,17 @@ apt_install() {
 apt_install nginx openssl curl
 
 # The Next.js app of tests/nextjs_e2e.rs, at the exact versions of its package-lock.json (Node.js
-# 20.9+ and npm are on CI's machine); the test itself builds it when the build is stale.
-if [ ! -f tests/nextjs-app/node_modules/next/package.json ]; then
+# 20.9+ and npm are on CI's machine).
+app=tests/nextjs-app
+if [ ! -f "$app/node_modules/next/package.json" ]; then
   echo "installing the Next.js test app's packages"
-  (cd tests/nextjs-app && npm ci --no-audit --no-fund --loglevel=error)
+  (cd "$app" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# Built once: again only when a source is newer than the build.
+if [ ! -f "$app/.next/BUILD_ID" ] || [ -n "$(find "$app/app" "$app/lib" "$app/package.json" \
+    "$app/package-lock.json" "$app/next.config.mjs" -newer "$app/.next/BUILD_ID" -print -quit)" ]; then
+  echo "building the Next.js test app"
+  (cd "$app" && NEXT_TELEMETRY_DISABLED=1 node node_modules/next/dist/bin/next build >/dev/null)
 fi
 
 cargo build --all-targets --locked 2>&1 | tail -n 3

@@ -25,9 +25,14 @@ fn app_dir() -> PathBuf {
 }
 
 fn run(dir: &Path, program: &str, args: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    // Its own process group and no terminal: build tools that signal their whole group must not
+    // reach the test runner.
     let status = Command::new(program)
         .args(args)
         .current_dir(dir)
+        .stdin(Stdio::null())
+        .process_group(0)
         .env("NEXT_TELEMETRY_DISABLED", "1")
         .env_remove("FIXTURE_DATA_FILE")
         .status()
@@ -103,6 +108,7 @@ fn start_next(dir: &Path, data_file: &Path) -> NextServer {
         .env("NEXT_TELEMETRY_DISABLED", "1")
         .env("FIXTURE_DATA_FILE", data_file)
         .env("REVALIDATE_SECRET", APP_SECRET)
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .process_group(0)
