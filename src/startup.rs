@@ -211,7 +211,9 @@ fn render(matches: &ArgMatches, file: Option<&ConfigFile>, config: &Config) -> S
             out.push_str(&format!("# {key} = (not set)\n"));
             continue;
         } else if is_secret(id) || arg.is_hide_env_values_set() {
-            "\"****\"".to_string()
+            // Commented out: secrets are refused in the file, so the output stays loadable.
+            out.push_str(&format!("# {key} = \"****\"  # {source}\n"));
+            continue;
         } else if matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse) {
             raw.join("")
         } else if matches!(arg.get_action(), ArgAction::Append) {

@@ -126,11 +126,18 @@ fn print_config_masks_secrets_and_round_trips() {
     let secret = "very-secret-value-0123456789";
     let (code, out, err) = run(
         &["--config", path.to_str().expect("path"), "--print-config"],
-        &[("REVALIDATE_SECRET", secret)],
+        &[
+            ("REVALIDATE_SECRET", secret),
+            ("ORIGIN_REVALIDATE_SECRET", secret),
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains(secret) && !err.contains(secret), "{out}");
     assert!(out.contains("configured, ****"), "{out}");
+    assert!(
+        out.contains("\n# origin_revalidate_secret = \"****\"  # env ORIGIN_REVALIDATE_SECRET\n"),
+        "{out}"
+    );
     assert!(
         out.contains("match = \"/products/[slug]\"\nttl = \"10s\"\ntags = [\"products\"]"),
         "{out}"
