@@ -37,7 +37,8 @@ use crate::body::{self, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
-    encoding_class, normalize_path, page_path, primary_key, split_key, vary_value, Key,
+    encoding_class, normalize_path, normalized, page_path, primary_key_text, split_key,
+    vary_value, Key,
 };
 use crate::cache::policy::{self, browser_cache_control, Freshness, FreshnessRules};
 use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
@@ -173,11 +174,13 @@ impl Proxy {
         body: Incoming,
         peer: IpAddr,
     ) -> Response<Body> {
+        // The hit path borrows host and path from the request and builds the key once, as a
+        // plain string; the shared `Key` is made only when the origin is asked.
         let host = request_host(&parts);
-        if self.origins.for_host(&host).is_none() {
-            return misdirected(&host);
+        if self.origins.for_host(host).is_none() {
+            return misdirected(host);
         }
-        let path = normalize_path(parts.uri.path());
+        let path = normalized(parts.uri.path());
         let route_bypass = !self.routes.is_empty()
             && self
                 .routes
@@ -187,14 +190,15 @@ impl Proxy {
             .bypass_reason(&parts)
             .or(route_bypass.then_some("route"))
         {
+            let host = host.to_owned();
             return self.pass(parts, body, host, peer, reason).await;
         }
         drop(body);
-        let key = primary_key(&host, &path, parts.uri.query());
+        let key_text = primary_key_text(host, &path, parts.uri.query());
         let now = Instant::now();
 
         let mut expired = None;
-        if let Some(entry) = self.cache.lookup(&key, &parts.headers) {
+        if let Some(entry) = self.cache.lookup(&key_text, &parts.headers) {
             match entry.freshness(now) {
                 Freshness::Fresh => {
                     return entry.to_response(&parts.method, &parts.headers, CacheStatus::Hit, now)
@@ -205,7 +209,9 @@ impl Proxy {
                     } else {
                         StaleReason::Swr
                     });
-                    self.refresh_in_background(self.fetch_request(&parts, key, &path, host, peer));
+                    let fetch =
+                        self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
+                    self.refresh_in_background(fetch);
                     return entry.to_response(
                         &parts.method,
                         &parts.headers,
@@ -218,7 +224,7 @@ impl Proxy {
         }
 
         let had_copy = expired.is_some();
-        let fetch = self.fetch_request(&parts, key, &path, host, peer);
+        let fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
         match self.fetch_shared(fetch).await {
             Fetched::Entry(entry, stored) => entry.to_response(
                 &parts.method,
@@ -708,14 +714,13 @@ impl Proxy {
     }
 }
 
-fn request_host(parts: &Parts) -> String {
+fn request_host(parts: &Parts) -> &str {
     parts
         .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("")
-        .to_string()
 }
 
 fn has_cookie(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool {

@@ -63,6 +63,9 @@ pub fn cache_status_header(status: CacheStatus, ttl: Option<i64>, detail: Option
     out
 }
 
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
 #[derive(Debug)]
 pub struct Entry {
     /// Unique per admission, so index bookkeeping can tell an old copy from its replacement.
@@ -114,6 +117,11 @@ impl Entry {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
         let is_rsc = is_rsc_content(&headers);
+        // Placeholders for the per-response headers, so a hit clones this map and overwrites
+        // them in place: no rehashing of every header, no growth of the cloned map.
+        headers.insert(header::AGE, HeaderValue::from_static("0"));
+        headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
+        headers.insert(CACHE_STATUS, HeaderValue::from_static("isr-edge"));
         Entry {
             id,
             status: new.status,
@@ -236,24 +244,26 @@ impl Entry {
             self.status
         };
         let headers = response.headers_mut();
-        headers.reserve(self.headers.len() + 3);
-        for (name, value) in &self.headers {
-            // RFC 9110 section 15.4.5: a 304 carries validators and caching headers, no
-            // representation metadata.
-            if not_modified && (name == header::CONTENT_LENGTH || name == header::CONTENT_TYPE) {
-                continue;
+        if not_modified {
+            headers.reserve(self.headers.len());
+            for (name, value) in &self.headers {
+                // RFC 9110 section 15.4.5: a 304 carries validators and caching headers, no
+                // representation metadata.
+                if name == header::CONTENT_LENGTH || name == header::CONTENT_TYPE {
+                    continue;
+                }
+                headers.append(name.clone(), value.clone());
             }
-            headers.append(name.clone(), value.clone());
+        } else {
+            *headers = self.headers.clone();
         }
         headers.insert(header::AGE, HeaderValue::from(self.age(now).as_secs()));
-        headers.insert(
-            HeaderName::from_static("x-cache"),
-            HeaderValue::from_static(status.x_cache()),
-        );
+        headers.insert(X_CACHE, HeaderValue::from_static(status.x_cache()));
         let cache_status = cache_status_header(status, Some(self.ttl(now)), None);
-        if let Ok(value) = HeaderValue::from_str(&cache_status) {
-            headers.insert(HeaderName::from_static("cache-status"), value);
-        }
+        match HeaderValue::from_maybe_shared(Bytes::from(cache_status)) {
+            Ok(value) => headers.insert(CACHE_STATUS, value),
+            Err(_) => headers.remove(CACHE_STATUS),
+        };
         response
     }
 }

@@ -16,6 +16,11 @@ pub type Key = Arc<str>;
 /// Builds the primary key. The host is lowercased; the query is kept byte for byte (its order can
 /// matter to the origin).
 pub fn primary_key(host: &str, normalized_path: &str, query: Option<&str>) -> Key {
+    primary_key_text(host, normalized_path, query).into()
+}
+
+/// [`primary_key`] as a plain string: lookups take `&str`, so a hit needs no shared key.
+pub fn primary_key_text(host: &str, normalized_path: &str, query: Option<&str>) -> String {
     let mut key = String::with_capacity(host.len() + normalized_path.len() + 64);
     for c in host.chars() {
         key.push(c.to_ascii_lowercase());
@@ -25,7 +30,7 @@ pub fn primary_key(host: &str, normalized_path: &str, query: Option<&str>) -> Ke
         key.push('?');
         key.push_str(q);
     }
-    key.into()
+    key
 }
 
 /// Splits a primary key back into its host and the path-and-query part.
@@ -41,6 +46,30 @@ pub fn split_key(key: &str) -> (&str, &str) {
 /// resolved. The trailing slash is kept (an origin may redirect one form to the other).
 /// Idempotent; never fails: anything that is not a path becomes a path.
 pub fn normalize_path(raw: &str) -> String {
+    normalized(raw).into_owned()
+}
+
+/// [`normalize_path`] without an allocation when `raw` is already normal (the common case on
+/// the hit path).
+pub fn normalized(raw: &str) -> Cow<'_, str> {
+    if is_normal(raw) {
+        return Cow::Borrowed(raw);
+    }
+    Cow::Owned(normalize_slow(raw))
+}
+
+/// Whether [`normalize_slow`] would return `raw` unchanged.
+fn is_normal(raw: &str) -> bool {
+    raw.starts_with('/')
+        && !raw.contains('%')
+        && !raw.contains("//")
+        && !raw.contains("/./")
+        && !raw.contains("/../")
+        && !raw.ends_with("/.")
+        && !raw.ends_with("/..")
+}
+
+fn normalize_slow(raw: &str) -> String {
     let mut decoded = decode_unreserved(raw);
     // A stray `%` can meet decoded digits (`%%34%31` -> `%41`): decode until nothing changes,
     // so normalising a key again gives the same key. Each change shortens it: this ends.
@@ -232,6 +261,16 @@ pub fn encoding_class(headers: &HeaderMap) -> &'static str {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn fast_path_agrees_with_full_normalisation() {
+        for raw in [
+            "/", "/a", "/a/", "/a/b.rsc", "/a//b", "/a/./b", "/a/../b", "/a/.", "/a/..", "/%41",
+            "a", "", "/.", "/..", "/a/.b/..c", "/_next/data/x/y.json", "/ü/ß",
+        ] {
+            assert_eq!(normalized(raw), normalize_slow(raw), "{raw:?}");
+        }
+    }
 
     #[test]
     fn normalizes_paths() {

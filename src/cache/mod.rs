@@ -165,7 +165,7 @@ impl Cache {
     }
 
     /// The stored variant for this request, if any.
-    pub fn lookup(&self, key: &Key, request: &HeaderMap) -> Option<Arc<Entry>> {
+    pub fn lookup(&self, key: &str, request: &HeaderMap) -> Option<Arc<Entry>> {
         let variants = self.store.get(key)?;
         if variants.purged.load(Ordering::Acquire) {
             return None;
