@@ -101,7 +101,8 @@ impl App {
         if path == self.revalidate_path
             || path.strip_suffix('/') == Some(self.revalidate_path.as_str())
         {
-            return self.revalidate.handle(parts, body, peer.ip()).await;
+            // Boxed so the control API's future does not enlarge every proxied request's.
+            return Box::pin(self.revalidate.handle(parts, body, peer.ip())).await;
         }
         // Only the data plane: a backend may call the control API by IP or internal name.
         if let Err(host) = limits::host_allowed(&self.allowed_hosts, &parts.uri, &parts.headers) {

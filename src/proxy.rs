@@ -37,8 +37,8 @@ use crate::body::{self, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
-    encoding_class, normalize_path, normalized, page_path, primary_key_text, split_key,
-    vary_value, Key,
+    encoding_class, normalize_path, normalized, page_path, primary_key_text, split_key, vary_value,
+    Key,
 };
 use crate::cache::policy::{self, browser_cache_control, Freshness, FreshnessRules};
 use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
@@ -191,7 +191,9 @@ impl Proxy {
             .or(route_bypass.then_some("route"))
         {
             let host = host.to_owned();
-            return self.pass(parts, body, host, peer, reason).await;
+            // Boxed: the cold paths' futures stay out of the hit path's state machine, which
+            // hyper moves around per request.
+            return Box::pin(self.pass(parts, body, host, peer, reason)).await;
         }
         drop(body);
         let key_text = primary_key_text(host, &path, parts.uri.query());
@@ -225,7 +227,7 @@ impl Proxy {
 
         let had_copy = expired.is_some();
         let fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
-        match self.fetch_shared(fetch).await {
+        match Box::pin(self.fetch_shared(fetch)).await {
             Fetched::Entry(entry, stored) => entry.to_response(
                 &parts.method,
                 &parts.headers,
@@ -807,9 +809,8 @@ async fn read_limited(mut body: Incoming, limit: u64, deadline: Instant) -> Read
             }
         }
     }
-    if chunks.len() == 1 {
-        return Read::Complete(chunks.pop_front().unwrap_or_default());
-    }
+    // Always into a buffer of its own: a chunk hyper hands out is a slice of the connection's
+    // read buffer, and keeping it would keep that whole buffer (KiBs) alive per stored page.
     let mut joined = Vec::with_capacity(total as usize);
     for chunk in chunks {
         joined.extend_from_slice(&chunk);

@@ -103,7 +103,7 @@ pub struct NewEntry {
 
 impl Entry {
     pub fn new(id: u64, new: NewEntry, now: Instant) -> Entry {
-        let mut headers = new.headers;
+        let mut headers = detached(new.headers);
         let etag = match headers.get(header::ETAG) {
             Some(etag) => Some(etag.clone()),
             None => {
@@ -266,6 +266,30 @@ impl Entry {
         };
         response
     }
+}
+
+/// The same headers with values that own their bytes. Values parsed by hyper are slices of
+/// the connection's read buffer; a stored copy must not keep that buffer alive.
+fn detached(headers: HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len() + 3);
+    let mut last: Option<HeaderName> = None;
+    for (name, value) in headers {
+        let name = match name {
+            Some(name) => {
+                last = Some(name.clone());
+                name
+            }
+            None => match &last {
+                Some(name) => name.clone(),
+                None => continue,
+            },
+        };
+        let sensitive = value.is_sensitive();
+        let mut owned = HeaderValue::from_bytes(value.as_bytes()).unwrap_or(value);
+        owned.set_sensitive(sensitive);
+        out.append(name, owned);
+    }
+    out
 }
 
 fn opaque_tag(tag: &str) -> &str {

@@ -265,8 +265,23 @@ mod tests {
     #[test]
     fn fast_path_agrees_with_full_normalisation() {
         for raw in [
-            "/", "/a", "/a/", "/a/b.rsc", "/a//b", "/a/./b", "/a/../b", "/a/.", "/a/..", "/%41",
-            "a", "", "/.", "/..", "/a/.b/..c", "/_next/data/x/y.json", "/ü/ß",
+            "/",
+            "/a",
+            "/a/",
+            "/a/b.rsc",
+            "/a//b",
+            "/a/./b",
+            "/a/../b",
+            "/a/.",
+            "/a/..",
+            "/%41",
+            "a",
+            "",
+            "/.",
+            "/..",
+            "/a/.b/..c",
+            "/_next/data/x/y.json",
+            "/ü/ß",
         ] {
             assert_eq!(normalized(raw), normalize_slow(raw), "{raw:?}");
         }
