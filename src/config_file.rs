@@ -7,20 +7,17 @@
 //! is set: flags > environment > file > defaults. `[[route]]` and `[[origin]]` are read with
 //! serde. Every error reads `FILE:LINE: key: message`.
 
+mod sections;
+
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::{ArgAction, Command};
-use serde::de;
-use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
-use toml::Spanned;
 
-use crate::cache::pattern::Pattern;
-use crate::config::{parse_duration, parse_origin, ConfigError};
 use crate::origins::HostOrigin;
 use crate::routes::RouteRule;
+use sections::sections;
 
 /// The structured sections, validated.
 #[derive(Debug, Clone, Default)]
@@ -70,7 +67,7 @@ pub enum FileError {
     },
 }
 
-const SECTIONS: [&str; 2] = ["route", "origin"];
+pub(super) const SECTIONS: [&str; 2] = ["route", "origin"];
 /// Flags that make no sense in the file itself.
 const NOT_IN_FILE: [&str; 5] = ["config", "print_config", "check_config", "help", "version"];
 
@@ -259,67 +256,9 @@ fn scalar(value: &DeValue<'_>) -> Result<String, String> {
     }
 }
 
-/// A duration written as seconds (`ttl = 10`, like Next.js `revalidate: 10`) or text (`"10s"`).
-#[derive(Debug, Clone, Copy)]
-struct FileDuration(Duration);
-
-impl<'de> Deserialize<'de> for FileDuration {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl de::Visitor<'_> for Visitor {
-            type Value = FileDuration;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("seconds (10) or a duration (\"10s\", \"5m\")")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileDuration, E> {
-                u64::try_from(v)
-                    .map(|s| FileDuration(Duration::from_secs(s)))
-                    .map_err(|_| E::custom("must not be negative"))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FileDuration, E> {
-                Ok(FileDuration(Duration::from_secs(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileDuration, E> {
-                parse_duration(v).map(FileDuration).map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-#[derive(Deserialize)]
-struct SectionsFile {
-    #[serde(default)]
-    route: Vec<Spanned<RouteFile>>,
-    #[serde(default)]
-    origin: Vec<Spanned<OriginFile>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RouteFile {
-    #[serde(rename = "match")]
-    pattern: Spanned<String>,
-    ttl: Option<FileDuration>,
-    stale_while_revalidate: Option<FileDuration>,
-    stale_if_error: Option<FileDuration>,
-    #[serde(default)]
-    bypass: bool,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OriginFile {
-    /// Absent: the default origin (the same as the `origin` key / `--origin`).
-    host: Option<Spanned<String>>,
-    url: Spanned<String>,
-}
-
 /// A TOML or serde error as `FILE:LINE: key: message`, the key read from that line (and its
 /// `[[section]]`), since the parser's messages do not always name it.
-fn toml_error(path: &str, text: &str, error: &toml::de::Error) -> FileError {
+pub(super) fn toml_error(path: &str, text: &str, error: &toml::de::Error) -> FileError {
     let line = error.span().map(|s| line_of(text, s.start)).unwrap_or(1);
     let message = error.message().trim().to_string();
     match key_at(text, line) {
@@ -360,94 +299,30 @@ fn key_at(text: &str, line: usize) -> Option<String> {
     })
 }
 
-/// The sections, and the default origin's URL and line when an `[[origin]]` has no host.
-type Sections = (FileSections, Option<(String, usize)>);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn sections(path: &str, text: &str, table: Spanned<DeTable<'_>>) -> Result<Sections, FileError> {
-    let at = |span: std::ops::Range<usize>, key: &str, message: String| FileError::Key {
-        path: path.to_string(),
-        line: line_of(text, span.start),
-        key: key.to_string(),
-        message,
-    };
-    let span = table.span();
-    let table: DeTable<'_> = table
-        .into_inner()
-        .into_iter()
-        .filter(|(key, value)| {
-            SECTIONS.contains(&key.get_ref().as_ref()) && value.get_ref().is_array()
-        })
-        .collect();
-    let parsed = SectionsFile::deserialize(toml::Deserializer::from(Spanned::new(span, table)))
-        .map_err(|e| toml_error(path, text, &e))?;
-    let mut routes = Vec::with_capacity(parsed.route.len());
-    for route in parsed.route {
-        let span = route.span();
-        let route = route.into_inner();
-        let source = route.pattern.get_ref();
-        if !source.starts_with('/') {
-            let message =
-                format!("match {source:?} must start with '/', e.g. \"/products/[slug]\"");
-            return Err(at(route.pattern.span(), "route.match", message));
-        }
-        let sets_lifetime = route.ttl.is_some()
-            || route.stale_while_revalidate.is_some()
-            || route.stale_if_error.is_some();
-        if route.bypass && (sets_lifetime || !route.tags.is_empty()) {
-            let message = "bypass = true never stores, so ttl, stale windows and tags do nothing";
-            return Err(at(span, "route", message.into()));
-        }
-        if !route.bypass && !sets_lifetime && route.tags.is_empty() {
-            let message = "sets nothing: give ttl, stale_while_revalidate, stale_if_error, tags or bypass = true";
-            return Err(at(span, "route", message.into()));
-        }
-        if route
-            .tags
+    #[test]
+    fn keys_and_lines() {
+        let text = "demo = true\n\n[[route]]\nmatch = \"/a\"\nttl = \"soon\"\n";
+        assert_eq!(line_of(text, 0), 1);
+        assert_eq!(line_of(text, text.find("ttl").unwrap_or(0)), 5);
+        assert_eq!(key_at(text, 1).as_deref(), Some("demo"));
+        assert_eq!(key_at(text, 3).as_deref(), Some("route"));
+        assert_eq!(key_at(text, 5).as_deref(), Some("route.ttl"));
+        assert_eq!(key_at(text, 2), None);
+    }
+
+    #[test]
+    fn real_flags_are_found() {
+        let args: Vec<OsString> = ["--cache-size=1MiB", "--demo", "--", "--listen"]
             .iter()
-            .any(|t| t.trim().is_empty() || t.contains([',', ' ']))
-        {
-            let message = "tags must be non-empty and contain no commas or spaces".into();
-            return Err(at(span, "route.tags", message));
-        }
-        routes.push(RouteRule {
-            pattern: Pattern::parse(source),
-            ttl: route.ttl.map(|d| d.0),
-            stale_while_revalidate: route.stale_while_revalidate.map(|d| d.0),
-            stale_if_error: route.stale_if_error.map(|d| d.0),
-            bypass: route.bypass,
-            tags: route.tags.into_iter().map(Into::into).collect(),
-        });
+            .map(OsString::from)
+            .collect();
+        assert!(flag_given(&args, "cache-size"));
+        assert!(flag_given(&args, "demo"));
+        assert!(!flag_given(&args, "listen"), "after --");
+        assert!(!flag_given(&args, "cache"));
     }
-    let mut origins: Vec<HostOrigin> = Vec::with_capacity(parsed.origin.len());
-    let mut default = None;
-    for origin in parsed.origin {
-        let origin = origin.into_inner();
-        let Some(host_field) = origin.host else {
-            if default.is_some() {
-                let message = "only one [[origin]] may omit host (it is the default origin)";
-                return Err(at(origin.url.span(), "origin.url", message.into()));
-            }
-            let line = line_of(text, origin.url.span().start);
-            default = Some((origin.url.into_inner(), line));
-            continue;
-        };
-        let host = host_field.get_ref().trim().to_ascii_lowercase();
-        if host.is_empty() || host.contains(['/', ' ']) {
-            let message = format!("{host:?} is not a host name; e.g. \"shop.example\"");
-            return Err(at(host_field.span(), "origin.host", message));
-        }
-        if origins.iter().any(|o| o.host == host) {
-            let message = format!("{host:?} is listed twice");
-            return Err(at(host_field.span(), "origin.host", message));
-        }
-        let url = parse_origin(origin.url.get_ref()).map_err(|e| {
-            let message = match e {
-                ConfigError::Origin(message) => message,
-                other => other.to_string(),
-            };
-            at(origin.url.span(), "origin.url", message)
-        })?;
-        origins.push(HostOrigin { host, url });
-    }
-    Ok((FileSections { routes, origins }, default))
 }
