@@ -4,7 +4,7 @@
 //! `/products/[slug]` (which Next 16's `revalidatePath` alone leaves stale; the proxy's
 //! `x-prerender-revalidate` regeneration refreshes it).
 //!
-//! `.ci/test.sh` installs the app's packages (`npm ci`); this test does so itself when they are
+//! `.ci/test.sh` installs the app's packages (`npm install --no-save`, see there why not `npm ci`); this test does so itself when they are
 //! missing, builds the app when the build is older than its sources, and kills `next start` at
 //! the end. One test function, so npm never runs twice at once in the app's folder.
 
@@ -71,7 +71,11 @@ fn newest_source(dir: &Path) -> SystemTime {
 /// Installs (when missing) and builds (when stale) the fixture app.
 fn prepare_app(dir: &Path) {
     if !dir.join("node_modules/next/package.json").exists() {
-        run(dir, "npm", &["ci", "--no-audit", "--no-fund"]);
+        run(
+            dir,
+            "npm",
+            &["install", "--no-audit", "--no-fund", "--no-save"],
+        );
     }
     let built = std::fs::metadata(dir.join(".next/BUILD_ID")).and_then(|m| m.modified());
     if built.map_or(true, |at| at < newest_source(dir)) {

@@ -1,0 +1,258 @@
+//! The origin fetch behind a cache miss or refresh: one GET, read whole up to
+//! `--max-object-size` within the origin timeout, turned into an entry and admitted. Anything
+//! that cannot be stored streams through (`PrefixedBody` replays what was already read).
+
+use super::headers::{mark, vary_names};
+use super::*;
+
+impl Proxy {
+    /// Sends one request to the origin, counting it, its latency and its failure kind.
+    pub(super) async fn send_origin(
+        &self,
+        upstream: &Upstream,
+        request: http::Request<crate::body::UpstreamBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let started = Instant::now();
+        let result = upstream.send(request).await;
+        match &result {
+            Ok(_) => self.metrics.origin_request(Some(started.elapsed())),
+            Err(error) => {
+                self.metrics.origin_request(None);
+                self.metrics.origin_error(error.kind());
+            }
+        }
+        result
+    }
+
+    /// One GET to the origin for the cache: storable responses are read whole and admitted.
+    pub(super) async fn fetch_for_cache(&self, fetch: FetchRequest) -> Fetched {
+        let Some(upstream) = self.origins.for_host(&fetch.host) else {
+            return Fetched::Error(
+                UpstreamError::Connect(format!("no origin for host {:?}", fetch.host)),
+                None,
+            );
+        };
+        let epoch = self.cache.epoch();
+        let mut headers = origin_request_headers(&fetch.headers, &fetch.host, fetch.peer);
+        for name in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+        ] {
+            headers.remove(name);
+        }
+        // The stored body must suit every client in the encoding class, not just this one.
+        match encoding_class(&fetch.headers) {
+            "identity" => headers.remove(header::ACCEPT_ENCODING),
+            class => headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(class)),
+        };
+        let request = match upstream.request(
+            Method::GET,
+            &fetch.path_and_query,
+            headers,
+            body::empty_upstream(),
+        ) {
+            Ok(r) => r,
+            Err(e) => return Fetched::Error(e, None),
+        };
+        let response = match self.send_origin(upstream, request).await {
+            Ok(r) => r,
+            Err(e) => return Fetched::Error(e, None),
+        };
+        let status = response.status();
+        if status.is_server_error() {
+            self.metrics.origin_error("status");
+            let response = self.relay(
+                response,
+                CacheStatus::Miss {
+                    stored: false,
+                    expired: false,
+                },
+                Some("origin-error"),
+            );
+            return Fetched::Error(UpstreamError::Status(status), Some(response));
+        }
+        let has_authorization = fetch.headers.contains_key(header::AUTHORIZATION);
+        let route = self.routes.find(&fetch.page);
+        let lifetime = match route {
+            Some(rule) => rule.lifetime(
+                has_authorization,
+                status,
+                response.headers(),
+                &self.settings.freshness,
+                SystemTime::now(),
+            ),
+            None => policy::storable_lifetime(
+                &Method::GET,
+                has_authorization,
+                status,
+                response.headers(),
+                &self.settings.freshness,
+                SystemTime::now(),
+            ),
+        };
+        let lifetime = match lifetime {
+            Ok(lifetime) => lifetime,
+            Err(why) => {
+                // The URL is no longer cacheable: an old copy must not outlive this answer.
+                // Not a purge: bumping the epoch here (on every private page) would make every
+                // concurrent fetch of other URLs unstorable. An RSC request's answer says nothing
+                // about the HTML copy (Next 16 answers `RSC: 1` without `_rsc` with a 307): a
+                // client sending `RSC: 1` must not be able to evict the page.
+                if !is_rsc_request(&fetch.headers) {
+                    self.cache.forget(&fetch.key);
+                }
+                return Fetched::Uncacheable(self.relay(
+                    response,
+                    CacheStatus::Miss {
+                        stored: false,
+                        expired: false,
+                    },
+                    Some(why.as_str()),
+                ));
+            }
+        };
+        let declared_length = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_length.is_some_and(|len| len > self.settings.max_object_size) {
+            return Fetched::Uncacheable(self.relay(
+                response,
+                CacheStatus::Miss {
+                    stored: false,
+                    expired: false,
+                },
+                Some("too-large"),
+            ));
+        }
+
+        let (head, body) = response.into_parts();
+        let deadline = Instant::now() + upstream.timeout();
+        let bytes = match read_limited(body, self.settings.max_object_size, deadline).await {
+            Read::Complete(bytes) => bytes,
+            Read::TooLarge(prefix, rest) => {
+                let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
+                let idle = self.settings.limits.origin_idle_timeout;
+                let mut response = streamed.map(|b| body::streaming(IdleTimeout::new(b, idle)));
+                self.client_facing(response.headers_mut(), false);
+                return Fetched::Uncacheable(mark(
+                    response,
+                    CacheStatus::Miss {
+                        stored: false,
+                        expired: false,
+                    },
+                    Some("too-large"),
+                ));
+            }
+            Read::Failed(error) => {
+                self.metrics.origin_error(error.kind());
+                return Fetched::Error(error, None);
+            }
+        };
+
+        let mut headers = head.headers;
+        let mut tags = self.take_tags(&mut headers);
+        if let Some(rule) = route.filter(|r| !r.tags.is_empty()) {
+            tags.extend(rule.tags.iter().cloned());
+            tags.sort();
+            tags.dedup();
+        }
+        let vary = vary_names(&headers)
+            .into_iter()
+            .map(|name| {
+                let value = vary_value(&fetch.headers, &name).map(|v| v.into_owned());
+                (name, value)
+            })
+            .collect();
+        let mut initial_age = headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs)
+            .unwrap_or_default();
+        // Next.js sends the full s-maxage on a STALE answer (vercel/next.js#49084): store it as
+        // already stale so it is refreshed on the next request instead of a full period later.
+        if headers
+            .get("x-nextjs-cache")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"stale"))
+        {
+            initial_age = initial_age.max(lifetime.fresh_for);
+        }
+        self.client_facing(&mut headers, true);
+        let new = NewEntry {
+            status,
+            headers,
+            body: bytes,
+            vary,
+            tags,
+            lifetime,
+            initial_age,
+        };
+        let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
+        Fetched::Entry(entry, stored)
+    }
+}
+
+enum Read {
+    Complete(Bytes),
+    /// Over the limit: what was read so far and the rest of the body, to stream through.
+    TooLarge(VecDeque<Bytes>, Incoming),
+    Failed(UpstreamError),
+}
+
+async fn read_limited(mut body: Incoming, limit: u64, deadline: Instant) -> Read {
+    let mut chunks: VecDeque<Bytes> = VecDeque::new();
+    let mut total: u64 = 0;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return Read::Failed(UpstreamError::Timeout(
+                    deadline.saturating_duration_since(Instant::now()),
+                ))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Read::Failed(UpstreamError::Body(e.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            total += data.len() as u64;
+            chunks.push_back(data);
+            if total > limit {
+                return Read::TooLarge(chunks, body);
+            }
+        }
+    }
+    // Always into a buffer of its own: a chunk hyper hands out is a slice of the connection's
+    // read buffer, and keeping it would keep that whole buffer (KiBs) alive per stored page.
+    let mut joined = Vec::with_capacity(total as usize);
+    for chunk in chunks {
+        joined.extend_from_slice(&chunk);
+    }
+    Read::Complete(Bytes::from(joined))
+}
+
+/// The part of a body already read, then the rest as it arrives.
+struct PrefixedBody {
+    prefix: VecDeque<Bytes>,
+    rest: Incoming,
+}
+
+impl HttpBody for PrefixedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(chunk) = self.prefix.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}

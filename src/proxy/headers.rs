@@ -1,0 +1,166 @@
+//! Header shaping at the proxy's edges: what clients may and may not see (surrogate and tag
+//! headers, the browser `Cache-Control`), `X-Cache`/`Cache-Status` on responses that did not
+//! come from an entry, and the request facts the flow branches on (host, cookies, `Vary`).
+
+use super::*;
+
+impl Proxy {
+    /// A streamed origin response as clients get it.
+    pub(super) fn relay(
+        &self,
+        response: Response<Incoming>,
+        status: CacheStatus,
+        detail: Option<&str>,
+    ) -> Response<Body> {
+        let idle = self.settings.limits.origin_idle_timeout;
+        let mut response = response.map(|b| body::streaming(IdleTimeout::new(b, idle)));
+        self.client_facing(response.headers_mut(), false);
+        mark(response, status, detail)
+    }
+
+    /// Removes what only this cache may see; for stored pages, applies the browser
+    /// `Cache-Control` (see `policy::browser_cache_control`).
+    pub(super) fn client_facing(&self, headers: &mut HeaderMap, stored: bool) {
+        headers.remove("cdn-cache-control");
+        headers.remove("surrogate-control");
+        if !self.settings.keep_tag_headers {
+            for name in &self.settings.tag_headers {
+                headers.remove(name);
+            }
+        }
+        if stored {
+            headers.remove(header::AGE);
+            if self.settings.browser_cache_control == BrowserCacheControl::Rewrite {
+                let origin: Vec<&str> = headers
+                    .get_all(header::CACHE_CONTROL)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                let origin = (!origin.is_empty()).then(|| origin.join(", "));
+                let rewritten = browser_cache_control(origin.as_deref());
+                if let Ok(value) = HeaderValue::from_str(&rewritten) {
+                    headers.insert(header::CACHE_CONTROL, value);
+                }
+            }
+        }
+    }
+
+    /// Reads and removes the tag headers: `Cache-Tag` and `x-next-cache-tags` are
+    /// comma-separated, `Surrogate-Key` space-separated; both separators are accepted anywhere.
+    pub(super) fn take_tags(&self, headers: &mut HeaderMap) -> Vec<Box<str>> {
+        let mut tags: Vec<Box<str>> = Vec::new();
+        for name in &self.settings.tag_headers {
+            for value in headers.get_all(name) {
+                let Ok(text) = value.to_str() else { continue };
+                tags.extend(
+                    text.split([',', ' '])
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(Into::into),
+                );
+            }
+        }
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+}
+
+pub(super) fn request_host(parts: &Parts) -> &str {
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+pub(super) fn has_cookie(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.split('=').next())
+        .any(|name| names.iter().any(|n| n.as_ref() == name.trim()))
+}
+
+pub(super) fn client_wants_no_cache(headers: &HeaderMap) -> bool {
+    let cc = policy::CacheControl::from_headers(headers, header::CACHE_CONTROL.as_str())
+        .unwrap_or_default();
+    cc.no_cache
+        || cc.no_store
+        || headers
+            .get(header::PRAGMA)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+}
+
+/// The header names a response's `Vary` lists, lowercased, sorted, without duplicates.
+pub(super) fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
+}
+
+/// Adds `X-Cache` and `Cache-Status` to a response that did not come from a stored entry.
+pub(super) fn mark(
+    mut response: Response<Body>,
+    status: CacheStatus,
+    detail: Option<&str>,
+) -> Response<Body> {
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("x-cache"),
+        HeaderValue::from_static(status.x_cache()),
+    );
+    if let Ok(value) = HeaderValue::from_str(&cache_status_header(status, None, detail)) {
+        headers.insert(HeaderName::from_static("cache-status"), value);
+    }
+    response
+}
+
+pub(super) fn without_body_for_head(method: &Method, response: Response<Body>) -> Response<Body> {
+    if method == Method::HEAD {
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, body::empty());
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vary_names_are_normalised() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::VARY,
+            HeaderValue::from_static("RSC, Next-Router-State-Tree"),
+        );
+        headers.append(
+            header::VARY,
+            HeaderValue::from_static("accept-encoding, rsc"),
+        );
+        let names: Vec<String> = vary_names(&headers).iter().map(|n| n.to_string()).collect();
+        assert_eq!(names, ["accept-encoding", "next-router-state-tree", "rsc"]);
+    }
+
+    #[test]
+    fn cookie_names() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __prerender_bypass=x"),
+        );
+        assert!(has_cookie(&headers, &["__prerender_bypass"]));
+        assert!(!has_cookie(&headers, &["__next_preview_data"]));
+    }
+}
