@@ -2,15 +2,15 @@
 //! time-based freshness, stale-while-revalidate, single flight and on-demand revalidation.
 //!
 //! Crate map:
-//! - [`config`]: flags and environment, defaults, validated [`config::Config`], secrets
-//! - [`config_file`]: the TOML file: keys become flags, `[[route]]`/`[[origin]]` sections
-//! - [`startup`]: file + env + flags -> `Config`; `--print-config`, `--check-config`
+//! - [`config`]: validated [`config::Config`]; `cli` (flags, defaults), `file` (the TOML file:
+//!   keys become flags, `[[route]]`/`[[origin]]` sections), `startup` (file + env + flags ->
+//!   `Config`, `--print-config`, `--check-config`), `units`, `secrets`
 //! - [`routes`]: per-path rules (ttl, stale windows, bypass, tags), first match wins
 //! - [`origins`]: which origin serves a `Host`; 421 for hosts nobody configured
 //! - [`purge_client`]: `isr-edge revalidate ...`, the purge client in the same binary
 //! - [`server`]: accept loop, HTTP/1.1 + h2c, graceful shutdown (transport only)
 //! - [`app`]: composition root; routes the control API vs the proxy
-//! - [`proxy`]: the request flow (below)
+//! - [`proxy`]: the request flow (below); `fetch` (the origin fetch behind a miss), `headers`
 //! - [`upstream`]: origin client, header hygiene, origin errors as 502/504
 //! - [`cache`]: key and path normalisation, entries, freshness policy, purge index, single flight
 //! - [`revalidate`]: `/api/revalidate`: parsing, auth, purge, answers; `forward` tells the
@@ -39,7 +39,6 @@ pub mod app;
 pub mod body;
 pub mod cache;
 pub mod config;
-pub mod config_file;
 pub mod demo;
 pub mod limits;
 pub mod logging;
@@ -50,7 +49,6 @@ pub mod purge_client;
 pub mod revalidate;
 pub mod routes;
 pub mod server;
-pub mod startup;
 pub mod upstream;
 
 use std::future::Future;

@@ -5,8 +5,8 @@
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
+use isr_edge::config::startup::{self, Startup, StartupError};
 use isr_edge::purge_client::{self, Command, RevalidateArgs};
-use isr_edge::startup::{self, Startup, StartupError};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {

@@ -206,7 +206,8 @@ impl Upstream {
     }
 }
 
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its sources on one line, for answers and logs.
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(inner) = source {

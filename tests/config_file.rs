@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
 
-use isr_edge::startup::{self, Startup};
+use isr_edge::config::startup::{self, Startup};
 use serde_json::json;
 use support::{get, get_with, revalidate, Edge, Origin, Reply, SECRET};
 use tokio::net::TcpListener;

@@ -327,7 +327,7 @@ async fn call(
 ) -> CallResult {
     let response = match timeout_at(deadline, client.request(request)).await {
         Err(_) => return failed(format!("no answer within {timeout:?}")),
-        Ok(Err(e)) => return failed(error_chain(&e)),
+        Ok(Err(e)) => return failed(crate::upstream::root_cause(&e)),
         Ok(Ok(response)) => response,
     };
     let status = response.status();
@@ -358,16 +358,6 @@ async fn call(
         error,
         cache,
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        message = format!("{message}: {inner}");
-        source = inner.source();
-    }
-    message
 }
 
 /// The URL as reported and logged: without its query, which may hold a secret.

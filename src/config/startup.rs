@@ -11,8 +11,8 @@ use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 
+use crate::config::file::{self as config_file, ConfigFile, FileError};
 use crate::config::{Cli, Config, ConfigError};
-use crate::config_file::{self, ConfigFile, FileError};
 use crate::purge_client::Command;
 
 /// What the process was asked to do.
