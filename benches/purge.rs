@@ -17,7 +17,7 @@ use isr_edge::cache::index::Index;
 use isr_edge::cache::key::{primary_key, Key};
 use isr_edge::cache::pattern::Pattern;
 use isr_edge::cache::policy::Lifetime;
-use isr_edge::cache::{Cache, NewEntry, PurgeMode, Selector};
+use isr_edge::cache::{Cache, NewEntry, PurgeHandle, PurgeMode, Selector};
 
 /// Pages under `/blog/`: what the layout and pattern purges match, whatever the cache size.
 const MATCHED: usize = 100;
@@ -117,7 +117,13 @@ fn index_memory(n: usize) {
     let started = Instant::now();
     let index = Index::default();
     for (id, p) in pages.iter().enumerate() {
-        index.insert(&p.key, id as u64, &p.page, p.tags.clone());
+        let handle = PurgeHandle {
+            id: id as u64,
+            purged: Arc::default(),
+            responses: 1,
+            expires_at: tokio::time::Instant::now() + Duration::from_secs(3600),
+        };
+        index.insert(&p.key, handle, &p.page, p.tags.clone());
     }
     let took = started.elapsed();
     let after = resident_bytes();

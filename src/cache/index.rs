@@ -8,7 +8,10 @@
 //! it too).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::time::Instant;
 
 use super::key::{split_key, Key};
 use super::pattern::Pattern;
@@ -26,10 +29,23 @@ struct Inner {
 }
 
 struct Record {
-    /// Id of the stored value this record describes (see `Entry::id`).
-    id: u64,
+    handle: PurgeHandle,
     page: Box<str>,
     tags: Vec<Box<str>>,
+}
+
+/// What a purge needs of a stored value without asking moka: a lookup per selected key (and the
+/// housekeeping moka may run inline on reads) was most of a 10k-URL tag purge.
+#[derive(Debug, Clone)]
+pub struct PurgeHandle {
+    /// Id of the stored value this record describes.
+    pub id: u64,
+    /// Shared with the stored value: set by a hard purge, read by every lookup.
+    pub purged: Arc<AtomicBool>,
+    /// Responses (Vary variants) the value holds.
+    pub responses: usize,
+    /// When moka expires the value; a record past it counts as gone.
+    pub expires_at: Instant,
 }
 
 /// What a purge selects.
@@ -54,13 +70,13 @@ impl Index {
     }
 
     /// Records (or replaces) what the stored value `id` under `key` is reachable by.
-    pub fn insert(&self, key: &Key, id: u64, page: &str, tags: Vec<Box<str>>) {
+    pub fn insert(&self, key: &Key, handle: PurgeHandle, page: &str, tags: Vec<Box<str>>) {
         let mut inner = self.lock();
         if let Some(old) = inner.records.remove(key) {
             inner.unlink(key, &old);
         }
         let record = Record {
-            id,
+            handle,
             page: page.into(),
             tags,
         };
@@ -83,7 +99,7 @@ impl Index {
     /// an old copy must not unlink the copy that replaced it.
     pub fn remove(&self, key: &Key, id: u64) {
         let mut inner = self.lock();
-        if inner.records.get(key).is_some_and(|r| r.id == id) {
+        if inner.records.get(key).is_some_and(|r| r.handle.id == id) {
             if let Some(old) = inner.records.remove(key) {
                 inner.unlink(key, &old);
             }
@@ -92,19 +108,32 @@ impl Index {
 
     /// Keys selected, restricted to `host` when given.
     pub fn select(&self, selector: &Selector<'_>, host: Option<&str>) -> Vec<Key> {
+        self.select_handles(selector, host)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// Keys selected with their purge handles, restricted to `host` when given.
+    pub fn select_handles(
+        &self,
+        selector: &Selector<'_>,
+        host: Option<&str>,
+    ) -> Vec<(Key, PurgeHandle)> {
         let inner = self.lock();
-        let mut out: Vec<Key> = Vec::new();
+        let records = &inner.records;
+        let mut out: Vec<(Key, PurgeHandle)> = Vec::new();
         let mut take = |keys: &HashSet<Key>| {
             out.extend(
                 keys.iter()
                     .filter(|k| host.is_none_or(|h| same_host(split_key(k).0, h)))
-                    .cloned(),
+                    .filter_map(|k| records.get(k).map(|r| (k.clone(), r.handle.clone()))),
             )
         };
         match selector {
             Selector::Key(key) => {
-                if inner.records.contains_key(*key) {
-                    out.push((*key).clone());
+                if let Some(record) = records.get(*key) {
+                    out.push(((*key).clone(), record.handle.clone()));
                 }
             }
             Selector::Page(page) => {
@@ -215,6 +244,15 @@ mod tests {
         s.into()
     }
 
+    fn handle(id: u64) -> PurgeHandle {
+        PurgeHandle {
+            id,
+            purged: Arc::default(),
+            responses: 1,
+            expires_at: Instant::now() + std::time::Duration::from_secs(60),
+        }
+    }
+
     fn sorted(mut v: Vec<Key>) -> Vec<String> {
         v.sort();
         v.into_iter().map(|k| k.to_string()).collect()
@@ -223,11 +261,16 @@ mod tests {
     #[test]
     fn selects_pages_subtrees_tags() {
         let index = Index::default();
-        index.insert(&key("h/blog"), 1, "/blog", vec!["posts".into()]);
-        index.insert(&key("h/blog?page=2"), 2, "/blog", vec![]);
-        index.insert(&key("h/blog/a/b"), 3, "/blog/a/b", vec!["posts".into()]);
-        index.insert(&key("h/blogger"), 4, "/blogger", vec![]);
-        index.insert(&key("other/blog"), 5, "/blog", vec![]);
+        index.insert(&key("h/blog"), handle(1), "/blog", vec!["posts".into()]);
+        index.insert(&key("h/blog?page=2"), handle(2), "/blog", vec![]);
+        index.insert(
+            &key("h/blog/a/b"),
+            handle(3),
+            "/blog/a/b",
+            vec!["posts".into()],
+        );
+        index.insert(&key("h/blogger"), handle(4), "/blogger", vec![]);
+        index.insert(&key("other/blog"), handle(5), "/blog", vec![]);
         assert_eq!(
             sorted(index.select(&Selector::Page("/blog"), Some("h"))),
             ["h/blog", "h/blog?page=2"]
@@ -261,8 +304,8 @@ mod tests {
     #[test]
     fn stale_removal_does_not_unlink_replacement() {
         let index = Index::default();
-        index.insert(&key("h/x"), 1, "/x", vec!["t".into()]);
-        index.insert(&key("h/x"), 2, "/x", vec!["u".into()]);
+        index.insert(&key("h/x"), handle(1), "/x", vec!["t".into()]);
+        index.insert(&key("h/x"), handle(2), "/x", vec!["u".into()]);
         index.remove(&key("h/x"), 1);
         assert_eq!(index.len(), 1);
         assert!(index.select(&Selector::Tag("t"), None).is_empty());

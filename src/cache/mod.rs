@@ -22,7 +22,7 @@ use moka::notification::RemovalCause;
 use tokio::time::Instant;
 
 pub use entry::{CacheStatus, Entry, NewEntry};
-pub use index::Selector;
+pub use index::{PurgeHandle, Selector};
 pub use key::Key;
 
 use index::Index;
@@ -38,8 +38,9 @@ pub struct Variants {
     entries: Vec<Arc<Entry>>,
     weight: u32,
     /// Set by a hard purge: from then on the value is gone for lookups and admissions; moka
-    /// drops it shortly after (see [`Cache::purge`]).
-    purged: AtomicBool,
+    /// drops it shortly after (see [`Cache::purge`]). Shared with the index record, so a purge
+    /// sets it without a moka lookup.
+    purged: Arc<AtomicBool>,
 }
 
 /// What a purge does to what it selects.
@@ -242,13 +243,20 @@ impl Cache {
             // Recorded under moka's lock for this key, so index records follow the order of
             // the stored values; an eviction notice for this value (even an immediate one)
             // comes after and finds the record.
-            self.index.insert(key, value_id, page, tags);
-            moka::ops::compute::Op::Put(Arc::new(Variants {
+            let value = Variants {
                 id: value_id,
                 entries,
                 weight,
-                purged: AtomicBool::new(false),
-            }))
+                purged: Arc::default(),
+            };
+            let handle = PurgeHandle {
+                id: value_id,
+                purged: value.purged.clone(),
+                responses: value.entries.len(),
+                expires_at: now + value.keep_for(now),
+            };
+            self.index.insert(key, handle, page, tags);
+            moka::ops::compute::Op::Put(Arc::new(value))
         });
         // A purge that started after our epoch read but before the index knew the key would
         // have missed it: undo our own insert.
@@ -278,32 +286,39 @@ impl Cache {
         if !dry_run {
             self.epoch.fetch_add(1, Ordering::SeqCst);
         }
-        let keys = self.index.select(selector, host);
+        let selected = self.index.select_handles(selector, host);
+        let now = Instant::now();
         let mut count = PurgeCount::default();
         let mut removals: Vec<(Key, u64)> = Vec::new();
-        for key in keys {
-            let Some(value) = self.store.get(&key) else {
+        for (key, handle) in selected {
+            if handle.expires_at <= now {
+                // Expired: moka no longer returns it, whatever the index still says.
                 continue;
-            };
+            }
             let live = match (dry_run, mode) {
-                (true, _) => !value.purged.load(Ordering::Acquire),
+                (true, _) => !handle.purged.load(Ordering::Acquire),
                 (false, PurgeMode::Soft) => {
-                    let live = !value.purged.load(Ordering::Acquire);
-                    if live {
-                        value.entries.iter().for_each(|e| e.soft_purge());
+                    // Soft purges mark the entries themselves, so they need the value.
+                    match self.store.get(&key) {
+                        Some(value)
+                            if value.id == handle.id && !value.purged.load(Ordering::Acquire) =>
+                        {
+                            value.entries.iter().for_each(|e| e.soft_purge());
+                            true
+                        }
+                        _ => false,
                     }
-                    live
                 }
                 (false, PurgeMode::Hard) => {
-                    let live = !value.purged.swap(true, Ordering::AcqRel);
+                    let live = !handle.purged.swap(true, Ordering::AcqRel);
                     if live {
-                        removals.push((key.clone(), value.id));
+                        removals.push((key.clone(), handle.id));
                     }
                     live
                 }
             };
             if live {
-                count.responses += value.entries.len();
+                count.responses += handle.responses;
                 count.urls += 1;
                 if count.examples.len() < examples_wanted {
                     count.examples.push(key.to_string());
