@@ -51,8 +51,6 @@ pub struct PurgeHandle {
 /// What a purge selects.
 #[derive(Debug, Clone)]
 pub enum Selector<'a> {
-    /// One primary key exactly.
-    Key(&'a Key),
     Page(&'a str),
     /// The page and every page below it (`/blog` selects `/blog/a/b`, not `/blogger`).
     Subtree(&'a str),
@@ -131,11 +129,6 @@ impl Index {
             )
         };
         match selector {
-            Selector::Key(key) => {
-                if let Some(record) = records.get(*key) {
-                    out.push(((*key).clone(), record.handle.clone()));
-                }
-            }
             Selector::Page(page) => {
                 if let Some(keys) = inner.by_page.get(*page) {
                     take(keys);

@@ -261,14 +261,10 @@ impl Cache {
         // A purge that started after our epoch read but before the index knew the key would
         // have missed it: undo our own insert.
         if self.epoch() != epoch_at_start {
-            self.remove_if_id(key, value_id);
+            remove_if_id(&self.store, key, value_id);
             return (entry, false);
         }
         (entry, true)
-    }
-
-    fn remove_if_id(&self, key: &Key, id: u64) {
-        remove_if_id(&self.store, key, id);
     }
 
     /// Applies one purge selector. Bumps the epoch first, so fetches already running are not
@@ -333,7 +329,7 @@ impl Cache {
     fn remove_purged(&self, removals: Vec<(Key, u64)>) {
         if removals.len() <= INLINE_REMOVALS {
             for (key, id) in &removals {
-                self.remove_if_id(key, *id);
+                remove_if_id(&self.store, key, *id);
             }
             return;
         }

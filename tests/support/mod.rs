@@ -311,7 +311,10 @@ pub async fn send(
             HeaderValue::from_str(v).expect("value"),
         );
     }
-    let response = sender.send_request(request).await.expect("response");
+    collect(sender.send_request(request).await.expect("response")).await
+}
+
+async fn collect(response: Response<Incoming>) -> Resp {
     let (parts, body) = response.into_parts();
     let body = body
         .collect()
@@ -345,18 +348,7 @@ pub async fn get_h2(addr: SocketAddr, path: &str) -> Resp {
         .uri(format!("http://{addr}{path}"))
         .body(Full::new(Bytes::new()))
         .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    Resp {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body,
-    }
+    collect(sender.send_request(request).await.expect("response")).await
 }
 
 /// POSTs a JSON body to the revalidation endpoint.
