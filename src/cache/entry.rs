@@ -72,8 +72,9 @@ pub struct Entry {
     pub id: u64,
     pub status: StatusCode,
     /// Headers as clients get them (hop-by-hop, tag and surrogate headers removed, browser
-    /// `Cache-Control` applied, an ETag present).
-    pub headers: HeaderMap,
+    /// `Cache-Control` applied, an ETag present), without the per-response `Age`, `X-Cache` and
+    /// `Cache-Status`.
+    headers: StoredHeaders,
     pub body: Bytes,
     /// The request header values this variant was made for, by the names in its `Vary`.
     pub vary: Vec<(HeaderName, Option<String>)>,
@@ -83,11 +84,87 @@ pub struct Entry {
     /// Age the response already had when it arrived (origin `Age`, or `fresh_for` when the origin
     /// said it served a stale copy).
     pub initial_age: Duration,
-    pub etag: Option<HeaderValue>,
     pub last_modified: Option<SystemTime>,
     /// `text/x-component`: an RSC payload, only ever served to `RSC: 1` requests.
     pub is_rsc: bool,
     soft_purged: AtomicBool,
+}
+
+/// Stored response headers in a compact form: every value's bytes in one block, each field a
+/// name and a range of that block. A `HeaderMap` costs about 100 bytes per slot (with spare
+/// slots) plus one allocation per value, which for a 1 KiB page was more than the page itself;
+/// this costs 40 bytes per field and one allocation. A hit renders it into a fresh map whose
+/// values are slices of the block (no copy).
+#[derive(Debug)]
+struct StoredHeaders {
+    block: Bytes,
+    fields: Box<[StoredField]>,
+}
+
+#[derive(Debug)]
+struct StoredField {
+    name: HeaderName,
+    start: u32,
+    end: u32,
+}
+
+/// Set per response, never stored.
+fn per_response(name: &HeaderName) -> bool {
+    name == header::AGE || name == X_CACHE || name == CACHE_STATUS
+}
+
+impl StoredHeaders {
+    /// Copies the values out of `headers` (hyper's values are slices of the connection's read
+    /// buffer; a stored copy must not keep that buffer alive), dropping the per-response ones.
+    fn new(headers: &HeaderMap) -> StoredHeaders {
+        let kept = || headers.iter().filter(|(name, _)| !per_response(name));
+        let size: usize = kept().map(|(_, value)| value.len()).sum();
+        let mut block = Vec::with_capacity(size);
+        let mut fields = Vec::with_capacity(kept().count());
+        for (name, value) in kept() {
+            let start = block.len();
+            block.extend_from_slice(value.as_bytes());
+            // Header blocks are bounded by the origin client's limits (far below 4 GiB); a
+            // field beyond the range would simply not be stored.
+            if let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(block.len())) {
+                fields.push(StoredField {
+                    name: name.clone(),
+                    start,
+                    end,
+                });
+            }
+        }
+        StoredHeaders {
+            block: Bytes::from(block),
+            fields: fields.into_boxed_slice(),
+        }
+    }
+
+    fn value(&self, field: &StoredField) -> Option<HeaderValue> {
+        // Valid by construction (copied from a `HeaderValue`); the check is a byte scan.
+        HeaderValue::from_maybe_shared(self.block.slice(field.start as usize..field.end as usize))
+            .ok()
+    }
+
+    fn get(&self, name: &HeaderName) -> Option<HeaderValue> {
+        self.fields
+            .iter()
+            .find(|f| f.name == name)
+            .and_then(|f| self.value(f))
+    }
+
+    /// Appends the stored fields to `map`, except those `skip` names.
+    fn render(&self, map: &mut HeaderMap, skip: impl Fn(&HeaderName) -> bool) {
+        for field in self.fields.iter().filter(|f| !skip(&f.name)) {
+            if let Some(value) = self.value(field) {
+                map.append(field.name.clone(), value);
+            }
+        }
+    }
+
+    fn weight(&self) -> usize {
+        self.block.len() + self.fields.len() * std::mem::size_of::<StoredField>()
+    }
 }
 
 /// What the admission step knows about a response it is about to store.
@@ -103,40 +180,33 @@ pub struct NewEntry {
 
 impl Entry {
     pub fn new(id: u64, new: NewEntry, now: Instant) -> Entry {
-        let mut headers = detached(new.headers);
-        let etag = match headers.get(header::ETAG) {
-            Some(etag) => Some(etag.clone()),
-            None => {
-                let etag = strong_etag(&new.body);
-                headers.insert(header::ETAG, etag.clone());
-                Some(etag)
-            }
-        };
+        let mut headers = new.headers;
+        if !headers.contains_key(header::ETAG) {
+            headers.insert(header::ETAG, strong_etag(&new.body));
+        }
         let last_modified = headers
             .get(header::LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| httpdate::parse_http_date(v).ok());
-        let is_rsc = is_rsc_content(&headers);
-        // Placeholders for the per-response headers, so a hit clones this map and overwrites
-        // them in place: no rehashing of every header, no growth of the cloned map.
-        headers.insert(header::AGE, HeaderValue::from_static("0"));
-        headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
-        headers.insert(CACHE_STATUS, HeaderValue::from_static("isr-edge"));
         Entry {
             id,
             status: new.status,
-            headers,
+            is_rsc: is_rsc_content(&headers),
+            headers: StoredHeaders::new(&headers),
             body: new.body,
             vary: new.vary,
             tags: new.tags,
             lifetime: new.lifetime,
             stored_at: now,
             initial_age: new.initial_age,
-            etag,
             last_modified,
-            is_rsc,
             soft_purged: AtomicBool::new(false),
         }
+    }
+
+    /// The stored validator (the origin's, or one made from the body).
+    pub fn etag(&self) -> Option<HeaderValue> {
+        self.headers.get(&header::ETAG)
     }
 
     pub fn age(&self, now: Instant) -> Duration {
@@ -181,11 +251,7 @@ impl Entry {
 
     /// Bytes this entry costs the cache: body, headers, vary values, tags, bookkeeping.
     pub fn weight(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
-            .sum();
+        let headers = self.headers.weight();
         let vary: usize = self
             .vary
             .iter()
@@ -201,7 +267,9 @@ impl Entry {
             return false;
         }
         if let Some(inm) = request.get(header::IF_NONE_MATCH) {
-            let Some(etag) = &self.etag else { return false };
+            let Some(etag) = self.etag() else {
+                return false;
+            };
             let Ok(inm) = inm.to_str() else { return false };
             let ours = opaque_tag(etag.to_str().unwrap_or(""));
             return inm
@@ -244,52 +312,25 @@ impl Entry {
             self.status
         };
         let headers = response.headers_mut();
+        headers.reserve(self.headers.fields.len() + 3);
         if not_modified {
-            headers.reserve(self.headers.len());
-            for (name, value) in &self.headers {
-                // RFC 9110 section 15.4.5: a 304 carries validators and caching headers, no
-                // representation metadata.
-                if name == header::CONTENT_LENGTH || name == header::CONTENT_TYPE {
-                    continue;
-                }
-                headers.append(name.clone(), value.clone());
-            }
+            // RFC 9110 section 15.4.5: a 304 carries validators and caching headers, no
+            // representation metadata.
+            self.headers.render(headers, |name| {
+                name == header::CONTENT_LENGTH || name == header::CONTENT_TYPE
+            });
         } else {
-            *headers = self.headers.clone();
+            self.headers.render(headers, |_| false);
         }
-        headers.insert(header::AGE, HeaderValue::from(self.age(now).as_secs()));
-        headers.insert(X_CACHE, HeaderValue::from_static(status.x_cache()));
+        // Never among the stored fields, so appending cannot duplicate them.
+        headers.append(header::AGE, HeaderValue::from(self.age(now).as_secs()));
+        headers.append(X_CACHE, HeaderValue::from_static(status.x_cache()));
         let cache_status = cache_status_header(status, Some(self.ttl(now)), None);
-        match HeaderValue::from_maybe_shared(Bytes::from(cache_status)) {
-            Ok(value) => headers.insert(CACHE_STATUS, value),
-            Err(_) => headers.remove(CACHE_STATUS),
-        };
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(cache_status)) {
+            headers.append(CACHE_STATUS, value);
+        }
         response
     }
-}
-
-/// The same headers with values that own their bytes. Values parsed by hyper are slices of
-/// the connection's read buffer; a stored copy must not keep that buffer alive.
-fn detached(headers: HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(headers.len() + 3);
-    let mut last: Option<HeaderName> = None;
-    for (name, value) in headers {
-        let name = match name {
-            Some(name) => {
-                last = Some(name.clone());
-                name
-            }
-            None => match &last {
-                Some(name) => name.clone(),
-                None => continue,
-            },
-        };
-        let sensitive = value.is_sensitive();
-        let mut owned = HeaderValue::from_bytes(value.as_bytes()).unwrap_or(value);
-        owned.set_sensitive(sensitive);
-        out.append(name, owned);
-    }
-    out
 }
 
 fn opaque_tag(tag: &str) -> &str {
@@ -356,12 +397,69 @@ mod tests {
     #[test]
     fn makes_a_strong_etag_and_answers_304() {
         let e = entry(&[]);
-        let etag = e.etag.clone().expect("etag made");
+        let etag = e.etag().expect("etag made");
         let etag = etag.to_str().expect("ascii");
         assert!(etag.starts_with("\"ie-"));
         assert!(e.not_modified(&request(&[("if-none-match", etag)])));
         assert!(e.not_modified(&request(&[("if-none-match", &format!("\"x\", W/{etag}"))])));
         assert!(!e.not_modified(&request(&[("if-none-match", "\"other\"")])));
+    }
+
+    #[test]
+    fn stored_headers_render_as_received_with_per_response_fields_once() {
+        let mut map = HeaderMap::new();
+        map.append("link", HeaderValue::from_static("</a.css>; rel=preload"));
+        map.append("content-type", HeaderValue::from_static("text/html"));
+        map.append("link", HeaderValue::from_static("</b.js>; rel=preload"));
+        map.append("age", HeaderValue::from_static("7"));
+        map.append("x-cache", HeaderValue::from_static("MISS from elsewhere"));
+        map.append("etag", HeaderValue::from_static("\"v1\""));
+        let stored = Entry::new(
+            1,
+            NewEntry {
+                status: StatusCode::OK,
+                headers: map,
+                body: Bytes::from_static(b"hello"),
+                vary: vec![],
+                tags: vec![],
+                lifetime: Lifetime {
+                    fresh_for: Duration::from_secs(10),
+                    stale_while_revalidate: Duration::ZERO,
+                    stale_if_error: Duration::ZERO,
+                },
+                initial_age: Duration::from_secs(7),
+            },
+            Instant::now(),
+        );
+        let response = stored.to_response(
+            &Method::GET,
+            &HeaderMap::new(),
+            CacheStatus::Hit,
+            Instant::now(),
+        );
+        let headers = response.headers();
+        let links: Vec<_> = headers.get_all("link").iter().collect();
+        assert_eq!(links, ["</a.css>; rel=preload", "</b.js>; rel=preload"]);
+        assert_eq!(headers.get_all("age").iter().count(), 1);
+        assert_eq!(headers["age"], "7");
+        assert_eq!(
+            headers.get_all("x-cache").iter().collect::<Vec<_>>(),
+            ["HIT"]
+        );
+        assert_eq!(headers.get_all("cache-status").iter().count(), 1);
+        assert_eq!(headers["etag"], "\"v1\"");
+        assert_eq!(stored.etag().expect("kept"), "\"v1\"");
+
+        let revalidation = request(&[("if-none-match", "\"v1\"")]);
+        let not_modified = stored.to_response(
+            &Method::GET,
+            &revalidation,
+            CacheStatus::Hit,
+            Instant::now(),
+        );
+        assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+        assert!(not_modified.headers().get("content-type").is_none());
+        assert_eq!(not_modified.headers()["etag"], "\"v1\"");
     }
 
     #[test]

@@ -35,7 +35,7 @@ const MAX_VARIANTS: usize = 16;
 pub struct Variants {
     /// Unique per stored value; the index uses it to ignore stale eviction notices.
     id: u64,
-    entries: Vec<Arc<Entry>>,
+    entries: Box<[Arc<Entry>]>,
     weight: u32,
     /// Set by a hard purge: from then on the value is gone for lookups and admissions; moka
     /// drops it shortly after (see [`Cache::purge`]). Shared with the index record, so a purge
@@ -245,7 +245,7 @@ impl Cache {
             // comes after and finds the record.
             let value = Variants {
                 id: value_id,
-                entries,
+                entries: entries.into_boxed_slice(),
                 weight,
                 purged: Arc::default(),
             };
