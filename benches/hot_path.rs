@@ -2,6 +2,9 @@
 //! looking up a stored entry, parsing `Cache-Control` (and deciding a lifetime), and rendering
 //! the stored entry as a response.
 //!
+//! Before the timings it prints what a stored page costs in memory: RSS growth per cached
+//! 1 KiB page with the bench origin's headers (100k pages; 2k under `cargo test`).
+//!
 //! `cargo bench --bench hot_path`; under `cargo test --all-targets` each runs once.
 
 use std::time::{Duration, SystemTime};
@@ -12,6 +15,74 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use isr_edge::cache::key::{normalize_path, page_path, primary_key};
 use isr_edge::cache::policy::{storable_lifetime, CacheControl, FreshnessRules, Lifetime};
 use isr_edge::cache::{Cache, CacheStatus, NewEntry};
+
+/// The binary's allocator, so the memory figure is the one the proxy has.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `cargo bench` passes `--bench`; `cargo test` does not.
+fn full_run() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
+}
+
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// RSS growth per stored 1 KiB page, everything included: body, stored headers, entry, moka's
+/// own nodes, the key, the purge index. The headers are what `shared/bench`'s origin sends.
+fn entry_memory(n: usize) {
+    let body = vec![b'x'; 1024];
+    let cache = Cache::new(64 << 30);
+    let before = resident_bytes();
+    for i in 0..n {
+        let path = format!("/kb/1/page-{i}");
+        let key = primary_key("127.0.0.1:18083", &path, None);
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "text/html; charset=utf-8"),
+            ("cache-control", "public, max-age=0, must-revalidate"),
+            ("content-length", "1024"),
+            ("date", "Sat, 21 Nov 2026 22:47:02 GMT"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        headers.insert(
+            "x-origin-seq",
+            HeaderValue::from_str(&i.to_string()).unwrap_or(HeaderValue::from_static("0")),
+        );
+        let new = NewEntry {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::copy_from_slice(&body),
+            vary: vec![],
+            tags: vec![],
+            lifetime: Lifetime {
+                fresh_for: Duration::from_secs(60),
+                stale_while_revalidate: Duration::from_secs(60),
+                stale_if_error: Duration::from_secs(86_400),
+            },
+            initial_age: Duration::ZERO,
+        };
+        cache.admit(&key, &path, new, cache.epoch());
+    }
+    cache.sync();
+    assert_eq!(cache.url_count() as usize, n, "nothing evicted");
+    let per_page = resident_bytes().saturating_sub(before) as f64 / n as f64;
+    println!(
+        "stored page memory: {n} pages of 1 KiB cost {per_page:.0} bytes each in RSS = {:.2}x the body",
+        per_page / 1024.0
+    );
+}
 
 /// Headers a browser sends on a page view.
 fn browser_request() -> HeaderMap {
@@ -61,6 +132,7 @@ fn origin_headers() -> HeaderMap {
 }
 
 fn benches(c: &mut Criterion) {
+    entry_memory(if full_run() { 100_000 } else { 2_000 });
     let mut group = c.benchmark_group("hot path");
     group
         .sample_size(20)

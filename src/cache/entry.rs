@@ -40,7 +40,10 @@ impl CacheStatus {
 
 /// The RFC 9211 `Cache-Status` member for this cache.
 pub fn cache_status_header(status: CacheStatus, ttl: Option<i64>, detail: Option<&str>) -> String {
-    let mut out = String::from("isr-edge; ");
+    use std::fmt::Write;
+    // Sized for the longest member, so a hit pays one allocation for it.
+    let mut out = String::with_capacity(80);
+    out.push_str("isr-edge; ");
     out.push_str(match status {
         CacheStatus::Hit => "hit",
         CacheStatus::Stale => "hit; fwd=stale; detail=background-refresh",
@@ -53,8 +56,7 @@ pub fn cache_status_header(status: CacheStatus, ttl: Option<i64>, detail: Option
         out.push_str("; stored");
     }
     if let Some(ttl) = ttl {
-        out.push_str("; ttl=");
-        out.push_str(&ttl.to_string());
+        let _ = write!(out, "; ttl={ttl}");
     }
     if let Some(detail) = detail {
         out.push_str("; detail=");
