@@ -14,6 +14,7 @@ use crate::logging::{self, AccessStart};
 use crate::origins::Origins;
 use crate::proxy::{Proxy, ProxySettings};
 use crate::revalidate::forward::Forwarder;
+use crate::revalidate::sites::Forwarders;
 use crate::revalidate::Revalidate;
 use crate::upstream::Upstream;
 
@@ -50,11 +51,25 @@ impl App {
             limits: config.limits.clone(),
             bypass_cookies: config.bypass_cookies.clone(),
         };
-        // Forwarding and regeneration go to the default origin (else the first per-host one).
-        let forwarder = origins
+        // The flags' forwarding regenerates on the default origin (else the first per-host one);
+        // a site's own forwarding keys, on that site's origin.
+        let default_forwarder = origins
             .primary()
             .cloned()
-            .and_then(|upstream| Forwarder::new(config.origin_forwarding.clone(), upstream));
+            .and_then(|upstream| Forwarder::new(config.origin_forwarding.clone(), upstream, None));
+        let timeout = config.origin_forwarding.timeout;
+        let site_forwarders = config
+            .host_origins
+            .iter()
+            .filter(|site| site.forwarding.is_enabled())
+            .filter_map(|site| {
+                let upstream = origins.for_host(&site.host)?.clone();
+                let settings = site.forwarding.settings(timeout);
+                let forwarder = Forwarder::new(settings, upstream, Some(site.host.clone()))?;
+                Some((site.host.clone(), forwarder))
+            })
+            .collect();
+        let forwarders = Forwarders::new(default_forwarder, site_forwarders);
         let proxy = Arc::new(
             Proxy::with_origins(cache, origins, settings).with_routes(config.routes.clone()),
         );
@@ -62,7 +77,7 @@ impl App {
             revalidate: Revalidate::new(proxy.clone(), config.secrets.clone())
                 .with_guard(config.guard.clone(), config.require_signature)
                 .warm_by_default(config.warm_on_revalidate)
-                .with_forwarder(forwarder),
+                .with_forwarders(forwarders),
             proxy,
             revalidate_path: config.revalidate_path.clone(),
             access_log: config.access_log,

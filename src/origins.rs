@@ -6,14 +6,17 @@
 use http::{StatusCode, Uri};
 
 use crate::body::{self, Body};
+use crate::revalidate::sites::SiteForwarding;
 use crate::upstream::Upstream;
 
-/// One `[[origin]]`: requests whose `Host` is `host` go to `url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `[[origin]]`: requests whose `Host` is `host` go to `url`; its revalidations are told
+/// to `forwarding` when that is enabled.
+#[derive(Debug, Clone)]
 pub struct HostOrigin {
     /// Lowercase; with a port it matches only that port, without one it matches any port.
     pub host: String,
     pub url: Uri,
+    pub forwarding: SiteForwarding,
 }
 
 /// The upstream clients, by host.

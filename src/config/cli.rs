@@ -186,7 +186,8 @@ pub struct Cli {
 
     // --- origin forwarding ---
     /// Also send each revalidation to this endpoint of the origin app, before evicting locally
-    /// (repeatable: list every app instance; each one is called). Default: none.
+    /// (repeatable: list every app instance; each one is called). Default: none. An
+    /// `[[origin]]` site with its own `revalidate_url` is told there instead.
     #[arg(long = "origin-revalidate-url", value_name = "URL")]
     pub origin_revalidate_url: Vec<String>,
 

@@ -287,17 +287,7 @@ fn origin_forwarding(cli: &Cli) -> Result<OriginForwarding, ConfigError> {
     let urls = cli
         .origin_revalidate_url
         .iter()
-        .map(|text| {
-            let uri: Uri = text.parse().map_err(|e| {
-                ConfigError::OriginRevalidateUrl(format!("{text:?} is not a URL ({e})"))
-            })?;
-            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-                return Err(ConfigError::OriginRevalidateUrl(format!(
-                    "{text:?}: expected http://host:port/path, e.g. http://127.0.0.1:3000/api/revalidate"
-                )));
-            }
-            Ok(uri)
-        })
+        .map(|text| parse_revalidate_url(text).map_err(ConfigError::OriginRevalidateUrl))
         .collect::<Result<Vec<_>, _>>()?;
     let preview_mode_id = match (&cli.next_preview_mode_id, &cli.next_prerender_manifest) {
         (Some(id), _) => Some(PreviewModeId::Fixed(id.clone())),
@@ -317,6 +307,19 @@ fn origin_forwarding(cli: &Cli) -> Result<OriginForwarding, ConfigError> {
         timeout: cli.origin_revalidate_timeout,
         preview_mode_id,
     })
+}
+
+/// An origin's revalidation endpoint (`--origin-revalidate-url`, `[[origin]] revalidate_url`).
+pub(crate) fn parse_revalidate_url(text: &str) -> Result<Uri, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a URL ({e})"))?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        return Err(format!(
+            "{text:?}: expected http://host:port/path, e.g. http://127.0.0.1:3000/api/revalidate"
+        ));
+    }
+    Ok(uri)
 }
 
 pub(crate) fn parse_origin(text: &str) -> Result<Uri, ConfigError> {

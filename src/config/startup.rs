@@ -14,6 +14,7 @@ use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 use crate::config::file::{self as config_file, ConfigFile, FileError};
 use crate::config::{Cli, Config, ConfigError};
 use crate::purge_client::Command;
+use crate::revalidate::sites::SiteForwarding;
 
 /// What the process was asked to do.
 #[derive(Debug)]
@@ -270,8 +271,31 @@ fn render(matches: &ArgMatches, file: Option<&ConfigFile>, config: &Config) -> S
             quote(&origin.host),
             quote(&origin.url.to_string())
         ));
+        render_forwarding(&mut out, &origin.forwarding);
     }
     out
+}
+
+/// A site's forwarding keys; its secret only as "configured, ****" next to the file's path.
+fn render_forwarding(out: &mut String, forwarding: &SiteForwarding) {
+    if !forwarding.urls.is_empty() {
+        let urls: Vec<String> = forwarding
+            .urls
+            .iter()
+            .map(|u| quote(&u.to_string()))
+            .collect();
+        out.push_str(&format!("revalidate_url = [{}]\n", urls.join(", ")));
+    }
+    if let Some(path) = &forwarding.secret_file {
+        let path = quote(&path.display().to_string());
+        out.push_str(&format!(
+            "revalidate_secret_file = {path}  # configured, ****\n"
+        ));
+    }
+    if let Some(path) = &forwarding.prerender_manifest {
+        let path = quote(&path.display().to_string());
+        out.push_str(&format!("next_prerender_manifest = {path}\n"));
+    }
 }
 
 /// A TOML basic string (JSON string escapes are valid TOML).

@@ -10,6 +10,9 @@
 //! Both stages share one deadline (`--origin-revalidate-timeout`, 4 s by default: Laravel's HTTP
 //! client gives up at 5 s). The secret and the id are never logged nor echoed; origin URLs are
 //! reported without their query string, which may carry a secret.
+//!
+//! One [`Forwarder`] serves one origin: the flags configure the default origin's, and an
+//! `[[origin]]` site may have its own ([`super::sites`] chooses which are told).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +23,12 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
 use tokio::time::{timeout_at, Instant};
 
 use super::pages::{Page, PreviewModeId};
+pub use super::report::{failed, CallResult, Report};
 use super::request::{RevalidateRequest, Target};
 use crate::body::{BoxError, UpstreamBody};
 use crate::upstream::Upstream;
@@ -70,63 +73,23 @@ impl OriginForwarding {
     }
 }
 
-/// The result of one call to the origin, as the answer reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct CallResult {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    pub status: Option<u16>,
-    pub ok: bool,
-    pub error: Option<String>,
-    /// The origin's `x-nextjs-cache` (`REVALIDATED` when Next regenerated the page).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache: Option<String>,
-}
-
-/// Everything the origin was told, for the answer.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub origins: Vec<CallResult>,
-    pub regenerated: Vec<CallResult>,
-    pub regenerate_skipped: usize,
-    /// Why no page was regenerated at all (the id could not be read).
-    pub regenerate_error: Option<String>,
-}
-
-impl Report {
-    pub fn ok(&self) -> bool {
-        self.regenerate_error.is_none()
-            && self.origins.iter().chain(&self.regenerated).all(|c| c.ok)
-    }
-
-    /// Adds `origins` / `regenerated` to the answer.
-    pub fn write_into(&self, answer: &mut Value) {
-        if !self.origins.is_empty() {
-            answer["origins"] = json!(self.origins);
-        }
-        if self.regenerate_error.is_some() || !self.regenerated.is_empty() {
-            answer["regenerated"] = json!(self.regenerated);
-        }
-        if self.regenerate_skipped > 0 {
-            answer["regenerate_skipped"] = json!(self.regenerate_skipped);
-        }
-        if let Some(error) = &self.regenerate_error {
-            answer["regenerate_error"] = json!(error);
-        }
-    }
-}
-
 pub struct Forwarder {
     settings: OriginForwarding,
     client: Client<HttpConnector, UpstreamBody>,
     origin: Upstream,
+    /// The `[[origin]]` host this forwarder serves: the `Host` of a regeneration whose page
+    /// names none (the site's app may route by host).
+    site: Option<String>,
 }
 
 impl Forwarder {
     /// `None` when nothing is configured (the common case: one `if let` in the handler).
-    pub fn new(settings: OriginForwarding, origin: Upstream) -> Option<Arc<Forwarder>> {
+    /// `site` is the `[[origin]]` host for a site's own forwarder.
+    pub fn new(
+        settings: OriginForwarding,
+        origin: Upstream,
+        site: Option<String>,
+    ) -> Option<Arc<Forwarder>> {
         if !settings.is_enabled() {
             return None;
         }
@@ -138,6 +101,7 @@ impl Forwarder {
             settings,
             client,
             origin,
+            site,
         }))
     }
 
@@ -273,6 +237,7 @@ impl Forwarder {
         if let Some(host) = page
             .host
             .as_deref()
+            .or(self.site.as_deref())
             .and_then(|h| HeaderValue::from_str(h).ok())
         {
             headers.insert(header::HOST, host);
@@ -304,17 +269,6 @@ fn boxed(body: Bytes) -> UpstreamBody {
     Full::new(body)
         .map_err(|never| -> BoxError { match never {} })
         .boxed()
-}
-
-fn failed(error: String) -> CallResult {
-    CallResult {
-        url: None,
-        path: None,
-        status: None,
-        ok: false,
-        error: Some(error),
-        cache: None,
-    }
 }
 
 /// Sends one request and reads (a bounded part of) its answer, all before `deadline`.
@@ -351,6 +305,7 @@ async fn call(
         }
     });
     CallResult {
+        host: None,
         url: None,
         path: None,
         status: Some(status.as_u16()),

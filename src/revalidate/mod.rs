@@ -9,7 +9,9 @@
 pub mod forward;
 pub mod guard;
 pub mod pages;
+pub mod report;
 pub mod request;
+pub mod sites;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,9 +30,9 @@ use crate::cache::pattern::Pattern;
 use crate::cache::{PurgeCount, PurgeMode, Selector};
 use crate::config::Secrets;
 use crate::proxy::Proxy;
-use forward::Forwarder;
 use guard::{Guard, GuardSettings, Refusal};
 use request::{RevalidateRequest, Target};
+use sites::Forwarders;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -44,7 +46,7 @@ pub struct Revalidate {
     guard: Guard,
     require_signature: bool,
     warm_by_default: bool,
-    forwarder: Option<Arc<Forwarder>>,
+    forwarders: Option<Arc<Forwarders>>,
 }
 
 /// `{"success":false,"message":...}` with a status.
@@ -72,7 +74,7 @@ impl Revalidate {
             guard: Guard::new(GuardSettings::default()),
             require_signature: false,
             warm_by_default: false,
-            forwarder: None,
+            forwarders: None,
         }
     }
 
@@ -83,9 +85,9 @@ impl Revalidate {
         self
     }
 
-    /// Tells the origin's own cache before each eviction (see [`forward`]).
-    pub fn with_forwarder(mut self, forwarder: Option<Arc<Forwarder>>) -> Revalidate {
-        self.forwarder = forwarder;
+    /// Tells the origins' own caches before each eviction (see [`forward`], [`sites`]).
+    pub fn with_forwarders(mut self, forwarders: Option<Arc<Forwarders>>) -> Revalidate {
+        self.forwarders = forwarders;
         self
     }
 
@@ -324,15 +326,15 @@ impl Revalidate {
         let mode = request.mode();
         let cache = self.proxy.cache();
         // The origin's cache first, so our next fetch gets its new page; a dry run tells nobody.
-        let forwarded = match &self.forwarder {
-            Some(forwarder) if !request.dry_run && request.has_targets() => {
-                let pages = if forwarder.regenerates() {
+        let forwarded = match &self.forwarders {
+            Some(forwarders) if !request.dry_run && request.has_targets() => {
+                let pages = if forwarders.regenerates() {
                     pages::concrete_pages(cache, &request)
                 } else {
                     Vec::new()
                 };
                 let body = received.unwrap_or_else(|| forward::body_from_request(&request));
-                Some(forwarder.run(body, pages).await)
+                Some(forwarders.run(request.host.as_deref(), body, pages).await)
             }
             _ => None,
         };

@@ -1,6 +1,7 @@
 //! The structured sections of the configuration file, read with serde: `[[route]]` (validated
-//! into [`RouteRule`]s) and `[[origin]]` (per-host origins; one without `host` is the default
-//! origin). Errors name the file line and the key (`route.ttl`).
+//! into [`RouteRule`]s) and `[[origin]]` (per-host origins, each optionally with its own
+//! forwarding to the site's app; one without `host` is the default origin). Errors name the
+//! file line and the key (`route.ttl`).
 
 use std::time::Duration;
 
@@ -11,8 +12,11 @@ use toml::Spanned;
 
 use super::{line_of, toml_error, FileError, FileSections, SECTIONS};
 use crate::cache::pattern::Pattern;
-use crate::config::{parse_duration, parse_origin, ConfigError};
+use crate::config::{parse_duration, parse_origin, parse_revalidate_url, ConfigError};
 use crate::origins::HostOrigin;
+use crate::revalidate::forward::Redacted;
+use crate::revalidate::pages::read_preview_mode_id;
+use crate::revalidate::sites::SiteForwarding;
 use crate::routes::RouteRule;
 
 /// A duration written as seconds (`ttl = 10`, like Next.js `revalidate: 10`) or text (`"10s"`).
@@ -71,6 +75,38 @@ struct OriginFile {
     /// Absent: the default origin (the same as the `origin` key / `--origin`).
     host: Option<Spanned<String>>,
     url: Spanned<String>,
+    revalidate_url: Option<Spanned<OneOrMore>>,
+    revalidate_secret_file: Option<Spanned<String>>,
+    next_prerender_manifest: Option<Spanned<String>>,
+    // Read only to refuse them by name: secrets do not belong in the file.
+    revalidate_secret: Option<Spanned<de::IgnoredAny>>,
+    next_preview_mode_id: Option<Spanned<de::IgnoredAny>>,
+}
+
+/// A string or a list of strings (`revalidate_url = "..."` or `[...]`, one per app instance).
+struct OneOrMore(Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMore {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = OneOrMore;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a URL or a list of URLs")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMore, E> {
+                Ok(OneOrMore(vec![v.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMore, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                Ok(OneOrMore(items))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// The sections, and the default origin's URL and line when an `[[origin]]` has no host.
@@ -138,8 +174,13 @@ pub(super) fn sections(
     let mut origins: Vec<HostOrigin> = Vec::with_capacity(parsed.origin.len());
     let mut default = None;
     for origin in parsed.origin {
-        let origin = origin.into_inner();
+        let mut origin = origin.into_inner();
+        let forwarding = site_forwarding(&mut origin, &at)?;
         let Some(host_field) = origin.host else {
+            if let Some(span) = forwarding.1 {
+                let message = "the default origin's forwarding is set by the top-level keys origin_revalidate_url, next_prerender_manifest (and ORIGIN_REVALIDATE_SECRET)";
+                return Err(at(span, "origin", message.into()));
+            }
             if default.is_some() {
                 let message = "only one [[origin]] may omit host (it is the default origin)";
                 return Err(at(origin.url.span(), "origin.url", message.into()));
@@ -164,7 +205,72 @@ pub(super) fn sections(
             };
             at(origin.url.span(), "origin.url", message)
         })?;
-        origins.push(HostOrigin { host, url });
+        origins.push(HostOrigin {
+            host,
+            url,
+            forwarding: forwarding.0,
+        });
     }
     Ok((FileSections { routes, origins }, default))
+}
+
+/// An `[[origin]]`'s forwarding keys, validated and read (the secret file, the manifest's id
+/// checked now so a wrong path fails at start); with the span of the first key present.
+fn site_forwarding(
+    origin: &mut OriginFile,
+    at: &impl Fn(std::ops::Range<usize>, &str, String) -> FileError,
+) -> Result<(SiteForwarding, Option<std::ops::Range<usize>>), FileError> {
+    let secret_message = |key: &str, instead: &str| {
+        format!("secrets do not belong in the config file: use {instead} instead of {key}")
+    };
+    if let Some(field) = &origin.revalidate_secret {
+        let message = secret_message("revalidate_secret", "revalidate_secret_file");
+        return Err(at(field.span(), "origin.revalidate_secret", message));
+    }
+    if let Some(field) = &origin.next_preview_mode_id {
+        let message = secret_message("next_preview_mode_id", "next_prerender_manifest");
+        return Err(at(field.span(), "origin.next_preview_mode_id", message));
+    }
+    let mut forwarding = SiteForwarding::default();
+    let mut first = None;
+    if let Some(field) = origin.revalidate_url.take() {
+        let span = field.span();
+        first = Some(span.clone());
+        for text in field.into_inner().0 {
+            let url = parse_revalidate_url(&text)
+                .map_err(|message| at(span.clone(), "origin.revalidate_url", message))?;
+            forwarding.urls.push(url);
+        }
+    }
+    if let Some(field) = origin.revalidate_secret_file.take() {
+        let (span, path) = (field.span(), std::path::PathBuf::from(field.into_inner()));
+        let key = "origin.revalidate_secret_file";
+        if forwarding.urls.is_empty() {
+            let message = "does nothing without revalidate_url".to_string();
+            return Err(at(span, key, message));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            at(
+                span.clone(),
+                key,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let secret = text.trim();
+        if secret.is_empty() || secret.contains('\n') {
+            let message = format!("{} must hold one non-empty line", path.display());
+            return Err(at(span, key, message));
+        }
+        forwarding.secret = Some(Redacted(secret.to_string()));
+        forwarding.secret_file = Some(path);
+        first = first.or(Some(span));
+    }
+    if let Some(field) = origin.next_prerender_manifest.take() {
+        let (span, path) = (field.span(), std::path::PathBuf::from(field.into_inner()));
+        read_preview_mode_id(&path)
+            .map_err(|message| at(span.clone(), "origin.next_prerender_manifest", message))?;
+        forwarding.prerender_manifest = Some(path);
+        first = first.or(Some(span));
+    }
+    Ok((forwarding, first))
 }
