@@ -6,15 +6,30 @@
 //! literal prefix, never the whole cache. Hits never touch the index; admissions, evictions and
 //! purges take its lock briefly (never while calling into moka, whose eviction listener locks
 //! it too).
+//!
+//! Why slots: the index costs memory for every stored URL and a tag purge walks thousands of
+//! records, so records live in one arena addressed by `u32` slot ids. Pages and tags list slot
+//! ids (one inline id for the usual page with a single URL), each record remembers where it sits
+//! in those lists so an eviction unlinks it in constant time, and a purge goes from a tag to its
+//! records without hashing a single key. Nothing is stored twice: the hash tables hold slot and
+//! tag ids and compare through the arenas, and a page name is usually a slice of a key moka
+//! holds anyway. The tables keep std's `RandomState`, because keys and tags come from clients
+//! and origins.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::AtomicBool;
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use hashbrown::HashTable;
 use tokio::time::Instant;
 
 use super::key::{split_key, Key};
 use super::pattern::Pattern;
+
+/// Records whose memory a selection touches ahead of visiting them (see [`Index::visit`]).
+const WARM_AHEAD: usize = 32;
 
 #[derive(Default)]
 pub struct Index {
@@ -23,15 +38,74 @@ pub struct Index {
 
 #[derive(Default)]
 struct Inner {
-    records: HashMap<Key, Record>,
-    by_page: BTreeMap<Box<str>, HashSet<Key>>,
-    by_tag: HashMap<Box<str>, HashSet<Key>>,
+    /// Indexed by slot id; `None` marks a slot on the free list.
+    records: Vec<Option<Record>>,
+    /// Reused before the arena grows, so slot ids stay dense.
+    free_records: Vec<u32>,
+    /// Slot ids, found by hashing the key their record holds.
+    by_key: HashTable<u32>,
+    by_page: BTreeMap<PageName, Members>,
+    /// Indexed by tag id; `None` marks a tag id on the free list.
+    tags: Vec<Option<Tag>>,
+    /// As `free_records`, for tag ids.
+    free_tags: Vec<u32>,
+    /// Tag ids, found by hashing the tag's name.
+    by_tag: HashTable<u32>,
+    hasher: RandomState,
 }
 
 struct Record {
-    handle: PurgeHandle,
-    page: Box<str>,
-    tags: Vec<Box<str>>,
+    key: Key,
+    /// Shared with the `by_page` key.
+    page: PageName,
+    id: u64,
+    purged: Arc<AtomicBool>,
+    expires_at: Instant,
+    responses: u32,
+    /// Position in the page's members, so unlinking needs no search.
+    page_pos: u32,
+    tags: Links,
+}
+
+struct Tag {
+    name: Box<str>,
+    members: Members,
+}
+
+/// Membership in one tag: the tag id and the position in its member list.
+#[derive(Clone, Copy)]
+struct Link {
+    tag: u32,
+    pos: u32,
+}
+
+/// A record's tag links: up to two live inline, without an allocation of their own.
+enum Links {
+    Inline(u8, [Link; 2]),
+    Heap(Box<[Link]>),
+}
+
+/// The slot ids of one page or tag. Most pages have a single URL, which then needs no
+/// allocation; positions are what [`Record::page_pos`] and [`Link::pos`] point at. The list is
+/// boxed because every page pays for the size of this value and few pages need one.
+#[expect(
+    clippy::box_collection,
+    reason = "the box keeps every page's value at 16 bytes instead of 24"
+)]
+enum Members {
+    Empty,
+    One(u32),
+    Many(Box<Vec<u32>>),
+}
+
+/// A page path, usually a slice of the key of the first URL stored for it: most keys end with
+/// their page (`host/blog/post` is page `/blog/post`), and the key is allocated for moka
+/// anyway, so most pages cost no allocation of their own. The key is kept alive while its page
+/// has URLs, even after its own URL goes: at most one key per page.
+#[derive(Clone)]
+struct PageName {
+    text: Arc<str>,
+    start: u32,
 }
 
 /// What a purge needs of a stored value without asking moka: a lookup per selected key (and the
@@ -45,6 +119,17 @@ pub struct PurgeHandle {
     /// Responses (Vary variants) the value holds.
     pub responses: usize,
     /// When moka expires the value; a record past it counts as gone.
+    pub expires_at: Instant,
+}
+
+/// One selected record, lent to the visitor of [`Index::visit`].
+pub struct Selected<'a> {
+    pub key: &'a Key,
+    /// Id of the stored value the record describes.
+    pub id: u64,
+    /// Shared with the stored value (see [`PurgeHandle::purged`]).
+    pub purged: &'a AtomicBool,
+    pub responses: usize,
     pub expires_at: Instant,
 }
 
@@ -67,79 +152,103 @@ impl Index {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records (or replaces) what the stored value `id` under `key` is reachable by.
-    pub fn insert(&self, key: &Key, handle: PurgeHandle, page: &str, tags: Vec<Box<str>>) {
+    /// Records (or replaces) what the stored value `handle.id` under `key` is reachable by.
+    pub fn insert(&self, key: &Key, handle: PurgeHandle, page: &str, mut tags: Vec<Box<str>>) {
+        // Links are unique per tag, so a duplicate would break constant-time unlinking.
+        tags.sort_unstable();
+        tags.dedup();
         let mut inner = self.lock();
-        if let Some(old) = inner.records.remove(key) {
-            inner.unlink(key, &old);
+        let inner = &mut *inner;
+        let hash = inner.hasher.hash_one(&**key);
+        if let Some(slot) = inner.find_key(hash, key) {
+            let Some(mut record) = inner.take(slot) else {
+                return;
+            };
+            // A refresh of the same URL usually keeps its page and tags: then only the value
+            // changes, and the lists need no update.
+            if record.page.as_str() != page || !inner.same_tags(&record, &tags) {
+                inner.unlink(slot, &record);
+                (record.page, record.page_pos) = inner.link_page(slot, key, page);
+                record.tags = inner.link_tags(slot, &tags);
+            }
+            record.id = handle.id;
+            record.purged = handle.purged;
+            record.expires_at = handle.expires_at;
+            record.responses = u32::try_from(handle.responses).unwrap_or(u32::MAX);
+            inner.records[slot as usize] = Some(record);
+            return;
         }
-        let record = Record {
-            handle,
-            page: page.into(),
-            tags,
+        // Running out of slot ids takes four billion indexed keys, more than memory holds.
+        let Some(slot) = inner.allocate() else {
+            return;
         };
-        inner
-            .by_page
-            .entry(record.page.clone())
-            .or_default()
-            .insert(key.clone());
-        for tag in &record.tags {
-            inner
-                .by_tag
-                .entry(tag.clone())
-                .or_default()
-                .insert(key.clone());
-        }
-        inner.records.insert(key.clone(), record);
+        let (page, page_pos) = inner.link_page(slot, key, page);
+        let links = inner.link_tags(slot, &tags);
+        inner.records[slot as usize] = Some(Record {
+            key: key.clone(),
+            page,
+            id: handle.id,
+            purged: handle.purged,
+            expires_at: handle.expires_at,
+            responses: u32::try_from(handle.responses).unwrap_or(u32::MAX),
+            page_pos,
+            tags: links,
+        });
+        let Inner {
+            records,
+            by_key,
+            hasher,
+            ..
+        } = inner;
+        by_key.insert_unique(hash, slot, |&s| hash_slot(hasher, records, s));
     }
 
     /// Forgets `key`, but only if the record still describes value `id`: an eviction notice for
     /// an old copy must not unlink the copy that replaced it.
     pub fn remove(&self, key: &Key, id: u64) {
         let mut inner = self.lock();
-        if inner.records.get(key).is_some_and(|r| r.handle.id == id) {
-            if let Some(old) = inner.records.remove(key) {
-                inner.unlink(key, &old);
-            }
+        let inner = &mut *inner;
+        let hash = inner.hasher.hash_one(&**key);
+        let Some(slot) = inner.find_key(hash, key) else {
+            return;
+        };
+        if inner.record(slot).is_none_or(|r| r.id != id) {
+            return;
         }
+        if let Ok(entry) = inner.by_key.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
+        if let Some(record) = inner.take(slot) {
+            inner.unlink(slot, &record);
+        }
+        inner.free_records.push(slot);
     }
 
-    /// Keys selected, restricted to `host` when given.
-    pub fn select(&self, selector: &Selector<'_>, host: Option<&str>) -> Vec<Key> {
-        self.select_handles(selector, host)
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect()
-    }
-
-    /// Keys selected with their purge handles, restricted to `host` when given.
-    pub fn select_handles(
+    /// Calls `visit` for every record selected, restricted to `host` when given, under the
+    /// index lock, so a purge marks and counts without first copying keys and handles out.
+    /// `visit` must not call into the cache (moka's eviction listener takes this lock).
+    pub fn visit(
         &self,
         selector: &Selector<'_>,
         host: Option<&str>,
-    ) -> Vec<(Key, PurgeHandle)> {
+        mut visit: impl FnMut(Selected<'_>),
+    ) {
         let inner = self.lock();
-        let records = &inner.records;
-        let mut out: Vec<(Key, PurgeHandle)> = Vec::new();
-        let mut take = |keys: &HashSet<Key>| {
-            out.extend(
-                keys.iter()
-                    .filter(|k| host.is_none_or(|h| same_host(split_key(k).0, h)))
-                    .filter_map(|k| records.get(k).map(|r| (k.clone(), r.handle.clone()))),
-            )
-        };
-        match selector {
-            Selector::Page(page) => {
-                if let Some(keys) = inner.by_page.get(*page) {
-                    take(keys);
-                }
-            }
+        // Pages in a range are gathered first, so the warming below spans pages too.
+        let mut gathered: Vec<u32> = Vec::new();
+        let slots: &[u32] = match selector {
+            Selector::Page(page) => inner.by_page.get(*page).map_or(&[], Members::as_slice),
+            Selector::Tag(tag) => inner
+                .find_tag(tag)
+                .and_then(|t| inner.tag(t))
+                .map_or(&[], |t| t.members.as_slice()),
             Selector::Subtree(root) => {
                 let root = root.trim_end_matches('/');
-                for (page, keys) in inner.by_page.range::<str, _>((
-                    std::ops::Bound::Included(if root.is_empty() { "/" } else { root }),
-                    std::ops::Bound::Unbounded,
+                for (page, members) in inner.by_page.range::<str, _>((
+                    Bound::Included(if root.is_empty() { "/" } else { root }),
+                    Bound::Unbounded,
                 )) {
+                    let page = page.as_str();
                     if !page.starts_with(root) {
                         break;
                     }
@@ -147,42 +256,75 @@ impl Index {
                         || page.len() == root.len()
                         || page.as_bytes()[root.len()] == b'/';
                     if below {
-                        take(keys);
+                        gathered.extend_from_slice(members.as_slice());
                     }
                 }
+                &gathered
             }
             Selector::Pattern(pattern, subtree) => {
                 let prefix = pattern.literal_prefix();
                 let start = prefix.trim_end_matches('/');
-                for (page, keys) in inner.by_page.range::<str, _>((
-                    std::ops::Bound::Included(if start.is_empty() { "/" } else { start }),
-                    std::ops::Bound::Unbounded,
+                for (page, members) in inner.by_page.range::<str, _>((
+                    Bound::Included(if start.is_empty() { "/" } else { start }),
+                    Bound::Unbounded,
                 )) {
+                    let page = page.as_str();
                     if !page.starts_with(start) {
                         break;
                     }
                     if pattern.matches(page, *subtree) {
-                        take(keys);
+                        gathered.extend_from_slice(members.as_slice());
                     }
                 }
-            }
-            Selector::Tag(tag) => {
-                if let Some(keys) = inner.by_tag.get(*tag) {
-                    take(keys);
-                }
+                &gathered
             }
             Selector::All => {
-                for keys in inner.by_page.values() {
-                    take(keys);
+                gathered.reserve(inner.by_key.len());
+                for members in inner.by_page.values() {
+                    gathered.extend_from_slice(members.as_slice());
+                }
+                &gathered
+            }
+        };
+        for chunk in slots.chunks(WARM_AHEAD) {
+            // The visitor's atomic swaps and reference count updates each wait for their cache
+            // miss in turn; plain loads first let the misses of a whole chunk overlap.
+            let mut warm = 0usize;
+            for &slot in chunk {
+                if let Some(record) = inner.record(slot) {
+                    warm += Arc::strong_count(&record.key)
+                        + usize::from(record.purged.load(Ordering::Relaxed));
                 }
             }
+            std::hint::black_box(warm);
+            for &slot in chunk {
+                let Some(record) = inner.record(slot) else {
+                    continue;
+                };
+                if host.is_some_and(|h| !same_host(split_key(&record.key).0, h)) {
+                    continue;
+                }
+                visit(Selected {
+                    key: &record.key,
+                    id: record.id,
+                    purged: &record.purged,
+                    responses: record.responses as usize,
+                    expires_at: record.expires_at,
+                });
+            }
         }
-        out
+    }
+
+    /// Keys selected, restricted to `host` when given.
+    pub fn select(&self, selector: &Selector<'_>, host: Option<&str>) -> Vec<Key> {
+        let mut keys = Vec::new();
+        self.visit(selector, host, |selected| keys.push(selected.key.clone()));
+        keys
     }
 
     /// Number of keys indexed (at most the number of stored keys).
     pub fn len(&self) -> usize {
-        self.lock().records.len()
+        self.lock().by_key.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -194,8 +336,13 @@ impl Index {
     pub fn linked_keys(&self) -> (usize, usize) {
         let inner = self.lock();
         (
-            inner.by_page.values().map(HashSet::len).sum(),
-            inner.by_tag.values().map(HashSet::len).sum(),
+            inner.by_page.values().map(Members::len).sum(),
+            inner
+                .tags
+                .iter()
+                .flatten()
+                .map(|tag| tag.members.len())
+                .sum(),
         )
     }
 }
@@ -210,20 +357,336 @@ fn same_host(stored: &str, wanted: &str) -> bool {
         })
 }
 
+/// The hash `by_key` files `slot` under (a free slot is never in the table; 0 keeps this total).
+fn hash_slot(hasher: &RandomState, records: &[Option<Record>], slot: u32) -> u64 {
+    records
+        .get(slot as usize)
+        .and_then(Option::as_ref)
+        .map_or(0, |record| hasher.hash_one(&*record.key))
+}
+
+/// The hash `by_tag` files tag `id` under (as [`hash_slot`]).
+fn hash_tag(hasher: &RandomState, tags: &[Option<Tag>], id: u32) -> u64 {
+    tags.get(id as usize)
+        .and_then(Option::as_ref)
+        .map_or(0, |tag| hasher.hash_one(&*tag.name))
+}
+
 impl Inner {
-    fn unlink(&mut self, key: &Key, record: &Record) {
-        if let Some(keys) = self.by_page.get_mut(&record.page) {
-            keys.remove(key);
-            if keys.is_empty() {
-                self.by_page.remove(&record.page);
+    fn record(&self, slot: u32) -> Option<&Record> {
+        self.records.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    fn take(&mut self, slot: u32) -> Option<Record> {
+        self.records.get_mut(slot as usize).and_then(Option::take)
+    }
+
+    fn tag(&self, id: u32) -> Option<&Tag> {
+        self.tags.get(id as usize).and_then(Option::as_ref)
+    }
+
+    fn find_key(&self, hash: u64, key: &str) -> Option<u32> {
+        self.by_key
+            .find(hash, |&slot| {
+                self.record(slot).is_some_and(|r| *r.key == *key)
+            })
+            .copied()
+    }
+
+    fn find_tag(&self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        self.by_tag
+            .find(hash, |&id| self.tag(id).is_some_and(|t| *t.name == *name))
+            .copied()
+    }
+
+    /// A free slot id (its record still `None`), or `None` past `u32::MAX` slots.
+    fn allocate(&mut self) -> Option<u32> {
+        if let Some(slot) = self.free_records.pop() {
+            return Some(slot);
+        }
+        let slot = u32::try_from(self.records.len()).ok()?;
+        self.records.push(None);
+        Some(slot)
+    }
+
+    fn same_tags(&self, record: &Record, tags: &[Box<str>]) -> bool {
+        let links = record.tags.as_slice();
+        links.len() == tags.len()
+            && links
+                .iter()
+                .zip(tags)
+                .all(|(link, name)| self.tag(link.tag).is_some_and(|t| t.name == *name))
+    }
+
+    /// Adds `slot` (which stores `key`) to `page`'s members: the shared page name and the
+    /// slot's position.
+    fn link_page(&mut self, slot: u32, key: &Key, page: &str) -> (PageName, u32) {
+        let found = self
+            .by_page
+            .range_mut::<str, _>((Bound::Included(page), Bound::Included(page)))
+            .next();
+        if let Some((shared, members)) = found {
+            let pos = members.push(slot);
+            return (shared.clone(), pos);
+        }
+        let name = PageName::new(key, page);
+        self.by_page.insert(name.clone(), Members::One(slot));
+        (name, 0)
+    }
+
+    /// Adds `slot` to each tag's members (`tags` sorted and unique).
+    fn link_tags(&mut self, slot: u32, tags: &[Box<str>]) -> Links {
+        let links: Vec<Link> = tags
+            .iter()
+            .filter_map(|name| {
+                let Some(tag) = self.find_tag(name) else {
+                    let tag = self.new_tag(name, slot)?;
+                    return Some(Link { tag, pos: 0 });
+                };
+                let members = &mut self.tags.get_mut(tag as usize)?.as_mut()?.members;
+                Some(Link {
+                    tag,
+                    pos: members.push(slot),
+                })
+            })
+            .collect();
+        Links::new(links)
+    }
+
+    fn new_tag(&mut self, name: &str, slot: u32) -> Option<u32> {
+        let id = match self.free_tags.pop() {
+            Some(id) => id,
+            None => {
+                let id = u32::try_from(self.tags.len()).ok()?;
+                self.tags.push(None);
+                id
+            }
+        };
+        self.tags[id as usize] = Some(Tag {
+            name: name.into(),
+            members: Members::One(slot),
+        });
+        let hash = self.hasher.hash_one(name);
+        let Inner {
+            tags,
+            by_tag,
+            hasher,
+            ..
+        } = self;
+        by_tag.insert_unique(hash, id, |&t| hash_tag(hasher, tags, t));
+        Some(id)
+    }
+
+    /// Takes `slot` (whose record the caller holds, out of `records`) off its page's and tags'
+    /// lists, fixing the position of the record each removal moves.
+    fn unlink(&mut self, slot: u32, record: &Record) {
+        let page = record.page.as_str();
+        if let Some(members) = self.by_page.get_mut(page) {
+            let moved = members.remove(slot, record.page_pos);
+            if members.is_empty() {
+                self.by_page.remove(page);
+            }
+            if let Some((other, pos)) = moved {
+                if let Some(other) = self
+                    .records
+                    .get_mut(other as usize)
+                    .and_then(Option::as_mut)
+                {
+                    other.page_pos = pos;
+                }
             }
         }
-        for tag in &record.tags {
-            if let Some(keys) = self.by_tag.get_mut(tag) {
-                keys.remove(key);
-                if keys.is_empty() {
-                    self.by_tag.remove(tag);
+        for link in record.tags.as_slice() {
+            let Some(tag) = self
+                .tags
+                .get_mut(link.tag as usize)
+                .and_then(Option::as_mut)
+            else {
+                continue;
+            };
+            let moved = tag.members.remove(slot, link.pos);
+            if tag.members.is_empty() {
+                self.drop_tag(link.tag);
+            }
+            if let Some((other, pos)) = moved {
+                let other = self
+                    .records
+                    .get_mut(other as usize)
+                    .and_then(Option::as_mut);
+                if let Some(other) = other.and_then(|r| r.tags.find_mut(link.tag)) {
+                    other.pos = pos;
                 }
+            }
+        }
+    }
+
+    fn drop_tag(&mut self, id: u32) {
+        let hash = hash_tag(&self.hasher, &self.tags, id);
+        if let Ok(entry) = self.by_tag.find_entry(hash, |&t| t == id) {
+            entry.remove();
+        }
+        if let Some(tag) = self.tags.get_mut(id as usize) {
+            *tag = None;
+            self.free_tags.push(id);
+        }
+    }
+}
+
+impl PageName {
+    fn new(key: &Key, page: &str) -> PageName {
+        let start = key
+            .len()
+            .checked_sub(page.len())
+            .filter(|_| key.ends_with(page));
+        match start.and_then(|start| u32::try_from(start).ok()) {
+            Some(start) => PageName {
+                text: key.clone(),
+                start,
+            },
+            None => PageName {
+                text: page.into(),
+                start: 0,
+            },
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // `start` is where a suffix begins, so a char boundary: never the empty fallback.
+        self.text.get(self.start as usize..).unwrap_or_default()
+    }
+}
+
+// Ordered, compared and borrowed as the path it names, so the map is searched by `&str`.
+impl std::borrow::Borrow<str> for PageName {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for PageName {
+    fn eq(&self, other: &PageName) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for PageName {}
+
+impl PartialOrd for PageName {
+    fn partial_cmp(&self, other: &PageName) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PageName {
+    fn cmp(&self, other: &PageName) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl Links {
+    fn new(mut links: Vec<Link>) -> Links {
+        match links.len() {
+            0..=2 => {
+                let none = Link { tag: 0, pos: 0 };
+                let first = links.first().copied().unwrap_or(none);
+                let second = links.get(1).copied().unwrap_or(none);
+                Links::Inline(links.len() as u8, [first, second])
+            }
+            _ => {
+                links.shrink_to_fit();
+                Links::Heap(links.into_boxed_slice())
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[Link] {
+        match self {
+            Links::Inline(len, links) => &links[..*len as usize],
+            Links::Heap(links) => links,
+        }
+    }
+
+    fn find_mut(&mut self, tag: u32) -> Option<&mut Link> {
+        let links = match self {
+            Links::Inline(len, links) => &mut links[..*len as usize],
+            Links::Heap(links) => links,
+        };
+        links.iter_mut().find(|link| link.tag == tag)
+    }
+}
+
+impl Members {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Members::Empty => &[],
+            Members::One(slot) => std::slice::from_ref(slot),
+            Members::Many(slots) => slots,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// Adds `slot`; returns its position.
+    fn push(&mut self, slot: u32) -> u32 {
+        match self {
+            Members::Empty => {
+                *self = Members::One(slot);
+                0
+            }
+            Members::One(first) => {
+                *self = Members::Many(Box::new(vec![*first, slot]));
+                1
+            }
+            Members::Many(slots) => {
+                slots.push(slot);
+                // Positions are `u32` like slot ids: a list never holds more than the slots.
+                (slots.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Removes `slot`, expected at `pos`. Returns the member that moved and its new position:
+    /// the caller updates that member's record.
+    fn remove(&mut self, slot: u32, pos: u32) -> Option<(u32, u32)> {
+        let slots = match self {
+            Members::One(only) if *only == slot => {
+                *self = Members::Empty;
+                return None;
+            }
+            Members::Empty | Members::One(_) => return None,
+            Members::Many(slots) => slots,
+        };
+        // The position is always right (tests check it); should a bug make it wrong, searching
+        // keeps a release build from unlinking a stranger.
+        debug_assert_eq!(
+            slots.get(pos as usize),
+            Some(&slot),
+            "stale member position"
+        );
+        let pos = match slots.get(pos as usize) {
+            Some(&at) if at == slot => pos as usize,
+            _ => slots.iter().position(|&s| s == slot)?,
+        };
+        slots.swap_remove(pos);
+        match slots.len() {
+            1 => {
+                let last = slots[0];
+                *self = Members::One(last);
+                Some((last, 0))
+            }
+            len => {
+                // A tag that once listed a million URLs should not keep their room for ever.
+                if slots.capacity() > 4 * len.max(4) {
+                    slots.shrink_to(2 * len);
+                }
+                slots.get(pos).map(|&moved| (moved, pos as u32))
             }
         }
     }
@@ -284,6 +747,15 @@ mod tests {
         );
     }
 
+    /// Every URL pays for these: growth should be a decision.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn record_sizes() {
+        assert!(std::mem::size_of::<Option<Record>>() <= 104);
+        assert!(std::mem::size_of::<Members>() <= 16);
+        assert!(std::mem::size_of::<PageName>() <= 24);
+    }
+
     #[test]
     fn a_host_matches_with_or_without_its_port() {
         assert!(same_host("shop.example", "shop.example"));
@@ -292,6 +764,84 @@ mod tests {
         assert!(!same_host("shop.example:8080", "shop.example:9090"));
         assert!(!same_host("shop.example.evil", "shop.example"));
         assert!(!same_host("shop.example", "shop.example:8080"));
+    }
+
+    /// Churn over few pages and tags moves members around their lists all the time: every
+    /// selection must still match a plain map of what was inserted.
+    #[test]
+    fn positions_survive_churn() {
+        use std::collections::{BTreeSet, HashMap};
+
+        let index = Index::default();
+        // Per key: value id, page, unique tags.
+        type Model = (u64, String, Vec<String>);
+        let mut model: HashMap<String, Model> = HashMap::new();
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for step in 0..20_000u64 {
+            // Keys end with their page half the time, so page names borrow from keys (some of
+            // which then go while their page stays).
+            let path = format!("/p{}", next(40));
+            let k = format!("h{}{path}?v={}", next(4), next(4)).replace("?v=0", "");
+            if next(3) == 0 {
+                // A stale id now and then: must change nothing.
+                let id = model.get(&k).map_or(0, |m| m.0);
+                let id = if next(4) == 0 { id + 1 } else { id };
+                index.remove(&key(&k), id);
+                if model.get(&k).is_some_and(|m| m.0 == id) {
+                    model.remove(&k);
+                }
+            } else {
+                let page = if next(2) == 0 {
+                    path
+                } else {
+                    format!("/p{}", next(40))
+                };
+                let tags: Vec<String> = (0..next(5)).map(|_| format!("t{}", next(12))).collect();
+                let boxed = tags.iter().map(|t| t.as_str().into()).collect();
+                index.insert(&key(&k), handle(step + 1), &page, boxed);
+                let mut unique = tags;
+                unique.sort();
+                unique.dedup();
+                model.insert(k, (step + 1, page, unique));
+            }
+            if step % 997 != 0 {
+                continue;
+            }
+            let keys = |filter: &dyn Fn(&Model) -> bool| {
+                let mut keys: Vec<String> = model
+                    .iter()
+                    .filter(|(_, m)| filter(m))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                keys.sort();
+                keys
+            };
+            for p in 0..40 {
+                let page = format!("/p{p}");
+                assert_eq!(
+                    sorted(index.select(&Selector::Page(&page), None)),
+                    keys(&|m| m.1 == page)
+                );
+            }
+            for t in 0..12 {
+                let tag = format!("t{t}");
+                assert_eq!(
+                    sorted(index.select(&Selector::Tag(&tag), None)),
+                    keys(&|m| m.2.contains(&tag))
+                );
+            }
+            let linked: BTreeSet<_> = index.select(&Selector::All, None).into_iter().collect();
+            assert_eq!(linked.len(), model.len());
+            let tagged = model.values().map(|m| m.2.len()).sum();
+            assert_eq!(index.linked_keys(), (model.len(), tagged));
+            assert_eq!(index.len(), model.len());
+        }
     }
 
     #[test]

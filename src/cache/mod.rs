@@ -12,9 +12,10 @@ pub mod inflight;
 pub mod key;
 pub mod pattern;
 pub mod policy;
+mod removals;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -80,8 +81,8 @@ pub struct Cache {
     epoch: AtomicU64,
     next_id: AtomicU64,
     evictions: Arc<EvictionCounts>,
-    /// Background removals of large hard purges still running; [`Cache::sync`] waits for them.
-    removals: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Removes large hard purges from moka in the background.
+    removals: removals::Removals,
 }
 
 /// Hard purges selecting more URLs than this hand the removal from moka to a thread: the
@@ -161,7 +162,7 @@ impl Cache {
             epoch: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             evictions,
-            removals: Mutex::default(),
+            removals: removals::Removals::default(),
         }
     }
 
@@ -279,47 +280,59 @@ impl Cache {
         dry_run: bool,
         examples_wanted: usize,
     ) -> PurgeCount {
+        fn counted(count: &mut PurgeCount, key: Key, responses: usize, examples_wanted: usize) {
+            count.responses += responses;
+            count.urls += 1;
+            if count.examples.len() < examples_wanted {
+                count.examples.push(key.to_string());
+            }
+            count.keys.push(key);
+        }
         if !dry_run {
             self.epoch.fetch_add(1, Ordering::SeqCst);
         }
-        let selected = self.index.select_handles(selector, host);
         let now = Instant::now();
         let mut count = PurgeCount::default();
         let mut removals: Vec<(Key, u64)> = Vec::new();
-        for (key, handle) in selected {
-            if handle.expires_at <= now {
+        // Soft purges mark the entries themselves, so they need the values: moka is asked after
+        // the index lock is released.
+        let mut soft: Vec<(Key, u64, usize)> = Vec::new();
+        // Hard purges and dry runs are decided on the index records alone, under its lock.
+        self.index.visit(selector, host, |selected| {
+            if selected.expires_at <= now {
                 // Expired: moka no longer returns it, whatever the index still says.
-                continue;
+                return;
             }
             let live = match (dry_run, mode) {
-                (true, _) => !handle.purged.load(Ordering::Acquire),
+                (true, _) => !selected.purged.load(Ordering::Acquire),
                 (false, PurgeMode::Soft) => {
-                    // Soft purges mark the entries themselves, so they need the value.
-                    match self.store.get(&key) {
-                        Some(value)
-                            if value.id == handle.id && !value.purged.load(Ordering::Acquire) =>
-                        {
-                            value.entries.iter().for_each(|e| e.soft_purge());
-                            true
-                        }
-                        _ => false,
-                    }
+                    soft.push((selected.key.clone(), selected.id, selected.responses));
+                    false
                 }
                 (false, PurgeMode::Hard) => {
-                    let live = !handle.purged.swap(true, Ordering::AcqRel);
+                    let live = !selected.purged.swap(true, Ordering::AcqRel);
                     if live {
-                        removals.push((key.clone(), handle.id));
+                        removals.push((selected.key.clone(), selected.id));
                     }
                     live
                 }
             };
             if live {
-                count.responses += handle.responses;
-                count.urls += 1;
-                if count.examples.len() < examples_wanted {
-                    count.examples.push(key.to_string());
+                counted(
+                    &mut count,
+                    selected.key.clone(),
+                    selected.responses,
+                    examples_wanted,
+                );
+            }
+        });
+        for (key, id, responses) in soft {
+            match self.store.get(&key) {
+                Some(value) if value.id == id && !value.purged.load(Ordering::Acquire) => {
+                    value.entries.iter().for_each(|e| e.soft_purge());
+                    counted(&mut count, key, responses, examples_wanted);
                 }
-                count.keys.push(key);
+                _ => {}
             }
         }
         self.remove_purged(removals);
@@ -333,24 +346,7 @@ impl Cache {
             }
             return;
         }
-        let store = self.store.clone();
-        let worker = std::thread::Builder::new()
-            .name("isr-edge-purge".into())
-            .spawn(move || {
-                for (key, id) in &removals {
-                    remove_if_id(&store, key, *id);
-                }
-            });
-        match worker {
-            Ok(handle) => {
-                let mut running = self.removals.lock().unwrap_or_else(|p| p.into_inner());
-                running.retain(|h| !h.is_finished());
-                running.push(handle);
-            }
-            // No thread to be had: the marked values are invisible already, and moka drops
-            // them when they expire or are pushed out.
-            Err(error) => tracing::warn!(%error, "could not start the purge removal thread"),
-        }
+        self.removals.send(&self.store, removals);
     }
 
     /// Drops the copy stored under `key` without bumping the purge epoch: for the proxy's own
@@ -363,10 +359,7 @@ impl Cache {
     /// Runs moka's pending maintenance (evictions, listener calls) now, after waiting for the
     /// background removals of large hard purges.
     pub fn sync(&self) {
-        let running = std::mem::take(&mut *self.removals.lock().unwrap_or_else(|p| p.into_inner()));
-        for handle in running {
-            let _ = handle.join();
-        }
+        self.removals.wait();
         self.store.run_pending_tasks();
     }
 
