@@ -12,9 +12,11 @@
 //! - [`app`]: composition root; routes the control API vs the proxy
 //! - [`proxy`]: the request flow (below); `fetch` (the origin fetch behind a miss), `headers`
 //! - [`upstream`]: origin client, header hygiene, origin errors as 502/504
-//! - [`cache`]: key and path normalisation, entries, freshness policy, purge index, single flight
+//! - [`cache`]: key and path normalisation, entries (compact stored headers), freshness policy,
+//!   purge index (slot arena) and background `removals`, single flight
 //! - [`revalidate`]: `/api/revalidate`: parsing, auth, purge, answers; `forward` tells the
-//!   origin's own cache (its revalidate route, Next.js `x-prerender-revalidate`) first
+//!   origin's own cache (its revalidate route, Next.js `x-prerender-revalidate`) first, `sites`
+//!   picks the forwarders of each `[[origin]]` site, `report` gathers their results
 //! - [`limits`]: URI, Host, request-body and origin-idle limits with their canned answers
 //! - [`body`]: the body type and canned responses; [`demo`]: the `--demo` origin
 //! - [`metrics`]: Prometheus counters and cache gauges; [`admin`]: the admin listener
