@@ -7,6 +7,9 @@
 //!
 //! `cargo bench --bench hot_path`; under `cargo test --all-targets` each runs once.
 
+mod support;
+use support::{full_run, resident_bytes};
+
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -19,24 +22,6 @@ use isr_edge::cache::{Cache, CacheStatus, NewEntry};
 /// The binary's allocator, so the memory figure is the one the proxy has.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// `cargo bench` passes `--bench`; `cargo test` does not.
-fn full_run() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
-}
-
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
 
 /// RSS growth per stored 1 KiB page, everything included: body, stored headers, entry, moka's
 /// own nodes, the key, the purge index. The headers are what `shared/bench`'s origin sends.

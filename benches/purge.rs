@@ -15,6 +15,9 @@
 //! `--bench` argument) criterion runs each bench once and the fixtures shrink to a few thousand
 //! entries, so the test run stays fast.
 
+mod support;
+use support::{full_run, resident_bytes};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,12 +34,6 @@ use isr_edge::cache::{Cache, NewEntry, PurgeHandle, PurgeMode, Selector};
 const MATCHED: usize = 100;
 /// Entries carrying the tag `hot`.
 const TAGGED: usize = 10_000;
-
-/// `cargo bench` passes `--bench`; `cargo test` does not (criterion then runs in test mode).
-fn full_run() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
-}
 
 fn sizes() -> (usize, usize) {
     if full_run() {
@@ -110,18 +107,6 @@ fn filled(pages: &[Page]) -> Cache {
     cache.sync();
     assert_eq!(cache.url_count() as usize, pages.len(), "nothing evicted");
     cache
-}
-
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// RSS growth while indexing `n` keys that already exist (as they do in the cache, where the

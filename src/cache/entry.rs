@@ -369,6 +369,10 @@ mod tests {
         for (k, v) in headers {
             map.insert(*k, HeaderValue::from_str(v).expect("valid"));
         }
+        stored(map, Duration::ZERO)
+    }
+
+    fn stored(map: HeaderMap, initial_age: Duration) -> Entry {
         Entry::new(
             1,
             NewEntry {
@@ -382,7 +386,7 @@ mod tests {
                     stale_while_revalidate: Duration::ZERO,
                     stale_if_error: Duration::ZERO,
                 },
-                initial_age: Duration::ZERO,
+                initial_age,
             },
             Instant::now(),
         )
@@ -416,23 +420,7 @@ mod tests {
         map.append("age", HeaderValue::from_static("7"));
         map.append("x-cache", HeaderValue::from_static("MISS from elsewhere"));
         map.append("etag", HeaderValue::from_static("\"v1\""));
-        let stored = Entry::new(
-            1,
-            NewEntry {
-                status: StatusCode::OK,
-                headers: map,
-                body: Bytes::from_static(b"hello"),
-                vary: vec![],
-                tags: vec![],
-                lifetime: Lifetime {
-                    fresh_for: Duration::from_secs(10),
-                    stale_while_revalidate: Duration::ZERO,
-                    stale_if_error: Duration::ZERO,
-                },
-                initial_age: Duration::from_secs(7),
-            },
-            Instant::now(),
-        );
+        let stored = stored(map, Duration::from_secs(7));
         let response = stored.to_response(
             &Method::GET,
             &HeaderMap::new(),
