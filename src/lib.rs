@@ -135,6 +135,7 @@ pub async fn serve_with_admin(
         header_read_timeout: config.header_read_timeout,
         max_header_size: config.limits.max_header_size,
         max_connections: config.limits.max_connections,
+        workers: config.workers,
     };
     server::serve(listener, app, settings, shutdown).await;
     if let Some(task) = admin_task {

@@ -43,7 +43,9 @@ fn main() -> ExitCode {
     if let Err(e) = isr_edge::logging::init(config.log_format) {
         eprintln!("isr-edge: cannot start logging: {e}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The main thread is worker 0 (and runs the admin listener and signal handling); the server
+    // starts the other workers' threads, each with its own single-threaded runtime.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

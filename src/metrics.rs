@@ -14,7 +14,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -50,6 +50,9 @@ pub struct Metrics {
     stale_served: [Counter; 3],
     revalidations: Family<Labels2, Counter>,
     purge_duration: Histogram,
+    workers: Gauge,
+    connections_open: Gauge,
+    connections_accepted: Family<[(&'static str, String); 1], Counter>,
 }
 
 /// Index into the per-status request counters for an `X-Cache` value.
@@ -119,6 +122,24 @@ impl Metrics {
             "Time to apply one accepted revalidation request",
             purge_duration.clone(),
         );
+        let workers = Gauge::default();
+        registry.register(
+            "workers",
+            "Event-loop threads serving client connections",
+            workers.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections open now (refused ones over --max-connections not included)",
+            connections_open.clone(),
+        );
+        let connections_accepted = Family::default();
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted, by the worker that serves them",
+            connections_accepted.clone(),
+        );
         registry.register_collector(Box::new(CacheCollector { cache }));
         Metrics {
             registry,
@@ -130,7 +151,23 @@ impl Metrics {
             stale_served,
             revalidations,
             purge_duration,
+            workers,
+            connections_open,
+            connections_accepted,
         }
+    }
+
+    /// A worker started; returns its counter of accepted connections (one atomic add each).
+    pub fn worker_started(&self, worker: usize) -> Counter {
+        self.workers.inc();
+        self.connections_accepted
+            .get_or_create_owned(&[("worker", worker.to_string())])
+    }
+
+    /// Counts a connection as open until the returned guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections_open.inc();
+        OpenConnection(self.connections_open.clone())
     }
 
     /// Counts one answered request by its `X-Cache` value (`None`: not a proxied request).
@@ -190,6 +227,15 @@ impl Metrics {
             tracing::error!(%error, "cannot render metrics");
         }
         out
+    }
+}
+
+/// Held while a client connection is open.
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

