@@ -17,8 +17,16 @@ async fn workers_share_one_cache_and_one_origin_fetch() {
     })
     .await;
     let edge = Edge::start(&origin.url(), &["--workers", "3"]).await;
-    let text = metrics_text(&edge).await;
-    assert_eq!(metric(&text, "isr_edge_workers"), Some(3.0), "{text}");
+    // Workers count themselves once their threads run, an instant after the start.
+    let mut workers = None;
+    for _ in 0..100 {
+        workers = metric(&metrics_text(&edge).await, "isr_edge_workers");
+        if workers == Some(3.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(workers, Some(3.0), "workers running");
 
     // 24 clients on their own connections, spread over the workers by the kernel, ask for one
     // cold URL at once: whichever workers they land on, the origin sees one request.
@@ -89,12 +97,10 @@ async fn other_workers_answer_while_worker_zero_is_busy() {
     assert!(answer.ends_with("cached once"), "{answer}");
     assert_eq!(origin.count("/busy"), 1);
 
+    // The first (async) request may have landed on worker 1 too.
     let text = metrics_text(&edge).await;
-    assert_eq!(
-        metric(&text, "isr_edge_connections_accepted_total{worker=\"1\"}"),
-        Some(1.0),
-        "{text}"
-    );
+    let on_worker_1 = metric(&text, "isr_edge_connections_accepted_total{worker=\"1\"}");
+    assert!(on_worker_1 >= Some(1.0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
