@@ -129,7 +129,7 @@ pub async fn serve_with_admin(
     for host in &config.host_origins {
         tracing::info!(host = %host.host, origin = %host.url, "origin for host");
     }
-    tracing::info!(listen = %listener.local_addr()?, origin = %default_origin, routes = config.routes.rules().len(), "isr-edge serving");
+    tracing::info!(listen = %listener.local_addr()?, origin = %default_origin, routes = config.routes.rules().len(), workers = config.workers, "isr-edge serving");
     let settings = server::ServerSettings {
         shutdown_timeout: config.shutdown_timeout,
         header_read_timeout: config.header_read_timeout,

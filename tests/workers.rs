@@ -148,4 +148,6 @@ fn workers_flag_resolves_and_rejects_junk() {
     assert_eq!(config(&["--workers", "5"]).expect("five").workers, 5);
     let error = config(&["--workers", "many"]).expect_err("junk refused");
     assert!(error.to_string().contains("--workers"), "{error}");
+    let error = config(&["--workers", "100000"]).expect_err("absurd count refused");
+    assert!(error.to_string().contains("--workers: at most"), "{error}");
 }

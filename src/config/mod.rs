@@ -171,6 +171,11 @@ impl Config {
                 "--max-header-size: at least 8KiB (hyper's smallest read buffer)".into(),
             ));
         }
+        if cli.workers > MAX_WORKERS {
+            return Err(ConfigError::Limit(format!(
+                "--workers: at most {MAX_WORKERS} (one per CPU is the most that helps; 0 picks that)"
+            )));
+        }
         if cli.max_connections == 0 {
             return Err(ConfigError::Limit(
                 "--max-connections: must be at least 1".into(),
@@ -275,6 +280,9 @@ impl Config {
 }
 
 /// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
+/// More worker threads than this is a typo, not a plan: each is a thread with its own runtime.
+const MAX_WORKERS: usize = 1024;
+
 /// `--workers 0` means one worker per CPU this process may run on: `available_parallelism`
 /// follows the affinity mask (`taskset`) and cgroup CPU quotas, so a pinned proxy runs one.
 fn resolve_workers(requested: usize) -> usize {
