@@ -8,7 +8,8 @@
 //! - [`routes`]: per-path rules (ttl, stale windows, bypass, tags), first match wins
 //! - [`origins`]: which origin serves a `Host`; 421 for hosts nobody configured
 //! - [`purge_client`]: `isr-edge revalidate ...`, the purge client in the same binary
-//! - [`server`]: accept loop, HTTP/1.1 + h2c, graceful shutdown (transport only)
+//! - [`server`]: the worker threads and their accept loops, HTTP/1.1 + h2c, graceful shutdown
+//!   (transport only)
 //! - [`app`]: composition root; routes the control API vs the proxy
 //! - [`proxy`]: the request flow (below); `fetch` (the origin fetch behind a miss), `headers`
 //! - [`upstream`]: origin client, header hygiene, origin errors as 502/504
@@ -63,6 +64,8 @@ use crate::config::{Config, OriginSpec};
 /// Serves `config` on an already bound `listener` until `shutdown` completes. The admin
 /// listener, unless `--admin-listen off`, is bound here from the configuration; use
 /// [`serve_with_admin`] to pass one already bound (tests bind port 0 and read the address).
+/// The calling task serves as worker 0; `config.workers - 1` more threads start here, each
+/// with its own single-threaded runtime, and end when it returns.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
