@@ -392,6 +392,31 @@ mod tests {
         )
     }
 
+    /// Every stored page pays for these (see the memory figures in the README): growth should
+    /// be a decision, not an accident.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn per_page_sizes() {
+        assert!(std::mem::size_of::<Entry>() <= 240);
+        assert!(std::mem::size_of::<StoredField>() <= 40);
+        // A typical page head (as the bench origin sends it, plus the ETag added on admission)
+        // is stored as its value bytes in one block plus one field record each.
+        let page = entry(&[
+            ("content-type", "text/html; charset=utf-8"),
+            ("cache-control", "s-maxage=60, stale-while-revalidate=30"),
+            ("date", "Sun, 22 Nov 2026 02:00:00 GMT"),
+            ("x-origin-seq", "12345"),
+        ]);
+        let values: usize = page
+            .headers
+            .fields
+            .iter()
+            .map(|f| (f.end - f.start) as usize)
+            .sum();
+        assert_eq!(page.headers.block.len(), values, "one block, no slack");
+        assert_eq!(page.headers.fields.len(), 5, "the four fields and the ETag");
+    }
+
     fn request(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
