@@ -46,7 +46,19 @@ impl Admin {
         }
         match path {
             "/metrics" => {
-                let mut response = Response::new(body::full(self.metrics.render()));
+                // Rendering settles the cache first (pending evictions, background removals),
+                // which blocks; off this worker's thread, so its clients keep being served.
+                let metrics = self.metrics.clone();
+                let text = match tokio::task::spawn_blocking(move || metrics.render()).await {
+                    Ok(text) => text,
+                    Err(error) => {
+                        tracing::error!(%error, "rendering /metrics failed");
+                        let mut response = Response::new(body::full("metrics unavailable\n"));
+                        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                        return response;
+                    }
+                };
+                let mut response = Response::new(body::full(text));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -157,17 +157,20 @@ impl Metrics {
         }
     }
 
-    /// A worker started; returns its counter of accepted connections (one atomic add each).
-    pub fn worker_started(&self, worker: usize) -> Counter {
+    /// A worker started; returns its counter of accepted connections (one atomic add each) and
+    /// a guard that counts it as running until dropped.
+    pub fn worker_started(&self, worker: usize) -> (Counter, Running) {
         self.workers.inc();
-        self.connections_accepted
-            .get_or_create_owned(&[("worker", worker.to_string())])
+        let accepted = self
+            .connections_accepted
+            .get_or_create_owned(&[("worker", worker.to_string())]);
+        (accepted, Running(self.workers.clone()))
     }
 
     /// Counts a connection as open until the returned guard is dropped.
-    pub fn connection_opened(&self) -> OpenConnection {
+    pub fn connection_opened(&self) -> Running {
         self.connections_open.inc();
-        OpenConnection(self.connections_open.clone())
+        Running(self.connections_open.clone())
     }
 
     /// Counts one answered request by its `X-Cache` value (`None`: not a proxied request).
@@ -230,10 +233,10 @@ impl Metrics {
     }
 }
 
-/// Held while a client connection is open.
-pub struct OpenConnection(Gauge);
+/// Held while a worker runs or a client connection is open: dropping it lowers the gauge.
+pub struct Running(Gauge);
 
-impl Drop for OpenConnection {
+impl Drop for Running {
     fn drop(&mut self) {
         self.0.dec();
     }

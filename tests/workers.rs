@@ -142,7 +142,8 @@ fn workers_flag_resolves_and_rejects_junk() {
         argv.extend_from_slice(args);
         isr_edge::config::Config::from_args(argv, None)
     };
-    let auto = config(&[]).expect("default");
+    // Explicit 0, so an ISR_EDGE_WORKERS in the environment cannot change the default here.
+    let auto = config(&["--workers", "0"]).expect("auto");
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     assert_eq!(auto.workers, cpus, "0 = one per usable CPU");
     assert_eq!(config(&["--workers", "5"]).expect("five").workers, 5);

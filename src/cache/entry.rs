@@ -400,7 +400,7 @@ mod tests {
         assert!(std::mem::size_of::<Entry>() <= 240);
         assert!(std::mem::size_of::<StoredField>() <= 40);
         // A typical page head (as the bench origin sends it, plus the ETag added on admission)
-        // is stored as its value bytes in one block plus one field record each.
+        // is stored as exactly its value bytes in one block, plus one field record each.
         let page = entry(&[
             ("content-type", "text/html; charset=utf-8"),
             ("cache-control", "s-maxage=60, stale-while-revalidate=30"),

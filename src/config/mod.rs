@@ -279,7 +279,6 @@ impl Config {
     }
 }
 
-/// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
 /// More worker threads than this is a typo, not a plan: each is a thread with its own runtime.
 const MAX_WORKERS: usize = 1024;
 
@@ -292,6 +291,7 @@ fn resolve_workers(requested: usize) -> usize {
     }
 }
 
+/// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
 pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host
