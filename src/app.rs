@@ -34,11 +34,16 @@ impl App {
     pub fn new(config: &Config, origin: Option<&Uri>) -> App {
         let cache = Arc::new(Cache::new(config.cache_size));
         let origins = Origins::new(
-            origin.map(|uri| Upstream::new(uri, config.origin_timeout)),
+            origin.map(|uri| Upstream::new(uri, config.origin_timeout, config.workers)),
             config
                 .host_origins
                 .iter()
-                .map(|h| (h.host.clone(), Upstream::new(&h.url, config.origin_timeout)))
+                .map(|h| {
+                    (
+                        h.host.clone(),
+                        Upstream::new(&h.url, config.origin_timeout, config.workers),
+                    )
+                })
                 .collect(),
         );
         let settings = ProxySettings {

@@ -90,7 +90,7 @@ mod tests {
     use std::time::Duration;
 
     fn upstream(url: &str) -> Upstream {
-        Upstream::new(&url.parse().expect("uri"), Duration::from_secs(1))
+        Upstream::new(&url.parse().expect("uri"), Duration::from_secs(1), 1)
     }
 
     #[test]

@@ -30,6 +30,17 @@ pub struct ServerSettings {
     pub workers: usize,
 }
 
+thread_local! {
+    /// The worker this thread runs; 0 on threads that are not worker threads (worker 0 is the
+    /// caller's task, wherever its runtime runs it).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The worker running on this thread, for per-worker resources such as origin pools.
+pub fn current_worker() -> usize {
+    WORKER.with(std::cell::Cell::get)
+}
+
 /// What a connection over `--max-connections` gets before it is closed.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
     retry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 46\r\n\r\n\
@@ -70,6 +81,7 @@ pub async fn serve(
         let spawned = std::thread::Builder::new()
             .name(format!("isr-edge-worker-{}", index + 1))
             .spawn(move || {
+                WORKER.with(|worker| worker.set(index + 1));
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

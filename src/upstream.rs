@@ -3,6 +3,7 @@
 //! internals), timeouts, and [`UpstreamError`], the one place origin failures become 502/504.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -133,25 +134,33 @@ pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> H
 /// The origin: where it is and how to reach it.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, UpstreamBody>,
+    /// One keep-alive pool per worker (see `server`), like nginx's per-worker upstream pools:
+    /// a connection is registered with the event loop of the worker that opened it, so a
+    /// worker only uses its own and never waits on another worker's thread.
+    clients: Arc<[Client<HttpConnector, UpstreamBody>]>,
     scheme_authority: String,
     base_path: String,
     timeout: Duration,
 }
 
 impl Upstream {
-    pub fn new(origin: &Uri, timeout: Duration) -> Upstream {
+    /// `workers`: how many worker event loops will send requests (one pool each; at least 1).
+    pub fn new(origin: &Uri, timeout: Duration, workers: usize) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(512)
-            .build(connector);
+        let clients = (0..workers.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .pool_max_idle_per_host(512)
+                    .build(connector.clone())
+            })
+            .collect();
         let scheme = origin.scheme_str().unwrap_or("http");
         let authority = origin.authority().map(|a| a.as_str()).unwrap_or("");
         Upstream {
-            client,
+            clients,
             scheme_authority: format!("{scheme}://{authority}"),
             base_path: origin.path().trim_end_matches('/').to_string(),
             timeout,
@@ -194,7 +203,8 @@ impl Upstream {
         &self,
         request: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+        let client = &self.clients[crate::server::current_worker() % self.clients.len()];
+        match tokio::time::timeout(self.timeout, client.request(request)).await {
             Err(_) => Err(UpstreamError::Timeout(self.timeout)),
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(root_cause(&e))),
             Ok(Err(e)) => Err(UpstreamError::Protocol(root_cause(&e))),

@@ -103,6 +103,56 @@ async fn other_workers_answer_while_worker_zero_is_busy() {
     assert!(on_worker_1 >= Some(1.0), "{text}");
 }
 
+/// Each worker has its own origin pool: with worker 0 (this thread) blocked while it holds an
+/// idle origin connection, worker 1's miss must not be queued behind worker 0's event loop.
+#[tokio::test(flavor = "current_thread")]
+async fn a_worker_never_waits_on_another_workers_origin_connection() {
+    // The origin runs on its own thread, so only worker 0 stops when this thread blocks.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("origin runtime");
+        runtime.block_on(async move {
+            let origin =
+                Origin::start(|seen| Reply::ok(format!("page {}", seen.path)).cc("s-maxage=60"))
+                    .await;
+            sender.send(origin.url()).expect("origin address");
+            std::future::pending::<()>().await;
+        });
+    });
+    let origin = receiver.recv().expect("origin started");
+    let edge = Edge::start(&origin, &["--workers", "2", "--origin-timeout", "3s"]).await;
+
+    // Misses until worker 0 has served one, so its pool holds an idle origin connection.
+    let on_worker_0 = "isr_edge_connections_accepted_total{worker=\"0\"}";
+    let mut served_by_0 = false;
+    for i in 0..100 {
+        assert_eq!(get(edge.addr, &format!("/warm/{i}")).await.status, 200);
+        if metric(&metrics_text(&edge).await, on_worker_0) >= Some(1.0) {
+            served_by_0 = true;
+            break;
+        }
+    }
+    assert!(served_by_0, "worker 0 never accepted a connection");
+
+    let mut stream = std::net::TcpStream::connect(edge.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /cold HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        edge.addr
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("page /cold"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_waits_for_every_workers_requests() {
     let origin = Origin::start(|_| {
