@@ -51,8 +51,8 @@ const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: c
 ///
 /// The calling task is worker 0; `settings.workers - 1` more threads each run a single-threaded
 /// runtime with its own accept loop on the same listening socket, like nginx's worker
-/// processes. A client connection stays on the worker that accepted it (its hits never leave
-/// that thread; a miss may use a pooled origin connection another worker opened): measured on
+/// processes. A client connection stays on the worker that accepted it, and so do its origin
+/// requests (each worker has its own origin pools, see `upstream`): measured on
 /// the hit path (one CPU, 256 connections) this costs 4-5 % less CPU per request than tokio's
 /// work-stealing scheduler, which pays for stealing it cannot use.
 pub async fn serve(
@@ -63,8 +63,8 @@ pub async fn serve(
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    // Workers keep their runtimes alive until every worker has drained: a pooled origin
-    // connection opened on one worker may be serving another worker's request. If this future
+    // Workers keep their runtimes alive until every worker has drained: a request on one worker
+    // may be waiting for an origin fetch running on another (coalescing). If this future
     // is dropped instead of shut down, both senders go with it and the workers stop as well.
     let (release, released) = tokio::sync::watch::channel(false);
     let mut drained = Vec::new();
