@@ -19,7 +19,11 @@ use crate::config::LogFormat;
 pub fn init(format: LogFormat) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour only for a person at a terminal: escape codes in files and journald break grep
+    // and log shippers.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let result = match format {
         LogFormat::Text => builder.try_init(),
         // Fields at the top level of each object, so shippers need no nested paths.

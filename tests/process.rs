@@ -20,7 +20,20 @@ fn free_port() -> u16 {
 }
 
 fn command(secret: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_isr-edge"));
+    command_via(&[], secret, args)
+}
+
+/// The binary started through `launcher` (e.g. `taskset -c 0`), or directly when it is empty.
+fn command_via(launcher: &[&str], secret: &str, args: &[&str]) -> Command {
+    let binary = env!("CARGO_BIN_EXE_isr-edge");
+    let mut command = match launcher.split_first() {
+        Some((program, launcher_args)) => {
+            let mut command = Command::new(program);
+            command.args(launcher_args).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
     command
         .args(args)
         // The admin listener's fixed default port would collide between parallel tests.
@@ -38,7 +51,13 @@ async fn start(
     secret: &str,
     args: &[&str],
 ) -> (Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let mut child = command(secret, args).spawn().expect("spawn isr-edge");
+    start_command(command(secret, args)).await
+}
+
+async fn start_command(
+    mut command: Command,
+) -> (Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let mut child = command.spawn().expect("spawn isr-edge");
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
     for stream in [
         child
@@ -89,6 +108,43 @@ fn signal(child: &Child, name: &str) {
         .status()
         .expect("kill");
     assert!(status.success());
+}
+
+/// The start line's `workers=N`.
+async fn workers_started(launcher: &[&str], args: &[&str]) -> String {
+    let (mut child, mut lines) = start_command(command_via(launcher, SECRET, args)).await;
+    let mut workers = String::new();
+    while let Ok(line) = lines.try_recv() {
+        // Logs piped to a file or a shipper carry no terminal colour codes.
+        assert!(
+            !line.contains('\u{1b}'),
+            "escape codes in a piped log: {line:?}"
+        );
+        if line.contains("isr-edge serving") {
+            workers = line
+                .split_whitespace()
+                .find(|field| field.starts_with("workers="))
+                .unwrap_or("workers missing")
+                .to_string();
+        }
+    }
+    let _ = child.kill().await;
+    workers
+}
+
+/// `--workers 0` (the default) follows the CPU affinity: pinned with `taskset`, as the
+/// benchmark pins it, the proxy runs one worker; an explicit count wins over the affinity.
+#[tokio::test]
+async fn workers_follow_the_cpu_affinity() {
+    let origin = Origin::start(|_| Reply::ok("x")).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = ["--origin", &origin.url(), "--listen", &listen];
+    let pinned = ["taskset", "-c", "0"];
+    assert_eq!(workers_started(&pinned, &args).await, "workers=1");
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(workers_started(&[], &args).await, format!("workers={cpus}"));
+    let three = [&args[..], &["--workers", "3"]].concat();
+    assert_eq!(workers_started(&pinned, &three).await, "workers=3");
 }
 
 /// Waits for a log line containing `needle`.
