@@ -139,7 +139,19 @@ async fn workers_follow_the_cpu_affinity() {
     let origin = Origin::start(|_| Reply::ok("x")).await;
     let listen = format!("127.0.0.1:{}", free_port());
     let args = ["--origin", &origin.url(), "--listen", &listen];
-    let pinned = ["taskset", "-c", "0"];
+    // The first CPU this test may use (a container's cpuset need not include CPU 0).
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let allowed = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list");
+    let first_cpu = allowed
+        .trim()
+        .split([',', '-'])
+        .next()
+        .expect("a CPU")
+        .to_string();
+    let pinned = ["taskset", "-c", first_cpu.as_str()];
     assert_eq!(workers_started(&pinned, &args).await, "workers=1");
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     assert_eq!(workers_started(&[], &args).await, format!("workers={cpus}"));
