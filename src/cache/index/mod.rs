@@ -211,14 +211,7 @@ impl Index {
                 .map_or(&[], |t| t.members.as_slice()),
             Selector::Subtree(root) => {
                 let root = root.trim_end_matches('/');
-                for (page, members) in inner.by_page.range::<str, _>((
-                    Bound::Included(if root.is_empty() { "/" } else { root }),
-                    Bound::Unbounded,
-                )) {
-                    let page = page.as_str();
-                    if !page.starts_with(root) {
-                        break;
-                    }
+                for (page, members) in pages_starting_with(&inner.by_page, root) {
                     let below = root.is_empty()
                         || page.len() == root.len()
                         || page.as_bytes()[root.len()] == b'/';
@@ -231,14 +224,7 @@ impl Index {
             Selector::Pattern(pattern, subtree) => {
                 let prefix = pattern.literal_prefix();
                 let start = prefix.trim_end_matches('/');
-                for (page, members) in inner.by_page.range::<str, _>((
-                    Bound::Included(if start.is_empty() { "/" } else { start }),
-                    Bound::Unbounded,
-                )) {
-                    let page = page.as_str();
-                    if !page.starts_with(start) {
-                        break;
-                    }
+                for (page, members) in pages_starting_with(&inner.by_page, start) {
                     if pattern.matches(page, *subtree) {
                         gathered.extend_from_slice(members.as_slice());
                     }
@@ -498,6 +484,19 @@ impl Inner {
             self.free_tags.push(id);
         }
     }
+}
+
+/// The pages whose names start with `prefix`, in order: a range scan that stops at the first
+/// page past the prefix, so its cost follows the matches, not the number of pages stored.
+fn pages_starting_with<'a>(
+    by_page: &'a BTreeMap<PageName, Members>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a Members)> + 'a {
+    let from = if prefix.is_empty() { "/" } else { prefix };
+    by_page
+        .range::<str, _>((Bound::Included(from), Bound::Unbounded))
+        .map(|(page, members)| (page.as_str(), members))
+        .take_while(move |(page, _)| page.starts_with(prefix))
 }
 
 #[cfg(test)]
