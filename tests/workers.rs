@@ -8,6 +8,38 @@ use std::time::Duration;
 
 use support::{eventually, get, metric, metrics_text, Edge, Origin, Reply};
 
+/// Scrapes `sample` until it equals `want` (up to ~5 s); returns the last value seen.
+async fn metric_reaches(edge: &Edge, sample: &str, want: f64) -> Option<f64> {
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = metric(&metrics_text(edge).await, sample);
+        if seen == Some(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen
+}
+
+/// One GET over a blocking socket: the calling thread (and so worker 0 and anything else on
+/// this test's runtime) does not run until the answer is in.
+fn blocking_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("an answer from a worker that is not blocked");
+    answer
+}
+
 #[tokio::test]
 async fn workers_share_one_cache_and_one_origin_fetch() {
     let origin = Origin::start(|seen| {
@@ -18,14 +50,7 @@ async fn workers_share_one_cache_and_one_origin_fetch() {
     .await;
     let edge = Edge::start(&origin.url(), &["--workers", "3"]).await;
     // Workers count themselves once their threads run, an instant after the start.
-    let mut workers = None;
-    for _ in 0..100 {
-        workers = metric(&metrics_text(&edge).await, "isr_edge_workers");
-        if workers == Some(3.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let workers = metric_reaches(&edge, "isr_edge_workers", 3.0).await;
     assert_eq!(workers, Some(3.0), "workers running");
 
     // 24 clients on their own connections, spread over the workers by the kernel, ask for one
@@ -55,14 +80,7 @@ async fn workers_share_one_cache_and_one_origin_fetch() {
         .sum();
     assert_eq!(accepted, 24.0, "{text}");
     // Each client closed its connection; the gauge falls back as the server notices.
-    let mut open = None;
-    for _ in 0..100 {
-        open = metric(&metrics_text(&edge).await, "isr_edge_connections_open");
-        if open == Some(0.0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let open = metric_reaches(&edge, "isr_edge_connections_open", 0.0).await;
     assert_eq!(open, Some(0.0), "connections_open after every client left");
 }
 
@@ -75,20 +93,7 @@ async fn other_workers_answer_while_worker_zero_is_busy() {
     assert_eq!(get(edge.addr, "/busy").await.cache(), "MISS");
 
     // Blocking I/O on purpose: this thread runs worker 0 and the origin, and neither may run.
-    let mut stream = std::net::TcpStream::connect(edge.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /busy HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
-        edge.addr
-    )
-    .expect("write");
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .expect("worker 1 answers while worker 0 cannot run");
+    let answer = blocking_get(edge.addr, "/busy");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
         answer.to_ascii_lowercase().contains("x-cache: hit"),
@@ -137,18 +142,7 @@ async fn a_worker_never_waits_on_another_workers_origin_connection() {
     }
     assert!(served_by_0, "worker 0 never accepted a connection");
 
-    let mut stream = std::net::TcpStream::connect(edge.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /cold HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
-        edge.addr
-    )
-    .expect("write");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("answer");
+    let answer = blocking_get(edge.addr, "/cold");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("page /cold"), "{answer}");
 }
