@@ -76,34 +76,8 @@ pub async fn serve(
             settings: settings.clone(),
             slots: slots.clone(),
         };
-        let (done, finished) = tokio::sync::oneshot::channel::<()>();
-        let (stopping, mut released) = (stopping.clone(), released.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("isr-edge-worker-{}", index + 1))
-            .spawn(move || {
-                WORKER.with(|worker| worker.set(index + 1));
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        tracing::error!(%error, worker = index + 1, "cannot start a worker runtime; one worker fewer");
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    match TcpListener::from_std(copy) {
-                        Ok(listener) => worker.run(listener, stopping).await,
-                        Err(error) => tracing::error!(%error, worker = index + 1, "worker cannot use the listener"),
-                    }
-                    let _ = done.send(());
-                    let _ = released.wait_for(|released| *released).await;
-                });
-            });
-        match spawned {
-            Ok(_) => drained.push(finished),
-            Err(error) => tracing::error!(%error, "cannot start a worker thread; one worker fewer"),
+        if let Some(finished) = spawn_worker(worker, copy, stopping.clone(), released.clone()) {
+            drained.push(finished);
         }
     }
     let deadline = settings.shutdown_timeout;
@@ -139,6 +113,52 @@ pub async fn serve(
         tracing::warn!("a worker did not finish by the shutdown deadline; stopping without it");
     }
     let _ = release.send(true);
+}
+
+/// Starts `worker` on a thread of its own with a single-threaded runtime. The returned
+/// receiver completes once the worker has drained after `stopping`; its runtime then lives on
+/// until `released`. `None`: no thread (logged), one worker fewer.
+fn spawn_worker(
+    worker: Worker,
+    listener: std::net::TcpListener,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    mut released: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    let index = worker.index;
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let run = move || {
+        WORKER.with(|current| current.set(index));
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, worker = index, "cannot start a worker runtime; one worker fewer");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => worker.run(listener, stopping).await,
+                Err(error) => {
+                    tracing::error!(%error, worker = index, "worker cannot use the listener")
+                }
+            }
+            let _ = done.send(());
+            let _ = released.wait_for(|released| *released).await;
+        });
+    };
+    match std::thread::Builder::new()
+        .name(format!("isr-edge-worker-{index}"))
+        .spawn(run)
+    {
+        Ok(_) => Some(finished),
+        Err(error) => {
+            tracing::error!(%error, worker = index, "cannot start a worker thread; one worker fewer");
+            None
+        }
+    }
 }
 
 /// One duplicate of the listening socket per extra worker (fewer if the process is out of
