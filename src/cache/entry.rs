@@ -2,7 +2,7 @@
 //! tags and lifetime; how it is rendered as a HIT/STALE response or a 304.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
@@ -70,8 +70,6 @@ const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 #[derive(Debug)]
 pub struct Entry {
-    /// Unique per admission, so index bookkeeping can tell an old copy from its replacement.
-    pub id: u64,
     pub status: StatusCode,
     /// Headers as clients get them (hop-by-hop, tag and surrogate headers removed, browser
     /// `Cache-Control` applied, an ETag present), without the per-response `Age`, `X-Cache` and
@@ -79,14 +77,13 @@ pub struct Entry {
     headers: StoredHeaders,
     pub body: Bytes,
     /// The request header values this variant was made for, by the names in its `Vary`.
-    pub vary: Vec<(HeaderName, Option<String>)>,
-    pub tags: Vec<Box<str>>,
+    pub vary: Box<[(HeaderName, Option<String>)]>,
+    pub tags: Box<[Box<str>]>,
     pub lifetime: Lifetime,
     pub stored_at: Instant,
     /// Age the response already had when it arrived (origin `Age`, or `fresh_for` when the origin
     /// said it served a stale copy).
     pub initial_age: Duration,
-    pub last_modified: Option<SystemTime>,
     /// `text/x-component`: an RSC payload, only ever served to `RSC: 1` requests.
     pub is_rsc: bool,
     soft_purged: AtomicBool,
@@ -95,20 +92,54 @@ pub struct Entry {
 /// Stored response headers in a compact form: every value's bytes in one block, each field a
 /// name and a range of that block. A `HeaderMap` costs about 100 bytes per slot (with spare
 /// slots) plus one allocation per value, which for a 1 KiB page was more than the page itself;
-/// this costs 40 bytes per field and one allocation. A hit renders it into a fresh map whose
-/// values are slices of the block (no copy).
+/// this costs 12 bytes per field and one allocation. A hit renders it into a fresh map whose
+/// values are slices of the block (no copy) and whose names are clones of shared names (no
+/// copy either).
 #[derive(Debug)]
 struct StoredHeaders {
     block: Bytes,
     fields: Box<[StoredField]>,
+    /// Names outside [`COMMON_NAMES`], in order of first use; a field refers to one by
+    /// `COMMON_NAMES.len() + position`. Kept as `HeaderName`s (not bytes in the block) so that
+    /// a hit clones them instead of parsing and allocating a name per field.
+    other_names: Box<[HeaderName]>,
 }
 
+/// One stored field: 12 bytes where a `HeaderName` alone is 32.
 #[derive(Debug)]
 struct StoredField {
-    name: HeaderName,
+    name: u16,
     start: u32,
     end: u32,
 }
+
+/// Response field names most pages carry, stored as an index into this table.
+static COMMON_NAMES: [HeaderName; 24] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::CONTENT_LENGTH,
+    header::DATE,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::EXPIRES,
+    header::VARY,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::CONTENT_DISPOSITION,
+    header::CONTENT_SECURITY_POLICY,
+    header::STRICT_TRANSPORT_SECURITY,
+    header::X_CONTENT_TYPE_OPTIONS,
+    header::X_FRAME_OPTIONS,
+    header::X_XSS_PROTECTION,
+    header::REFERRER_POLICY,
+    header::LINK,
+    header::LOCATION,
+    header::SERVER,
+    header::ACCEPT_RANGES,
+    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+    header::CONTENT_RANGE,
+    header::ALT_SVC,
+];
 
 /// Set per response, never stored.
 fn per_response(name: &HeaderName) -> bool {
@@ -123,23 +154,45 @@ impl StoredHeaders {
         let size: usize = kept().map(|(_, value)| value.len()).sum();
         let mut block = Vec::with_capacity(size);
         let mut fields = Vec::with_capacity(kept().count());
+        let mut other_names: Vec<HeaderName> = Vec::new();
         for (name, value) in kept() {
             let start = block.len();
             block.extend_from_slice(value.as_bytes());
-            // Header blocks are bounded by the origin client's limits (far below 4 GiB); a
-            // field beyond the range would simply not be stored.
-            if let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(block.len())) {
-                fields.push(StoredField {
-                    name: name.clone(),
-                    start,
-                    end,
-                });
+            let name_id = match COMMON_NAMES.iter().position(|common| common == name) {
+                Some(common) => common,
+                None => {
+                    COMMON_NAMES.len()
+                        + match other_names.iter().position(|other| other == name) {
+                            Some(seen) => seen,
+                            None => {
+                                other_names.push(name.clone());
+                                other_names.len() - 1
+                            }
+                        }
+                }
+            };
+            // Header blocks are bounded by the origin client's limits (a few hundred fields,
+            // far below 4 GiB); a field beyond the ranges would simply not be stored.
+            if let (Ok(name), Ok(start), Ok(end)) = (
+                u16::try_from(name_id),
+                u32::try_from(start),
+                u32::try_from(block.len()),
+            ) {
+                fields.push(StoredField { name, start, end });
             }
         }
         StoredHeaders {
             block: Bytes::from(block),
             fields: fields.into_boxed_slice(),
+            other_names: other_names.into_boxed_slice(),
         }
+    }
+
+    fn name(&self, field: &StoredField) -> Option<&HeaderName> {
+        let id = usize::from(field.name);
+        COMMON_NAMES
+            .get(id)
+            .or_else(|| self.other_names.get(id.checked_sub(COMMON_NAMES.len())?))
     }
 
     fn value(&self, field: &StoredField) -> Option<HeaderValue> {
@@ -151,21 +204,30 @@ impl StoredHeaders {
     fn get(&self, name: &HeaderName) -> Option<HeaderValue> {
         self.fields
             .iter()
-            .find(|f| f.name == name)
+            .find(|f| self.name(f) == Some(name))
             .and_then(|f| self.value(f))
     }
 
     /// Appends the stored fields to `map`, except those `skip` names.
     fn render(&self, map: &mut HeaderMap, skip: impl Fn(&HeaderName) -> bool) {
-        for field in self.fields.iter().filter(|f| !skip(&f.name)) {
+        for field in &self.fields {
+            let Some(name) = self.name(field).filter(|name| !skip(name)) else {
+                continue;
+            };
             if let Some(value) = self.value(field) {
-                map.append(field.name.clone(), value);
+                map.append(name.clone(), value);
             }
         }
     }
 
     fn weight(&self) -> usize {
-        self.block.len() + self.fields.len() * std::mem::size_of::<StoredField>()
+        self.block.len()
+            + self.fields.len() * std::mem::size_of::<StoredField>()
+            + self
+                .other_names
+                .iter()
+                .map(|name| name.as_str().len() + std::mem::size_of::<HeaderName>())
+                .sum::<usize>()
     }
 }
 
@@ -181,27 +243,21 @@ pub struct NewEntry {
 }
 
 impl Entry {
-    pub fn new(id: u64, new: NewEntry, now: Instant) -> Entry {
+    pub fn new(new: NewEntry, now: Instant) -> Entry {
         let mut headers = new.headers;
         if !headers.contains_key(header::ETAG) {
             headers.insert(header::ETAG, strong_etag(&new.body));
         }
-        let last_modified = headers
-            .get(header::LAST_MODIFIED)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok());
         Entry {
-            id,
             status: new.status,
             is_rsc: is_rsc_content(&headers),
             headers: StoredHeaders::new(&headers),
             body: new.body,
-            vary: new.vary,
-            tags: new.tags,
+            vary: new.vary.into_boxed_slice(),
+            tags: new.tags.into_boxed_slice(),
             lifetime: new.lifetime,
             stored_at: now,
             initial_age: new.initial_age,
-            last_modified,
             soft_purged: AtomicBool::new(false),
         }
     }
@@ -279,8 +335,14 @@ impl Entry {
                 .map(str::trim)
                 .any(|candidate| candidate == "*" || opaque_tag(candidate) == ours);
         }
+        // Parsed here rather than kept parsed: every stored page would pay for a field that
+        // only `If-Modified-Since` without `If-None-Match` (rare: an ETag is always stored) reads.
+        let last_modified = || {
+            let value = self.headers.get(&header::LAST_MODIFIED)?;
+            httpdate::parse_http_date(value.to_str().ok()?).ok()
+        };
         if let (Some(ims), Some(last_modified)) =
-            (request.get(header::IF_MODIFIED_SINCE), self.last_modified)
+            (request.get(header::IF_MODIFIED_SINCE), last_modified())
         {
             if let Some(ims) = ims
                 .to_str()
@@ -374,7 +436,6 @@ mod tests {
 
     fn stored(map: HeaderMap, initial_age: Duration) -> Entry {
         Entry::new(
-            1,
             NewEntry {
                 status: StatusCode::OK,
                 headers: map,
@@ -397,8 +458,9 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn per_page_sizes() {
-        assert!(std::mem::size_of::<Entry>() <= 240);
-        assert!(std::mem::size_of::<StoredField>() <= 40);
+        // With the `Arc` counts, 232 bytes: mimalloc's 256-byte class.
+        assert!(std::mem::size_of::<Entry>() <= 216);
+        assert!(std::mem::size_of::<StoredField>() <= 12);
         // A typical page head (as the bench origin sends it, plus the ETag added on admission)
         // is stored as exactly its value bytes in one block, plus one field record each.
         let page = entry(&[
@@ -415,6 +477,8 @@ mod tests {
             .sum();
         assert_eq!(page.headers.block.len(), values, "one block, no slack");
         assert_eq!(page.headers.fields.len(), 5, "the four fields and the ETag");
+        // Common names cost a table index; only `x-origin-seq` is kept as a name of its own.
+        assert_eq!(page.headers.other_names.len(), 1);
     }
 
     fn request(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -434,6 +498,52 @@ mod tests {
         assert!(e.not_modified(&request(&[("if-none-match", etag)])));
         assert!(e.not_modified(&request(&[("if-none-match", &format!("\"x\", W/{etag}"))])));
         assert!(!e.not_modified(&request(&[("if-none-match", "\"other\"")])));
+    }
+
+    #[test]
+    fn other_names_keep_their_order_values_and_repeats() {
+        let mut map = HeaderMap::new();
+        map.append("x-powered-by", HeaderValue::from_static("Next.js"));
+        map.append("content-location", HeaderValue::from_static("/a"));
+        map.append("x-nextjs-cache", HeaderValue::from_static("HIT"));
+        map.append("x-powered-by", HeaderValue::from_static("again"));
+        map.append("etag", HeaderValue::from_static("\"e\""));
+        let stored = stored(map, Duration::ZERO);
+        assert_eq!(
+            stored.headers.other_names.len(),
+            3,
+            "each name outside the table kept once"
+        );
+        assert_eq!(
+            stored
+                .headers
+                .get(&HeaderName::from_static("x-nextjs-cache")),
+            Some(HeaderValue::from_static("HIT"))
+        );
+        let response = stored.to_response(
+            &Method::GET,
+            &HeaderMap::new(),
+            CacheStatus::Hit,
+            Instant::now(),
+        );
+        let rendered: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
+            .filter(|(k, _)| !["age", "x-cache", "cache-status"].contains(&k.as_str()))
+            .collect();
+        let expected = [
+            ("x-powered-by", "Next.js"),
+            ("x-powered-by", "again"),
+            ("content-location", "/a"),
+            ("x-nextjs-cache", "HIT"),
+            ("etag", "\"e\""),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(rendered, expected);
     }
 
     #[test]

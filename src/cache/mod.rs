@@ -194,11 +194,7 @@ impl Cache {
         epoch_at_start: u64,
     ) -> (Arc<Entry>, bool) {
         let now = Instant::now();
-        let entry = Arc::new(Entry::new(
-            self.next_id.fetch_add(1, Ordering::Relaxed),
-            new,
-            now,
-        ));
+        let entry = Arc::new(Entry::new(new, now));
         if self.epoch() != epoch_at_start {
             return (entry, false);
         }

@@ -228,7 +228,7 @@ impl Proxy {
             Fetched::Error(error, origin_response) => {
                 let now = Instant::now();
                 if let Some(copy) = expired.filter(|e| e.usable_on_error(now)) {
-                    tracing::warn!(error = %error, key = %copy.id, "origin failed; serving stale copy");
+                    tracing::warn!(error = %error, host, path = %path, "origin failed; serving stale copy");
                     self.metrics.stale_served(StaleReason::StaleIfError);
                     return copy.to_response(
                         &parts.method,
