@@ -79,14 +79,49 @@ pub struct Entry {
     /// The request header values this variant was made for, by the names in its `Vary`.
     pub vary: Box<[(HeaderName, Option<String>)]>,
     pub tags: Box<[Box<str>]>,
-    pub lifetime: Lifetime,
+    lifetime: StoredLifetime,
     pub stored_at: Instant,
     /// Age the response already had when it arrived (origin `Age`, or `fresh_for` when the origin
     /// said it served a stale copy).
-    pub initial_age: Duration,
+    initial_age: Millis,
     /// `text/x-component`: an RSC payload, only ever served to `RSC: 1` requests.
     pub is_rsc: bool,
     soft_purged: AtomicBool,
+}
+
+/// A duration in whole milliseconds, rounded up: 8 bytes where a `Duration` takes 16, for the
+/// times every stored page carries. Lifetimes come in seconds (`Cache-Control`) or milliseconds
+/// (route rules), so nothing a user can see is lost.
+#[derive(Debug, Clone, Copy)]
+struct Millis(u64);
+
+impl Millis {
+    fn of(duration: Duration) -> Millis {
+        let millis = duration.as_nanos().div_ceil(1_000_000);
+        Millis(u64::try_from(millis).unwrap_or(u64::MAX))
+    }
+
+    fn get(self) -> Duration {
+        Duration::from_millis(self.0)
+    }
+}
+
+/// [`Lifetime`] as a page stores it.
+#[derive(Debug)]
+struct StoredLifetime {
+    fresh_for: Millis,
+    stale_while_revalidate: Millis,
+    stale_if_error: Millis,
+}
+
+impl StoredLifetime {
+    fn of(lifetime: &Lifetime) -> StoredLifetime {
+        StoredLifetime {
+            fresh_for: Millis::of(lifetime.fresh_for),
+            stale_while_revalidate: Millis::of(lifetime.stale_while_revalidate),
+            stale_if_error: Millis::of(lifetime.stale_if_error),
+        }
+    }
 }
 
 /// Stored response headers in a compact form: every value's bytes in one block, each field a
@@ -255,9 +290,9 @@ impl Entry {
             body: new.body,
             vary: new.vary.into_boxed_slice(),
             tags: new.tags.into_boxed_slice(),
-            lifetime: new.lifetime,
+            lifetime: StoredLifetime::of(&new.lifetime),
             stored_at: now,
-            initial_age: new.initial_age,
+            initial_age: Millis::of(new.initial_age),
             soft_purged: AtomicBool::new(false),
         }
     }
@@ -267,16 +302,24 @@ impl Entry {
         self.headers.get(&header::ETAG)
     }
 
+    pub fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            fresh_for: self.lifetime.fresh_for.get(),
+            stale_while_revalidate: self.lifetime.stale_while_revalidate.get(),
+            stale_if_error: self.lifetime.stale_if_error.get(),
+        }
+    }
+
     pub fn age(&self, now: Instant) -> Duration {
-        self.initial_age + now.saturating_duration_since(self.stored_at)
+        self.initial_age.get() + now.saturating_duration_since(self.stored_at)
     }
 
     pub fn freshness(&self, now: Instant) -> Freshness {
-        policy::freshness(&self.lifetime, self.age(now), self.is_soft_purged())
+        policy::freshness(&self.lifetime(), self.age(now), self.is_soft_purged())
     }
 
     pub fn usable_on_error(&self, now: Instant) -> bool {
-        policy::usable_on_error(&self.lifetime, self.age(now))
+        policy::usable_on_error(&self.lifetime(), self.age(now))
     }
 
     /// Remaining freshness in whole seconds; negative once stale (the `ttl` of Cache-Status).
@@ -284,7 +327,7 @@ impl Entry {
         if self.is_soft_purged() {
             return 0;
         }
-        let fresh = self.lifetime.fresh_for.as_secs() as i64;
+        let fresh = self.lifetime.fresh_for.get().as_secs() as i64;
         fresh - self.age(now).as_secs() as i64
     }
 
@@ -458,8 +501,8 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn per_page_sizes() {
-        // With the `Arc` counts, 232 bytes: mimalloc's 256-byte class.
-        assert!(std::mem::size_of::<Entry>() <= 216);
+        // With the `Arc` counts, 200 bytes: mimalloc's 224-byte class.
+        assert!(std::mem::size_of::<Entry>() <= 184);
         assert!(std::mem::size_of::<StoredField>() <= 12);
         // A typical page head (as the bench origin sends it, plus the ETag added on admission)
         // is stored as exactly its value bytes in one block, plus one field record each.
@@ -498,6 +541,28 @@ mod tests {
         assert!(e.not_modified(&request(&[("if-none-match", etag)])));
         assert!(e.not_modified(&request(&[("if-none-match", &format!("\"x\", W/{etag}"))])));
         assert!(!e.not_modified(&request(&[("if-none-match", "\"other\"")])));
+    }
+
+    #[test]
+    fn stored_times_keep_milliseconds_and_never_shorten() {
+        assert_eq!(
+            Millis::of(Duration::from_secs(31_536_000)).get().as_secs(),
+            31_536_000
+        );
+        assert_eq!(
+            Millis::of(Duration::from_millis(500)).get().as_millis(),
+            500
+        );
+        // A sub-millisecond rule must not turn into "never fresh".
+        assert_eq!(Millis::of(Duration::from_micros(1)).get().as_millis(), 1);
+        assert_eq!(Millis::of(Duration::MAX).0, u64::MAX);
+        let e = stored(HeaderMap::new(), Duration::from_millis(1500));
+        assert_eq!(e.lifetime().fresh_for, Duration::from_secs(10));
+        assert_eq!(
+            e.ttl(e.stored_at),
+            9,
+            "10 s fresh, 1.5 s old: 9 whole seconds left"
+        );
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Variants {
     fn keep_for(&self, now: Instant) -> Duration {
         self.entries
             .iter()
-            .map(|e| e.lifetime.keep_for().saturating_sub(e.age(now)))
+            .map(|e| e.lifetime().keep_for().saturating_sub(e.age(now)))
             .max()
             .unwrap_or(Duration::ZERO)
     }
@@ -218,7 +218,7 @@ impl Cache {
                             same_vary_names(e)
                                 && (e.vary != inserted.vary || e.is_rsc != inserted.is_rsc)
                         })
-                        .filter(|e| !e.lifetime.keep_for().saturating_sub(e.age(now)).is_zero())
+                        .filter(|e| !e.lifetime().keep_for().saturating_sub(e.age(now)).is_zero())
                         .cloned(),
                 );
             }
