@@ -1,6 +1,11 @@
 //! The admin listener (`--admin-listen`, default 127.0.0.1:9091, never the public port):
 //! `GET /metrics` (Prometheus text), `GET /healthz` (the process answers) and `GET /readyz`
-//! (the origin accepts TCP connections), for Prometheus and orchestrators. HTTP/1.1 only.
+//! (origins accept TCP connections), for Prometheus and orchestrators. HTTP/1.1 only.
+//!
+//! With several origins, `/readyz` probes them all at once and answers 200 while at least one
+//! accepts, listing each: readiness takes one replica out of rotation, and one site's origin
+//! being down is true for every replica alike (its pages keep being served stale-if-error),
+//! so it must not take the other sites down with it. None reachable is this replica's problem.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,18 +26,22 @@ const READY_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// What the admin endpoints read.
 pub struct Admin {
     metrics: Arc<Metrics>,
-    /// `host:port` of the origin, for `/readyz`.
-    origin: String,
+    /// What `/readyz` probes: a name for the answer ("default" or the site's host) and the
+    /// origin's `host:port`.
+    origins: Vec<(String, String)>,
 }
 
 impl Admin {
-    pub fn new(metrics: Arc<Metrics>, origin: &http::Uri) -> Admin {
-        let host = origin.host().unwrap_or("127.0.0.1");
-        let port = origin.port_u16().unwrap_or(80);
-        Admin {
-            metrics,
-            origin: format!("{host}:{port}"),
-        }
+    pub fn new(metrics: Arc<Metrics>, origins: &[(String, http::Uri)]) -> Admin {
+        let origins = origins
+            .iter()
+            .map(|(name, url)| {
+                let host = url.host().unwrap_or("127.0.0.1");
+                let port = url.port_u16().unwrap_or(80);
+                (name.clone(), format!("{host}:{port}"))
+            })
+            .collect();
+        Admin { metrics, origins }
     }
 
     /// Answers one admin request.
@@ -66,13 +75,7 @@ impl Admin {
                 response
             }
             "/healthz" => body::text(StatusCode::OK, "ok"),
-            "/readyz" => match self.origin_reachable().await {
-                Ok(()) => body::text(StatusCode::OK, "ready"),
-                Err(why) => body::text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("not ready: origin {} {why}", self.origin),
-                ),
-            },
+            "/readyz" => self.readiness().await,
             _ => body::text(
                 StatusCode::NOT_FOUND,
                 "admin endpoints: /metrics, /healthz, /readyz",
@@ -80,14 +83,48 @@ impl Admin {
         }
     }
 
-    async fn origin_reachable(&self) -> Result<(), String> {
-        match tokio::time::timeout(READY_CONNECT_TIMEOUT, TcpStream::connect(&self.origin)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("refused the connection: {e}")),
-            Err(_) => Err(format!(
-                "did not accept a connection within {READY_CONNECT_TIMEOUT:?}"
-            )),
+    /// Probes every origin at once; see the module doc for why one reachable origin is ready.
+    async fn readiness(&self) -> Response<Body> {
+        let mut probes = tokio::task::JoinSet::new();
+        for (i, (_, address)) in self.origins.iter().enumerate() {
+            let address = address.clone();
+            probes.spawn(async move { (i, origin_reachable(&address).await) });
         }
+        let mut results: Vec<Option<Result<(), String>>> = vec![None; self.origins.len()];
+        while let Some(Ok((i, result))) = probes.join_next().await {
+            results[i] = Some(result);
+        }
+        let mut report = String::new();
+        let mut reachable = 0;
+        for ((name, address), result) in self.origins.iter().zip(results) {
+            let line = match result {
+                Some(Ok(())) => {
+                    reachable += 1;
+                    format!("origin {name} ({address}): ok\n")
+                }
+                Some(Err(why)) => format!("origin {name} ({address}): {why}\n"),
+                None => format!("origin {name} ({address}): probe failed\n"),
+            };
+            report.push_str(&line);
+        }
+        if reachable > 0 || self.origins.is_empty() {
+            body::text(StatusCode::OK, &format!("ready\n{report}"))
+        } else {
+            body::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not ready: no origin reachable\n{report}"),
+            )
+        }
+    }
+}
+
+async fn origin_reachable(address: &str) -> Result<(), String> {
+    match tokio::time::timeout(READY_CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("refused the connection: {e}")),
+        Err(_) => Err(format!(
+            "did not accept a connection within {READY_CONNECT_TIMEOUT:?}"
+        )),
     }
 }
 

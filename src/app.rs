@@ -102,14 +102,20 @@ impl App {
             uri: request.uri().clone(),
             started: std::time::Instant::now(),
         });
+        let control = self.is_control_path(request.uri().path());
         let response = self.route(request, peer).await;
-        self.proxy
-            .metrics()
-            .request(response.headers().get(X_CACHE).map(|v| v.as_bytes()));
+        let x_cache = response.headers().get(X_CACHE).map(|v| v.as_bytes());
+        self.proxy.metrics().request(x_cache, control);
         if let Some(access) = access {
             logging::access(&access, &response);
         }
         response
+    }
+
+    /// The revalidation endpoint (with or without a trailing slash).
+    fn is_control_path(&self, path: &str) -> bool {
+        path == self.revalidate_path
+            || path.strip_suffix('/') == Some(self.revalidate_path.as_str())
     }
 
     async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -117,10 +123,7 @@ impl App {
         if limits::uri_length(&parts.uri) > self.max_uri_length {
             return limits::uri_too_long(self.max_uri_length);
         }
-        let path = parts.uri.path();
-        if path == self.revalidate_path
-            || path.strip_suffix('/') == Some(self.revalidate_path.as_str())
-        {
+        if self.is_control_path(parts.uri.path()) {
             // Boxed so the control API's future does not enlarge every proxied request's.
             return Box::pin(self.revalidate.handle(parts, body, peer.ip())).await;
         }

@@ -113,24 +113,32 @@ pub async fn serve_with_admin(
         );
     }
     let app = Arc::new(app::App::new(&config, origin.as_ref()));
-    // Readiness probes the default origin, else the first per-host one.
-    let probe = origin
-        .clone()
-        .or_else(|| config.host_origins.first().map(|h| h.url.clone()));
-    let admin_task = match (admin, probe) {
-        (Some(admin_listener), Some(probe)) => {
+    // Readiness probes every origin: the default one and each site's.
+    let probed: Vec<(String, http::Uri)> = origin
+        .iter()
+        .map(|url| ("default".to_string(), url.clone()))
+        .chain(
+            config
+                .host_origins
+                .iter()
+                .map(|h| (h.host.clone(), h.url.clone())),
+        )
+        .collect();
+    let admin_task = match admin {
+        Some(admin_listener) => {
             let address = admin_listener.local_addr()?;
-            let state = Arc::new(admin::Admin::new(app.proxy().metrics().clone(), &probe));
+            let state = Arc::new(admin::Admin::new(app.proxy().metrics().clone(), &probed));
             tracing::info!(%address, "admin listener: /metrics /healthz /readyz");
             Some(tokio::spawn(admin::serve(admin_listener, state)))
         }
         _ => None,
     };
     let default_origin = origin
-        .map(|o| o.to_string())
+        .map(|o| logging::masked_url(&o.to_string()).into_owned())
         .unwrap_or_else(|| "none".into());
     for host in &config.host_origins {
-        tracing::info!(host = %host.host, origin = %host.url, "origin for host");
+        let origin = logging::masked_url(&host.url.to_string()).into_owned();
+        tracing::info!(host = %host.host, %origin, "origin for host");
     }
     tracing::info!(listen = %listener.local_addr()?, origin = %default_origin, routes = config.routes.rules().len(), workers = config.workers, "isr-edge serving");
     let settings = server::ServerSettings {

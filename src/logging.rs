@@ -3,8 +3,9 @@
 //! `--access-log` is on (target `isr_edge::access`).
 //!
 //! The access line carries method, path, status, cache status, duration and bytes; never
-//! headers (so no cookies or `Authorization`), and the value of a `secret` query parameter
-//! is replaced by `***`.
+//! headers (so no cookies or `Authorization`), and the value of a `secret` (or token or
+//! password) query parameter is replaced by `***`. URLs printed or logged anywhere go through
+//! [`masked_url`].
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -79,7 +80,39 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Path and query with the value of every `secret` parameter replaced by `***`.
+/// Whether a query parameter or setting with this name carries a credential.
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["secret", "token", "password"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// Appends `query` with the value of every credential parameter replaced by `***`. Names are
+/// compared decoded, as the control API reads them: `%73ecret=` is a secret too. Returns
+/// whether anything was masked.
+fn push_masked_query(out: &mut String, query: &str) -> bool {
+    let mut masked = false;
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, _))
+                if is_secret_name(&crate::revalidate::request::decode_component(name)) =>
+            {
+                out.push_str(name);
+                out.push_str("=***");
+                masked = true;
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    masked
+}
+
+/// Path and query with the value of every credential parameter (see [`is_secret_name`])
+/// replaced by `***`.
 pub fn redacted_target(uri: &Uri) -> Cow<'_, str> {
     let path = uri.path();
     let Some(query) = uri.query() else {
@@ -88,19 +121,58 @@ pub fn redacted_target(uri: &Uri) -> Cow<'_, str> {
     let mut out = String::with_capacity(path.len() + query.len() + 1);
     out.push_str(path);
     out.push('?');
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        match pair.split_once('=') {
-            Some((name, _)) if name.eq_ignore_ascii_case("secret") => {
-                out.push_str(name);
-                out.push_str("=***");
-            }
-            _ => out.push_str(pair),
-        }
-    }
+    push_masked_query(&mut out, query);
     Cow::Owned(out)
+}
+
+/// A URL as printed and logged: the password of its user info and the value of every
+/// credential query parameter replaced by `***`; anything that is not such a URL unchanged.
+pub fn masked_url(url: &str) -> Cow<'_, str> {
+    let Some(after_scheme) = url.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(url);
+    };
+    let rest = &url[after_scheme..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_len);
+    let (tail, fragment) = match tail.split_once('#') {
+        Some((tail, fragment)) => (tail, Some(fragment)),
+        None => (tail, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&url[..after_scheme]);
+    let mut masked = false;
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            match user_info.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                    masked = true;
+                }
+                None => out.push_str(user_info),
+            }
+            out.push('@');
+            out.push_str(host);
+        }
+        None => out.push_str(authority),
+    }
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            masked |= push_masked_query(&mut out, query);
+        }
+        None => out.push_str(tail),
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    if masked {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(url)
+    }
 }
 
 #[cfg(test)]
@@ -116,7 +188,38 @@ mod tests {
             redacted_target(&uri),
             "/api/revalidate?path=/a&secret=***&SECRET=***&x=1"
         );
+        let encoded: Uri = "/api/revalidate?%73ecret=hunter2&%53ECRE%54=x&path=/a"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            redacted_target(&encoded),
+            "/api/revalidate?%73ecret=***&%53ECRE%54=***&path=/a"
+        );
         let plain: Uri = "/blog/post".parse().expect("uri");
         assert_eq!(redacted_target(&plain), "/blog/post");
+    }
+
+    #[test]
+    fn urls_lose_passwords_and_credential_parameters_only() {
+        assert_eq!(
+            masked_url("http://user:pa55@origin:3000/api/revalidate?secret=s3&path=/a#f"),
+            "http://user:***@origin:3000/api/revalidate?secret=***&path=/a#f"
+        );
+        assert_eq!(
+            masked_url("https://hooks.example/x?access_token=abc&%73ecret=y"),
+            "https://hooks.example/x?access_token=***&%73ecret=***"
+        );
+        for unchanged in [
+            "http://127.0.0.1:3000",
+            "http://user@origin/",
+            "http://origin/a?page=2",
+            "127.0.0.1:8080",
+            "",
+        ] {
+            assert!(
+                matches!(masked_url(unchanged), Cow::Borrowed(_)),
+                "{unchanged}"
+            );
+        }
     }
 }

@@ -35,14 +35,16 @@ pub enum StaleReason {
 }
 
 /// Labels of `isr_edge_requests_total{cache=...}`, in [`request_slot`] order.
-const CACHE_LABELS: [&str; 5] = ["hit", "stale", "miss", "bypass", "api"];
+const CACHE_LABELS: [&str; 6] = ["hit", "stale", "miss", "bypass", "api", "refused"];
+const API: usize = 4;
+const REFUSED: usize = 5;
 /// Labels of `isr_edge_origin_errors_total{kind=...}`, as `UpstreamError::kind()` names them.
 const ERROR_KINDS: [&str; 5] = ["connect", "timeout", "protocol", "body", "status"];
 const STALE_LABELS: [&str; 3] = ["swr", "stale-if-error", "soft-purge"];
 
 pub struct Metrics {
     registry: Registry,
-    requests: [Counter; 5],
+    requests: [Counter; 6],
     origin_requests: Counter,
     origin_latency: Histogram,
     origin_errors: [Counter; 5],
@@ -62,7 +64,7 @@ fn request_slot(x_cache: &[u8]) -> usize {
         b"STALE" => 1,
         b"MISS" => 2,
         b"BYPASS" => 3,
-        _ => 4,
+        _ => REFUSED,
     }
 }
 
@@ -75,7 +77,8 @@ impl Metrics {
         let requests = CACHE_LABELS.map(|l| requests_family.get_or_create_owned(&[("cache", l)]));
         registry.register(
             "requests",
-            "Requests answered, by cache status (X-Cache; `api` = the revalidation endpoint)",
+            "Requests answered, by cache status (X-Cache; `api` = the revalidation endpoint; \
+             `refused` = answered before the cache: unknown host, URI too long)",
             requests_family,
         );
         let origin_requests = Counter::default();
@@ -173,14 +176,20 @@ impl Metrics {
         Running(self.connections_open.clone())
     }
 
-    /// Counts one answered request by its `X-Cache` value (`None`: not a proxied request).
-    pub fn request(&self, x_cache: Option<&[u8]>) {
-        self.requests[x_cache.map_or(4, request_slot)].inc();
+    /// Counts one answered request by its `X-Cache` value; without one, as the control API's
+    /// (`control`) or as refused before the cache.
+    pub fn request(&self, x_cache: Option<&[u8]>, control: bool) {
+        let slot = match x_cache {
+            Some(x_cache) => request_slot(x_cache),
+            None if control => API,
+            None => REFUSED,
+        };
+        self.requests[slot].inc();
     }
 
     /// Counts one answered request by cache status.
     pub fn request_status(&self, status: CacheStatus) {
-        self.request(Some(status.x_cache().as_bytes()));
+        self.request(Some(status.x_cache().as_bytes()), false);
     }
 
     /// One request sent to the origin and the time its response head took (`None`: it failed).
@@ -288,11 +297,13 @@ impl Collector for CacheCollector {
             ("size", &counts.size),
             ("expiry", &counts.expired),
             ("purge", &counts.purged),
+            ("uncacheable", &counts.uncacheable),
         ];
         let counter = ConstCounter::new(0u64);
         let mut metric = encoder.encode_descriptor(
             "cache_evictions",
-            "URLs removed from the cache, by cause",
+            "URLs removed from the cache, by cause (uncacheable = the origin's newer answer \
+             could not be stored)",
             None,
             counter.metric_type(),
         )?;
@@ -312,9 +323,10 @@ mod tests {
     #[test]
     fn renders_counters_and_cache_gauges() {
         let metrics = Metrics::new(Arc::new(Cache::new(1 << 20)));
-        metrics.request(Some(b"HIT"));
-        metrics.request(Some(b"HIT"));
-        metrics.request(None);
+        metrics.request(Some(b"HIT"), false);
+        metrics.request(Some(b"HIT"), false);
+        metrics.request(None, true);
+        metrics.request(None, false);
         metrics.origin_request(Some(Duration::from_millis(3)));
         metrics.origin_error("timeout");
         metrics.stale_served(StaleReason::SoftPurge);
@@ -326,6 +338,10 @@ mod tests {
         );
         assert!(
             text.contains("isr_edge_requests_total{cache=\"api\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("isr_edge_requests_total{cache=\"refused\"} 1"),
             "{text}"
         );
         assert!(text.contains("isr_edge_origin_requests_total 1"), "{text}");

@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use crate::config::parse_duration;
+use crate::logging::masked_url;
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
@@ -122,17 +123,18 @@ fn secret(args: &RevalidateArgs, env_secret: Option<String>) -> Result<String, S
         Some(path) => (
             std::fs::read_to_string(path)
                 .map_err(|e| format!("--secret-file {}: {e}", path.display()))?,
-            "--secret-file",
+            "--secret-file is empty",
         ),
-        None => (env_secret.unwrap_or_default(), "REVALIDATE_SECRET"),
+        None => match env_secret {
+            Some(text) => (text, "REVALIDATE_SECRET is empty"),
+            None => (String::new(), "REVALIDATE_SECRET is not set"),
+        },
     };
     text.split([',', '\n'])
         .map(str::trim)
         .find(|s| !s.is_empty())
         .map(str::to_string)
-        .ok_or_else(|| {
-            format!("no secret: set REVALIDATE_SECRET or pass --secret-file ({source} is empty)")
-        })
+        .ok_or_else(|| format!("no secret: set REVALIDATE_SECRET or pass --secret-file ({source})"))
 }
 
 /// Sends the request and judges the answer.
@@ -150,12 +152,12 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
     };
     let uri: Uri = match args.url.parse() {
         Ok(uri) => uri,
-        Err(e) => return fail(format!("--url {:?}: {e}", args.url)),
+        Err(e) => return fail(format!("--url {:?}: {e}", masked_url(&args.url))),
     };
     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
         return fail(format!(
             "--url {:?}: expected http://host:port/api/revalidate (https: put it behind your TLS proxy's internal address)",
-            args.url
+            masked_url(&args.url)
         ));
     }
     let request = Request::builder()
@@ -178,14 +180,14 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
                 message = format!("{message}: {inner}");
                 source = inner.source();
             }
-            format!("cannot reach {}: {message}", args.url)
+            format!("cannot reach {}: {message}", masked_url(&args.url))
         })?;
         let status = response.status();
         let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| format!("reading the answer from {}: {e}", args.url))?
+            .map_err(|e| format!("reading the answer from {}: {e}", masked_url(&args.url)))?
             .to_bytes();
         Ok::<_, String>((status, body))
     };
@@ -193,7 +195,8 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
         Err(_) => {
             return fail(format!(
                 "no answer from {} within {:?}",
-                args.url, args.timeout
+                masked_url(&args.url),
+                args.timeout
             ))
         }
         Ok(Err(e)) => return fail(e),

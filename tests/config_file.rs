@@ -162,6 +162,63 @@ fn print_config_masks_secrets_and_round_trips() {
 }
 
 #[test]
+fn revalidate_secret_outranks_the_files_secret_file() {
+    let dir = config_file("secret-file", "").with_file_name("secret.txt");
+    std::fs::write(&dir, "file-secret-0123456789abcdef\n").expect("secret file");
+    let text = format!(
+        "demo = true\nsecret_file = {:?}\n",
+        dir.display().to_string()
+    );
+    let path = config_file("secret-file", &text);
+    let path = path.to_str().expect("path");
+    let env = "env-secret-0123456789abcdef";
+    let load = |env_secret: Option<&str>, extra: &[&str]| {
+        let mut argv: Vec<OsString> = vec!["isr-edge".into(), "--config".into(), path.into()];
+        argv.extend(extra.iter().map(OsString::from));
+        match startup::load(argv, env_secret.map(String::from)).expect("valid") {
+            Startup::Serve(config) => config.secrets,
+            other => panic!("expected a server configuration, got {other:?}"),
+        }
+    };
+    // With the variable only in this process's view: the file's key yields to it.
+    let (code, out, err) = run(
+        &["--config", path, "--print-config"],
+        &[("REVALIDATE_SECRET", env)],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("# secret_file = (not set)"), "{out}");
+    let (code, out, err) = run(&["--config", path, "--print-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        line_of(&out, "secret_file").ends_with("# file line 2"),
+        "{out}"
+    );
+    // A flag still outranks the variable.
+    let flag = load(Some(env), &["--secret-file", dir.to_str().expect("path")]);
+    assert!(flag.verify(b"file-secret-0123456789abcdef"));
+    assert!(!flag.verify(env.as_bytes()));
+}
+
+#[test]
+fn print_config_masks_passwords_and_secrets_in_urls() {
+    let path = config_file(
+        "url-secrets",
+        "origin = \"http://user:pa55word@127.0.0.1:3000\"\norigin_revalidate_url = [\"http://127.0.0.1:3000/api/revalidate?secret=qsecret123&x=1\"]\n",
+    );
+    let (code, out, err) = run(
+        &["--config", path.to_str().expect("path"), "--print-config"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains("pa55word") && !out.contains("qsecret123"),
+        "{out}"
+    );
+    assert!(out.contains("http://user:***@127.0.0.1:3000"), "{out}");
+    assert!(out.contains("/api/revalidate?secret=***&x=1"), "{out}");
+}
+
+#[test]
 fn check_config_names_file_line_and_key() {
     let good = config_file(
         "good",
@@ -215,6 +272,53 @@ fn check_config_names_file_line_and_key() {
             "secret",
             "demo = true\nrevalidate_secret = \"x\"\n",
             ":2: revalidate_secret: secrets do not belong",
+        ),
+        (
+            "forward-secret",
+            "demo = true\norigin_revalidate_secret = \"x\"\n",
+            ":2: origin_revalidate_secret: secrets do not belong in the config file: set ORIGIN_REVALIDATE_SECRET instead",
+        ),
+        // Checked after parsing, still reported at the file's line.
+        (
+            "workers",
+            "demo = true\n\nworkers = 5000\n",
+            ":3: workers: at most 1024",
+        ),
+        (
+            "connections",
+            "demo = true\nmax_connections = 0\n",
+            ":2: max_connections: must be at least 1",
+        ),
+        (
+            "tag-headers",
+            "demo = true\ntag_headers = [\"bad header\"]\n",
+            ":2: tag_headers: \"bad header\" is not a header name",
+        ),
+        (
+            "forward-url",
+            "demo = true\norigin_revalidate_url = [\"ftp://x\"]\n",
+            ":2: origin_revalidate_url:",
+        ),
+        // Sections written as one table or a plain value are not skipped silently.
+        (
+            "route-table",
+            "demo = true\n[route]\nmatch = \"/a\"\nttl = 5\n",
+            ":2: route: a list of sections: write [[route]]",
+        ),
+        (
+            "route-value",
+            "demo = true\nroute = 5\n",
+            ":2: route: a list of sections",
+        ),
+        (
+            "pattern",
+            "demo = true\n[[route]]\nmatch = \"/products/[slug\"\nttl = 5\n",
+            ":3: route.match: match \"/products/[slug\": segment \"[slug\" is not a dynamic segment",
+        ),
+        (
+            "catch-all",
+            "demo = true\n[[route]]\nmatch = \"/a/[...x]/b\"\nttl = 5\n",
+            ":3: route.match: match \"/a/[...x]/b\": catch-all",
         ),
     ];
     for (name, text, expected) in cases {
@@ -421,4 +525,66 @@ async fn unknown_host_without_default_origin_is_421() {
         "shop"
     );
     assert_eq!(shop.total(), 1);
+}
+
+#[tokio::test]
+async fn readiness_probes_every_site_origin() {
+    let mut shop = Origin::start(|_| Reply::ok("shop")).await;
+    // A port nobody listens on any more.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let text = format!(
+        "[[origin]]\nhost = \"shop.example\"\nurl = \"{}\"\n\n[[origin]]\nhost = \"blog.example\"\nurl = \"http://{dead}\"\n",
+        shop.url()
+    );
+    let path = config_file("readyz", &text);
+    let argv: Vec<OsString> = ["isr-edge", "--config", path.to_str().expect("path")]
+        .iter()
+        .chain(&["--admin-listen", "127.0.0.1:0"])
+        .map(OsString::from)
+        .collect();
+    let config = match startup::load(argv, Some(SECRET.to_string())).expect("valid") {
+        Startup::Serve(config) => *config,
+        other => panic!("expected a server configuration, got {other:?}"),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind edge");
+    let admin_listener = TcpListener::bind(config.admin_listen.expect("admin"))
+        .await
+        .expect("bind admin");
+    let admin = admin_listener.local_addr().expect("admin addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        isr_edge::serve_with_admin(config, listener, Some(admin_listener), async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serve");
+    });
+
+    // One site's origin down: still ready (it is down for every replica alike), and said so.
+    let ready = get(admin, "/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let report = ready.text();
+    assert!(report.contains("origin shop.example ("), "{report}");
+    assert!(report.contains("): ok"), "{report}");
+    assert!(
+        report.contains(&format!("origin blog.example ({dead}): refused")),
+        "{report}"
+    );
+    // None reachable: not ready.
+    shop.stop();
+    let mut last = (0, String::new());
+    for _ in 0..50 {
+        let answer = get(admin, "/readyz").await;
+        last = (answer.status, answer.text());
+        if last.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(last.0, 503, "{}", last.1);
+    assert!(last.1.contains("no origin reachable"), "{}", last.1);
+    let _ = stop.send(());
+    let _ = task.await;
 }

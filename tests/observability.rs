@@ -196,3 +196,61 @@ async fn admin_endpoints_are_not_on_the_public_port() {
     );
     assert_eq!(origin.count("/metrics"), 1);
 }
+
+#[tokio::test]
+async fn evictions_by_cause_origin_errors_by_kind_and_refused_requests() {
+    let origin = Origin::start(|r| match r.path.as_str() {
+        // Cacheable first, then `private`: the proxy drops the old copy itself.
+        "/turns-private" if r.count == 1 => Reply::ok("v1").cc("s-maxage=1, stale-if-error=60"),
+        "/turns-private" => Reply::ok("mine").cc("private"),
+        // Fine first, then a 500: the old copy is served under stale-if-error.
+        "/fails" if r.count == 1 => Reply::ok("v1").cc("s-maxage=1, stale-if-error=60"),
+        "/fails" => Reply::ok("down").status(500),
+        "/expires" => Reply::ok("short").cc("s-maxage=1, stale-if-error=0"),
+        "/slow" => Reply::ok("late").delay(Duration::from_secs(3)),
+        _ => Reply::ok("page").cc("s-maxage=60"),
+    })
+    .await;
+    let edge = Edge::start(
+        &origin.url(),
+        &["--origin-timeout", "300ms", "--max-uri-length", "200"],
+    )
+    .await;
+    for path in ["/turns-private", "/fails", "/expires", "/purged"] {
+        assert_eq!(get(edge.addr, path).await.cache(), "MISS", "{path}");
+    }
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": support::SECRET, "paths": ["/purged"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    // Past every s-maxage=1 above.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let private = get(edge.addr, "/turns-private").await;
+    assert_eq!(private.text(), "mine");
+    let stale = get(edge.addr, "/fails").await;
+    assert_eq!((stale.text().as_str(), stale.cache()), ("v1", "STALE"));
+    assert_eq!(get(edge.addr, "/slow").await.status, 504);
+    let long = format!("/{}", "x".repeat(300));
+    assert_eq!(get(edge.addr, &long).await.status, 414);
+
+    let text = metrics_text(&edge).await;
+    for (sample, expected) in [
+        ("isr_edge_cache_evictions_total{cause=\"purge\"}", 1.0),
+        ("isr_edge_cache_evictions_total{cause=\"uncacheable\"}", 1.0),
+        ("isr_edge_cache_evictions_total{cause=\"expiry\"}", 1.0),
+        ("isr_edge_cache_evictions_total{cause=\"size\"}", 0.0),
+        (
+            "isr_edge_stale_served_total{reason=\"stale-if-error\"}",
+            1.0,
+        ),
+        ("isr_edge_origin_errors_total{kind=\"status\"}", 1.0),
+        ("isr_edge_origin_errors_total{kind=\"timeout\"}", 1.0),
+        ("isr_edge_requests_total{cache=\"refused\"}", 1.0),
+        ("isr_edge_requests_total{cache=\"api\"}", 1.0),
+        ("isr_edge_requests_total{cache=\"stale\"}", 1.0),
+    ] {
+        assert_eq!(metric(&text, sample), Some(expected), "{sample}\n{text}");
+    }
+}

@@ -72,6 +72,9 @@ pub struct EvictionCounts {
     pub size: AtomicU64,
     pub expired: AtomicU64,
     pub purged: AtomicU64,
+    /// Dropped by the proxy because the origin's newer answer may not be stored (it turned
+    /// `private`, `no-store`, set a cookie...): not a purge, nobody asked for it.
+    pub uncacheable: AtomicU64,
 }
 
 pub struct Cache {
@@ -122,12 +125,17 @@ impl Variants {
     }
 }
 
-/// Removes `key` if it still holds value `id` (a newer admission is left alone).
+/// Removes `key` for a purge if it still holds value `id` (a newer admission is left alone).
+/// The value is marked purged first, which is also how the eviction listener tells a purge
+/// from the proxy dropping a URL that stopped being cacheable.
 fn remove_if_id(store: &moka::sync::Cache<Key, Arc<Variants>>, key: &Key, id: u64) {
     store
         .entry(key.clone())
         .and_compute_with(|current| match current {
-            Some(c) if c.value().id == id => moka::ops::compute::Op::Remove,
+            Some(c) if c.value().id == id => {
+                c.value().purged.store(true, Ordering::Release);
+                moka::ops::compute::Op::Remove
+            }
             _ => moka::ops::compute::Op::Nop,
         });
 }
@@ -150,7 +158,10 @@ impl Cache {
                     RemovalCause::Replaced => return,
                     RemovalCause::Size => &listener_counts.size,
                     RemovalCause::Expired => &listener_counts.expired,
-                    RemovalCause::Explicit => &listener_counts.purged,
+                    RemovalCause::Explicit if value.purged.load(Ordering::Acquire) => {
+                        &listener_counts.purged
+                    }
+                    RemovalCause::Explicit => &listener_counts.uncacheable,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 listener_index.remove(&key, value.id);

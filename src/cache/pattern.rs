@@ -48,6 +48,44 @@ impl Pattern {
         }
     }
 
+    /// Checks a pattern written by an operator (a route rule): brackets must form one of the
+    /// dynamic segments, and a bracketed catch-all can only end the pattern, as in Next.js.
+    /// The revalidation API stays lenient (a path it cannot read as a pattern matches nothing).
+    pub fn check(source: &str) -> Result<(), String> {
+        let segments: Vec<&str> = source.split('/').filter(|s| !s.is_empty()).collect();
+        for (i, segment) in segments.iter().enumerate() {
+            if !segment.contains(['[', ']']) {
+                continue;
+            }
+            let name = segment
+                .strip_prefix("[[...")
+                .and_then(|s| s.strip_suffix("]]"))
+                .or_else(|| {
+                    segment
+                        .strip_prefix("[...")
+                        .and_then(|s| s.strip_suffix(']'))
+                })
+                .or_else(|| segment.strip_prefix('[').and_then(|s| s.strip_suffix(']')));
+            match name {
+                Some(name) if !name.is_empty() && !name.contains(['[', ']', '.']) => {}
+                _ => {
+                    return Err(format!(
+                        "segment {segment:?} is not a dynamic segment: use [name], [...name] or \
+                         [[...name]]"
+                    ))
+                }
+            }
+            let catch_all = segment.starts_with("[...") || segment.starts_with("[[...");
+            if catch_all && i + 1 != segments.len() {
+                return Err(format!(
+                    "catch-all {segment:?} must be the last segment (use ** for any depth in \
+                     the middle)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -100,6 +138,31 @@ fn match_from(pattern: &[Segment], parts: &[&str], subtree: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operator_patterns_are_checked() {
+        for good in [
+            "/",
+            "/products/[slug]",
+            "/blog/[...rest]",
+            "/docs/[[...path]]",
+            "/(shop)/cart/[id]",
+            "/a/**/edit",
+            "/a/*",
+        ] {
+            assert_eq!(Pattern::check(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "/products/[slug",
+            "/products/slug]",
+            "/products/[]",
+            "/a/[...x]/b/[...y]",
+            "/a/[[...x]]/b",
+            "/a/[[x]]",
+        ] {
+            assert!(Pattern::check(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn next_patterns() {

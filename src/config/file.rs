@@ -68,6 +68,8 @@ pub enum FileError {
 }
 
 pub(super) const SECTIONS: [&str; 2] = ["route", "origin"];
+/// The revalidation secret's environment variable (read by the binary, not by clap).
+const SECRET_ENV: &str = "REVALIDATE_SECRET";
 /// Flags that make no sense in the file itself.
 const NOT_IN_FILE: [&str; 5] = ["config", "print_config", "check_config", "help", "version"];
 
@@ -100,10 +102,6 @@ pub fn parse(
     let mut keys = Vec::new();
     for (key, value) in table.get_ref().iter() {
         let name: &str = key.get_ref();
-        // `origin = "http://..."` is the flag; `[[origin]]` (an array) is the section.
-        if SECTIONS.contains(&name) && (name != "origin" || value.get_ref().is_array()) {
-            continue;
-        }
         let line = line_of(text, key.span().start);
         let fail = |message: String| FileError::Key {
             path: shown.clone(),
@@ -111,20 +109,33 @@ pub fn parse(
             key: name.to_string(),
             message,
         };
+        // `origin = "http://..."` is the flag; `[[origin]]` (an array) is the section.
+        if SECTIONS.contains(&name) && (name != "origin" || value.get_ref().is_array()) {
+            if !value.get_ref().is_array() {
+                // `[route]` or `route = ...` would otherwise be skipped without a word.
+                return Err(fail(format!(
+                    "a list of sections: write [[{name}]] (two brackets), once per {name}"
+                )));
+            }
+            continue;
+        }
         let id = name.replace('-', "_");
         if NOT_IN_FILE.contains(&id.as_str()) {
             return Err(fail("cannot be set in the config file".into()));
         }
-        if id.contains("secret") && !id.ends_with("_file") {
-            return Err(fail(
-                "secrets do not belong in the config file: set REVALIDATE_SECRET or secret_file"
-                    .into(),
-            ));
-        }
-        let Some(arg) = command
+        let arg = command
             .get_arguments()
-            .find(|a| a.get_long().is_some_and(|l| l.replace('-', "_") == id))
-        else {
+            .find(|a| a.get_long().is_some_and(|l| l.replace('-', "_") == id));
+        if id.contains("secret") && !id.ends_with("_file") {
+            let hint = match arg.and_then(|a| a.get_env()) {
+                Some(env) => format!("set {} instead", env.to_string_lossy()),
+                None => "set REVALIDATE_SECRET or secret_file".to_string(),
+            };
+            return Err(fail(format!(
+                "secrets do not belong in the config file: {hint}"
+            )));
+        }
+        let Some(arg) = arg else {
             return Err(fail(format!(
                 "unknown key; known keys: {}",
                 known_keys(command)
@@ -140,7 +151,11 @@ pub fn parse(
             )));
         }
         let long = arg.get_long().unwrap_or_default();
-        if flag_given(real_args, long) || arg.get_env().is_some_and(env_is_set) {
+        // `secret_file` and REVALIDATE_SECRET are one setting from two sources, so the
+        // environment outranks the file for it like for any other key.
+        let env_overrides = arg.get_env().is_some_and(env_is_set)
+            || (id == "secret_file" && env_is_set(OsStr::new(SECRET_ENV)));
+        if flag_given(real_args, long) || env_overrides {
             continue;
         }
         let optional_value = arg.get_num_args().is_some_and(|n| n.min_values() == 0);

@@ -113,8 +113,8 @@ pub enum ConfigError {
     RevalidatePath(String),
     #[error("the revalidation secret is the sample value from the seed (it ends with \"change-in-production\"); generate one with `openssl rand -hex 32`")]
     SampleSecret,
-    #[error("{0}")]
-    Limit(String),
+    #[error("--{}: {message}", key.replace('_', "-"))]
+    Limit { key: &'static str, message: String },
     #[error("--tag-headers: {0:?} is not a header name")]
     TagHeader(String),
     #[error("--admin-listen: {0} is the public --listen address; metrics must not be public")]
@@ -123,6 +123,23 @@ pub enum ConfigError {
     OriginRevalidateUrl(String),
     #[error("--next-prerender-manifest: {0}")]
     PrerenderManifest(String),
+}
+
+impl ConfigError {
+    /// The setting (flag and file key) the error is about, so a file's value can be reported
+    /// with its line.
+    pub fn key(&self) -> &'static str {
+        match self {
+            ConfigError::Origin(_) => "origin",
+            ConfigError::SecretFile { .. } | ConfigError::SampleSecret => "secret_file",
+            ConfigError::RevalidatePath(_) => "revalidate_path",
+            ConfigError::Limit { key, .. } => key,
+            ConfigError::TagHeader(_) => "tag_headers",
+            ConfigError::AdminOnPublicPort(_) => "admin_listen",
+            ConfigError::OriginRevalidateUrl(_) => "origin_revalidate_url",
+            ConfigError::PrerenderManifest(_) => "next_prerender_manifest",
+        }
+    }
 }
 
 impl Config {
@@ -167,19 +184,24 @@ impl Config {
             return Err(ConfigError::SampleSecret);
         }
         if cli.max_header_size < 8192 {
-            return Err(ConfigError::Limit(
-                "--max-header-size: at least 8KiB (hyper's smallest read buffer)".into(),
-            ));
+            return Err(ConfigError::Limit {
+                key: "max_header_size",
+                message: "at least 8KiB (hyper's smallest read buffer)".into(),
+            });
         }
         if cli.workers > MAX_WORKERS {
-            return Err(ConfigError::Limit(format!(
-                "--workers: at most {MAX_WORKERS} (one per CPU is the most that helps; 0 picks that)"
-            )));
+            return Err(ConfigError::Limit {
+                key: "workers",
+                message: format!(
+                    "at most {MAX_WORKERS} (one per CPU is the most that helps; 0 picks that)"
+                ),
+            });
         }
         if cli.max_connections == 0 {
-            return Err(ConfigError::Limit(
-                "--max-connections: must be at least 1".into(),
-            ));
+            return Err(ConfigError::Limit {
+                key: "max_connections",
+                message: "must be at least 1".into(),
+            });
         }
         let limits = Limits {
             max_header_size: usize::try_from(cli.max_header_size).unwrap_or(usize::MAX),

@@ -13,6 +13,7 @@ use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 
 use crate::config::file::{self as config_file, ConfigFile, FileError};
 use crate::config::{Cli, Config, ConfigError};
+use crate::logging::masked_url;
 use crate::purge_client::Command;
 use crate::revalidate::sites::SiteForwarding;
 
@@ -144,32 +145,26 @@ fn explain_clap(error: clap::Error, file: Option<&ConfigFile>) -> StartupError {
 }
 
 fn explain_config_error(error: &ConfigError, file: Option<&ConfigFile>) -> StartupError {
-    let id = match error {
-        ConfigError::Origin(_) => "origin",
-        ConfigError::SecretFile { .. } => "secret_file",
-        ConfigError::RevalidatePath(_) => "revalidate_path",
-        // The message names its flag; the file key is the flag's name.
-        _ => "",
-    };
+    let id = error.key();
+    let text = error.to_string();
     if let Some((file, key)) = file.and_then(|f| f.keys.iter().find(|k| k.id == id).map(|k| (f, k)))
     {
+        // `--flag: message` becomes `FILE:LINE: key: message`.
+        let flag = format!("--{}: ", id.replace('_', "-"));
         return StartupError::Invalid(format!(
-            "{}:{}: {}: {error}",
+            "{}:{}: {}: {}",
             file.path.display(),
             key.line,
-            key.key
+            key.key,
+            text.strip_prefix(&flag).unwrap_or(&text)
         ));
     }
-    StartupError::Invalid(error.to_string())
+    StartupError::Invalid(text)
 }
 
 /// Whether an argument's value is a secret to mask (paths to secret files are not).
 fn is_secret(id: &str) -> bool {
-    let id = id.to_ascii_lowercase();
-    ["secret", "token", "password"]
-        .iter()
-        .any(|s| id.contains(s))
-        && !id.ends_with("_file")
+    crate::logging::is_secret_name(id) && !id.to_ascii_lowercase().ends_with("_file")
 }
 
 /// The effective configuration as a TOML file that `--config` accepts.
@@ -204,9 +199,14 @@ fn render(matches: &ArgMatches, file: Option<&ConfigFile>, config: &Config) -> S
                 _ => "default".to_string(),
             },
         };
+        // A URL's password and credential parameters are masked like any other secret.
         let raw: Vec<String> = matches
             .get_raw(id)
-            .map(|values| values.map(|v| v.to_string_lossy().into_owned()).collect())
+            .map(|values| {
+                values
+                    .map(|v| masked_url(&v.to_string_lossy()).into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         let value = if raw.is_empty() {
             out.push_str(&format!("# {key} = (not set)\n"));
@@ -269,7 +269,7 @@ fn render(matches: &ArgMatches, file: Option<&ConfigFile>, config: &Config) -> S
         out.push_str(&format!(
             "\n[[origin]]\nhost = {}\nurl = {}\n",
             quote(&origin.host),
-            quote(&origin.url.to_string())
+            quote(&masked_url(&origin.url.to_string()))
         ));
         render_forwarding(&mut out, &origin.forwarding);
     }
@@ -282,7 +282,7 @@ fn render_forwarding(out: &mut String, forwarding: &SiteForwarding) {
         let urls: Vec<String> = forwarding
             .urls
             .iter()
-            .map(|u| quote(&u.to_string()))
+            .map(|u| quote(&masked_url(&u.to_string())))
             .collect();
         out.push_str(&format!("revalidate_url = [{}]\n", urls.join(", ")));
     }

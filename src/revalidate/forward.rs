@@ -315,12 +315,14 @@ async fn call(
     }
 }
 
-/// The URL as reported and logged: without its query, which may hold a secret.
+/// The URL as reported and logged: without its query, which may hold a secret, and without
+/// the password of its user info.
 pub fn display_url(url: &Uri) -> String {
     let scheme = url.scheme_str().unwrap_or("http");
     let authority = url.authority().map(|a| a.as_str()).unwrap_or("");
     let query = if url.query().is_some() { "?…" } else { "" };
-    format!("{scheme}://{authority}{}{query}", url.path())
+    let shown = format!("{scheme}://{authority}{}", url.path());
+    format!("{}{query}", crate::logging::masked_url(&shown))
 }
 
 /// The JSON body forwarded for a request that came without one (GET / query-string style).

@@ -143,6 +143,10 @@ pub(super) fn sections(
                 format!("match {source:?} must start with '/', e.g. \"/products/[slug]\"");
             return Err(at(route.pattern.span(), "route.match", message));
         }
+        if let Err(problem) = Pattern::check(source) {
+            let message = format!("match {source:?}: {problem}");
+            return Err(at(route.pattern.span(), "route.match", message));
+        }
         let sets_lifetime = route.ttl.is_some()
             || route.stale_while_revalidate.is_some()
             || route.stale_if_error.is_some();
