@@ -180,7 +180,7 @@ fn revalidate_secret_outranks_the_files_secret_file() {
             other => panic!("expected a server configuration, got {other:?}"),
         }
     };
-    // With the variable only in this process's view: the file's key yields to it.
+    // The binary: the file's key yields to the variable.
     let (code, out, err) = run(
         &["--config", path, "--print-config"],
         &[("REVALIDATE_SECRET", env)],
@@ -193,6 +193,11 @@ fn revalidate_secret_outranks_the_files_secret_file() {
         line_of(&out, "secret_file").ends_with("# file line 2"),
         "{out}"
     );
+    let from_env = load(Some(env), &[]);
+    assert!(from_env.verify(env.as_bytes()));
+    assert!(!from_env.verify(b"file-secret-0123456789abcdef"));
+    let from_file = load(None, &[]);
+    assert!(from_file.verify(b"file-secret-0123456789abcdef"));
     // A flag still outranks the variable.
     let flag = load(Some(env), &["--secret-file", dir.to_str().expect("path")]);
     assert!(flag.verify(b"file-secret-0123456789abcdef"));

@@ -68,22 +68,29 @@ pub enum FileError {
 }
 
 pub(super) const SECTIONS: [&str; 2] = ["route", "origin"];
-/// The revalidation secret's environment variable (read by the binary, not by clap).
+/// The revalidation secret's environment variable (read by `main`, not by clap).
 const SECRET_ENV: &str = "REVALIDATE_SECRET";
 /// Flags that make no sense in the file itself.
 const NOT_IN_FILE: [&str; 5] = ["config", "print_config", "check_config", "help", "version"];
 
-/// Reads and parses `path`; environment variables are read from the process.
+/// Reads and parses `path`; environment variables are read from the process, except the
+/// revalidation secret, which the caller read (`secret_env_set`: it is set and not empty).
 pub fn read(
     path: &Path,
     command: &Command,
     real_args: &[OsString],
+    secret_env_set: bool,
 ) -> Result<ConfigFile, FileError> {
     let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    let env_is_set = |name: &OsStr| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let env_is_set = |name: &OsStr| {
+        if name == SECRET_ENV {
+            return secret_env_set;
+        }
+        std::env::var_os(name).is_some_and(|v| !v.is_empty())
+    };
     parse(path, &text, command, real_args, &env_is_set)
 }
 

@@ -54,7 +54,15 @@ pub fn load(args: Vec<OsString>, env_secret: Option<String>) -> Result<Startup, 
     let client = real.first().is_some_and(|a| a == "revalidate");
     let path = if client { None } else { config_path(&real) };
     let file = match &path {
-        Some(path) => Some(config_file::read(path, &Cli::command(), &real)?),
+        Some(path) => {
+            let secret_env_set = env_secret.as_deref().is_some_and(|s| !s.trim().is_empty());
+            Some(config_file::read(
+                path,
+                &Cli::command(),
+                &real,
+                secret_env_set,
+            )?)
+        }
         None => None,
     };
     let mut argv = vec![program];
