@@ -102,7 +102,9 @@ impl App {
             uri: request.uri().clone(),
             started: std::time::Instant::now(),
         });
-        let control = self.is_control_path(request.uri().path());
+        // A request refused for its length never reaches the control API.
+        let control = self.is_control_path(request.uri().path())
+            && limits::uri_length(request.uri()) <= self.max_uri_length;
         let response = self.route(request, peer).await;
         let x_cache = response.headers().get(X_CACHE).map(|v| v.as_bytes());
         self.proxy.metrics().request(x_cache, control);

@@ -116,7 +116,7 @@ pub async fn serve_with_admin(
     // Readiness probes every origin: the default one and each site's.
     let probed: Vec<(String, http::Uri)> = origin
         .iter()
-        .map(|url| ("default".to_string(), url.clone()))
+        .map(|url| ("(default)".to_string(), url.clone()))
         .chain(
             config
                 .host_origins

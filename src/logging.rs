@@ -80,12 +80,21 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Whether a query parameter or setting with this name carries a credential.
-pub fn is_secret_name(name: &str) -> bool {
+/// Whether a query parameter with this name carries a credential.
+fn is_credential_parameter(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["secret", "token", "password"]
-        .iter()
-        .any(|word| name.contains(word))
+    const PARTS: [&str; 8] = [
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "signature",
+        "credential",
+        "apikey",
+        "api_key",
+    ];
+    PARTS.iter().any(|part| name.contains(part))
+        || matches!(name.as_str(), "auth" | "pwd" | "sig" | "key" | "api-key")
 }
 
 /// Appends `query` with the value of every credential parameter replaced by `***`. Names are
@@ -99,7 +108,7 @@ fn push_masked_query(out: &mut String, query: &str) -> bool {
         }
         match pair.split_once('=') {
             Some((name, _))
-                if is_secret_name(&crate::revalidate::request::decode_component(name)) =>
+                if is_credential_parameter(&crate::revalidate::request::decode_component(name)) =>
             {
                 out.push_str(name);
                 out.push_str("=***");
@@ -111,7 +120,7 @@ fn push_masked_query(out: &mut String, query: &str) -> bool {
     masked
 }
 
-/// Path and query with the value of every credential parameter (see [`is_secret_name`])
+/// Path and query with the value of every credential parameter (see [`is_credential_parameter`])
 /// replaced by `***`.
 pub fn redacted_target(uri: &Uri) -> Cow<'_, str> {
     let path = uri.path();
@@ -125,44 +134,52 @@ pub fn redacted_target(uri: &Uri) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// A URL as printed and logged: the password of its user info and the value of every
-/// credential query parameter replaced by `***`; anything that is not such a URL unchanged.
+/// A URL as printed and logged: its user info (a password, or a token used as the user name)
+/// and the value of every credential query parameter replaced by `***`. Text without a scheme
+/// is read as a path and query (`edge:8080/x?secret=..` and `/x?secret=..` are masked too).
 pub fn masked_url(url: &str) -> Cow<'_, str> {
-    let Some(after_scheme) = url.find("://").map(|i| i + 3) else {
-        return Cow::Borrowed(url);
-    };
-    let rest = &url[after_scheme..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_len);
-    let (tail, fragment) = match tail.split_once('#') {
-        Some((tail, fragment)) => (tail, Some(fragment)),
-        None => (tail, None),
+    let (before_fragment, fragment) = match url.split_once('#') {
+        Some((before, fragment)) => (before, Some(fragment)),
+        None => (url, None),
     };
     let mut out = String::with_capacity(url.len());
-    out.push_str(&url[..after_scheme]);
     let mut masked = false;
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            match user_info.split_once(':') {
-                Some((user, _password)) => {
-                    out.push_str(user);
-                    out.push_str(":***");
+    let mut rest = before_fragment;
+    if let Some((scheme, after)) = before_fragment.split_once("://") {
+        let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if is_scheme {
+            out.push_str(scheme);
+            out.push_str("://");
+            let authority_len = after.find(['/', '?']).unwrap_or(after.len());
+            let (authority, path_and_query) = after.split_at(authority_len);
+            match authority.rsplit_once('@') {
+                Some((user_info, host)) => {
+                    match user_info.split_once(':') {
+                        Some((user, _password)) => {
+                            out.push_str(user);
+                            out.push_str(":***");
+                        }
+                        None => out.push_str("***"),
+                    }
+                    out.push('@');
+                    out.push_str(host);
                     masked = true;
                 }
-                None => out.push_str(user_info),
+                None => out.push_str(authority),
             }
-            out.push('@');
-            out.push_str(host);
+            rest = path_and_query;
         }
-        None => out.push_str(authority),
     }
-    match tail.split_once('?') {
+    match rest.split_once('?') {
         Some((path, query)) => {
             out.push_str(path);
             out.push('?');
             masked |= push_masked_query(&mut out, query);
         }
-        None => out.push_str(tail),
+        None => out.push_str(rest),
     }
     if let Some(fragment) = fragment {
         out.push('#');
@@ -206,13 +223,23 @@ mod tests {
             "http://user:***@origin:3000/api/revalidate?secret=***&path=/a#f"
         );
         assert_eq!(
-            masked_url("https://hooks.example/x?access_token=abc&%73ecret=y"),
-            "https://hooks.example/x?access_token=***&%73ecret=***"
+            masked_url("https://hooks.example/x?access_token=abc&%73ecret=y&sig=z"),
+            "https://hooks.example/x?access_token=***&%73ecret=***&sig=***"
+        );
+        // A token as the user name.
+        assert_eq!(masked_url("http://ghp_TOKEN@origin/"), "http://***@origin/");
+        // No scheme: still a path and query.
+        assert_eq!(
+            masked_url("edge:8080/api/revalidate?secret=x"),
+            "edge:8080/api/revalidate?secret=***"
+        );
+        assert_eq!(
+            masked_url("/x?next=http://a&token=t"),
+            "/x?next=http://a&token=***"
         );
         for unchanged in [
             "http://127.0.0.1:3000",
-            "http://user@origin/",
-            "http://origin/a?page=2",
+            "http://origin/a?page=2&author=me",
             "127.0.0.1:8080",
             "",
         ] {

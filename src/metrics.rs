@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::cache::{Cache, CacheStatus};
+use crate::cache::Cache;
 
 type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
@@ -185,11 +185,6 @@ impl Metrics {
             None => REFUSED,
         };
         self.requests[slot].inc();
-    }
-
-    /// Counts one answered request by cache status.
-    pub fn request_status(&self, status: CacheStatus) {
-        self.request(Some(status.x_cache().as_bytes()), false);
     }
 
     /// One request sent to the origin and the time its response head took (`None`: it failed).

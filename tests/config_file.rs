@@ -221,6 +221,26 @@ fn print_config_masks_passwords_and_secrets_in_urls() {
     );
     assert!(out.contains("http://user:***@127.0.0.1:3000"), "{out}");
     assert!(out.contains("/api/revalidate?secret=***&x=1"), "{out}");
+    assert!(
+        line_of(&out, "origin")
+            .ends_with("# file line 1; masked: put the real value back before use"),
+        "{out}"
+    );
+    // Nor does an error about such a URL repeat its secret.
+    let bad = config_file(
+        "url-secret-error",
+        "demo = true\norigin_revalidate_url = [\"ftp://u:pa55word@x/?token=qsecret123\"]\n",
+    );
+    let (code, _, err) = run(
+        &["--config", bad.to_str().expect("path"), "--check-config"],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("origin_revalidate_url:"), "{err}");
+    assert!(
+        !err.contains("pa55word") && !err.contains("qsecret123"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -309,6 +329,11 @@ fn check_config_names_file_line_and_key() {
             "route-table",
             "demo = true\n[route]\nmatch = \"/a\"\nttl = 5\n",
             ":2: route: a list of sections: write [[route]]",
+        ),
+        (
+            "origin-table",
+            "[origin]\nurl = \"http://127.0.0.1:1\"\n",
+            ":1: origin: a list of sections: write [[origin]]",
         ),
         (
             "route-value",

@@ -234,6 +234,8 @@ async fn evictions_by_cause_origin_errors_by_kind_and_refused_requests() {
     assert_eq!(get(edge.addr, "/slow").await.status, 504);
     let long = format!("/{}", "x".repeat(300));
     assert_eq!(get(edge.addr, &long).await.status, 414);
+    let long_control = format!("/api/revalidate?path=/{}", "x".repeat(300));
+    assert_eq!(get(edge.addr, &long_control).await.status, 414);
 
     let text = metrics_text(&edge).await;
     for (sample, expected) in [
@@ -247,7 +249,7 @@ async fn evictions_by_cause_origin_errors_by_kind_and_refused_requests() {
         ),
         ("isr_edge_origin_errors_total{kind=\"status\"}", 1.0),
         ("isr_edge_origin_errors_total{kind=\"timeout\"}", 1.0),
-        ("isr_edge_requests_total{cache=\"refused\"}", 1.0),
+        ("isr_edge_requests_total{cache=\"refused\"}", 2.0),
         ("isr_edge_requests_total{cache=\"api\"}", 1.0),
         ("isr_edge_requests_total{cache=\"stale\"}", 1.0),
     ] {

@@ -191,30 +191,28 @@ impl StoredHeaders {
         let mut fields = Vec::with_capacity(kept().count());
         let mut other_names: Vec<HeaderName> = Vec::new();
         for (name, value) in kept() {
-            let start = block.len();
-            block.extend_from_slice(value.as_bytes());
-            let name_id = match COMMON_NAMES.iter().position(|common| common == name) {
-                Some(common) => common,
-                None => {
-                    COMMON_NAMES.len()
-                        + match other_names.iter().position(|other| other == name) {
-                            Some(seen) => seen,
-                            None => {
-                                other_names.push(name.clone());
-                                other_names.len() - 1
-                            }
-                        }
-                }
-            };
+            let known = COMMON_NAMES.iter().position(|common| common == name);
+            let seen = other_names.iter().position(|other| other == name);
+            let name_id = known.unwrap_or(COMMON_NAMES.len() + seen.unwrap_or(other_names.len()));
             // Header blocks are bounded by the origin client's limits (a few hundred fields,
             // far below 4 GiB); a field beyond the ranges would simply not be stored.
-            if let (Ok(name), Ok(start), Ok(end)) = (
+            let start = block.len();
+            let (Ok(name_id), Ok(start), Ok(end)) = (
                 u16::try_from(name_id),
                 u32::try_from(start),
-                u32::try_from(block.len()),
-            ) {
-                fields.push(StoredField { name, start, end });
+                u32::try_from(start + value.len()),
+            ) else {
+                continue;
+            };
+            if known.is_none() && seen.is_none() {
+                other_names.push(name.clone());
             }
+            block.extend_from_slice(value.as_bytes());
+            fields.push(StoredField {
+                name: name_id,
+                start,
+                end,
+            });
         }
         StoredHeaders {
             block: Bytes::from(block),

@@ -117,7 +117,9 @@ pub fn parse(
             message,
         };
         // `origin = "http://..."` is the flag; `[[origin]]` (an array) is the section.
-        if SECTIONS.contains(&name) && (name != "origin" || value.get_ref().is_array()) {
+        let flag_form =
+            name == "origin" && !value.get_ref().is_array() && !value.get_ref().is_table();
+        if SECTIONS.contains(&name) && !flag_form {
             if !value.get_ref().is_array() {
                 // `[route]` or `route = ...` would otherwise be skipped without a word.
                 return Err(fail(format!(

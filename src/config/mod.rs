@@ -353,21 +353,24 @@ fn origin_forwarding(cli: &Cli) -> Result<OriginForwarding, ConfigError> {
 
 /// An origin's revalidation endpoint (`--origin-revalidate-url`, `[[origin]] revalidate_url`).
 pub(crate) fn parse_revalidate_url(text: &str) -> Result<Uri, String> {
+    // Echoed in errors masked: the URL may carry a secret.
+    let shown = crate::logging::masked_url(text);
     let uri: Uri = text
         .parse()
-        .map_err(|e| format!("{text:?} is not a URL ({e})"))?;
+        .map_err(|e| format!("{shown:?} is not a URL ({e})"))?;
     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
         return Err(format!(
-            "{text:?}: expected http://host:port/path, e.g. http://127.0.0.1:3000/api/revalidate"
+            "{shown:?}: expected http://host:port/path, e.g. http://127.0.0.1:3000/api/revalidate"
         ));
     }
     Ok(uri)
 }
 
 pub(crate) fn parse_origin(text: &str) -> Result<Uri, ConfigError> {
+    let shown = crate::logging::masked_url(text);
     let uri: Uri = text.parse().map_err(|e| {
         ConfigError::Origin(format!(
-            "{text:?} is not a URL ({e}); expected http://host:port"
+            "{shown:?} is not a URL ({e}); expected http://host:port"
         ))
     })?;
     match uri.scheme_str() {
@@ -380,12 +383,12 @@ pub(crate) fn parse_origin(text: &str) -> Result<Uri, ConfigError> {
         }
         _ => {
             return Err(ConfigError::Origin(format!(
-                "{text:?} needs an http:// scheme, e.g. http://127.0.0.1:3000"
+                "{shown:?} needs an http:// scheme, e.g. http://127.0.0.1:3000"
             )))
         }
     }
     if uri.authority().is_none() {
-        return Err(ConfigError::Origin(format!("{text:?} has no host")));
+        return Err(ConfigError::Origin(format!("{shown:?} has no host")));
     }
     Ok(uri)
 }

@@ -55,7 +55,10 @@ pub fn load(args: Vec<OsString>, env_secret: Option<String>) -> Result<Startup, 
     let path = if client { None } else { config_path(&real) };
     let file = match &path {
         Some(path) => {
-            let secret_env_set = env_secret.as_deref().is_some_and(|s| !s.trim().is_empty());
+            // As the secret list is read: only a non-empty entry makes it a secret.
+            let secret_env_set = env_secret
+                .as_deref()
+                .is_some_and(|s| s.split(',').any(|part| !part.trim().is_empty()));
             Some(config_file::read(
                 path,
                 &Cli::command(),
@@ -170,9 +173,33 @@ fn explain_config_error(error: &ConfigError, file: Option<&ConfigFile>) -> Start
     StartupError::Invalid(text)
 }
 
+/// Appended to the comment of a line whose URL was masked: the printed file loads, but would
+/// send `***` as the password or secret.
+const MASKED: &str = "masked: put the real value back before use";
+
+/// [`MASKED`] as a line's own comment.
+fn masked_note(masked: bool) -> String {
+    if masked {
+        format!("  # {MASKED}")
+    } else {
+        String::new()
+    }
+}
+
+/// `url` as `--print-config` shows it (see [`masked_url`]); sets `masked` when it hid something.
+fn shown_url(url: &str, masked: &mut bool) -> String {
+    let shown = masked_url(url);
+    *masked |= matches!(shown, std::borrow::Cow::Owned(_));
+    shown.into_owned()
+}
+
 /// Whether an argument's value is a secret to mask (paths to secret files are not).
 fn is_secret(id: &str) -> bool {
-    crate::logging::is_secret_name(id) && !id.to_ascii_lowercase().ends_with("_file")
+    let id = id.to_ascii_lowercase();
+    ["secret", "token", "password"]
+        .iter()
+        .any(|s| id.contains(s))
+        && !id.ends_with("_file")
 }
 
 /// The effective configuration as a TOML file that `--config` accepts.
@@ -207,15 +234,21 @@ fn render(matches: &ArgMatches, file: Option<&ConfigFile>, config: &Config) -> S
                 _ => "default".to_string(),
             },
         };
-        // A URL's password and credential parameters are masked like any other secret.
+        // A URL's user info and credential parameters are masked like any other secret.
+        let mut masked = false;
         let raw: Vec<String> = matches
             .get_raw(id)
             .map(|values| {
                 values
-                    .map(|v| masked_url(&v.to_string_lossy()).into_owned())
+                    .map(|v| shown_url(&v.to_string_lossy(), &mut masked))
                     .collect()
             })
             .unwrap_or_default();
+        let source = if masked {
+            format!("{source}; {MASKED}")
+        } else {
+            source
+        };
         let value = if raw.is_empty() {
             out.push_str(&format!("# {key} = (not set)\n"));
             continue;
@@ -274,10 +307,12 @@ fn render(matches: &ArgMatches, file: Option<&ConfigFile>, config: &Config) -> S
         out.push_str(&format!("\n[[origin]]  # default, {source}\nurl = {url}\n"));
     }
     for origin in &config.host_origins {
+        let mut masked = false;
+        let url = quote(&shown_url(&origin.url.to_string(), &mut masked));
         out.push_str(&format!(
-            "\n[[origin]]\nhost = {}\nurl = {}\n",
+            "\n[[origin]]\nhost = {}\nurl = {url}{}\n",
             quote(&origin.host),
-            quote(&masked_url(&origin.url.to_string()))
+            masked_note(masked)
         ));
         render_forwarding(&mut out, &origin.forwarding);
     }
@@ -287,12 +322,17 @@ fn render(matches: &ArgMatches, file: Option<&ConfigFile>, config: &Config) -> S
 /// A site's forwarding keys; its secret only as "configured, ****" next to the file's path.
 fn render_forwarding(out: &mut String, forwarding: &SiteForwarding) {
     if !forwarding.urls.is_empty() {
+        let mut masked = false;
         let urls: Vec<String> = forwarding
             .urls
             .iter()
-            .map(|u| quote(&masked_url(&u.to_string())))
+            .map(|u| quote(&shown_url(&u.to_string(), &mut masked)))
             .collect();
-        out.push_str(&format!("revalidate_url = [{}]\n", urls.join(", ")));
+        out.push_str(&format!(
+            "revalidate_url = [{}]{}\n",
+            urls.join(", "),
+            masked_note(masked)
+        ));
     }
     if let Some(path) = &forwarding.secret_file {
         let path = quote(&path.display().to_string());
