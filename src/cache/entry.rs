@@ -378,22 +378,14 @@ impl Entry {
         }
         // Parsed here rather than kept parsed: every stored page would pay for a field that
         // only `If-Modified-Since` without `If-None-Match` (rare: an ETag is always stored) reads.
-        let last_modified = || {
-            let value = self.headers.get(&header::LAST_MODIFIED)?;
-            httpdate::parse_http_date(value.to_str().ok()?).ok()
+        let Some(ims) = request.get(header::IF_MODIFIED_SINCE) else {
+            return false;
         };
-        if let (Some(ims), Some(last_modified)) =
-            (request.get(header::IF_MODIFIED_SINCE), last_modified())
-        {
-            if let Some(ims) = ims
-                .to_str()
-                .ok()
-                .and_then(|v| httpdate::parse_http_date(v).ok())
-            {
-                return last_modified <= ims;
-            }
+        let parse = |value: &HeaderValue| httpdate::parse_http_date(value.to_str().ok()?).ok();
+        match (parse(ims), self.headers.get(&header::LAST_MODIFIED)) {
+            (Some(ims), Some(last_modified)) => parse(&last_modified).is_some_and(|lm| lm <= ims),
+            _ => false,
         }
-        false
     }
 
     /// Renders the stored response for one request.
@@ -442,8 +434,10 @@ fn opaque_tag(tag: &str) -> &str {
     tag.trim().trim_start_matches("W/")
 }
 
+const RSC: HeaderName = HeaderName::from_static("rsc");
+
 pub fn is_rsc_request(headers: &HeaderMap) -> bool {
-    headers.get("rsc").is_some_and(|v| v.as_bytes() == b"1")
+    headers.get(RSC).is_some_and(|v| v.as_bytes() == b"1")
 }
 
 pub fn is_rsc_content(headers: &HeaderMap) -> bool {

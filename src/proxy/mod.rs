@@ -55,6 +55,11 @@ mod headers;
 
 use headers::{client_wants_no_cache, has_cookie, mark, request_host, without_body_for_head};
 
+const NEXT_ACTION: HeaderName = HeaderName::from_static("next-action");
+const PRERENDER_REVALIDATE: HeaderName = HeaderName::from_static("x-prerender-revalidate");
+const PRERENDER_REVALIDATE_IF_GENERATED: HeaderName =
+    HeaderName::from_static("x-prerender-revalidate-if-generated");
+
 /// The proxy's knobs (see `config` for defaults).
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
@@ -253,7 +258,8 @@ impl Proxy {
         }
     }
 
-    /// Requests that never use the cache, with the reason shown in `Cache-Status`.
+    /// Requests that never use the cache, with the reason shown in `Cache-Status`. Runs on every
+    /// hit: names are constants, so a lookup hashes instead of parsing a name first.
     fn bypass_reason(&self, parts: &Parts) -> Option<&'static str> {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Some("method");
@@ -262,7 +268,7 @@ impl Proxy {
         if headers.contains_key(header::RANGE) {
             return Some("range");
         }
-        if headers.contains_key("next-action") {
+        if headers.contains_key(NEXT_ACTION) {
             return Some("server-action");
         }
         if headers.contains_key(header::UPGRADE) {
@@ -276,8 +282,8 @@ impl Proxy {
         }
         // Next.js on-demand regeneration; the header itself is stripped (upstream.rs), so the
         // origin serves this client as any other, but the answer must not be stored.
-        if headers.contains_key("x-prerender-revalidate")
-            || headers.contains_key("x-prerender-revalidate-if-generated")
+        if headers.contains_key(PRERENDER_REVALIDATE)
+            || headers.contains_key(PRERENDER_REVALIDATE_IF_GENERATED)
         {
             return Some("prerender-revalidate");
         }
