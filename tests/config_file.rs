@@ -331,6 +331,16 @@ fn check_config_names_file_line_and_key() {
             ":2: route: a list of sections: write [[route]]",
         ),
         (
+            "duplicate-host",
+            "[[origin]]\nhost = \"shop.example\"\nurl = \"http://127.0.0.1:1\"\n\n[[origin]]\nhost = \"Shop.Example\"\nurl = \"http://127.0.0.1:2\"\n",
+            ":6: origin.host: \"shop.example\" is listed twice",
+        ),
+        (
+            "two-defaults",
+            "[[origin]]\nurl = \"http://127.0.0.1:1\"\n\n[[origin]]\nurl = \"http://127.0.0.1:2\"\n",
+            ":5: origin.url: only one [[origin]] may omit host",
+        ),
+        (
             "origin-table",
             "[origin]\nurl = \"http://127.0.0.1:1\"\n",
             ":1: origin: a list of sections: write [[origin]]",

@@ -54,11 +54,10 @@ async fn start(
     start_command(command(secret, args)).await
 }
 
-async fn start_command(
-    mut command: Command,
-) -> (Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+/// Spawns the binary; every line it writes (stdout and stderr) arrives on the receiver.
+fn spawn_logged(mut command: Command) -> (Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let mut child = command.spawn().expect("spawn isr-edge");
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel();
     for stream in [
         child
             .stdout
@@ -80,6 +79,11 @@ async fn start_command(
             }
         });
     }
+    (child, lines)
+}
+
+async fn start_command(command: Command) -> (Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (child, mut lines) = spawn_logged(command);
     let (forward_tx, forward_rx) = tokio::sync::mpsc::unbounded_channel();
     let ready = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.recv().await {
@@ -273,4 +277,59 @@ async fn a_second_sigterm_exits_at_once() {
         .expect("a second signal exits without waiting for the drain")
         .expect("status");
     assert_eq!(status.code(), Some(130));
+}
+
+/// `RUST_LOG` decides what is logged: `warn` silences the start-up lines while a target
+/// directive keeps the access log.
+#[tokio::test]
+async fn rust_log_picks_what_is_logged() {
+    let origin = Origin::start(|_| Reply::ok("x").cc("s-maxage=60")).await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut command = command(
+        SECRET,
+        &[
+            "--origin",
+            &origin.url(),
+            "--listen",
+            &listen,
+            "--access-log",
+        ],
+    );
+    command.env("RUST_LOG", "warn,isr_edge::access=info");
+    let (mut child, mut lines) = spawn_logged(command);
+    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    let mut up = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "isr-edge did not start listening");
+    assert_eq!(support::get(addr, "/logged").await.status, 200);
+    // Every line up to the access line, none of them skipped.
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.recv().await {
+            let access = line.contains("path=/logged");
+            seen.push(line);
+            if access {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    let _ = child.kill().await;
+    assert!(
+        found,
+        "the access line is kept by its target directive: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|l| l.contains("isr-edge serving")),
+        "info lines logged under RUST_LOG=warn: {seen:?}"
+    );
 }
