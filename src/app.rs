@@ -102,37 +102,54 @@ impl App {
             uri: request.uri().clone(),
             started: std::time::Instant::now(),
         });
-        // A request refused for its length never reaches the control API.
-        let control = self.is_control_path(request.uri().path())
-            && limits::uri_length(request.uri()) <= self.max_uri_length;
-        let response = self.route(request, peer).await;
+        let (response, answered_by) = self.route(request, peer).await;
         let x_cache = response.headers().get(X_CACHE).map(|v| v.as_bytes());
-        self.proxy.metrics().request(x_cache, control);
+        self.proxy
+            .metrics()
+            .request(x_cache, answered_by == AnsweredBy::ControlApi);
         if let Some(access) = access {
             logging::access(&access, &response);
         }
         response
     }
 
-    /// The revalidation endpoint (with or without a trailing slash).
-    fn is_control_path(&self, path: &str) -> bool {
-        path == self.revalidate_path
-            || path.strip_suffix('/') == Some(self.revalidate_path.as_str())
-    }
-
-    async fn route(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// The answer, and who gave it (for the request counters).
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> (Response<Body>, AnsweredBy) {
         let (parts, body) = request.into_parts();
         if limits::uri_length(&parts.uri) > self.max_uri_length {
-            return limits::uri_too_long(self.max_uri_length);
+            return (
+                limits::uri_too_long(self.max_uri_length),
+                AnsweredBy::Limits,
+            );
         }
-        if self.is_control_path(parts.uri.path()) {
+        let path = parts.uri.path();
+        if path == self.revalidate_path
+            || path.strip_suffix('/') == Some(self.revalidate_path.as_str())
+        {
             // Boxed so the control API's future does not enlarge every proxied request's.
-            return Box::pin(self.revalidate.handle(parts, body, peer.ip())).await;
+            let response = Box::pin(self.revalidate.handle(parts, body, peer.ip())).await;
+            return (response, AnsweredBy::ControlApi);
         }
         // Only the data plane: a backend may call the control API by IP or internal name.
         if let Err(host) = limits::host_allowed(&self.allowed_hosts, &parts.uri, &parts.headers) {
-            return limits::misdirected(&host);
+            return (limits::misdirected(&host), AnsweredBy::Limits);
         }
-        self.proxy.handle(parts, body, peer.ip()).await
+        (
+            self.proxy.handle(parts, body, peer.ip()).await,
+            AnsweredBy::Proxy,
+        )
     }
+}
+
+/// Which part of the app answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnsweredBy {
+    /// Refused before routing went further (URI too long, unknown host).
+    Limits,
+    ControlApi,
+    Proxy,
 }

@@ -3,9 +3,9 @@
 //! `--access-log` is on (target `isr_edge::access`).
 //!
 //! The access line carries method, path, status, cache status, duration and bytes; never
-//! headers (so no cookies or `Authorization`), and the value of a `secret` (or token or
-//! password) query parameter is replaced by `***`. URLs printed or logged anywhere go through
-//! [`masked_url`].
+//! headers (so no cookies or `Authorization`), and the value of every credential query
+//! parameter (`secret`, tokens, passwords, signatures, keys) is replaced by `***`. URLs printed
+//! or logged anywhere go through [`masked_url`].
 
 use std::borrow::Cow;
 use std::time::Instant;

@@ -10,7 +10,7 @@ use isr_edge::purge_client::{self, Command, RevalidateArgs};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
-    let env_secret = std::env::var("REVALIDATE_SECRET").ok();
+    let env_secret = std::env::var(isr_edge::config::SECRET_ENV).ok();
     let startup = match startup::load(std::env::args_os().collect(), env_secret.clone()) {
         Ok(startup) => startup,
         Err(StartupError::Usage(e))

@@ -68,8 +68,6 @@ pub enum FileError {
 }
 
 pub(super) const SECTIONS: [&str; 2] = ["route", "origin"];
-/// The revalidation secret's environment variable (read by `main`, not by clap).
-const SECRET_ENV: &str = "REVALIDATE_SECRET";
 /// Flags that make no sense in the file itself.
 const NOT_IN_FILE: [&str; 5] = ["config", "print_config", "check_config", "help", "version"];
 
@@ -86,7 +84,7 @@ pub fn read(
         source,
     })?;
     let env_is_set = |name: &OsStr| {
-        if name == SECRET_ENV {
+        if name == super::SECRET_ENV {
             return secret_env_set;
         }
         std::env::var_os(name).is_some_and(|v| !v.is_empty())
@@ -163,7 +161,7 @@ pub fn parse(
         // `secret_file` and REVALIDATE_SECRET are one setting from two sources, so the
         // environment outranks the file for it like for any other key.
         let env_overrides = arg.get_env().is_some_and(env_is_set)
-            || (id == "secret_file" && env_is_set(OsStr::new(SECRET_ENV)));
+            || (id == "secret_file" && env_is_set(OsStr::new(super::SECRET_ENV)));
         if flag_given(real_args, long) || env_overrides {
             continue;
         }

@@ -301,6 +301,10 @@ impl Config {
     }
 }
 
+/// The revalidation secret's environment variable: read by `main` (not by clap, so that it is
+/// never echoed), and outranking the file's `secret_file`.
+pub const SECRET_ENV: &str = "REVALIDATE_SECRET";
+
 /// More worker threads than this is a typo, not a plan: each is a thread with its own runtime.
 const MAX_WORKERS: usize = 1024;
 
