@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use tokio::time::Instant;
 
+use super::interned::{self, Table};
 use super::key::vary_value;
 use super::policy::{self, Freshness, Lifetime};
 use crate::body::{self, Body};
@@ -77,7 +78,9 @@ pub struct Entry {
     headers: StoredHeaders,
     pub body: Bytes,
     /// The request header values this variant was made for, by the names in its `Vary`.
-    pub vary: Box<[(HeaderName, Option<String>)]>,
+    /// Names are the process's shared copies (see [`interned`]): Next.js names four in every
+    /// page's `Vary`, which cost a page over 300 bytes when each kept its own.
+    pub vary: Box<[(HeaderName, Option<Box<str>>)]>,
     pub tags: Box<[Box<str>]>,
     lifetime: StoredLifetime,
     pub stored_at: Instant,
@@ -124,57 +127,36 @@ impl StoredLifetime {
     }
 }
 
-/// Stored response headers in a compact form: every value's bytes in one block, each field a
-/// name and a range of that block. A `HeaderMap` costs about 100 bytes per slot (with spare
-/// slots) plus one allocation per value, which for a 1 KiB page was more than the page itself;
-/// this costs 12 bytes per field and one allocation. A hit renders it into a fresh map whose
-/// values are slices of the block (no copy) and whose names are clones of shared names (no
-/// copy either).
+/// Stored response headers in a compact form: each field a name and a value, each of them
+/// either an id into the process's [`interned`] tables (names, and the values sites repeat on
+/// every page) or the page's own copy; the page's own values share one block. A `HeaderMap`
+/// costs about 100 bytes per slot (with spare slots) plus one allocation per value, which for a
+/// 1 KiB page was more than the page itself; this costs 12 bytes per field and at most one
+/// allocation. A hit renders it into a fresh map whose names and values are clones of shared or
+/// static bytes (no copy, no parse).
 #[derive(Debug)]
 struct StoredHeaders {
     block: Bytes,
     fields: Box<[StoredField]>,
-    /// Names outside [`COMMON_NAMES`], in order of first use; a field refers to one by
-    /// `COMMON_NAMES.len() + position`. Kept as `HeaderName`s (not bytes in the block) so that
-    /// a hit clones them instead of parsing and allocating a name per field.
-    other_names: Box<[HeaderName]>,
+    /// Names the process table had no room for, in order of first use (usually none).
+    own_names: Box<[HeaderName]>,
 }
 
 /// One stored field: 12 bytes where a `HeaderName` alone is 32.
 #[derive(Debug)]
 struct StoredField {
+    /// An id in [`interned::names`], or with [`OWN`] set, a position in `own_names`.
     name: u16,
+    /// A range of the block, or when `start` is [`SHARED_VALUE`], `end` is an id in
+    /// [`interned::values`].
     start: u32,
     end: u32,
 }
 
-/// Response field names most pages carry, stored as an index into this table.
-static COMMON_NAMES: [HeaderName; 24] = [
-    header::CONTENT_TYPE,
-    header::CACHE_CONTROL,
-    header::CONTENT_LENGTH,
-    header::DATE,
-    header::ETAG,
-    header::LAST_MODIFIED,
-    header::EXPIRES,
-    header::VARY,
-    header::CONTENT_ENCODING,
-    header::CONTENT_LANGUAGE,
-    header::CONTENT_DISPOSITION,
-    header::CONTENT_SECURITY_POLICY,
-    header::STRICT_TRANSPORT_SECURITY,
-    header::X_CONTENT_TYPE_OPTIONS,
-    header::X_FRAME_OPTIONS,
-    header::X_XSS_PROTECTION,
-    header::REFERRER_POLICY,
-    header::LINK,
-    header::LOCATION,
-    header::SERVER,
-    header::ACCEPT_RANGES,
-    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-    header::CONTENT_RANGE,
-    header::ALT_SVC,
-];
+/// Marks a name id as the page's own.
+const OWN: u16 = 0x8000;
+/// Marks a value as shared.
+const SHARED_VALUE: u32 = u32::MAX;
 
 /// Set per response, never stored.
 fn per_response(name: &HeaderName) -> bool {
@@ -185,29 +167,57 @@ impl StoredHeaders {
     /// Copies the values out of `headers` (hyper's values are slices of the connection's read
     /// buffer; a stored copy must not keep that buffer alive), dropping the per-response ones.
     fn new(headers: &HeaderMap) -> StoredHeaders {
+        StoredHeaders::with_tables(headers, interned::names(), interned::values())
+    }
+
+    fn with_tables(
+        headers: &HeaderMap,
+        names: &Table<HeaderName>,
+        values: &Table<HeaderValue>,
+    ) -> StoredHeaders {
         let kept = || headers.iter().filter(|(name, _)| !per_response(name));
-        let size: usize = kept().map(|(_, value)| value.len()).sum();
-        let mut block = Vec::with_capacity(size);
+        let mut block = Vec::new();
         let mut fields = Vec::with_capacity(kept().count());
-        let mut other_names: Vec<HeaderName> = Vec::new();
+        let mut own_names: Vec<HeaderName> = Vec::new();
         for (name, value) in kept() {
-            let known = COMMON_NAMES.iter().position(|common| common == name);
-            let seen = other_names.iter().position(|other| other == name);
-            let name_id = known.unwrap_or(COMMON_NAMES.len() + seen.unwrap_or(other_names.len()));
-            // Header blocks are bounded by the origin client's limits (a few hundred fields,
-            // far below 4 GiB); a field beyond the ranges would simply not be stored.
-            let start = block.len();
-            let (Ok(name_id), Ok(start), Ok(end)) = (
-                u16::try_from(name_id),
-                u32::try_from(start),
-                u32::try_from(start + value.len()),
-            ) else {
-                continue;
+            let name_id = match names.intern(name) {
+                Some(id) if id < OWN => id,
+                _ => {
+                    let position = own_names.iter().position(|own| own == name);
+                    let Ok(position) = u16::try_from(position.unwrap_or(own_names.len())) else {
+                        continue;
+                    };
+                    if position >= OWN {
+                        continue;
+                    }
+                    if usize::from(position) == own_names.len() {
+                        own_names.push(name.clone());
+                    }
+                    position | OWN
+                }
             };
-            if known.is_none() && seen.is_none() {
-                other_names.push(name.clone());
-            }
-            block.extend_from_slice(value.as_bytes());
+            let shared = interned::shares_values(name)
+                .then(|| values.intern(value))
+                .flatten();
+            let (start, end) = match shared {
+                Some(id) => (SHARED_VALUE, u32::from(id)),
+                None => {
+                    // Header blocks are bounded by the origin client's limits (a few hundred
+                    // fields, far below 4 GiB); a field beyond the ranges (or starting at the
+                    // shared marker) would not be stored.
+                    let start = block.len();
+                    let (Ok(start), Ok(end)) =
+                        (u32::try_from(start), u32::try_from(start + value.len()))
+                    else {
+                        continue;
+                    };
+                    if start == SHARED_VALUE {
+                        continue;
+                    }
+                    block.extend_from_slice(value.as_bytes());
+                    (start, end)
+                }
+            };
             fields.push(StoredField {
                 name: name_id,
                 start,
@@ -215,20 +225,27 @@ impl StoredHeaders {
             });
         }
         StoredHeaders {
-            block: Bytes::from(block),
+            // A boxed slice has no spare capacity, so the `Bytes` needs no header of its own.
+            block: Bytes::from(block.into_boxed_slice()),
             fields: fields.into_boxed_slice(),
-            other_names: other_names.into_boxed_slice(),
+            own_names: own_names.into_boxed_slice(),
         }
     }
 
     fn name(&self, field: &StoredField) -> Option<&HeaderName> {
-        let id = usize::from(field.name);
-        COMMON_NAMES
-            .get(id)
-            .or_else(|| self.other_names.get(id.checked_sub(COMMON_NAMES.len())?))
+        if field.name & OWN == 0 {
+            interned::names().get(field.name)
+        } else {
+            self.own_names.get(usize::from(field.name & !OWN))
+        }
     }
 
     fn value(&self, field: &StoredField) -> Option<HeaderValue> {
+        if field.start == SHARED_VALUE {
+            return interned::values()
+                .get(u16::try_from(field.end).ok()?)
+                .cloned();
+        }
         // Valid by construction (copied from a `HeaderValue`); the check is a byte scan.
         HeaderValue::from_maybe_shared(self.block.slice(field.start as usize..field.end as usize))
             .ok()
@@ -257,7 +274,7 @@ impl StoredHeaders {
         self.block.len()
             + self.fields.len() * std::mem::size_of::<StoredField>()
             + self
-                .other_names
+                .own_names
                 .iter()
                 .map(|name| name.as_str().len() + std::mem::size_of::<HeaderName>())
                 .sum::<usize>()
@@ -286,7 +303,14 @@ impl Entry {
             is_rsc: is_rsc_content(&headers),
             headers: StoredHeaders::new(&headers),
             body: new.body,
-            vary: new.vary.into_boxed_slice(),
+            vary: new
+                .vary
+                .into_iter()
+                .map(|(name, value)| {
+                    let name = interned::names().shared(&name).unwrap_or(name);
+                    (name, value.map(String::into_boxed_str))
+                })
+                .collect(),
             tags: new.tags.into_boxed_slice(),
             lifetime: StoredLifetime::of(&new.lifetime),
             stored_at: now,
@@ -354,7 +378,10 @@ impl Entry {
         let vary: usize = self
             .vary
             .iter()
-            .map(|(k, v)| k.as_str().len() + v.as_ref().map_or(0, String::len) + 32)
+            .map(|(_, value)| {
+                value.as_ref().map_or(0, |v| v.len())
+                    + std::mem::size_of::<(HeaderName, Option<Box<str>>)>()
+            })
             .sum();
         let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
         self.body.len() + headers + vary + tags + std::mem::size_of::<Entry>()
@@ -496,24 +523,31 @@ mod tests {
         // With the `Arc` counts, 200 bytes: mimalloc's 224-byte class.
         assert!(std::mem::size_of::<Entry>() <= 184);
         assert!(std::mem::size_of::<StoredField>() <= 12);
-        // A typical page head (as the bench origin sends it, plus the ETag added on admission)
-        // is stored as exactly its value bytes in one block, plus one field record each.
+        // A typical page head (as the bench origin sends it, plus the ETag added on admission):
+        // names are ids, the values every page repeats are ids, and only the page's own values
+        // (date, sequence number, ETag) are bytes of its block.
         let page = entry(&[
             ("content-type", "text/html; charset=utf-8"),
             ("cache-control", "s-maxage=60, stale-while-revalidate=30"),
             ("date", "Sun, 22 Nov 2026 02:00:00 GMT"),
             ("x-origin-seq", "12345"),
         ]);
-        let values: usize = page
+        let own_values: usize = page
             .headers
             .fields
             .iter()
+            .filter(|f| f.start != SHARED_VALUE)
             .map(|f| (f.end - f.start) as usize)
             .sum();
-        assert_eq!(page.headers.block.len(), values, "one block, no slack");
+        assert_eq!(page.headers.block.len(), own_values, "one block, no slack");
+        assert_eq!(
+            page.headers.block.len(),
+            "Sun, 22 Nov 2026 02:00:00 GMT".len()
+                + "12345".len()
+                + page.etag().expect("etag made").len()
+        );
         assert_eq!(page.headers.fields.len(), 5, "the four fields and the ETag");
-        // Common names cost a table index; only `x-origin-seq` is kept as a name of its own.
-        assert_eq!(page.headers.other_names.len(), 1);
+        assert!(page.headers.own_names.is_empty());
     }
 
     fn request(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -558,7 +592,27 @@ mod tests {
     }
 
     #[test]
-    fn other_names_keep_their_order_values_and_repeats() {
+    fn with_full_tables_a_page_keeps_its_own_names_and_values_in_order() {
+        let mut map = HeaderMap::new();
+        map.append("x-powered-by", HeaderValue::from_static("Next.js"));
+        map.append("content-type", HeaderValue::from_static("text/html"));
+        map.append("x-powered-by", HeaderValue::from_static("again"));
+        let own = StoredHeaders::with_tables(&map, &Table::new(0, 0), &Table::new(0, 0));
+        assert_eq!(own.own_names.len(), 2, "each name kept once");
+        assert_eq!(own.block.len(), "Next.jstext/htmlagain".len());
+        let mut rendered = HeaderMap::new();
+        own.render(&mut rendered, |_| false);
+        let pairs: Vec<_> = rendered.iter().collect();
+        let expected: Vec<_> = map.iter().collect();
+        assert_eq!(pairs, expected);
+        assert_eq!(
+            own.get(&header::CONTENT_TYPE),
+            Some(HeaderValue::from_static("text/html"))
+        );
+    }
+
+    #[test]
+    fn names_and_values_keep_their_order_and_repeats() {
         let mut map = HeaderMap::new();
         map.append("x-powered-by", HeaderValue::from_static("Next.js"));
         map.append("content-location", HeaderValue::from_static("/a"));
@@ -566,10 +620,13 @@ mod tests {
         map.append("x-powered-by", HeaderValue::from_static("again"));
         map.append("etag", HeaderValue::from_static("\"e\""));
         let stored = stored(map, Duration::ZERO);
-        assert_eq!(
-            stored.headers.other_names.len(),
-            3,
-            "each name outside the table kept once"
+        assert!(
+            stored.headers.own_names.is_empty(),
+            "every name in the process table"
+        );
+        assert!(
+            stored.headers.fields[0].start == SHARED_VALUE,
+            "x-powered-by values are shared"
         );
         assert_eq!(
             stored

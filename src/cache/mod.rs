@@ -9,6 +9,7 @@
 pub mod entry;
 pub mod index;
 pub mod inflight;
+mod interned;
 pub mod key;
 pub mod pattern;
 pub mod policy;
