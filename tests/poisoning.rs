@@ -1,6 +1,7 @@
 //! Cache poisoning: an attacker's request headers that change what the origin renders but are
 //! not part of the key never reach the origin, so the page stored for everyone is clean.
 //! Responses with `Set-Cookie` are never stored; `--bypass-cookie` requests skip the cache.
+//! An origin inventing header names and values cannot make pages lose or swap headers.
 
 mod support;
 
@@ -114,4 +115,64 @@ async fn bypass_cookies_skip_the_cache() {
     let anonymous = get_with(edge.addr, "/p", &[("cookie", "theme=dark; sessionx=1")]).await;
     assert_eq!(anonymous.cache(), "HIT");
     assert_eq!(anonymous.text(), "#1 ");
+}
+
+/// The proxy keeps header names and repeated values once per process, in bounded tables
+/// (1,024 names, 4,096 values). An origin inventing new ones on every page fills them; pages
+/// stored after that keep their own copies. Every page, stored before or after, must come back
+/// from the cache with exactly the fields its origin sent, in order.
+#[tokio::test]
+async fn an_origin_inventing_header_names_and_values_gets_exactly_its_own_back() {
+    const PAGES: usize = 80;
+    const NAMES_PER_PAGE: usize = 15;
+    const VALUES_PER_PAGE: usize = 55;
+    let invented = |page: &str| -> Vec<(String, String)> {
+        let names =
+            (0..NAMES_PER_PAGE).map(|j| (format!("x-invented-{page}-{j}"), format!("n{j}")));
+        // `X-Powered-By` is one of the names whose values are shared between pages.
+        let values = (0..VALUES_PER_PAGE).map(|j| ("x-powered-by".into(), format!("{page}/{j}")));
+        names.chain(values).collect()
+    };
+    let origin = Origin::start(move |r| {
+        let page = r.path.trim_start_matches("/p/").to_string();
+        invented(&page).into_iter().fold(
+            Reply::ok(format!("page {page}")).cc("s-maxage=600"),
+            |reply, (name, value)| reply.header(&name, &value),
+        )
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for page in 0..PAGES {
+        assert_eq!(get(edge.addr, &format!("/p/{page}")).await.cache(), "MISS");
+    }
+    for page in 0..PAGES {
+        let hit = get(edge.addr, &format!("/p/{page}")).await;
+        assert_eq!(hit.cache(), "HIT");
+        assert_eq!(hit.text(), format!("page {page}"));
+        let sent: Vec<(String, String)> = hit
+            .headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("x-invented-") || *name == "x-powered-by")
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("?").to_string()))
+            .collect();
+        let expected = invented(&page.to_string());
+        assert_eq!(sent.len(), expected.len(), "page {page}");
+        for (name, value) in &expected {
+            assert!(
+                sent.contains(&(name.clone(), value.clone())),
+                "page {page} lost {name}: {value}"
+            );
+        }
+        let powered_by: Vec<&str> = hit
+            .headers
+            .get_all("x-powered-by")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let expected_order: Vec<String> = (0..VALUES_PER_PAGE)
+            .map(|j| format!("{page}/{j}"))
+            .collect();
+        assert_eq!(powered_by, expected_order, "page {page}: values in order");
+    }
+    assert_eq!(origin.total(), PAGES, "every second request was a hit");
 }
