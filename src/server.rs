@@ -198,7 +198,15 @@ impl Worker {
             .timer(TokioTimer::new())
             .header_read_timeout(self.settings.header_read_timeout)
             .max_buf_size(self.settings.max_header_size.max(8192))
-            .keep_alive(true);
+            .keep_alive(true)
+            // A client may half-close once its request is out, and must still get the answer.
+            // It also spares every request a read: without it hyper probes the socket for EOF
+            // while the answer is pending, and with the request's head still holding the read
+            // buffer, that probe allocated a new buffer per request (~1.5 % of a hit's CPU).
+            // The cost: a client that leaves is noticed when its answer is written, not before.
+            // Cache fetches finish in their own task anyway; a pass-through request runs until
+            // the origin answers or its timeout ends it.
+            .half_close(true);
         builder
             .http2()
             .timer(TokioTimer::new())

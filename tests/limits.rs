@@ -1,6 +1,7 @@
 //! Data-plane limits, each with its clear answer: header size (431), URI length (414), client
 //! body size (413), connection cap (503 at once, not a queue), slowloris header trickling and
-//! idle keep-alive connections (closed), unknown hosts (421).
+//! idle keep-alive connections (closed), unknown hosts (421). And one thing that is not a limit:
+//! a client that half-closes its connection after the request still gets the answer.
 
 mod support;
 
@@ -237,4 +238,36 @@ async fn unknown_hosts_get_421_and_create_no_entries() {
     )
     .await;
     assert_eq!(purge.status, 200, "{}", purge.text());
+}
+
+/// A client may shut down its sending side once its request is out (`nc -N`, some health
+/// checkers); TCP keeps the other direction open, and the answer must still arrive, also when
+/// the origin takes a while.
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("slow {}", r.target))
+            .cc("s-maxage=600")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for expected in ["MISS", "HIT"] {
+        let mut stream = TcpStream::connect(edge.addr).await.expect("connect");
+        stream
+            .write_all(b"GET /half HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .expect("write");
+        stream.shutdown().await.expect("half-close");
+        let (text, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{expected}: {text:?}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains(&format!("x-cache: {}", expected.to_ascii_lowercase())),
+            "{text}"
+        );
+        assert!(text.ends_with("slow /half"), "{text}");
+        assert!(closed, "the connection stayed open after the answer");
+    }
+    assert_eq!(origin.total(), 1);
 }
