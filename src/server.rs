@@ -203,9 +203,12 @@ impl Worker {
             // It also spares every request a read: without it hyper probes the socket for EOF
             // while the answer is pending, and with the request's head still holding the read
             // buffer, that probe allocated a new buffer per request (~1.5 % of a hit's CPU).
-            // The cost: a client that leaves is noticed when its answer is written, not before.
-            // Cache fetches finish in their own task anyway; a pass-through request runs until
-            // the origin answers or its timeout ends it.
+            // The cost: a client that leaves (or resets) mid-request is noticed when its answer
+            // is written, not before. Until then its request keeps its connection slot and its
+            // origin request, and shutdown waits for it (bounded by the shutdown timeout). Cache
+            // fetches finish in their own task anyway; a pass-through runs until the origin
+            // answers or the origin timeout ends it. A client that stays connected could hold
+            // the same for as long, so no new exposure.
             .half_close(true);
         builder
             .http2()

@@ -170,6 +170,8 @@ impl StoredHeaders {
         StoredHeaders::with_tables(headers, interned::names(), interned::values())
     }
 
+    /// Rendering reads ids from the process's tables, so `names` and `values` must be those,
+    /// or (in tests) tables that refuse everything.
     fn with_tables(
         headers: &HeaderMap,
         names: &Table<HeaderName>,
@@ -225,7 +227,7 @@ impl StoredHeaders {
             });
         }
         StoredHeaders {
-            // A boxed slice has no spare capacity, so the `Bytes` needs no header of its own.
+            // No spare capacity kept (a `Vec` with spare room becomes a shared `Bytes` at once).
             block: Bytes::from(block.into_boxed_slice()),
             fields: fields.into_boxed_slice(),
             own_names: own_names.into_boxed_slice(),
@@ -378,8 +380,10 @@ impl Entry {
         let vary: usize = self
             .vary
             .iter()
-            .map(|(_, value)| {
-                value.as_ref().map_or(0, |v| v.len())
+            .map(|(name, value)| {
+                // The name's bytes are counted even when shared: a page cannot tell.
+                name.as_str().len()
+                    + value.as_ref().map_or(0, |v| v.len())
                     + std::mem::size_of::<(HeaderName, Option<Box<str>>)>()
             })
             .sum();
@@ -525,13 +529,16 @@ mod tests {
         assert!(std::mem::size_of::<StoredField>() <= 12);
         // A typical page head (as the bench origin sends it, plus the ETag added on admission):
         // names are ids, the values every page repeats are ids, and only the page's own values
-        // (date, sequence number, ETag) are bytes of its block.
-        let page = entry(&[
+        // (date, sequence number, ETag) are bytes of its block. Names and values are shared
+        // from the second page that has them on.
+        let head = [
             ("content-type", "text/html; charset=utf-8"),
             ("cache-control", "s-maxage=60, stale-while-revalidate=30"),
             ("date", "Sun, 22 Nov 2026 02:00:00 GMT"),
             ("x-origin-seq", "12345"),
-        ]);
+        ];
+        let _first = entry(&head);
+        let page = entry(&head);
         let own_values: usize = page
             .headers
             .fields
@@ -619,6 +626,14 @@ mod tests {
         map.append("x-nextjs-cache", HeaderValue::from_static("HIT"));
         map.append("x-powered-by", HeaderValue::from_static("again"));
         map.append("etag", HeaderValue::from_static("\"e\""));
+        let first = stored(map.clone(), Duration::ZERO);
+        assert_eq!(
+            first
+                .headers
+                .get(&HeaderName::from_static("x-nextjs-cache")),
+            Some(HeaderValue::from_static("HIT"))
+        );
+        // The second page with these names and values shares them.
         let stored = stored(map, Duration::ZERO);
         assert!(
             stored.headers.own_names.is_empty(),

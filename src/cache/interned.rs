@@ -5,14 +5,15 @@
 //! `x-nextjs-cache` or `x-powered-by`. Each page used to keep its own copy. Here each is kept
 //! once and a page refers to it by a 16-bit id.
 //!
-//! Ids are never reused, so a table only grows; both are bounded in count and in length. Past
-//! the bound a page keeps its own copy, so an origin that invents names or values pays with the
-//! memory of its own pages and the tables stay small. Reading an id is one atomic load and
-//! clones a `'static` `Bytes`: a hit shares no reference count between workers. Only storing a
-//! page takes the table's lock.
+//! Ids are never reused, so a table only grows; both are bounded in count and in length, and
+//! once one is full every later page keeps its own copies (correct, only larger). So that
+//! one-off names and values (a request id, a `max-age` counting down, an echoed origin) do not
+//! fill it, an item is kept only the second time it is seen. Reading an id is one atomic load
+//! and clones a `'static` `Bytes`: a hit shares no reference count between workers. Only
+//! storing a page takes the table's lock.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -93,7 +94,7 @@ pub fn names() -> &'static Table<HeaderName> {
     NAMES.get_or_init(|| {
         let table = Table::new(NAME_SLOTS, NAME_MAX_LEN);
         for name in &COMMON_NAMES {
-            table.intern(name);
+            table.add(name, true);
         }
         table
     })
@@ -118,11 +119,13 @@ impl Internable for HeaderName {
     }
 
     fn to_static(&self) -> Option<Self> {
-        let text: &'static str = Box::leak(Box::from(self.as_str()));
-        // `as_str` is always the lowercase token form `from_static` accepts, so it cannot
-        // panic; checked anyway, because the name comes from an origin.
-        HeaderName::from_bytes(text.as_bytes()).ok()?;
-        Some(HeaderName::from_static(text))
+        // `from_static` panics on anything but a lowercase token. `as_str` always is one;
+        // checked anyway (a name parsed back unchanged is one), because it comes from an origin.
+        let text = self.as_str();
+        HeaderName::from_bytes(text.as_bytes())
+            .ok()
+            .filter(|parsed| parsed.as_str() == text)?;
+        Some(HeaderName::from_static(Box::leak(Box::from(text))))
     }
 }
 
@@ -140,8 +143,16 @@ impl Internable for HeaderValue {
 /// An append-only table: ids are handed out under a lock, read without one.
 pub struct Table<T> {
     slots: Box<[OnceLock<T>]>,
-    ids: Mutex<HashMap<T, u16>>,
+    state: Mutex<Admission<T>>,
     max_len: usize,
+}
+
+struct Admission<T> {
+    ids: HashMap<T, u16>,
+    /// Hashes of items seen once and not kept yet; emptied when it reaches the table's size,
+    /// so it stays bounded however many one-off items arrive.
+    seen_once: HashSet<u64>,
+    hasher: RandomState,
 }
 
 impl<T: Internable> Table<T> {
@@ -150,32 +161,52 @@ impl<T: Internable> Table<T> {
             slots: (0..slots.min(usize::from(u16::MAX)))
                 .map(|_| OnceLock::new())
                 .collect(),
-            ids: Mutex::new(HashMap::new()),
+            state: Mutex::new(Admission {
+                ids: HashMap::new(),
+                seen_once: HashSet::new(),
+                hasher: RandomState::new(),
+            }),
             max_len,
         }
     }
 
-    /// The id of `item`, added if there is room; `None` when it is too long or the table is
-    /// full, and the caller keeps its own copy.
+    /// The id of `item` if it is kept, or is seen for the second time and there is room;
+    /// otherwise `None`, and the caller keeps its own copy.
     pub fn intern(&self, item: &T) -> Option<u16> {
+        self.add(item, false)
+    }
+
+    fn add(&self, item: &T, at_first_sight: bool) -> Option<u16> {
         if item.len() > self.max_len {
             return None;
         }
-        // A poisoned lock only means another admission panicked mid-insert; the map is
-        // still a valid map, and ids already handed out stay valid.
-        let mut ids = self
-            .ids
+        // A poisoned lock only means another admission panicked mid-insert; the maps are
+        // still valid maps, and a slot is only ever filled before its id is handed out.
+        let mut state = self
+            .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(&id) = ids.get(item) {
+        if let Some(&id) = state.ids.get(item) {
             return Some(id);
         }
-        let next = ids.len();
-        let slot = self.slots.get(next)?;
+        let next = state.ids.len();
+        // Checked before anything is copied: after a panic between filling a slot and
+        // recording its id, this slot stays taken and the table simply counts as full.
+        let slot = self.slots.get(next).filter(|slot| slot.get().is_none())?;
         let id = u16::try_from(next).ok()?;
+        if !at_first_sight {
+            let hash = state.hasher.hash_one(item);
+            if state.seen_once.len() >= self.slots.len() {
+                state.seen_once.clear();
+            }
+            if state.seen_once.insert(hash) {
+                return None;
+            }
+            state.seen_once.remove(&hash);
+        }
         let kept = item.to_static()?;
         slot.set(kept.clone()).ok()?;
-        ids.insert(kept, id);
+        state.ids.insert(kept, id);
         Some(id)
     }
 
@@ -200,8 +231,10 @@ mod tests {
         let table = Table::new(8, 32);
         let html = HeaderValue::from_static("text/html; charset=utf-8");
         let json = HeaderValue::from_static("application/json");
+        assert_eq!(table.intern(&html), None, "kept the second time it is seen");
         let first = table.intern(&html);
         assert_eq!(first, Some(0));
+        assert_eq!(table.intern(&json), None);
         assert_eq!(table.intern(&json), Some(1));
         assert_eq!(table.intern(&html.clone()), first);
         assert_eq!(table.get(0), Some(&html));
@@ -211,17 +244,38 @@ mod tests {
     }
 
     #[test]
+    fn one_off_items_never_fill_the_table() {
+        let table = Table::new(4, 32);
+        for n in 0..100 {
+            let one_off = HeaderValue::from(n);
+            assert_eq!(table.intern(&one_off), None);
+        }
+        let repeated = HeaderValue::from_static("text/html");
+        table.intern(&repeated);
+        assert_eq!(
+            table.intern(&repeated),
+            Some(0),
+            "room left for what repeats"
+        );
+        let state = table.state.lock().expect("not poisoned");
+        assert!(
+            state.seen_once.len() <= 4,
+            "the one-off hashes stay bounded"
+        );
+    }
+
+    #[test]
     fn a_full_table_or_a_long_item_is_refused_and_nothing_else_changes() {
         let table = Table::new(2, 8);
         let a = HeaderName::from_static("x-a");
         let b = HeaderName::from_static("x-b");
-        assert_eq!(table.intern(&a), Some(0));
+        assert_eq!(table.add(&a, true), Some(0));
         assert_eq!(
-            table.intern(&HeaderName::from_static("x-much-too-long")),
+            table.add(&HeaderName::from_static("x-much-too-long"), true),
             None
         );
-        assert_eq!(table.intern(&b), Some(1));
-        assert_eq!(table.intern(&HeaderName::from_static("x-c")), None);
+        assert_eq!(table.add(&b, true), Some(1));
+        assert_eq!(table.add(&HeaderName::from_static("x-c"), true), None);
         // Items already in keep their ids when the table is full.
         assert_eq!(table.intern(&a), Some(0));
         assert_eq!(table.get(1), Some(&b));
@@ -231,7 +285,7 @@ mod tests {
     fn values_keep_opaque_bytes() {
         let table = Table::new(4, 64);
         let obs_text = HeaderValue::from_bytes(b"caf\xe9").expect("obs-text is valid");
-        let id = table.intern(&obs_text).expect("room");
+        let id = table.add(&obs_text, true).expect("room");
         assert_eq!(table.get(id).expect("interned").as_bytes(), b"caf\xe9");
     }
 
@@ -242,7 +296,7 @@ mod tests {
             header::CONTENT_TYPE,
             HeaderName::from_static("x-nextjs-cache"),
         ] {
-            let id = table.intern(&name).expect("room");
+            let id = table.add(&name, true).expect("room");
             assert_eq!(table.get(id), Some(&name));
         }
     }
