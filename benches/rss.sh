@@ -1,7 +1,10 @@
 #!/bin/bash
 # Memory per stored page: RSS of the release proxy after storing N distinct 1 KiB pages.
-# usage: benches/rss.sh [N=100000] [BINARY=target/release/isr-edge]
+# usage: [ORIGIN=bench|next] benches/rss.sh [N=100000] [BINARY=target/release/isr-edge]
 # Uses the bench origin and `burst` client of ../shared/bench (built here when missing).
+# ORIGIN=next serves the same 1 KiB pages with the head Next.js 15 sends (Vary with four names,
+# x-nextjs-* and X-Powered-By) from benches/next_shaped_origin.py: slower (Python), so use
+# N=50000 or fewer.
 set -euo pipefail
 N=${1:-100000}
 BIN=${2:-target/release/isr-edge}
@@ -12,7 +15,11 @@ if [[ ! -x $TARGET/release/bench-origin || ! -x $TARGET/release/burst ]]; then
 fi
 [[ -x $BIN ]] || cargo build --release --quiet
 ORIGIN_PORT=18190 EDGE_PORT=18194 ADMIN_PORT=18195
-"$TARGET/release/bench-origin" --listen 127.0.0.1:$ORIGIN_PORT >/dev/null 2>&1 & origin=$!
+if [[ ${ORIGIN:-bench} == next ]]; then
+  python3 "$(dirname "$0")/next_shaped_origin.py" $ORIGIN_PORT >/dev/null 2>&1 & origin=$!
+else
+  "$TARGET/release/bench-origin" --listen 127.0.0.1:$ORIGIN_PORT >/dev/null 2>&1 & origin=$!
+fi
 "$BIN" --listen 127.0.0.1:$EDGE_PORT --origin http://127.0.0.1:$ORIGIN_PORT \
   --admin-listen 127.0.0.1:$ADMIN_PORT >/dev/null 2>&1 & edge=$!
 trap 'kill $edge $origin 2>/dev/null' EXIT
