@@ -77,10 +77,9 @@ pub struct Entry {
     /// `Cache-Status`.
     headers: StoredHeaders,
     pub body: Bytes,
-    /// The request header values this variant was made for, by the names in its `Vary`.
-    /// Names are the process's shared copies (see [`interned`]): Next.js names four in every
-    /// page's `Vary`, which cost a page over 300 bytes when each kept its own.
-    pub vary: Box<[(HeaderName, Option<Box<str>>)]>,
+    /// The request header values this variant was made for, by the names in its `Vary`;
+    /// `None` when the response has no `Vary`.
+    vary: Option<Box<VaryKey>>,
     pub tags: Box<[Box<str>]>,
     lifetime: StoredLifetime,
     pub stored_at: Instant,
@@ -283,6 +282,70 @@ impl StoredHeaders {
     }
 }
 
+/// The request header values a variant was made for, by the names in its `Vary`. Next.js
+/// lists four names on every page, and a page load sends none of those headers: kept as a
+/// pair list that was 192 bytes per page; here the name list is the process's shared copy and
+/// the values take no room when all are absent.
+#[derive(Debug)]
+struct VaryKey {
+    names: VaryNames,
+    /// One per name, or empty when the request had none of the headers.
+    values: Box<[Option<Box<str>>]>,
+}
+
+#[derive(Debug)]
+enum VaryNames {
+    /// From [`interned::vary_lists`]: most pages of a site list the same names.
+    Shared(&'static [HeaderName]),
+    /// A list the table did not keep (seen once so far, too long, or the table is full).
+    Own(Box<[HeaderName]>),
+}
+
+impl VaryKey {
+    fn new(vary: Vec<(HeaderName, Option<String>)>) -> Option<Box<VaryKey>> {
+        if vary.is_empty() {
+            return None;
+        }
+        let (names, values): (Vec<HeaderName>, Vec<Option<String>>) = vary.into_iter().unzip();
+        let names = names.into_boxed_slice();
+        let table = interned::vary_lists();
+        let names = match table.intern(&names).and_then(|id| table.get(id)) {
+            Some(shared) => VaryNames::Shared(shared),
+            None => VaryNames::Own(names),
+        };
+        let values = if values.iter().all(Option::is_none) {
+            Box::default()
+        } else {
+            values
+                .into_iter()
+                .map(|value| value.map(String::into_boxed_str))
+                .collect()
+        };
+        Some(Box::new(VaryKey { names, values }))
+    }
+
+    fn names(&self) -> &[HeaderName] {
+        match &self.names {
+            VaryNames::Shared(names) => names,
+            VaryNames::Own(names) => names,
+        }
+    }
+
+    fn value(&self, at: usize) -> Option<&str> {
+        self.values.get(at)?.as_deref()
+    }
+
+    fn weight(&self) -> usize {
+        // The names' bytes are counted even when shared: a page cannot tell.
+        let names: usize = self.names().iter().map(|n| n.as_str().len()).sum();
+        let values: usize = self.values.iter().flatten().map(|v| v.len()).sum();
+        names
+            + values
+            + self.values.len() * std::mem::size_of::<Option<Box<str>>>()
+            + std::mem::size_of::<VaryKey>()
+    }
+}
+
 /// What the admission step knows about a response it is about to store.
 pub struct NewEntry {
     pub status: StatusCode,
@@ -305,14 +368,7 @@ impl Entry {
             is_rsc: is_rsc_content(&headers),
             headers: StoredHeaders::new(&headers),
             body: new.body,
-            vary: new
-                .vary
-                .into_iter()
-                .map(|(name, value)| {
-                    let name = interned::names().shared(&name).unwrap_or(name);
-                    (name, value.map(String::into_boxed_str))
-                })
-                .collect(),
+            vary: VaryKey::new(new.vary),
             tags: new.tags.into_boxed_slice(),
             lifetime: StoredLifetime::of(&new.lifetime),
             stored_at: now,
@@ -369,24 +425,34 @@ impl Entry {
         if self.is_rsc != is_rsc_request(request) {
             return false;
         }
-        self.vary
+        let Some(vary) = &self.vary else {
+            return true;
+        };
+        vary.names()
             .iter()
-            .all(|(name, stored)| vary_value(request, name).as_deref() == stored.as_deref())
+            .enumerate()
+            .all(|(at, name)| vary_value(request, name).as_deref() == vary.value(at))
+    }
+
+    /// The header names this variant's `Vary` lists (empty without one).
+    pub fn vary_names(&self) -> &[HeaderName] {
+        self.vary.as_deref().map_or(&[], VaryKey::names)
+    }
+
+    /// Whether `other` was made for the same request header values (by the same names).
+    pub fn same_vary(&self, other: &Entry) -> bool {
+        let names = self.vary_names();
+        names == other.vary_names()
+            && (0..names.len()).all(|at| {
+                self.vary.as_deref().and_then(|v| v.value(at))
+                    == other.vary.as_deref().and_then(|v| v.value(at))
+            })
     }
 
     /// Bytes this entry costs the cache: body, headers, vary values, tags, bookkeeping.
     pub fn weight(&self) -> usize {
         let headers = self.headers.weight();
-        let vary: usize = self
-            .vary
-            .iter()
-            .map(|(name, value)| {
-                // The name's bytes are counted even when shared: a page cannot tell.
-                name.as_str().len()
-                    + value.as_ref().map_or(0, |v| v.len())
-                    + std::mem::size_of::<(HeaderName, Option<Box<str>>)>()
-            })
-            .sum();
+        let vary = self.vary.as_deref().map_or(0, VaryKey::weight);
         let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
         self.body.len() + headers + vary + tags + std::mem::size_of::<Entry>()
     }
@@ -524,8 +590,8 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn per_page_sizes() {
-        // With the `Arc` counts, 200 bytes: mimalloc's 224-byte class.
-        assert!(std::mem::size_of::<Entry>() <= 184);
+        // With the `Arc` counts, 192 bytes: mimalloc's 192-byte class.
+        assert!(std::mem::size_of::<Entry>() <= 176);
         assert!(std::mem::size_of::<StoredField>() <= 12);
         // A typical page head (as the bench origin sends it, plus the ETag added on admission):
         // names are ids, the values every page repeats are ids, and only the page's own values
@@ -555,6 +621,79 @@ mod tests {
         );
         assert_eq!(page.headers.fields.len(), 5, "the four fields and the ETag");
         assert!(page.headers.own_names.is_empty());
+    }
+
+    fn varied(vary: &[(&'static str, Option<&str>)]) -> Entry {
+        let mut new = NewEntry {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(b"hello"),
+            vary: vary
+                .iter()
+                .map(|(name, value)| (HeaderName::from_static(name), value.map(str::to_owned)))
+                .collect(),
+            tags: vec![],
+            lifetime: Lifetime {
+                fresh_for: Duration::from_secs(10),
+                stale_while_revalidate: Duration::ZERO,
+                stale_if_error: Duration::ZERO,
+            },
+            initial_age: Duration::ZERO,
+        };
+        new.headers
+            .insert(header::VARY, HeaderValue::from_static("x"));
+        Entry::new(new, Instant::now())
+    }
+
+    #[test]
+    fn a_vary_key_matches_only_the_request_values_it_was_made_for() {
+        const NEXT: [&str; 4] = [
+            "rsc",
+            "next-router-state-tree",
+            "next-router-prefetch",
+            "next-router-segment-prefetch",
+        ];
+        let page_load = varied(&NEXT.map(|name| (name, None)));
+        let vary = page_load.vary.as_deref().expect("has a Vary");
+        assert!(vary.values.is_empty(), "absent values take no room");
+        assert_eq!(page_load.vary_names(), NEXT.map(HeaderName::from_static));
+        assert!(page_load.matches(&HeaderMap::new()));
+        assert!(!page_load.matches(&request(&[("next-router-prefetch", "1")])));
+
+        let prefetch =
+            varied(&NEXT.map(|name| (name, (name == "next-router-prefetch").then_some("1"))));
+        assert!(prefetch.matches(&request(&[("next-router-prefetch", "1")])));
+        assert!(!prefetch.matches(&request(&[("next-router-prefetch", "2")])));
+        assert!(!prefetch.matches(&HeaderMap::new()));
+        assert!(!prefetch.same_vary(&page_load) && !page_load.same_vary(&prefetch));
+        assert!(page_load.same_vary(&varied(&NEXT.map(|name| (name, None)))));
+        assert!(varied(&[]).vary.is_none() && varied(&[]).matches(&HeaderMap::new()));
+        // Same values under other names are another variant.
+        let other_names = varied(&[("accept-language", None)]);
+        assert!(!other_names.same_vary(&page_load));
+    }
+
+    #[test]
+    fn vary_name_lists_are_shared_from_the_second_page_on() {
+        let names = [
+            ("x-vary-share-test-a", None),
+            ("x-vary-share-test-b", Some("1")),
+        ];
+        let first = varied(&names);
+        let second = varied(&names);
+        let third = varied(&names);
+        assert!(matches!(
+            first.vary.as_deref().map(|v| &v.names),
+            Some(VaryNames::Own(_))
+        ));
+        for later in [&second, &third] {
+            match later.vary.as_deref().map(|v| &v.names) {
+                Some(VaryNames::Shared(shared)) => assert_eq!(*shared, first.vary_names()),
+                other => panic!("not shared: {other:?}"),
+            }
+        }
+        assert!(first.same_vary(&third));
+        assert!(third.matches(&request(&[("x-vary-share-test-b", "1")])));
     }
 
     fn request(pairs: &[(&'static str, &str)]) -> HeaderMap {

@@ -28,6 +28,11 @@ const VALUE_SLOTS: usize = 4096;
 /// Longest value kept; Next.js's `Vary` is 80 bytes, a long `Strict-Transport-Security` 60.
 const VALUE_MAX_LEN: usize = 256;
 
+/// Distinct `Vary` name lists kept; a site has a handful.
+const VARY_LIST_SLOTS: usize = 256;
+/// Longest list kept, counting its names' bytes.
+const VARY_LIST_MAX_LEN: usize = 512;
+
 /// Response fields whose value is usually the same on many pages. A value that differs per
 /// page (`Date`, `ETag`, a CSP nonce, a request id) is left out: it would fill the table with
 /// values no other page uses.
@@ -106,6 +111,12 @@ pub fn values() -> &'static Table<HeaderValue> {
     VALUES.get_or_init(|| Table::new(VALUE_SLOTS, VALUE_MAX_LEN))
 }
 
+/// The process's table of `Vary` name lists.
+pub fn vary_lists() -> &'static Table<Box<[HeaderName]>> {
+    static LISTS: OnceLock<Table<Box<[HeaderName]>>> = OnceLock::new();
+    LISTS.get_or_init(|| Table::new(VARY_LIST_SLOTS, VARY_LIST_MAX_LEN))
+}
+
 /// Something a table can keep: its bytes, and a copy of it that lives as long as the process.
 pub trait Internable: Clone + Eq + Hash {
     fn len(&self) -> usize;
@@ -137,6 +148,16 @@ impl Internable for HeaderValue {
     fn to_static(&self) -> Option<Self> {
         let bytes: &'static [u8] = Box::leak(Box::from(self.as_bytes()));
         HeaderValue::from_maybe_shared(Bytes::from_static(bytes)).ok()
+    }
+}
+
+impl Internable for Box<[HeaderName]> {
+    fn len(&self) -> usize {
+        self.iter().map(|name| name.as_str().len()).sum()
+    }
+
+    fn to_static(&self) -> Option<Self> {
+        self.iter().map(HeaderName::to_static).collect()
     }
 }
 
@@ -210,12 +231,6 @@ impl<T: Internable> Table<T> {
         Some(id)
     }
 
-    /// The table's own copy of `item` (cloning it shares nothing), or `None` as for
-    /// [`Table::intern`].
-    pub fn shared(&self, item: &T) -> Option<T> {
-        self.get(self.intern(item)?).cloned()
-    }
-
     /// What `id` stands for; `None` only for an id this table never handed out.
     pub fn get(&self, id: u16) -> Option<&T> {
         self.slots.get(usize::from(id))?.get()
@@ -240,7 +255,6 @@ mod tests {
         assert_eq!(table.get(0), Some(&html));
         assert_eq!(table.get(1), Some(&json));
         assert_eq!(table.get(2), None);
-        assert_eq!(table.shared(&json), Some(json));
     }
 
     #[test]

@@ -215,10 +215,7 @@ impl Cache {
         self.store.entry(key.clone()).and_compute_with(|current| {
             let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(4);
             if let Some(current) = current.filter(|c| !c.value().purged.load(Ordering::Acquire)) {
-                let same_vary_names = |e: &Entry| {
-                    e.vary.len() == inserted.vary.len()
-                        && e.vary.iter().zip(&inserted.vary).all(|(a, b)| a.0 == b.0)
-                };
+                let same_vary_names = |e: &Entry| e.vary_names() == inserted.vary_names();
                 entries.extend(
                     current
                         .value()
@@ -228,7 +225,7 @@ impl Cache {
                         // origin forgot `Vary: RSC`.
                         .filter(|e| {
                             same_vary_names(e)
-                                && (e.vary != inserted.vary || e.is_rsc != inserted.is_rsc)
+                                && (!e.same_vary(&inserted) || e.is_rsc != inserted.is_rsc)
                         })
                         .filter(|e| !e.lifetime().keep_for().saturating_sub(e.age(now)).is_zero())
                         .cloned(),
