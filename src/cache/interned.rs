@@ -124,19 +124,21 @@ pub trait Internable: Clone + Eq + Hash {
     fn to_static(&self) -> Option<Self>;
 }
 
+/// Whether `HeaderName::from_static` accepts `text`: it panics on anything but a lowercase
+/// token. A name's `as_str` always is one; checked anyway (a name parsed back unchanged is one),
+/// because it comes from an origin.
+fn static_name_ok(text: &str) -> bool {
+    HeaderName::from_bytes(text.as_bytes()).is_ok_and(|parsed| parsed.as_str() == text)
+}
+
 impl Internable for HeaderName {
     fn len(&self) -> usize {
         self.as_str().len()
     }
 
     fn to_static(&self) -> Option<Self> {
-        // `from_static` panics on anything but a lowercase token. `as_str` always is one;
-        // checked anyway (a name parsed back unchanged is one), because it comes from an origin.
         let text = self.as_str();
-        HeaderName::from_bytes(text.as_bytes())
-            .ok()
-            .filter(|parsed| parsed.as_str() == text)?;
-        Some(HeaderName::from_static(Box::leak(Box::from(text))))
+        static_name_ok(text).then(|| HeaderName::from_static(Box::leak(Box::from(text))))
     }
 }
 
@@ -152,11 +154,18 @@ impl Internable for HeaderValue {
 }
 
 impl Internable for Box<[HeaderName]> {
+    /// Counts each name's slot too, so a list of many short names cannot take a slot cheaply.
     fn len(&self) -> usize {
-        self.iter().map(|name| name.as_str().len()).sum()
+        self.iter()
+            .map(|name| name.as_str().len() + std::mem::size_of::<HeaderName>())
+            .sum()
     }
 
     fn to_static(&self) -> Option<Self> {
+        // Every name checked before any is copied for good, so a refusal leaks nothing.
+        if !self.iter().all(|name| static_name_ok(name.as_str())) {
+            return None;
+        }
         self.iter().map(HeaderName::to_static).collect()
     }
 }
