@@ -121,17 +121,12 @@ fn push_masked_query(out: &mut String, query: &str) -> bool {
 }
 
 /// Path and query with the value of every credential parameter (see [`is_credential_parameter`])
-/// replaced by `***`.
+/// replaced by `***`: [`masked_url`] of the request target.
 pub fn redacted_target(uri: &Uri) -> Cow<'_, str> {
-    let path = uri.path();
-    let Some(query) = uri.query() else {
-        return Cow::Borrowed(path);
-    };
-    let mut out = String::with_capacity(path.len() + query.len() + 1);
-    out.push_str(path);
-    out.push('?');
-    push_masked_query(&mut out, query);
-    Cow::Owned(out)
+    uri.path_and_query()
+        .map_or(Cow::Borrowed(uri.path()), |target| {
+            masked_url(target.as_str())
+        })
 }
 
 /// A URL as printed and logged: its user info (a password, or a token used as the user name)

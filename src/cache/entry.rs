@@ -185,16 +185,14 @@ impl StoredHeaders {
                 Some(id) if id < OWN => id,
                 _ => {
                     let position = own_names.iter().position(|own| own == name);
-                    let Ok(position) = u16::try_from(position.unwrap_or(own_names.len())) else {
+                    let position = position.unwrap_or(own_names.len());
+                    let Some(id) = u16::try_from(position).ok().filter(|id| *id < OWN) else {
                         continue;
                     };
-                    if position >= OWN {
-                        continue;
-                    }
-                    if usize::from(position) == own_names.len() {
+                    if position == own_names.len() {
                         own_names.push(name.clone());
                     }
-                    position | OWN
+                    id | OWN
                 }
             };
             let shared = interned::shares_values(name)
@@ -309,22 +307,14 @@ impl VaryKey {
         }
         let (names, values): (Vec<HeaderName>, Vec<Option<String>>) = vary.into_iter().unzip();
         let names = names.into_boxed_slice();
-        let table = interned::vary_lists();
-        let names = match table.intern(&names).and_then(|id| table.get(id)) {
+        let names = match interned::vary_lists().shared(&names) {
             Some(shared) => VaryNames::Shared(shared),
             // Names the process keeps are still shared one by one.
             None => VaryNames::Own(
                 names
                     .into_vec()
                     .into_iter()
-                    .map(|name| {
-                        let names = interned::names();
-                        names
-                            .intern(&name)
-                            .and_then(|id| names.get(id))
-                            .cloned()
-                            .unwrap_or(name)
-                    })
+                    .map(|name| interned::names().shared(&name).cloned().unwrap_or(name))
                     .collect(),
             ),
         };
@@ -463,10 +453,12 @@ impl Entry {
     pub fn same_vary(&self, other: &Entry) -> bool {
         let names = self.vary_names();
         names == other.vary_names()
-            && (0..names.len()).all(|at| {
-                self.vary.as_deref().and_then(|v| v.value(at))
-                    == other.vary.as_deref().and_then(|v| v.value(at))
-            })
+            && (0..names.len()).all(|at| self.vary_value(at) == other.vary_value(at))
+    }
+
+    /// The request value this variant was made for, by the position of its name in `Vary`.
+    fn vary_value(&self, at: usize) -> Option<&str> {
+        self.vary.as_deref()?.value(at)
     }
 
     /// Bytes this entry costs the cache: body, headers, vary values, tags, bookkeeping.

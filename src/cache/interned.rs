@@ -5,8 +5,8 @@
 //! `x-nextjs-cache` or `x-powered-by`. Each page used to keep its own copy. Here each is kept
 //! once and a page refers to it by a 16-bit id.
 //!
-//! Ids are never reused, so a table only grows; both are bounded in count and in length, and
-//! once one is full every later page keeps its own copies (correct, only larger). So that
+//! Ids are never reused, so a table only grows; every table is bounded in count and in length,
+//! and once one is full every later page keeps its own copies (correct, only larger). So that
 //! one-off names and values (a request id, a `max-age` counting down, an echoed origin) do not
 //! fill it, an item is kept only the second time it is seen. Reading an id is one atomic load
 //! and clones a `'static` `Bytes`: a hit shares no reference count between workers. Only
@@ -204,6 +204,11 @@ impl<T: Internable> Table<T> {
     /// otherwise `None`, and the caller keeps its own copy.
     pub fn intern(&self, item: &T) -> Option<u16> {
         self.add(item, false)
+    }
+
+    /// The table's own copy of `item`, when [`Table::intern`] keeps it.
+    pub fn shared(&self, item: &T) -> Option<&T> {
+        self.get(self.intern(item)?)
     }
 
     fn add(&self, item: &T, at_first_sight: bool) -> Option<u16> {

@@ -59,6 +59,7 @@ pub fn normalized(raw: &str) -> Cow<'_, str> {
 }
 
 /// Whether [`normalize_slow`] would return `raw` unchanged.
+///
 /// One pass over the bytes: `str::contains` with a string pattern sets up a searcher per call,
 /// and the four of them (with two suffix checks) were ~1 % of a hit's CPU.
 fn is_normal(raw: &str) -> bool {
