@@ -58,6 +58,11 @@ impl Origins {
         self.default.as_ref()
     }
 
+    /// The configured hosts, in configuration order (for error messages).
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.by_host.iter().map(|(host, _)| host.as_str())
+    }
+
     /// The default origin, else the first configured host's (for readiness checks).
     pub fn primary(&self) -> Option<&Upstream> {
         self.default

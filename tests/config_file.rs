@@ -565,6 +565,35 @@ async fn unknown_host_without_default_origin_is_421() {
         "shop"
     );
     assert_eq!(shop.total(), 1);
+
+    // Revalidation scoped to a host nothing is served for is a mistake (a typo in a deploy
+    // script), not a success that purged nothing.
+    let typo = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/"], "host": "shpo.example"}),
+    )
+    .await;
+    assert_eq!(typo.status, 400, "{}", typo.text());
+    assert_eq!(typo.json()["success"], false);
+    let message = typo.json()["message"].as_str().unwrap_or("").to_string();
+    assert!(
+        message.contains("\"shpo.example\"") && message.contains("configured hosts: shop.example"),
+        "{message}"
+    );
+    assert_eq!(
+        get_with(edge.addr, "/", &[("host", "shop.example")])
+            .await
+            .cache(),
+        "HIT",
+        "a refused revalidation evicts nothing"
+    );
+    let scoped = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/"], "host": "Shop.Example"}),
+    )
+    .await;
+    assert_eq!(scoped.status, 200, "{}", scoped.text());
+    assert_eq!(scoped.json()["evicted"], 1, "{}", scoped.text());
 }
 
 #[tokio::test]

@@ -156,6 +156,11 @@ impl Proxy {
         self.origins.primary()
     }
 
+    /// Which origins serve which hosts: a request for a host none serves is refused.
+    pub fn origins(&self) -> &Origins {
+        &self.origins
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }

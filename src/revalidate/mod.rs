@@ -170,6 +170,22 @@ impl Revalidate {
             }
             _ => return method_not_allowed(),
         };
+        if let Some(host) = parsed.host.as_deref() {
+            let origins = self.proxy.origins();
+            if origins.for_host(host).is_none() {
+                // Requests for it are refused (421), so nothing can be stored for it: most
+                // likely a typo, which a deploy script should hear about rather than get a
+                // success that purged nothing.
+                let known = origins.hosts().collect::<Vec<_>>().join(", ");
+                return self.refuse(
+                    peer,
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "host {host:?} has no origin here, so nothing is stored for it; configured hosts: {known}"
+                    ),
+                );
+            }
+        }
         self.revalidate(parsed, received, peer).await
     }
 
