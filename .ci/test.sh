@@ -18,8 +18,17 @@ apt_install() {
 
 apt_install nginx openssl curl
 
-# The Next.js app of tests/nextjs_e2e.rs, at the exact versions of its package-lock.json (Node.js
-# 20.9+ and npm are on CI's machine).
+# The Next.js app of tests/nextjs_e2e.rs, at the exact versions of its package-lock.json. CI's
+# machine has Node.js 20 and npm; elsewhere Debian's are installed, and a Node.js older than
+# Next.js 16 accepts is named here rather than failing inside the build.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt_install nodejs npm
+fi
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 9) ? 0 : 1)'; then
+  echo "tests/nextjs-app (Next.js 16) needs Node.js 20.9 or newer; this machine has $(node --version)." >&2
+  echo "Install a newer Node.js (e.g. from deb.nodesource.com) and rerun." >&2
+  exit 1
+fi
 app=tests/nextjs-app
 if [ ! -f "$app/node_modules/next/package.json" ]; then
   echo "installing the Next.js test app's packages"
