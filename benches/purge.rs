@@ -110,8 +110,7 @@ fn filled(pages: &[Page]) -> Cache {
 }
 
 /// RSS growth while indexing `n` keys that already exist (as they do in the cache, where the
-/// index shares the key allocation with moka): the index's own bytes per entry, counting the
-/// `purged` flag each record shares with its stored value (32 bytes).
+/// index shares the key allocation with moka): the index's own bytes per entry.
 fn index_memory(n: usize) {
     let pages = pages(n);
     let before = resident_bytes();
@@ -120,7 +119,7 @@ fn index_memory(n: usize) {
     for (id, p) in pages.iter().enumerate() {
         let handle = PurgeHandle {
             id: id as u64,
-            purged: Arc::default(),
+            value: std::sync::Weak::new(),
             responses: 1,
             expires_at: tokio::time::Instant::now() + Duration::from_secs(3600),
         };

@@ -40,9 +40,22 @@ pub struct Variants {
     entries: Box<[Arc<Entry>]>,
     weight: u32,
     /// Set by a hard purge: from then on the value is gone for lookups and admissions; moka
-    /// drops it shortly after (see [`Cache::purge`]). Shared with the index record, so a purge
-    /// sets it without a moka lookup.
-    purged: Arc<AtomicBool>,
+    /// drops it shortly after (see [`Cache::purge`]). The index record reaches it through a
+    /// weak pointer, so a purge sets it without a moka lookup, and a lookup reads it where it
+    /// already is (no allocation of its own, no second pointer to follow).
+    purged: AtomicBool,
+}
+
+impl Variants {
+    /// Whether this value is still served (not purged).
+    pub(crate) fn is_live(&self) -> bool {
+        !self.purged.load(Ordering::Acquire)
+    }
+
+    /// Marks the value purged; true if it was live until now.
+    pub(crate) fn mark_purged(&self) -> bool {
+        !self.purged.swap(true, Ordering::AcqRel)
+    }
 }
 
 /// What a purge does to what it selects.
@@ -134,7 +147,7 @@ fn remove_if_id(store: &moka::sync::Cache<Key, Arc<Variants>>, key: &Key, id: u6
         .entry(key.clone())
         .and_compute_with(|current| match current {
             Some(c) if c.value().id == id => {
-                c.value().purged.store(true, Ordering::Release);
+                c.value().mark_purged();
                 moka::ops::compute::Op::Remove
             }
             _ => moka::ops::compute::Op::Nop,
@@ -159,9 +172,7 @@ impl Cache {
                     RemovalCause::Replaced => return,
                     RemovalCause::Size => &listener_counts.size,
                     RemovalCause::Expired => &listener_counts.expired,
-                    RemovalCause::Explicit if value.purged.load(Ordering::Acquire) => {
-                        &listener_counts.purged
-                    }
+                    RemovalCause::Explicit if !value.is_live() => &listener_counts.purged,
                     RemovalCause::Explicit => &listener_counts.uncacheable,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -181,7 +192,7 @@ impl Cache {
     /// The stored variant for this request, if any.
     pub fn lookup(&self, key: &str, request: &HeaderMap) -> Option<Arc<Entry>> {
         let variants = self.store.get(key)?;
-        if variants.purged.load(Ordering::Acquire) {
+        if !variants.is_live() {
             return None;
         }
         variants
@@ -214,7 +225,7 @@ impl Cache {
         let inserted = entry.clone();
         self.store.entry(key.clone()).and_compute_with(|current| {
             let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(4);
-            if let Some(current) = current.filter(|c| !c.value().purged.load(Ordering::Acquire)) {
+            if let Some(current) = current.filter(|c| c.value().is_live()) {
                 let same_vary_names = |e: &Entry| e.vary_names() == inserted.vary_names();
                 entries.extend(
                     current
@@ -249,20 +260,20 @@ impl Cache {
             // Recorded under moka's lock for this key, so index records follow the order of
             // the stored values; an eviction notice for this value (even an immediate one)
             // comes after and finds the record.
-            let value = Variants {
+            let value = Arc::new(Variants {
                 id: value_id,
                 entries: entries.into_boxed_slice(),
                 weight,
-                purged: Arc::default(),
-            };
+                purged: AtomicBool::new(false),
+            });
             let handle = PurgeHandle {
                 id: value_id,
-                purged: value.purged.clone(),
+                value: Arc::downgrade(&value),
                 responses: value.entries.len(),
                 expires_at: now + value.keep_for(now),
             };
             self.index.insert(key, handle, page, tags);
-            moka::ops::compute::Op::Put(Arc::new(value))
+            moka::ops::compute::Op::Put(value)
         });
         // A purge that started after our epoch read but before the index knew the key would
         // have missed it: undo our own insert.
@@ -308,14 +319,16 @@ impl Cache {
                 // Expired: moka no longer returns it, whatever the index still says.
                 return;
             }
+            // A value moka already dropped (its eviction notice not yet handled) is gone too.
+            let value = selected.value.upgrade();
             let live = match (dry_run, mode) {
-                (true, _) => !selected.purged.load(Ordering::Acquire),
+                (true, _) => value.is_some_and(|v| v.is_live()),
                 (false, PurgeMode::Soft) => {
                     soft.push((selected.key.clone(), selected.id, selected.responses));
                     false
                 }
                 (false, PurgeMode::Hard) => {
-                    let live = !selected.purged.swap(true, Ordering::AcqRel);
+                    let live = value.is_some_and(|v| v.mark_purged());
                     if live {
                         removals.push((selected.key.clone(), selected.id));
                     }
@@ -333,7 +346,7 @@ impl Cache {
         });
         for (key, id, responses) in soft {
             match self.store.get(&key) {
-                Some(value) if value.id == id && !value.purged.load(Ordering::Acquire) => {
+                Some(value) if value.id == id && value.is_live() => {
                     value.entries.iter().for_each(|e| e.soft_purge());
                     counted(&mut count, key, responses, examples_wanted);
                 }

@@ -19,14 +19,14 @@
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use hashbrown::HashTable;
 use tokio::time::Instant;
 
 use super::key::{split_key, Key};
 use super::pattern::Pattern;
+use super::Variants;
 
 mod lists;
 use lists::{Link, Links, Members, PageName};
@@ -62,7 +62,7 @@ struct Record {
     /// Shared with the `by_page` key.
     page: PageName,
     id: u64,
-    purged: Arc<AtomicBool>,
+    value: Weak<Variants>,
     expires_at: Instant,
     responses: u32,
     /// Position in the page's members, so unlinking needs no search.
@@ -81,8 +81,9 @@ struct Tag {
 pub struct PurgeHandle {
     /// Id of the stored value this record describes.
     pub id: u64,
-    /// Shared with the stored value: set by a hard purge, read by every lookup.
-    pub purged: Arc<AtomicBool>,
+    /// The stored value, to mark it purged without asking moka; it does not keep the value
+    /// alive.
+    pub value: Weak<Variants>,
     /// Responses (Vary variants) the value holds.
     pub responses: usize,
     /// When moka expires the value; a record past it counts as gone.
@@ -94,8 +95,8 @@ pub struct Selected<'a> {
     pub key: &'a Key,
     /// Id of the stored value the record describes.
     pub id: u64,
-    /// Shared with the stored value (see [`PurgeHandle::purged`]).
-    pub purged: &'a AtomicBool,
+    /// The stored value (see [`PurgeHandle::value`]).
+    pub value: &'a Weak<Variants>,
     pub responses: usize,
     pub expires_at: Instant,
 }
@@ -139,7 +140,7 @@ impl Index {
                 record.tags = inner.link_tags(slot, &tags);
             }
             record.id = handle.id;
-            record.purged = handle.purged;
+            record.value = handle.value;
             record.expires_at = handle.expires_at;
             record.responses = u32::try_from(handle.responses).unwrap_or(u32::MAX);
             inner.records[slot as usize] = Some(record);
@@ -155,7 +156,7 @@ impl Index {
             key: key.clone(),
             page,
             id: handle.id,
-            purged: handle.purged,
+            value: handle.value,
             expires_at: handle.expires_at,
             responses: u32::try_from(handle.responses).unwrap_or(u32::MAX),
             page_pos,
@@ -245,8 +246,7 @@ impl Index {
             let mut warm = 0usize;
             for &slot in chunk {
                 if let Some(record) = inner.record(slot) {
-                    warm += Arc::strong_count(&record.key)
-                        + usize::from(record.purged.load(Ordering::Relaxed));
+                    warm += Arc::strong_count(&record.key) + record.value.strong_count();
                 }
             }
             std::hint::black_box(warm);
@@ -260,7 +260,7 @@ impl Index {
                 visit(Selected {
                     key: &record.key,
                     id: record.id,
-                    purged: &record.purged,
+                    value: &record.value,
                     responses: record.responses as usize,
                     expires_at: record.expires_at,
                 });
@@ -510,7 +510,7 @@ mod tests {
     fn handle(id: u64) -> PurgeHandle {
         PurgeHandle {
             id,
-            purged: Arc::default(),
+            value: Weak::new(),
             responses: 1,
             expires_at: Instant::now() + std::time::Duration::from_secs(60),
         }
