@@ -310,49 +310,36 @@ impl Cache {
         let now = Instant::now();
         let mut count = PurgeCount::default();
         let mut removals: Vec<(Key, u64)> = Vec::new();
-        // Soft purges mark the entries themselves, so they need the values: moka is asked after
-        // the index lock is released.
-        let mut soft: Vec<(Key, u64, usize)> = Vec::new();
-        // Hard purges and dry runs are decided on the index records alone, under its lock.
+        // Decided on the index records alone, under its lock: each reaches its stored value
+        // without a moka lookup.
         self.index.visit(selector, host, |selected| {
             if selected.expires_at <= now {
                 // Expired: moka no longer returns it, whatever the index still says.
                 return;
             }
             // A value moka already dropped (its eviction notice not yet handled) is gone too.
-            let value = selected.value.upgrade();
-            let live = match (dry_run, mode) {
-                (true, _) => value.is_some_and(|v| v.is_live()),
-                (false, PurgeMode::Soft) => {
-                    soft.push((selected.key.clone(), selected.id, selected.responses));
-                    false
-                }
-                (false, PurgeMode::Hard) => {
-                    let live = value.is_some_and(|v| v.mark_purged());
-                    if live {
-                        removals.push((selected.key.clone(), selected.id));
-                    }
-                    live
-                }
+            let Some(value) = selected.value.upgrade().filter(|v| v.is_live()) else {
+                return;
             };
-            if live {
-                counted(
-                    &mut count,
-                    selected.key.clone(),
-                    selected.responses,
-                    examples_wanted,
-                );
-            }
-        });
-        for (key, id, responses) in soft {
-            match self.store.get(&key) {
-                Some(value) if value.id == id && value.is_live() => {
-                    value.entries.iter().for_each(|e| e.soft_purge());
-                    counted(&mut count, key, responses, examples_wanted);
+            match (dry_run, mode) {
+                (true, _) => {}
+                // On the entries themselves: a variant admitted meanwhile carries the same
+                // entries over into its value, still marked.
+                (false, PurgeMode::Soft) => value.entries.iter().for_each(|e| e.soft_purge()),
+                (false, PurgeMode::Hard) => {
+                    if !value.mark_purged() {
+                        return;
+                    }
+                    removals.push((selected.key.clone(), selected.id));
                 }
-                _ => {}
             }
-        }
+            counted(
+                &mut count,
+                selected.key.clone(),
+                selected.responses,
+                examples_wanted,
+            );
+        });
         self.remove_purged(removals);
         count
     }
