@@ -39,6 +39,46 @@ pub fn misdirected(host: &str) -> Response<Body> {
     )
 }
 
+pub fn bad_host(host: &str) -> Response<Body> {
+    body::text(
+        StatusCode::BAD_REQUEST,
+        &format!(
+            "400 Bad Request: Host {host:?} is not a host name or address with an optional port"
+        ),
+    )
+}
+
+/// Whether `host` is `host[:port]` as a `Host` header carries it: a name or IPv4 address of
+/// letters, digits, `-`, `.`, `_`, `~`, or a bracketed IPv6 literal, then an optional port.
+/// The cache key is the host followed by the path, so a host with `/` in it (or `?`, `#`, `@`)
+/// could spell another URL's key: `Host: a.example/x` with `/y` is `a.example` with `/x/y`.
+pub fn valid_host(host: &str) -> bool {
+    let (name_ok, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((literal, after)) => (
+                !literal.is_empty()
+                    && literal
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+                after,
+            ),
+            None => return false,
+        },
+        None => {
+            let (name, after) = host.split_at(host.find(':').unwrap_or(host.len()));
+            let name_ok = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            (name_ok, after)
+        }
+    };
+    name_ok
+        && (port.is_empty()
+            || port
+                .strip_prefix(':')
+                .is_some_and(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())))
+}
+
 /// Length of what the request line carries as the target.
 pub fn uri_length(uri: &Uri) -> usize {
     uri.path_and_query().map_or(0, |pq| pq.as_str().len())
@@ -195,6 +235,39 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_that_could_spell_another_key_are_not_valid() {
+        for host in [
+            "",
+            "shop.example",
+            "Shop.Example:8080",
+            "127.0.0.1:3000",
+            "[::1]:8080",
+            "[2001:db8::1]",
+            "my_host.internal",
+            "host:",
+        ] {
+            assert!(valid_host(host), "{host}");
+        }
+        for host in [
+            "shop.example/x",
+            "shop.example:80/x",
+            "shop.example?x",
+            "shop.example#x",
+            "user@shop.example",
+            "shop example",
+            "shop.example:80:81",
+            "shop.example:123456",
+            "[::1",
+            "[::1]x",
+            "[]",
+            "[::1]/x",
+            "shop.example%2fx",
+        ] {
+            assert!(!valid_host(host), "{host}");
+        }
+    }
     use http::HeaderValue;
 
     #[test]

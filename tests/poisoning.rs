@@ -163,3 +163,28 @@ async fn an_origin_inventing_header_names_and_values_gets_exactly_its_own_back()
     }
     assert_eq!(origin.total(), PAGES, "every second request was a hit");
 }
+
+/// The key is the host followed by the path: a `Host` with a path in it must not spell the key
+/// of another URL (`Host: a.example/x` with `/y` would be `a.example` with `/x/y`).
+#[tokio::test]
+async fn a_host_with_a_path_in_it_cannot_spell_another_urls_key() {
+    let origin = Origin::start(|r| Reply::ok(format!("path={}", r.path)).cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for host in ["victim.example/foo", "victim.example?x", "u@victim.example"] {
+        let attack = get_with(edge.addr, "/x", &[("host", host)]).await;
+        assert_eq!(attack.status, 400, "{host}: {}", attack.text());
+        assert!(
+            attack.text().contains("not a host name"),
+            "{}",
+            attack.text()
+        );
+    }
+    assert_eq!(origin.total(), 0, "refused before the origin");
+    let victim = get_with(edge.addr, "/foo/x", &[("host", "victim.example")]).await;
+    assert_eq!(
+        (victim.cache(), victim.text().as_str()),
+        ("MISS", "path=/foo/x")
+    );
+    let bracketed = get_with(edge.addr, "/foo/x", &[("host", "[::1]:8080")]).await;
+    assert_eq!(bracketed.status, 200, "an IPv6 literal is a host");
+}

@@ -174,6 +174,9 @@ impl Proxy {
         // The hit path borrows host and path from the request and builds the key once, as a
         // plain string; the shared `Key` is made only when the origin is asked.
         let host = request_host(&parts);
+        if !limit::valid_host(host) {
+            return limit::bad_host(host);
+        }
         if self.origins.for_host(host).is_none() {
             return misdirected(host);
         }
