@@ -188,3 +188,46 @@ async fn a_host_with_a_path_in_it_cannot_spell_another_urls_key() {
     let bracketed = get_with(edge.addr, "/foo/x", &[("host", "[::1]:8080")]).await;
     assert_eq!(bracketed.status, 200, "an IPv6 literal is a host");
 }
+
+/// A header the client names in `Connection` is not forwarded (hop-by-hop), so the origin
+/// renders the page without it: that page must not be stored as the variant for the value the
+/// client sent.
+#[tokio::test]
+async fn a_header_named_in_connection_cannot_poison_a_vary_variant() {
+    let origin = Origin::start(|r| {
+        let language = r
+            .headers
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("default")
+            .to_string();
+        Reply::ok(format!("lang={language}"))
+            .cc("s-maxage=600")
+            .header("vary", "Accept-Language")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let attack = get_with(
+        edge.addr,
+        "/v",
+        &[
+            ("accept-language", "fr"),
+            ("connection", "keep-alive, Accept-Language"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        attack.text(),
+        "lang=default",
+        "the origin never saw the header"
+    );
+    let victim = get_with(edge.addr, "/v", &[("accept-language", "fr")]).await;
+    assert_eq!(victim.text(), "lang=fr", "cache: {}", victim.cache());
+    let again = get_with(edge.addr, "/v", &[("accept-language", "fr")]).await;
+    assert_eq!((again.cache(), again.text().as_str()), ("HIT", "lang=fr"));
+    let plain = get(edge.addr, "/v").await;
+    assert_eq!(
+        (plain.cache(), plain.text().as_str()),
+        ("HIT", "lang=default")
+    );
+}

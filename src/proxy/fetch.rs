@@ -49,6 +49,9 @@ impl Proxy {
             "identity" => headers.remove(header::ACCEPT_ENCODING),
             class => headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(class)),
         };
+        // A variant is stored for the request values the origin saw, which are not always the
+        // client's: a header the client named in `Connection` never reaches the origin.
+        let sent = headers.clone();
         let request = match upstream.request(
             Method::GET,
             &fetch.path_and_query,
@@ -165,7 +168,14 @@ impl Proxy {
         let vary = vary_names(&headers)
             .into_iter()
             .map(|name| {
-                let value = vary_value(&fetch.headers, &name).map(|v| v.into_owned());
+                // `Accept-Encoding` was replaced by the client's class, which is what variants
+                // are compared by.
+                let seen_by_origin = if name == header::ACCEPT_ENCODING {
+                    &fetch.headers
+                } else {
+                    &sent
+                };
+                let value = vary_value(seen_by_origin, &name).map(|v| v.into_owned());
                 (name, value)
             })
             .collect();
