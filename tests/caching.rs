@@ -417,3 +417,35 @@ async fn rsc_and_html_never_mix_even_without_vary() {
     }
     assert_eq!(origin.count("/n"), 2, "both forms stored side by side");
 }
+
+/// A GET with a body is fetched for the cache as a plain GET: the client's `Content-Length`
+/// with no body behind it held an origin that reads request bodies (as Node does) until the
+/// origin timeout, for this client and every request coalesced behind it.
+#[tokio::test]
+async fn a_get_with_a_body_is_fetched_without_its_framing() {
+    let origin = Origin::start(|r| Reply::ok(format!("page {}", r.path)).cc("s-maxage=60")).await;
+    let edge = Edge::start(&origin.url(), &["--origin-timeout", "3s"]).await;
+    let with_body = send(
+        edge.addr,
+        "GET",
+        "/b",
+        &[("content-type", "text/plain"), ("expect", "100-continue")],
+        "hello",
+    )
+    .await;
+    assert_eq!(
+        (with_body.status, with_body.text().as_str()),
+        (200, "page /b")
+    );
+    let seen = &origin.seen()[0];
+    for name in [
+        "content-length",
+        "content-type",
+        "expect",
+        "transfer-encoding",
+    ] {
+        assert!(!seen.headers.contains_key(name), "origin got {name}");
+    }
+    assert!(seen.body.is_empty());
+    assert_eq!(get(edge.addr, "/b").await.cache(), "HIT");
+}

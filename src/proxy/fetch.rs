@@ -34,7 +34,13 @@ impl Proxy {
         };
         let epoch = self.cache.epoch();
         let mut headers = origin_request_headers(&fetch.headers, &fetch.host, fetch.peer);
+        // A fetch for the cache is a plain GET without a body, whatever the client sent: a
+        // client's `Content-Length` with no body behind it would hold the origin (and every
+        // request coalesced behind this one) until the origin timeout.
         for name in [
+            header::CONTENT_LENGTH,
+            header::EXPECT,
+            header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
             header::IF_MODIFIED_SINCE,
             header::IF_MATCH,
