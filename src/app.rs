@@ -7,6 +7,7 @@ use http::{HeaderName, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::body::Body;
+use crate::cache::key::{normalize_path, normalized};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::limits;
@@ -84,7 +85,8 @@ impl App {
                 .warm_by_default(config.warm_on_revalidate)
                 .with_forwarders(forwarders),
             proxy,
-            revalidate_path: config.revalidate_path.clone(),
+            // Compared with normalised request paths.
+            revalidate_path: normalize_path(&config.revalidate_path),
             access_log: config.access_log,
             max_uri_length: config.limits.max_uri_length,
             allowed_hosts: config.allowed_hosts.clone(),
@@ -126,8 +128,10 @@ impl App {
                 AnsweredBy::Limits,
             );
         }
-        let path = parts.uri.path();
-        if path == self.revalidate_path
+        // Normalised as the cache key is: `/api/./revalidate` or `//api/%72evalidate` reach the
+        // control API too, never the origin (with the secret in the body).
+        let path = normalized(parts.uri.path());
+        if *path == self.revalidate_path
             || path.strip_suffix('/') == Some(self.revalidate_path.as_str())
         {
             // Boxed so the control API's future does not enlarge every proxied request's.

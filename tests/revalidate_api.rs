@@ -323,3 +323,30 @@ async fn warm_on_revalidate_refetches_in_the_background() {
     assert_eq!((next.cache(), next.text().as_str()), ("HIT", "v2"));
     assert_eq!(origin.count("/w"), 2);
 }
+
+/// Spellings of the endpoint's path that origins resolve to the same route reach the control
+/// API, never the origin (which would get the secret in the body).
+#[tokio::test]
+async fn other_spellings_of_the_endpoint_never_reach_the_origin() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for path in [
+        "/api/./revalidate",
+        "/api//revalidate",
+        "//api/revalidate",
+        "/api/%72evalidate",
+        "/api/x/../revalidate/",
+    ] {
+        let answer = send(
+            edge.addr,
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            json!({"secret": SECRET, "paths": ["/"]}).to_string(),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        assert_eq!(answer.json()["success"], true, "{path}");
+    }
+    assert_eq!(origin.total(), 0, "{:?}", origin.seen());
+}
