@@ -34,7 +34,7 @@
 //!           Stale   -> STALE + one background refresh (single flight)
 //!           Expired / none -> single flight: leader fetches, admits if storable, followers share;
 //!                     origin failure -> stale-if-error copy, else 502/504
-//! admit:  purge epoch read before the fetch; if a purge ran meanwhile, the response is not stored
+//! admit:  purge epoch read before the fetch; if a purge selecting the URL ran meanwhile, not stored
 //! ```
 
 pub mod admin;

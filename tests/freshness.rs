@@ -177,3 +177,75 @@ async fn a_purge_beats_a_fetch_already_running() {
     assert_eq!((next.cache(), next.text().as_str()), ("HIT", "v2"));
     assert_eq!(origin.count("/race"), 2);
 }
+
+/// Purges of other URLs while a fetch runs (a form posted elsewhere, a revalidation of another
+/// page or of a tag the page does not carry) neither stop it from being stored nor split the
+/// requests waiting for it into more origin fetches. A purge of a tag it carries does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_of_other_urls_do_not_spoil_a_fetch_in_flight() {
+    let origin = Origin::start(|r| {
+        let slow = r.path.starts_with("/slow");
+        Reply::ok(format!("{} #{}", r.path, r.count))
+            .cc("s-maxage=60")
+            .header("x-next-cache-tags", if slow { "slow-tag" } else { "other" })
+            .delay(Duration::from_millis(if slow { 500 } else { 0 }))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let addr = edge.addr;
+    let first = tokio::spawn(async move { get(addr, "/slow").await });
+    assert!(eventually(Duration::from_secs(2), || origin.count("/slow") == 1).await);
+    // A form posted to another URL invalidates that URL only (RFC 9111 section 4.4).
+    let posted = support::send(edge.addr, "POST", "/form", &[], "a=1").await;
+    assert_eq!(posted.status, 200);
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": support::SECRET, "paths": ["/elsewhere"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let joined = get(edge.addr, "/slow").await;
+    assert_eq!(joined.text(), "/slow #1", "joined the fetch in flight");
+    let first = first.await.expect("first client");
+    assert!(
+        first.header("cache-status").contains("stored"),
+        "{}",
+        first.header("cache-status")
+    );
+    assert_eq!(get(edge.addr, "/slow").await.cache(), "HIT");
+    assert_eq!(origin.count("/slow"), 1);
+
+    // A purge of a tag the page does not carry: stored. (A request arriving after a tag purge
+    // does not join a fetch that started before it: the fetch's tags are not known yet.)
+    let third = tokio::spawn(async move { get(addr, "/slow3").await });
+    assert!(eventually(Duration::from_secs(2), || origin.count("/slow3") == 1).await);
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": support::SECRET, "tags": ["other"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let third = third.await.expect("third client");
+    assert!(
+        third.header("cache-status").contains("stored"),
+        "{}",
+        third.header("cache-status")
+    );
+
+    // A tag the page carries, purged while its fetch runs: not stored.
+    let second = tokio::spawn(async move { get(addr, "/slow2").await });
+    assert!(eventually(Duration::from_secs(2), || origin.count("/slow2") == 1).await);
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": support::SECRET, "tags": ["slow-tag"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let second = second.await.expect("second client");
+    assert!(
+        !second.header("cache-status").contains("stored"),
+        "{}",
+        second.header("cache-status")
+    );
+    assert_eq!(get(edge.addr, "/slow2").await.text(), "/slow2 #2");
+}

@@ -1,5 +1,5 @@
 //! The cache: the only module that touches moka. Lookup by key and request headers (Vary),
-//! admission with the purge epoch check, purges through the index, and the counters tests and
+//! admission with the purge check (`purge_log`), purges through the index, and the counters tests and
 //! metrics read.
 //!
 //! Layout: one moka entry per primary key (host + path + query) holds that URL's Vary variants,
@@ -13,6 +13,7 @@ mod interned;
 pub mod key;
 pub mod pattern;
 pub mod policy;
+mod purge_log;
 mod removals;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -94,8 +95,8 @@ pub struct EvictionCounts {
 pub struct Cache {
     store: moka::sync::Cache<Key, Arc<Variants>>,
     index: Arc<Index>,
-    /// Bumped by every purge; a fetch that started under an older epoch is not kept as fresh.
-    epoch: AtomicU64,
+    /// Every purge, so a fetch that started before one selecting its URL is not kept as fresh.
+    purges: purge_log::PurgeLog,
     next_id: AtomicU64,
     evictions: Arc<EvictionCounts>,
     /// Removes large hard purges from moka in the background.
@@ -182,7 +183,7 @@ impl Cache {
         Cache {
             store,
             index,
-            epoch: AtomicU64::new(0),
+            purges: purge_log::PurgeLog::default(),
             next_id: AtomicU64::new(1),
             evictions,
             removals: removals::Removals::default(),
@@ -204,7 +205,13 @@ impl Cache {
 
     /// The purge epoch; read it before starting a fetch and hand it to [`Cache::admit`].
     pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
+        self.purges.epoch()
+    }
+
+    /// Changes when a purge that may select this URL runs (not for purges of other URLs):
+    /// requests agreeing on it may share one origin fetch.
+    pub fn purge_generation(&self, key: &str, page: &str) -> u64 {
+        self.purges.generation(key, page)
     }
 
     /// Builds the entry and stores it unless a purge ran since `epoch_at_start`. Returns the
@@ -218,7 +225,11 @@ impl Cache {
     ) -> (Arc<Entry>, bool) {
         let now = Instant::now();
         let entry = Arc::new(Entry::new(new, now));
-        if self.epoch() != epoch_at_start {
+        let purged_meanwhile = || {
+            self.purges
+                .selected_since(epoch_at_start, key, page, Some(&entry.tags))
+        };
+        if purged_meanwhile() {
             return (entry, false);
         }
         let value_id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -277,7 +288,7 @@ impl Cache {
         });
         // A purge that started after our epoch read but before the index knew the key would
         // have missed it: undo our own insert.
-        if self.epoch() != epoch_at_start {
+        if purged_meanwhile() {
             remove_if_id(&self.store, key, value_id);
             return (entry, false);
         }
@@ -305,7 +316,7 @@ impl Cache {
             count.keys.push(key);
         }
         if !dry_run {
-            self.epoch.fetch_add(1, Ordering::SeqCst);
+            self.purges.record(selector, host);
         }
         let now = Instant::now();
         let mut count = PurgeCount::default();

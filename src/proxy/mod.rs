@@ -324,15 +324,17 @@ impl Proxy {
     }
 
     /// Single flight key. HTML and RSC requests for one URL are never coalesced together, and
-    /// the purge epoch is part of the key: a request that arrives after a purge never joins a
-    /// fetch that started before it.
+    /// the URL's purge generation is part of the key: a request that arrives after a purge that
+    /// may select its URL never joins a fetch that started before it (purges of other URLs do
+    /// not split a flight).
     fn flight_key(&self, fetch: &FetchRequest) -> Key {
         let rsc = if is_rsc_request(&fetch.headers) {
             "rsc"
         } else {
             ""
         };
-        format!("{}\n{rsc}\n{}", fetch.key, self.cache.epoch()).into()
+        let generation = self.cache.purge_generation(&fetch.key, &fetch.page);
+        format!("{}\n{rsc}\n{generation}", fetch.key).into()
     }
 
     /// Joins or leads the one origin request for this key.

@@ -302,7 +302,7 @@ impl Index {
 
 /// Whether a key's host (as requested, maybe with a port) is the purge's `host` (with or
 /// without that port): `"host": "shop.example"` reaches `shop.example:8080` too.
-fn same_host(stored: &str, wanted: &str) -> bool {
+pub(super) fn same_host(stored: &str, wanted: &str) -> bool {
     stored == wanted
         || stored.strip_prefix(wanted).is_some_and(|rest| {
             rest.strip_prefix(':')
