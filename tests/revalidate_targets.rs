@@ -642,3 +642,45 @@ async fn purges_are_written_as_people_write_paths_and_hosts() {
     .json();
     assert_eq!(a["evicted"], 1, "{a}");
 }
+
+/// Paths are URL paths unless they have route syntax: `/@alice` is a profile URL, not a slot
+/// (which made it purge `/`, and as a layout, everything); a query names one URL of a page and
+/// purges the page; a bracket that forms no dynamic segment is refused, not read as "all".
+#[tokio::test]
+async fn paths_people_write_reach_what_they_name_and_no_more() {
+    let origin = origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    warm(
+        &edge,
+        &[
+            "/",
+            "/@alice",
+            "/@alice/posts",
+            "/products",
+            "/products?page=2",
+        ],
+        false,
+    )
+    .await;
+    let cases: Vec<(Value, &[&str])> = vec![
+        (json!({"paths": ["/@alice"]}), &["/@alice"]),
+        (
+            json!({"paths": [{"path": "/@alice", "type": "layout"}]}),
+            &["/@alice", "/@alice/posts"],
+        ),
+        (
+            json!({"paths": ["/products?page=2"]}),
+            &["/products", "/products?page=2"],
+        ),
+    ];
+    for (body, expected) in cases {
+        let dry = dry_run(&edge, body.clone()).await;
+        assert_eq!(examples(&dry), *expected, "{body}");
+    }
+    for path in ["/[...]", "/[[...]]", "/[]", "/a/[...rest]/b"] {
+        let answer = revalidate(edge.addr, json!({"secret": SECRET, "paths": [path]})).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.text());
+        assert!(answer.text().contains("dynamic segment") || answer.text().contains("catch-all"));
+    }
+    assert_eq!(status_of(&edge, "/").await, "HIT", "nothing purged");
+}

@@ -18,10 +18,20 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    /// Whether `path` needs pattern matching rather than an exact lookup.
+    /// Whether a path a client wrote needs pattern matching rather than an exact lookup: it has
+    /// a dynamic segment (`[slug]`), a glob or a route group (`(shop)`). A slot (`@modal`) is
+    /// read as one only inside a pattern (or a file-system path, [`Pattern::is_route_pattern`]):
+    /// on its own, `/@alice` is a URL path (profile URLs look like that), and reading it as a
+    /// slot made `/@alice` purge `/` (and, as a layout, everything).
     pub fn is_pattern(path: &str) -> bool {
         path.split('/')
-            .any(|s| s.starts_with('[') || s == "*" || s == "**" || is_group_or_slot(s))
+            .any(|s| s.starts_with('[') || s == "*" || s == "**" || is_group(s))
+    }
+
+    /// [`Pattern::is_pattern`] for a Next.js file-system route path (an implicit `_N_T_` tag),
+    /// where `(group)` and `@slot` segments are route syntax even without a dynamic segment.
+    pub fn is_route_pattern(path: &str) -> bool {
+        Pattern::is_pattern(path) || path.split('/').any(is_group_or_slot)
     }
 
     pub fn parse(source: &str) -> Pattern {
@@ -118,7 +128,11 @@ impl Pattern {
 }
 
 fn is_group_or_slot(segment: &str) -> bool {
-    (segment.starts_with('(') && segment.ends_with(')')) || segment.starts_with('@')
+    is_group(segment) || segment.starts_with('@')
+}
+
+fn is_group(segment: &str) -> bool {
+    segment.len() > 2 && segment.starts_with('(') && segment.ends_with(')')
 }
 
 fn match_from(pattern: &[Segment], parts: &[&str], subtree: bool) -> bool {
@@ -202,6 +216,9 @@ mod tests {
         assert_eq!(Pattern::parse("/[lang]/x").literal_prefix(), "/");
         assert!(Pattern::is_pattern("/blog/[slug]"));
         assert!(Pattern::is_pattern("/(group)/x"));
+        assert!(!Pattern::is_pattern("/@alice"), "a URL path on its own");
+        assert!(Pattern::is_route_pattern("/(group)/x"));
+        assert!(Pattern::is_route_pattern("/@modal/x"));
         assert!(!Pattern::is_pattern("/blog/a"));
     }
 }

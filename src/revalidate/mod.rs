@@ -467,6 +467,11 @@ fn query_secret(query: &str) -> Option<String> {
     })
 }
 
+/// The path part of what a client wrote as a path (`/products?page=2` -> `/products`).
+pub(crate) fn without_query(path: &str) -> &str {
+    path.split(['?', '#']).next().unwrap_or(path)
+}
+
 /// Maps one target to index selectors. Next.js implicit tags (`_N_T_/blog/layout`,
 /// `_N_T_/blog/[slug]/page`, `_N_T_/blog/a`) become the layout, pattern or page purges they
 /// stand for, so a tag revalidation forwarded verbatim from a Next.js app reaches its pages.
@@ -478,10 +483,19 @@ fn purge_target(
     dry_run: bool,
     examples: usize,
 ) -> PurgeCount {
-    let purge_path = |path: &str, subtree: bool| {
+    // `route_path`: a Next.js file-system path (from an implicit tag), where route groups and
+    // slots are route syntax; a client's path is a URL path unless it has a dynamic segment.
+    let purge_path = |path: &str, subtree: bool, route_path: bool| {
         // Written as a person would (`/café`); matched as requests stored it (`/caf%C3%A9`).
-        let path = &normalize_path(&encode_path(path));
-        if Pattern::is_pattern(path) {
+        // A query names one URL of the page; the page is purged with all its URLs (a purge
+        // reaching more than asked is safe, one silently reaching nothing is not).
+        let path = &normalize_path(&encode_path(without_query(path)));
+        let is_pattern = if route_path {
+            Pattern::is_route_pattern(path)
+        } else {
+            Pattern::is_pattern(path)
+        };
+        if is_pattern {
             let pattern = Pattern::parse(path);
             cache.purge(
                 &Selector::Pattern(&pattern, subtree),
@@ -501,17 +515,17 @@ fn purge_target(
         }
     };
     match target {
-        Target::Page(path) => purge_path(path, false),
-        Target::Layout(path) => purge_path(path, true),
+        Target::Page(path) => purge_path(path, false, false),
+        Target::Layout(path) => purge_path(path, true, false),
         Target::All => cache.purge(&Selector::All, host, mode, dry_run, examples),
         Target::Tag(tag) => match tag.strip_prefix("_N_T_") {
             Some(implicit) if implicit.starts_with('/') => {
                 if let Some(root) = implicit.strip_suffix("/layout") {
-                    purge_path(if root.is_empty() { "/" } else { root }, true)
+                    purge_path(if root.is_empty() { "/" } else { root }, true, true)
                 } else if let Some(page) = implicit.strip_suffix("/page") {
-                    purge_path(if page.is_empty() { "/" } else { page }, false)
+                    purge_path(if page.is_empty() { "/" } else { page }, false, true)
                 } else {
-                    purge_path(implicit, false)
+                    purge_path(implicit, false, false)
                 }
             }
             _ => cache.purge(&Selector::Tag(tag), host, mode, dry_run, examples),

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::forward::Redacted;
 use super::request::{RevalidateRequest, Target};
-use crate::cache::key::{normalize_path, page_path, split_key};
+use crate::cache::key::{encode_path, normalize_path, page_path, split_key};
 use crate::cache::pattern::Pattern;
 use crate::cache::{Cache, PurgeMode};
 
@@ -69,7 +69,10 @@ pub fn concrete_pages(cache: &Cache, request: &RevalidateRequest) -> Vec<Page> {
         match target {
             Target::Page(path) if !Pattern::is_pattern(path) => add(Page {
                 host: host.map(str::to_string),
-                path: page_path(&normalize_path(path)).into_owned(),
+                // Encoded as `purge_target` does: the request line carries no raw spaces or
+                // UTF-8.
+                path: page_path(&normalize_path(&encode_path(super::without_query(path))))
+                    .into_owned(),
             }),
             _ => {
                 let count = super::purge_target(cache, target, host, PurgeMode::Hard, true, 0);
@@ -78,7 +81,10 @@ pub fn concrete_pages(cache: &Cache, request: &RevalidateRequest) -> Vec<Page> {
                     let path = path_and_query.split('?').next().unwrap_or("/");
                     add(Page {
                         host: Some(key_host.to_string()).filter(|h| !h.is_empty()),
-                        path: page_path(&normalize_path(path)).into_owned(),
+                        // Encoded as `purge_target` does: the request line carries no raw spaces or
+                        // UTF-8.
+                        path: page_path(&normalize_path(&encode_path(super::without_query(path))))
+                            .into_owned(),
                     });
                 }
             }

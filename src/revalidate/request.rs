@@ -2,6 +2,7 @@
 //! options. Every accepted shape is here; every refusal is a [`BadRequest`] naming what to send
 //! instead.
 
+use crate::cache::pattern::Pattern;
 use serde_json::{Map, Value};
 
 use crate::cache::PurgeMode;
@@ -98,6 +99,11 @@ fn check_path(path: &str) -> Result<(), BadRequest> {
         return Err(bad(format!(
             "path {path:?} must start with '/', e.g. \"/products\""
         )));
+    }
+    // A bracket that forms no dynamic segment (`/[...]`, `/[]`) would otherwise match every
+    // page below it: a typo must not purge a whole site.
+    if path.contains(['[', ']']) {
+        Pattern::check(path).map_err(|e| bad(format!("path {path:?}: {e}")))?;
     }
     check_text(path, "path")
 }
