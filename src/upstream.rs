@@ -91,8 +91,13 @@ const UNTRUSTED_REQUEST_HEADERS: [&str; 12] = [
     "x-next-revalidate-tag-token",
 ];
 
-/// Removes hop-by-hop headers, including any named by `Connection`.
+/// Removes hop-by-hop headers, including any named by `Connection`, and a `Content-Length`
+/// that came with `Transfer-Encoding` (RFC 9112 section 6.3: the encoding framed the message,
+/// and the length must not be forwarded; passed on, it told clients the wrong length).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -233,3 +233,42 @@ async fn a_stream_stalling_mid_body_is_cut_off_not_held_forever() {
         "got a full body from a stalled origin"
     );
 }
+
+/// An origin answering with both `Content-Length` and `Transfer-Encoding: chunked` (the length
+/// wrong): the chunked framing wins (RFC 9112 section 6.3) and clients get the real length,
+/// stored or passed through. Passing the origin's length on made keep-alive clients read the
+/// rest of the body as the next response.
+#[tokio::test]
+async fn a_length_that_came_with_chunked_framing_is_not_passed_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let cc = if String::from_utf8_lossy(&request[..n]).contains("/stored") {
+                    "s-maxage=60"
+                } else {
+                    "no-store"
+                };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\ncache-control: {cc}\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let edge = Edge::start(&format!("http://{addr}"), &[]).await;
+    for path in ["/stored", "/stored", "/passed"] {
+        let answer = get(edge.addr, path).await;
+        assert_eq!(answer.text(), "hello", "{path}");
+        let length = answer.header("content-length");
+        assert!(
+            length.is_empty() || length == "5",
+            "{path}: content-length {length}"
+        );
+    }
+    let head = send(edge.addr, "HEAD", "/stored", &[], "").await;
+    assert_eq!((head.cache(), head.header("content-length")), ("HIT", "5"));
+}
