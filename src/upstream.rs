@@ -74,9 +74,12 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Request headers a client must not be able to set: they change what the origin renders
-/// without being part of the cache key (cache poisoning), or reach Next.js internals
-/// (CVE-2025-29927 `x-middleware-subrequest`, CVE-2024-46982 `x-now-route-matches`).
-const UNTRUSTED_REQUEST_HEADERS: [&str; 12] = [
+/// without being part of the cache key (cache poisoning: `Forwarded`, `X-Host`, the
+/// `X-Forwarded-*` family; isr-edge sets the forwarding headers itself), or reach Next.js
+/// internals (CVE-2025-29927 `x-middleware-subrequest`, CVE-2024-46982 `x-now-route-matches`,
+/// CVE-2023-46298 `x-middleware-prefetch`, and the `x-invoke-*` / `x-matched-path` /
+/// `x-nextjs-data` headers Next.js trusts from its own router).
+const UNTRUSTED_REQUEST_HEADERS: [&str; 24] = [
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-forwarded-port",
@@ -89,6 +92,18 @@ const UNTRUSTED_REQUEST_HEADERS: [&str; 12] = [
     "x-prerender-revalidate-if-generated",
     "x-next-revalidated-tags",
     "x-next-revalidate-tag-token",
+    "forwarded",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-host",
+    "x-original-host",
+    "x-middleware-prefetch",
+    "x-middleware-invoke",
+    "x-invoke-path",
+    "x-invoke-query",
+    "x-invoke-output",
+    "x-matched-path",
+    "x-nextjs-data",
 ];
 
 /// Removes hop-by-hop headers, including any named by `Connection`, and a `Content-Length`

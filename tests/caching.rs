@@ -449,3 +449,24 @@ async fn a_get_with_a_body_is_fetched_without_its_framing() {
     assert!(seen.body.is_empty());
     assert_eq!(get(edge.addr, "/b").await.cache(), "HIT");
 }
+
+/// An `Age` too large to read is 2^31 seconds (RFC 9111 section 1.2.2): the copy is already
+/// stale, not fresh for its whole `s-maxage`.
+#[tokio::test]
+async fn an_age_too_large_to_read_is_old_not_new() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("render {}", r.count))
+            .cc("s-maxage=60")
+            .header("age", "99999999999999999999")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/old").await;
+    let again = get(edge.addr, "/old").await;
+    assert_ne!(again.cache(), "HIT", "{}", again.header("cache-status"));
+    assert!(
+        !again.header("cache-status").contains("ttl=-1844"),
+        "{}",
+        again.header("cache-status")
+    );
+}

@@ -231,3 +231,36 @@ async fn a_header_named_in_connection_cannot_poison_a_vary_variant() {
         ("HIT", "lang=default")
     );
 }
+
+/// Two Host fields are refused (an origin reading the other would render another site under
+/// this one's key), and forwarding headers a client made up never reach the origin.
+#[tokio::test]
+async fn a_second_host_and_made_up_forwarding_headers_never_reach_the_origin() {
+    let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let twice = get_with(
+        edge.addr,
+        "/h",
+        &[("host", "a.example"), ("host", "b.example")],
+    )
+    .await;
+    assert_eq!(twice.status, 400, "{}", twice.text());
+    assert_eq!(origin.total(), 0);
+    let made_up = [
+        "forwarded",
+        "x-forwarded-scheme",
+        "x-forwarded-server",
+        "x-host",
+        "x-original-host",
+        "x-middleware-prefetch",
+        "x-invoke-path",
+        "x-matched-path",
+        "x-nextjs-data",
+    ];
+    let headers: Vec<(&str, &str)> = made_up.iter().map(|name| (*name, "evil")).collect();
+    assert_eq!(get_with(edge.addr, "/h", &headers).await.status, 200);
+    let seen = &origin.seen()[0];
+    for name in made_up {
+        assert!(!seen.headers.contains_key(name), "origin got {name}");
+    }
+}

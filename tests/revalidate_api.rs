@@ -350,3 +350,28 @@ async fn other_spellings_of_the_endpoint_never_reach_the_origin() {
     }
     assert_eq!(origin.total(), 0, "{:?}", origin.seen());
 }
+
+/// A request body that never arrives does not hold the connection: 408 after 10 s.
+#[tokio::test]
+async fn a_body_that_never_arrives_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let mut stream = tokio::net::TcpStream::connect(edge.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /api/revalidate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"secret\"")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "connection still held after 30 s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("did not arrive"), "{text}");
+}

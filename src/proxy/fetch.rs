@@ -188,10 +188,13 @@ impl Proxy {
                 (name, value)
             })
             .collect();
+        // RFC 9111 section 1.2.2: an age too large to read is 2^31 seconds, not 0.
         let mut initial_age = headers
             .get(header::AGE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .map(|v| v.parse::<u64>().unwrap_or(u64::MAX).min(1 << 31))
             .map(std::time::Duration::from_secs)
             .unwrap_or_default();
         // Next.js sends the full s-maxage on a STALE answer (vercel/next.js#49084): store it as

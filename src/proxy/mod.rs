@@ -174,7 +174,9 @@ impl Proxy {
         // The hit path borrows host and path from the request and builds the key once, as a
         // plain string; the shared `Key` is made only when the origin is asked.
         let host = request_host(&parts);
-        if !limit::valid_host(host) {
+        // Two Host fields (RFC 9112 section 3.2): an origin reading the other one would render
+        // another site under this one's key.
+        if !limit::valid_host(host) || parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
             return limit::bad_host(host);
         }
         if self.origins.for_host(host).is_none() {

@@ -36,6 +36,8 @@ use sites::Forwarders;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Time allowed for a request body to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Example keys listed in a dry run's answer.
 const DRY_RUN_EXAMPLES: usize = 100;
 
@@ -219,7 +221,20 @@ impl Revalidate {
         if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
             return Err(self.refuse(peer, StatusCode::PAYLOAD_TOO_LARGE, too_large_message()));
         }
-        let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        // A body trickling in (or never coming) must not hold the connection: 64 KiB takes
+        // far less than this on any network a backend calls from.
+        let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect());
+        let Ok(read) = read.await else {
+            return Err(self.refuse(
+                peer,
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "the request body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ));
+        };
+        let bytes = match read {
             Ok(collected) => collected.to_bytes(),
             Err(e)
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
