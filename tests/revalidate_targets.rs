@@ -684,3 +684,25 @@ async fn paths_people_write_reach_what_they_name_and_no_more() {
     }
     assert_eq!(status_of(&edge, "/").await, "HIT", "nothing purged");
 }
+
+/// Next.js tags may contain spaces: a comma-separated tag header keeps them whole, so
+/// `"summer sale"` is purged by its name and `"summer"` purges nothing.
+#[tokio::test]
+async fn tags_with_spaces_stay_whole() {
+    let origin = Origin::start(|_| {
+        Reply::ok("sale")
+            .cc("s-maxage=600")
+            .header("x-next-cache-tags", "summer sale,other")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    warm(&edge, &["/sale"], false).await;
+    assert_eq!(
+        dry_run(&edge, json!({"tag": "summer sale"})).await["would_evict"],
+        1
+    );
+    assert_eq!(
+        dry_run(&edge, json!({"tag": "summer"})).await["would_evict"],
+        0
+    );
+}

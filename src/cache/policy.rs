@@ -339,11 +339,20 @@ pub fn browser_cache_control(origin: Option<&str>) -> String {
             )
         })
         .collect();
-    let has_max_age = kept
-        .iter()
-        .any(|d| d.to_ascii_lowercase().starts_with("max-age"));
-    if has_max_age {
+    let has = |name: &str| {
+        kept.iter().any(|d| {
+            d.split('=')
+                .next()
+                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
+        })
+    };
+    // What the origin said of browsers and other caches stands when it forbids storing or
+    // sharing: a page stored here under `CDN-Cache-Control` may still be `private` or
+    // `no-store` for everyone downstream.
+    if has("no-store") || has("max-age") {
         kept.join(", ")
+    } else if has("private") {
+        "private, max-age=0, must-revalidate".to_string()
     } else {
         "public, max-age=0, must-revalidate".to_string()
     }
@@ -353,6 +362,23 @@ pub fn browser_cache_control(origin: Option<&str>) -> String {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn browsers_keep_private_and_no_store() {
+        assert_eq!(browser_cache_control(Some("no-store")), "no-store");
+        assert_eq!(
+            browser_cache_control(Some("private, s-maxage=60")),
+            "private, max-age=0, must-revalidate"
+        );
+        assert_eq!(
+            browser_cache_control(Some("Private")),
+            "private, max-age=0, must-revalidate"
+        );
+        assert_eq!(
+            browser_cache_control(Some("s-maxage=60, stale-while-revalidate=30")),
+            "public, max-age=0, must-revalidate"
+        );
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -45,15 +45,21 @@ impl Proxy {
         }
     }
 
-    /// Reads and removes the tag headers: `Cache-Tag` and `x-next-cache-tags` are
-    /// comma-separated, `Surrogate-Key` space-separated; both separators are accepted anywhere.
+    /// Reads and removes the tag headers: `Surrogate-Key` is space-separated, `Cache-Tag` and
+    /// `x-next-cache-tags` comma-separated, and their tags may contain spaces
+    /// (`revalidateTag("summer sale")`); a header of the operator's own takes either.
     pub(super) fn take_tags(&self, headers: &mut HeaderMap) -> Vec<Box<str>> {
         let mut tags: Vec<Box<str>> = Vec::new();
         for name in &self.settings.tag_headers {
+            let separator: &[char] = match name.as_str() {
+                "surrogate-key" => &[' '],
+                "cache-tag" | "x-next-cache-tags" => &[','],
+                _ => &[',', ' '],
+            };
             for value in headers.get_all(name) {
                 let Ok(text) = value.to_str() else { continue };
                 tags.extend(
-                    text.split([',', ' '])
+                    text.split(separator)
                         .map(str::trim)
                         .filter(|t| !t.is_empty())
                         .map(Into::into),
