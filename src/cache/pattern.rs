@@ -135,23 +135,78 @@ fn is_group(segment: &str) -> bool {
     segment.len() > 2 && segment.starts_with('(') && segment.ends_with(')')
 }
 
+/// One pass over the pattern, tracking every position in `parts` the segments so far can end
+/// at: time is segments x parts. (Backtracking took exponential time in the number of `**`
+/// segments, under the index lock.)
 fn match_from(pattern: &[Segment], parts: &[&str], subtree: bool) -> bool {
-    let Some((first, rest)) = pattern.split_first() else {
-        return parts.is_empty() || subtree;
+    let one_each = |(segment, part): (&Segment, &&str)| match segment {
+        Segment::Literal(literal) => literal == part,
+        _ => true,
     };
-    match first {
-        Segment::Literal(lit) => {
-            parts.first().is_some_and(|p| p == lit) && match_from(rest, &parts[1..], subtree)
+    if pattern
+        .iter()
+        .all(|s| matches!(s, Segment::Literal(_) | Segment::One))
+    {
+        // The usual route rule (`/products/[slug]`): one segment each, nothing to track.
+        let fits = parts.len() == pattern.len() || (subtree && parts.len() > pattern.len());
+        return fits && pattern.iter().zip(parts).all(one_each);
+    }
+    let mut reachable = vec![false; parts.len() + 1];
+    reachable[0] = true;
+    for segment in pattern {
+        let mut next = vec![false; parts.len() + 1];
+        match segment {
+            Segment::Literal(literal) => {
+                for (at, part) in parts.iter().enumerate() {
+                    next[at + 1] = reachable[at] && part == literal;
+                }
+            }
+            Segment::One => {
+                next[1..].copy_from_slice(&reachable[..parts.len()]);
+            }
+            Segment::OneOrMore | Segment::ZeroOrMore => {
+                let zero = matches!(segment, Segment::ZeroOrMore);
+                let mut before = false;
+                for (at, slot) in next.iter_mut().enumerate() {
+                    *slot = before || (zero && reachable[at]);
+                    before |= reachable[at];
+                }
+            }
         }
-        Segment::One => !parts.is_empty() && match_from(rest, &parts[1..], subtree),
-        Segment::OneOrMore => (1..=parts.len()).any(|n| match_from(rest, &parts[n..], subtree)),
-        Segment::ZeroOrMore => (0..=parts.len()).any(|n| match_from(rest, &parts[n..], subtree)),
+        if !next.contains(&true) {
+            return false;
+        }
+        reachable = next;
+    }
+    if subtree {
+        reachable.contains(&true)
+    } else {
+        reachable[parts.len()]
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_globs_match_in_one_pass() {
+        let page = format!("/{}", vec!["a"; 24].join("/"));
+        let pattern = Pattern::parse(&format!("{}/zz", "/**".repeat(40)));
+        assert!(
+            !pattern.matches(&page, false),
+            "backtracking never returned here"
+        );
+        assert!(Pattern::parse(&format!("{}/a", "/**".repeat(40))).matches(&page, false));
+        assert!(Pattern::parse("/a/[...x]").matches("/a/b/c", false));
+        assert!(!Pattern::parse("/a/[...x]").matches("/a", false));
+        assert!(Pattern::parse("/a/[[...x]]").matches("/a", false));
+        assert!(Pattern::parse("/a/*").matches("/a/b/c", true));
+        assert!(!Pattern::parse("/a/*").matches("/a/b/c", false));
+        assert!(Pattern::parse("/").matches("/x/y", true));
+        assert!(Pattern::parse("/").matches("/", false));
+        assert!(!Pattern::parse("/").matches("/x", false));
+    }
 
     #[test]
     fn operator_patterns_are_checked() {
