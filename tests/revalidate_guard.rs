@@ -67,8 +67,14 @@ fn bad_secret() -> serde_json::Value {
 #[tokio::test]
 async fn rate_limit_answers_429_with_retry_after() {
     let (_origin, edge) = setup(&["--revalidate-rate", "1/min", "--revalidate-burst", "3"]).await;
-    for _ in 0..3 {
+    // Successful purges give their token back: a bulk update is never refused.
+    for _ in 0..20 {
         assert_eq!(revalidate(edge.addr, good()).await.status, 200);
+    }
+    // Refused requests keep theirs.
+    for _ in 0..3 {
+        let malformed = send(edge.addr, "POST", "/api/revalidate", &[], "{not json").await;
+        assert_eq!(malformed.status, 400);
     }
     let limited = revalidate(edge.addr, good()).await;
     assert_refusal(&limited, 429);
@@ -140,7 +146,17 @@ async fn forwarded_for_from_a_trusted_hop_names_the_client() {
         )
         .await
     };
-    assert_eq!(from("10.1.2.3").await.status, 200);
+    let bad_from = |client: &'static str| async move {
+        send(
+            addr,
+            "POST",
+            "/api/revalidate",
+            &[("x-forwarded-for", client)],
+            bad_secret().to_string(),
+        )
+        .await
+    };
+    assert_refusal(&bad_from("10.1.2.3").await, 401);
     // Each forwarded client has its own bucket.
     assert_eq!(from("10.9.9.9").await.status, 200);
     assert_refusal(&from("10.1.2.3").await, 429);

@@ -1,7 +1,9 @@
 //! Who may call the control API, before any secret is looked at: the client's address (the
 //! TCP peer, or `X-Forwarded-For` when the peer is a trusted proxy), the network allow-list
-//! (403), and a per-client token bucket (429 with `Retry-After`). Failed authentication costs
-//! a second token, so guessing the secret runs at half the allowed rate.
+//! (403), and a per-client token bucket (429 with `Retry-After`). Every request needs a token;
+//! a successful one gives it back (a backend purging page after page in a bulk update is never
+//! refused: the seed's client has no retry), a refused one keeps it, and failed authentication
+//! costs a second one, so guessing the secret runs at half the allowed rate.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -243,6 +245,19 @@ impl Guard {
         }
     }
 
+    /// Gives back the token of a request that succeeded.
+    pub fn refund(&self, client: IpAddr, now: Instant) {
+        let Some(rate) = self.settings.rate else {
+            return;
+        };
+        let capacity = f64::from(rate.burst.max(1));
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(&client) {
+            bucket.tokens = (refill(bucket, rate, capacity, now) + 1.0).min(capacity);
+            bucket.updated = now;
+        }
+    }
+
     /// Allow-list, then one token.
     pub fn admit(&self, client: IpAddr, now: Instant) -> Result<(), Refusal> {
         if !self.allowed(client) {
@@ -332,6 +347,12 @@ mod tests {
             panic!("expected a refusal");
         };
         assert_eq!(retry_after_secs(wait), 2);
+        // A request that succeeded gives its token back.
+        let b = ip("192.0.2.3");
+        for _ in 0..10 {
+            assert_eq!(guard.take(b, 1.0, now), Ok(()));
+            guard.refund(b, now);
+        }
     }
 
     #[test]

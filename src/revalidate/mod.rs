@@ -125,9 +125,13 @@ impl Revalidate {
             }
         }
         let response = self.handle_admitted(parts, body, peer).await;
-        if response.status() == StatusCode::UNAUTHORIZED {
+        let now = tokio::time::Instant::now();
+        match response.status() {
             // Guessing secrets costs double.
-            self.guard.charge_failure(peer, tokio::time::Instant::now());
+            StatusCode::UNAUTHORIZED => self.guard.charge_failure(peer, now),
+            // An authenticated backend purging page after page is never refused.
+            status if status.is_success() && !is_health => self.guard.refund(peer, now),
+            _ => {}
         }
         response
     }
