@@ -130,7 +130,14 @@ fn secret(args: &RevalidateArgs, env_secret: Option<String>) -> Result<String, S
             None => (String::new(), "REVALIDATE_SECRET is not set"),
         },
     };
-    text.split([',', '\n'])
+    // As the server reads them: a file holds one secret per line (commas included), the
+    // variable a comma-separated list.
+    let separator: &[char] = if args.secret_file.is_some() {
+        &['\n']
+    } else {
+        &[',', '\n']
+    };
+    text.split(separator)
         .map(str::trim)
         .find(|s| !s.is_empty())
         .map(str::to_string)

@@ -208,3 +208,23 @@ async fn unreachable_url_and_missing_secret_exit_non_zero() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("nothing to purge"), "{}", run.stderr);
 }
+
+/// The client reads a secret file as the server does: one secret per line, commas included.
+#[tokio::test]
+async fn a_secret_file_line_with_a_comma_is_one_secret() {
+    let origin = Origin::start(|r| Reply::ok(r.path.clone()).cc("s-maxage=60")).await;
+    let dir = std::env::temp_dir().join(format!("isr-edge-cli-comma-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let secret_file = dir.join("secret");
+    std::fs::write(
+        &secret_file,
+        "first-half-0123456789abcdef,second-half-0123456789\n",
+    )
+    .expect("write secret");
+    let file = secret_file.to_str().expect("path");
+    let edge = Edge::start_with_secret(&origin.url(), &["--secret-file", file], None).await;
+    let url = edge.url("/api/revalidate");
+    let run = client(&["--url", &url, "--path", "/", "--secret-file", file], &[]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(run.json()["success"], true);
+}

@@ -174,7 +174,13 @@ impl Config {
                     })?;
                 Secrets::from_lines(text.lines())
             }
-            None => Secrets::from_lines(env_secret.as_deref().unwrap_or("").split(',')),
+            None => {
+                // A comma separates rotated secrets; a secret that itself contains one (as a
+                // backend sends it) is accepted whole as well.
+                let value = env_secret.as_deref().unwrap_or("");
+                let whole = value.contains(',').then_some(value.trim());
+                Secrets::from_lines(value.split(',').chain(whole))
+            }
         };
         if !cli.revalidate_path.starts_with('/') {
             return Err(ConfigError::RevalidatePath(cli.revalidate_path));
