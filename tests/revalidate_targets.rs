@@ -706,3 +706,28 @@ async fn tags_with_spaces_stay_whole() {
         0
     );
 }
+
+/// An implicit tag also reaches the pages whose origin listed it but which are stored under
+/// another URL (basePath, i18n prefixes, rewrites), each URL counted once.
+#[tokio::test]
+async fn implicit_tags_reach_pages_stored_under_other_urls() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("{} v{}", r.path, r.count))
+            .cc("s-maxage=600")
+            .header(
+                "x-next-cache-tags",
+                "_N_T_/post/1,_N_T_/post/[id]/page,_N_T_/post/layout",
+            )
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    warm(&edge, &["/docs/post/1", "/post/1"], false).await;
+    for tag in ["_N_T_/post/1", "_N_T_/post/[id]/page", "_N_T_/post/layout"] {
+        let dry = dry_run(&edge, json!({"tag": tag})).await;
+        assert_eq!(examples(&dry), ["/docs/post/1", "/post/1"], "{tag}");
+        assert_eq!(dry["would_evict"], 2, "{tag}: each URL once");
+    }
+    let answer = revalidate(edge.addr, json!({"secret": SECRET, "tag": "_N_T_/post/1"})).await;
+    assert_eq!(answer.json()["evicted"], 2, "{}", answer.text());
+    assert_eq!(status_of(&edge, "/docs/post/1").await, "MISS");
+}

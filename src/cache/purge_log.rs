@@ -149,6 +149,11 @@ impl PurgeLog {
     /// Logs a purge. Call it before the purge looks for what it selects, so an admission racing
     /// the purge either is found by it or finds it here.
     pub(super) fn record(&self, selector: &Selector<'_>, host: Option<&str>) {
+        if let Selector::Either(first, second) = selector {
+            self.record(first, host);
+            self.record(second, host);
+            return;
+        }
         let (scope, text_hash) = match selector {
             Selector::Page(page) => (Scope::Page((*page).into()), self.hash(page)),
             Selector::Subtree(root) => (Scope::Subtree((*root).into()), 0),
@@ -156,7 +161,7 @@ impl PurgeLog {
                 (Scope::Pattern((*pattern).clone(), *subtree), 0)
             }
             Selector::Tag(tag) => (Scope::Tag((*tag).into()), self.hash(tag)),
-            Selector::All => (Scope::All, 0),
+            Selector::All | Selector::Either(..) => (Scope::All, 0),
         };
         let mut log = self.lock();
         let epoch = self.epoch.load(Ordering::SeqCst) + 1;

@@ -504,7 +504,9 @@ fn purge_target(
 ) -> PurgeCount {
     // `route_path`: a Next.js file-system path (from an implicit tag), where route groups and
     // slots are route syntax; a client's path is a URL path unless it has a dynamic segment.
-    let purge_path = |path: &str, subtree: bool, route_path: bool| {
+    // `also_tag`: pages carrying this tag are purged too (an implicit tag also names the pages
+    // whose origin listed it, stored under another URL: basePath, i18n prefixes, rewrites).
+    let purge_path = |path: &str, subtree: bool, route_path: bool, also_tag: Option<&str>| {
         // Written as a person would (`/café`); matched as requests stored it (`/caf%C3%A9`).
         // A query names one URL of the page; the page is purged with all its URLs (a purge
         // reaching more than asked is safe, one silently reaching nothing is not).
@@ -514,37 +516,43 @@ fn purge_target(
         } else {
             Pattern::is_pattern(path)
         };
-        if is_pattern {
-            let pattern = Pattern::parse(path);
-            cache.purge(
-                &Selector::Pattern(&pattern, subtree),
+        let pattern;
+        let page;
+        let selector = if is_pattern {
+            pattern = Pattern::parse(path);
+            Selector::Pattern(&pattern, subtree)
+        } else {
+            page = page_path(path).into_owned();
+            if subtree {
+                Selector::Subtree(&page)
+            } else {
+                Selector::Page(&page)
+            }
+        };
+        match also_tag {
+            Some(tag) => cache.purge(
+                &Selector::Either(&selector, &Selector::Tag(tag)),
                 host,
                 mode,
                 dry_run,
                 examples,
-            )
-        } else {
-            let page = page_path(path).into_owned();
-            let selector = if subtree {
-                Selector::Subtree(&page)
-            } else {
-                Selector::Page(&page)
-            };
-            cache.purge(&selector, host, mode, dry_run, examples)
+            ),
+            None => cache.purge(&selector, host, mode, dry_run, examples),
         }
     };
     match target {
-        Target::Page(path) => purge_path(path, false, false),
-        Target::Layout(path) => purge_path(path, true, false),
+        Target::Page(path) => purge_path(path, false, false, None),
+        Target::Layout(path) => purge_path(path, true, false, None),
         Target::All => cache.purge(&Selector::All, host, mode, dry_run, examples),
         Target::Tag(tag) => match tag.strip_prefix("_N_T_") {
             Some(implicit) if implicit.starts_with('/') => {
+                let tag = Some(tag.as_str());
                 if let Some(root) = implicit.strip_suffix("/layout") {
-                    purge_path(if root.is_empty() { "/" } else { root }, true, true)
+                    purge_path(if root.is_empty() { "/" } else { root }, true, true, tag)
                 } else if let Some(page) = implicit.strip_suffix("/page") {
-                    purge_path(if page.is_empty() { "/" } else { page }, false, true)
+                    purge_path(if page.is_empty() { "/" } else { page }, false, true, tag)
                 } else {
-                    purge_path(implicit, false, false)
+                    purge_path(implicit, false, false, tag)
                 }
             }
             _ => cache.purge(&Selector::Tag(tag), host, mode, dry_run, examples),

@@ -110,6 +110,8 @@ pub enum Selector<'a> {
     Pattern(&'a Pattern, bool),
     Tag(&'a str),
     All,
+    /// What either selects, each URL once.
+    Either(&'a Selector<'a>, &'a Selector<'a>),
 }
 
 impl Index {
@@ -206,37 +208,17 @@ impl Index {
         let mut gathered: Vec<u32> = Vec::new();
         let slots: &[u32] = match selector {
             Selector::Page(page) => inner.by_page.get(*page).map_or(&[], Members::as_slice),
-            Selector::Tag(tag) => inner
-                .find_tag(tag)
-                .and_then(|t| inner.tag(t))
-                .map_or(&[], |t| t.members.as_slice()),
-            Selector::Subtree(root) => {
-                let root = root.trim_end_matches('/');
-                for (page, members) in pages_starting_with(&inner.by_page, root) {
-                    let below = root.is_empty()
-                        || page.len() == root.len()
-                        || page.as_bytes()[root.len()] == b'/';
-                    if below {
-                        gathered.extend_from_slice(members.as_slice());
-                    }
-                }
+            Selector::Tag(tag) => inner.tag_members(tag),
+            Selector::Either(first, second) => {
+                inner.gather(first, &mut gathered);
+                inner.gather(second, &mut gathered);
+                // A URL both select is visited (and counted) once.
+                gathered.sort_unstable();
+                gathered.dedup();
                 &gathered
             }
-            Selector::Pattern(pattern, subtree) => {
-                let prefix = pattern.literal_prefix();
-                let start = prefix.trim_end_matches('/');
-                for (page, members) in pages_starting_with(&inner.by_page, start) {
-                    if pattern.matches(page, *subtree) {
-                        gathered.extend_from_slice(members.as_slice());
-                    }
-                }
-                &gathered
-            }
-            Selector::All => {
-                gathered.reserve(inner.by_key.len());
-                for members in inner.by_page.values() {
-                    gathered.extend_from_slice(members.as_slice());
-                }
+            _ => {
+                inner.gather(selector, &mut gathered);
                 &gathered
             }
         };
@@ -326,6 +308,51 @@ fn hash_tag(hasher: &RandomState, tags: &[Option<Tag>], id: u32) -> u64 {
 }
 
 impl Inner {
+    fn tag_members(&self, tag: &str) -> &[u32] {
+        self.find_tag(tag)
+            .and_then(|t| self.tag(t))
+            .map_or(&[], |t| t.members.as_slice())
+    }
+
+    /// Appends the slots `selector` selects.
+    fn gather(&self, selector: &Selector<'_>, gathered: &mut Vec<u32>) {
+        match selector {
+            Selector::Page(page) => {
+                gathered.extend_from_slice(self.by_page.get(*page).map_or(&[], Members::as_slice))
+            }
+            Selector::Tag(tag) => gathered.extend_from_slice(self.tag_members(tag)),
+            Selector::Subtree(root) => {
+                let root = root.trim_end_matches('/');
+                for (page, members) in pages_starting_with(&self.by_page, root) {
+                    let below = root.is_empty()
+                        || page.len() == root.len()
+                        || page.as_bytes()[root.len()] == b'/';
+                    if below {
+                        gathered.extend_from_slice(members.as_slice());
+                    }
+                }
+            }
+            Selector::Pattern(pattern, subtree) => {
+                let prefix = pattern.literal_prefix();
+                let start = prefix.trim_end_matches('/');
+                for (page, members) in pages_starting_with(&self.by_page, start) {
+                    if pattern.matches(page, *subtree) {
+                        gathered.extend_from_slice(members.as_slice());
+                    }
+                }
+            }
+            Selector::All => {
+                gathered.reserve(self.by_key.len());
+                for members in self.by_page.values() {
+                    gathered.extend_from_slice(members.as_slice());
+                }
+            }
+            Selector::Either(first, second) => {
+                self.gather(first, gathered);
+                self.gather(second, gathered);
+            }
+        }
+    }
     fn record(&self, slot: u32) -> Option<&Record> {
         self.records.get(slot as usize).and_then(Option::as_ref)
     }
