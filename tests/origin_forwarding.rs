@@ -190,8 +190,29 @@ async fn a_failing_origin_gives_502_and_the_local_eviction_still_happens() {
         origins[2]["url"],
         format!("http://{closed}/api/revalidate?…")
     );
-    // Without --origin-revalidate-secret the body goes with the caller's own secret.
+    // Without --origin-revalidate-secret the body goes with the caller's own secret, also
+    // when the caller sent it in a header (as the purge client does) or the query.
     assert_eq!(body_json(&posts(&good)[0])["secret"], SECRET);
+    let bearer = format!("Bearer {SECRET}");
+    for (target, headers) in [
+        ("/api/revalidate", vec![("authorization", bearer.as_str())]),
+        ("/api/revalidate", vec![("x-revalidate-secret", SECRET)]),
+        (&*format!("/api/revalidate?secret={SECRET}"), vec![]),
+    ] {
+        let mut headers = headers;
+        headers.push(("content-type", "application/json"));
+        let answer = support::send(
+            edge.addr,
+            "POST",
+            target,
+            &headers,
+            json!({"paths": ["/p"]}).to_string(),
+        )
+        .await;
+        assert_eq!(answer.status, 502, "{}", answer.text());
+        let forwarded = body_json(posts(&good).last().expect("a forwarded call"));
+        assert_eq!(forwarded["secret"], SECRET, "{target} {headers:?}");
+    }
 
     let after = get(edge.addr, "/p").await;
     assert_eq!(after.cache(), "MISS", "the local eviction happened anyway");

@@ -176,6 +176,12 @@ impl Revalidate {
             }
             _ => return method_not_allowed(),
         };
+        let mut parsed = parsed;
+        if parsed.secret.is_none() {
+            // The secret that authorized the request, for forwarding to an origin that wants
+            // the caller's own (the purge client sends it as `Authorization: Bearer`).
+            parsed.secret = header_secret(&parts.headers).map(str::to_string);
+        }
         if let Some(host) = parsed.host.as_deref() {
             let origins = self.proxy.origins();
             if origins.for_host(host).is_none() {
@@ -313,15 +319,7 @@ impl Revalidate {
     /// The secret may come in the body or query, as `Authorization: Bearer`, or as
     /// `x-revalidate-secret`; any one that matches suffices.
     fn authorized(&self, headers: &HeaderMap, secret: Option<&str>) -> bool {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let header_secret = headers
-            .get("x-revalidate-secret")
-            .and_then(|v| v.to_str().ok());
-        [secret, bearer, header_secret]
+        [secret, bearer(headers), revalidate_secret_header(headers)]
             .into_iter()
             .flatten()
             .any(|candidate| self.secrets.verify(candidate.as_bytes()))
@@ -368,7 +366,19 @@ impl Revalidate {
                 } else {
                     Vec::new()
                 };
-                let body = received.unwrap_or_else(|| forward::body_from_request(&request));
+                let body = match received {
+                    // Forwarded as received, with the caller's secret when it came in a header
+                    // or the query (the origin may expect it in the body, as the seed's does).
+                    Some(mut object) => {
+                        if let Some(secret) = request.secret.as_ref() {
+                            object
+                                .entry("secret")
+                                .or_insert_with(|| Value::String(secret.clone()));
+                        }
+                        object
+                    }
+                    None => forward::body_from_request(&request),
+                };
                 Some(forwarders.run(request.host.as_deref(), body, pages).await)
             }
             _ => None,
@@ -489,6 +499,25 @@ fn query_secret(query: &str) -> Option<String> {
 /// The path part of what a client wrote as a path (`/products?page=2` -> `/products`).
 pub(crate) fn without_query(path: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or(path)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn revalidate_secret_header(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-revalidate-secret")
+        .and_then(|v| v.to_str().ok())
+}
+
+/// A secret sent in a header, for a request whose body and query carried none.
+fn header_secret(headers: &HeaderMap) -> Option<&str> {
+    bearer(headers).or_else(|| revalidate_secret_header(headers))
 }
 
 /// Maps one target to index selectors. Next.js implicit tags (`_N_T_/blog/layout`,
