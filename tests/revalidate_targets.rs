@@ -238,6 +238,9 @@ async fn query_string_webhooks_revalidate_and_bare_get_is_health() {
 
     let refused = get(edge.addr, "/api/revalidate?secret=wrong&tag=posts").await;
     assert_eq!(refused.status, 401);
+    // The secret is checked before the rest: a wrong one with an unknown parameter is 401.
+    let refused = get(edge.addr, "/api/revalidate?secret=wrong&path=/&_=1").await;
+    assert_eq!(refused.status, 401, "{}", refused.text());
     assert_eq!(status_of(&edge, "/y").await, "HIT");
 }
 

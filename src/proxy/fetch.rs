@@ -141,28 +141,28 @@ impl Proxy {
         }
 
         let (head, body) = response.into_parts();
-        let deadline = Instant::now() + upstream.timeout();
-        let bytes = match read_limited(body, self.settings.max_object_size, deadline).await {
-            Read::Complete(bytes) => bytes,
-            Read::TooLarge(prefix, rest) => {
-                let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
-                let idle = self.settings.limits.origin_idle_timeout;
-                let mut response = streamed.map(|b| body::streaming(IdleTimeout::new(b, idle)));
-                self.client_facing(response.headers_mut(), false);
-                return Fetched::Uncacheable(mark(
-                    response,
-                    CacheStatus::Miss {
-                        stored: false,
-                        expired: false,
-                    },
-                    Some("too-large"),
-                ));
-            }
-            Read::Failed(error) => {
-                self.metrics.origin_error(error.kind());
-                return Fetched::Error(error, None);
-            }
-        };
+        let bytes =
+            match read_limited(body, self.settings.max_object_size, upstream.timeout()).await {
+                Read::Complete(bytes) => bytes,
+                Read::TooLarge(prefix, rest) => {
+                    let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
+                    let idle = self.settings.limits.origin_idle_timeout;
+                    let mut response = streamed.map(|b| body::streaming(IdleTimeout::new(b, idle)));
+                    self.client_facing(response.headers_mut(), false);
+                    return Fetched::Uncacheable(mark(
+                        response,
+                        CacheStatus::Miss {
+                            stored: false,
+                            expired: false,
+                        },
+                        Some("too-large"),
+                    ));
+                }
+                Read::Failed(error) => {
+                    self.metrics.origin_error(error.kind());
+                    return Fetched::Error(error, None);
+                }
+            };
 
         let mut headers = head.headers;
         // The stored length is the stored body's, whatever framing the origin used (a HEAD of
@@ -227,16 +227,13 @@ enum Read {
     Failed(UpstreamError),
 }
 
-async fn read_limited(mut body: Incoming, limit: u64, deadline: Instant) -> Read {
+async fn read_limited(mut body: Incoming, limit: u64, timeout: std::time::Duration) -> Read {
+    let deadline = Instant::now() + timeout;
     let mut chunks: VecDeque<Bytes> = VecDeque::new();
     let mut total: u64 = 0;
     loop {
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => {
-                return Read::Failed(UpstreamError::Timeout(
-                    deadline.saturating_duration_since(Instant::now()),
-                ))
-            }
+            Err(_) => return Read::Failed(UpstreamError::Timeout(timeout)),
             Ok(None) => break,
             Ok(Some(Err(e))) => return Read::Failed(UpstreamError::Body(e.to_string())),
             Ok(Some(Ok(frame))) => frame,

@@ -152,14 +152,15 @@ impl Revalidate {
                 if self.require_signature {
                     return self.refuse(peer, StatusCode::UNAUTHORIZED, SIGNATURE_REQUIRED);
                 }
-                let parsed = match request::parse_query(query) {
-                    Ok(r) => r,
-                    Err(e) => return self.refuse(peer, StatusCode::BAD_REQUEST, &e.0),
-                };
-                if !self.authorized(&parts.headers, parsed.secret.as_deref()) {
+                // The secret first, as for a POST: an unauthenticated caller learns nothing
+                // about the rest of what it sent.
+                if !self.authorized(&parts.headers, query_secret(query).as_deref()) {
                     return self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret");
                 }
-                parsed
+                match request::parse_query(query) {
+                    Ok(r) => r,
+                    Err(e) => return self.refuse(peer, StatusCode::BAD_REQUEST, &e.0),
+                }
             }
             Method::POST => {
                 if !self.secrets.is_configured() {
