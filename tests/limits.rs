@@ -271,3 +271,28 @@ async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     }
     assert_eq!(origin.total(), 1);
 }
+
+/// `OPTIONS *` is answered here (it asks about this server; forwarded, it lost the origin's
+/// port) and `CONNECT` is refused: isr-edge is no tunnel. Neither reaches the origin.
+#[tokio::test]
+async fn options_star_and_connect_are_answered_here() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let options = raw(
+        edge.addr,
+        "OPTIONS * HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(options.starts_with("HTTP/1.1 200"), "{options}");
+    assert!(
+        options.to_ascii_lowercase().contains("allow: get, head"),
+        "{options}"
+    );
+    let connect = raw(
+        edge.addr,
+        "CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(connect.starts_with("HTTP/1.1 405"), "{connect}");
+    assert_eq!(origin.total(), 0);
+}

@@ -437,6 +437,14 @@ impl Proxy {
         let Some(upstream) = self.origins.for_host(&host) else {
             return misdirected(&host);
         };
+        if parts.method == Method::CONNECT || parts.uri.path() == "*" {
+            // Not a forward proxy, and `*` names no resource on the origin.
+            return mark(
+                not_for_origin(&parts.method),
+                CacheStatus::Bypass,
+                Some(reason),
+            );
+        }
         let max_body = self.settings.limits.max_body_size;
         if limit::declared_too_large(&parts.headers, max_body) {
             return mark(
@@ -486,4 +494,27 @@ impl Proxy {
             Err(e) => mark(e.response(), CacheStatus::Bypass, Some(reason)),
         }
     }
+}
+
+/// `CONNECT` (a tunnel request: isr-edge is no forward proxy) and `OPTIONS *` (a question about
+/// this server, answered here); any other method with the `*` target is malformed.
+fn not_for_origin(method: &Method) -> Response<Body> {
+    const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+    let mut response = if method == Method::OPTIONS {
+        Response::new(body::empty())
+    } else if method == Method::CONNECT {
+        body::text(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed: this is a reverse proxy, not a tunnel",
+        )
+    } else {
+        body::text(
+            http::StatusCode::BAD_REQUEST,
+            "400 Bad Request: only OPTIONS may use the * target",
+        )
+    };
+    response
+        .headers_mut()
+        .insert(header::ALLOW, http::HeaderValue::from_static(ALLOW));
+    response
 }
