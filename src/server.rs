@@ -1,16 +1,17 @@
 //! Transport only: the accept loop, HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one port,
-//! header-read timeout, the worker threads, and graceful shutdown. No HTTP semantics live here.
+//! header-read timeout, idle connections, the worker threads, and graceful shutdown. No HTTP semantics live here.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::app::App;
@@ -192,6 +193,7 @@ impl Worker {
     /// Accepts until `stopping` turns true, then lets this worker's connections finish until
     /// the shutdown deadline.
     async fn run(self, listener: TcpListener, mut stopping: tokio::sync::watch::Receiver<bool>) {
+        let connection_stop = stopping.clone();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -217,7 +219,8 @@ impl Worker {
             .max_header_list_size(u32::try_from(self.settings.max_header_size).unwrap_or(u32::MAX));
         let metrics = self.app.proxy().metrics().clone();
         let (accepted_here, _running) = metrics.worker_started(self.index);
-        let graceful = GracefulShutdown::new();
+        // One clone per open connection: shutdown waits until only this one is left.
+        let live = Arc::new(());
         // Wrapped so the watch guard `wait_for` returns never lives in this (Send) future.
         let stop = async move {
             let _ = stopping.wait_for(|stop| *stop).await;
@@ -245,17 +248,27 @@ impl Worker {
                     accepted_here.inc();
                     let open = metrics.connection_opened();
                     let app = self.app.clone();
+                    let activity = Arc::new(Activity::default());
+                    let tracked = activity.clone();
                     let service = service_fn(move |request| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(app.handle(request, peer).await) }
+                        let in_flight = Activity::begin(&tracked);
+                        async move {
+                            let response = app.handle(request, peer).await;
+                            drop(in_flight);
+                            Ok::<_, Infallible>(response)
+                        }
                     });
                     let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let connection = graceful.watch(connection);
+                    let stop = connection_stop.clone();
+                    let idle_after = self.settings.header_read_timeout;
+                    let live = live.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = connection.await {
+                        let shut_down = |c: Pin<&mut _>| auto::Connection::graceful_shutdown(c);
+                        if let Err(error) = drive(connection, shut_down, activity, stop, idle_after).await {
                             tracing::debug!(%error, %peer, "connection ended with an error");
                         }
-                        drop((slot, open));
+                        drop((slot, open, live));
                     });
                 }
                 () = &mut stop => break,
@@ -269,9 +282,95 @@ impl Worker {
             ?deadline,
             "stopped accepting; finishing in-flight requests"
         );
+        let all_closed = async {
+            while Arc::strong_count(&live) > 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!(worker, "all connections closed"),
+            () = all_closed => tracing::info!(worker, "all connections closed"),
             () = tokio::time::sleep(deadline) => tracing::warn!(worker, "shutdown deadline reached; the remaining connections close when the server stops"),
+        }
+    }
+}
+
+/// What a connection's requests are doing, so it can be closed when idle. HTTP/1.1 has hyper's
+/// header-read timeout for that; HTTP/2 has none, and neither has a connection that has not
+/// yet sent enough to tell which it speaks: without this, a client holding connections open
+/// with a preface (or nothing) kept their slots forever, and enough of them locked everyone
+/// out.
+#[derive(Default)]
+struct Activity {
+    started: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// A request being answered; counted until dropped.
+struct InFlight(Arc<Activity>);
+
+impl Activity {
+    fn begin(activity: &Arc<Activity>) -> InFlight {
+        activity.started.fetch_add(1, Ordering::Relaxed);
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs a connection to its end. It is shut down gracefully (HTTP/2: GOAWAY, running streams
+/// finish; HTTP/1.1: the current answer finishes) when the server stops, or when a whole
+/// `idle_after` period passed with no request started and none in flight.
+async fn drive<C, E>(
+    connection: C,
+    shut_down: impl Fn(Pin<&mut C>),
+    activity: Arc<Activity>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    idle_after: Duration,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(connection);
+    let mut closing = *stop.borrow();
+    if closing {
+        shut_down(connection.as_mut());
+    }
+    let period = idle_after.max(Duration::from_millis(100));
+    let mut idle_check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut started_before = 0;
+    // Closing because idle (not because the server stops: that has its own deadline).
+    let mut idle_closed = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            changed = stop.changed(), if !closing => {
+                if changed.is_err() || *stop.borrow() {
+                    shut_down(connection.as_mut());
+                    closing = true;
+                }
+            }
+            _ = idle_check.tick() => {
+                if closing {
+                    // Asked to close a period ago and still open: an HTTP/2 client that never
+                    // acknowledges the GOAWAY's ping keeps a graceful close waiting forever.
+                    if idle_closed {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                let started = activity.started.load(Ordering::Relaxed);
+                if started == started_before && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                    shut_down(connection.as_mut());
+                    closing = true;
+                    idle_closed = true;
+                }
+                started_before = started;
+            }
         }
     }
 }

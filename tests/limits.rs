@@ -296,3 +296,24 @@ async fn options_star_and_connect_are_answered_here() {
     assert!(connect.starts_with("HTTP/1.1 405"), "{connect}");
     assert_eq!(origin.total(), 0);
 }
+
+/// HTTP/2 has no header-read timeout: a connection that sends the preface and SETTINGS and then
+/// nothing, or nothing at all, is closed once idle for the period, as idle HTTP/1.1 ones are.
+/// Without this, such connections held their slots forever.
+#[tokio::test]
+async fn idle_http2_and_silent_connections_are_closed() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--header-read-timeout", "1s"]).await;
+    let mut h2 = TcpStream::connect(edge.addr).await.expect("connect");
+    // The client preface, then an empty SETTINGS frame.
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+    let mut silent = TcpStream::connect(edge.addr).await.expect("connect");
+    for stream in [&mut h2, &mut silent] {
+        let (_, closed) = read_until_closed(stream, Duration::from_secs(10)).await;
+        assert!(closed, "an idle connection was kept past twice the period");
+    }
+    // New connections are still served.
+    assert_eq!(get(edge.addr, "/still-served").await.status, 200);
+}
