@@ -1,5 +1,6 @@
 //! Transport only: the accept loop, HTTP/1.1 and HTTP/2 (h2c prior knowledge) on one port,
-//! header-read timeout, idle connections, the worker threads, and graceful shutdown. No HTTP semantics live here.
+//! header-read timeout, idle connections, the worker threads, and graceful shutdown. No HTTP
+//! semantics live here.
 
 use std::convert::Infallible;
 use std::future::Future;
