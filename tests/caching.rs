@@ -470,3 +470,36 @@ async fn an_age_too_large_to_read_is_old_not_new() {
         again.header("cache-status")
     );
 }
+
+/// A refresh made for a client with credentials (here a session cookie, answered with
+/// `Set-Cookie`) is not stored, and does not evict the public copy either: otherwise any
+/// client could evict any page on demand by sending a cookie.
+#[tokio::test]
+async fn a_personal_answer_does_not_evict_the_public_copy() {
+    let origin = Origin::start(|r| {
+        let reply =
+            Reply::ok(format!("render {}", r.count)).cc("s-maxage=1, stale-while-revalidate=60");
+        if r.headers.contains_key("cookie") {
+            reply.header("set-cookie", "session=renewed")
+        } else {
+            reply
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let with_cookie = get_with(edge.addr, "/p", &[("cookie", "session=abc")]).await;
+    assert_eq!(with_cookie.cache(), "STALE");
+    assert!(support::eventually(std::time::Duration::from_secs(5), || origin.total() == 2).await);
+    assert!(
+        origin.seen()[1].headers.contains_key("cookie"),
+        "refreshed for the cookie"
+    );
+    let after = get(edge.addr, "/p").await;
+    assert_eq!(
+        (after.cache(), after.text().as_str()),
+        ("STALE", "render 1"),
+        "the public copy is still there"
+    );
+}

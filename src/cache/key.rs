@@ -251,6 +251,7 @@ pub fn encoding_class(headers: &HeaderMap) -> &'static str {
             let refused = parts.any(|p| {
                 p.trim()
                     .strip_prefix("q=")
+                    .or_else(|| p.trim().strip_prefix("Q="))
                     .and_then(|q| q.parse::<f32>().ok())
                     .is_some_and(|q| q <= 0.0)
             });
@@ -413,6 +414,11 @@ mod tests {
         assert_eq!(class("gzip, deflate, br, zstd"), "br");
         assert_eq!(class("gzip"), "gzip");
         assert_eq!(class("br;q=0, gzip"), "gzip");
+        assert_eq!(
+            class("br;Q=0, gzip"),
+            "gzip",
+            "the weight name is case-insensitive"
+        );
         assert_eq!(class("identity"), "identity");
         assert_eq!(encoding_class(&HeaderMap::new()), "identity");
     }

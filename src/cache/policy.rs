@@ -118,7 +118,12 @@ pub struct Lifetime {
 impl Lifetime {
     /// How long the entry is worth keeping at all, counted from when it was generated.
     pub fn keep_for(&self) -> Duration {
-        self.fresh_for + self.stale_while_revalidate.max(self.stale_if_error)
+        // Bounded: route rules and `--max-stale` allow durations whose sum overflows, and
+        // callers add this to an `Instant`.
+        const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        self.fresh_for
+            .saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
+            .min(CENTURY)
     }
 }
 
@@ -362,6 +367,17 @@ pub fn browser_cache_control(origin: Option<&str>) -> String {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn keep_for_saturates() {
+        let huge = Lifetime {
+            fresh_for: Duration::MAX,
+            stale_while_revalidate: Duration::from_secs(60),
+            stale_if_error: Duration::ZERO,
+        };
+        assert!(huge.keep_for() < Duration::MAX);
+        let _ = std::time::Instant::now() + huge.keep_for();
+    }
 
     #[test]
     fn browsers_keep_private_and_no_store() {

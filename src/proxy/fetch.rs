@@ -111,7 +111,12 @@ impl Proxy {
                 // concurrent fetch of other URLs unstorable. An RSC request's answer says nothing
                 // about the HTML copy (Next 16 answers `RSC: 1` without `_rsc` with a 307): a
                 // client sending `RSC: 1` must not be able to evict the page.
-                if !is_rsc_request(&fetch.headers) {
+                // Nor can a client with credentials: its answer may be personal (an
+                // `Authorization` the origin did not mark `public`, a session cookie answered
+                // with `Set-Cookie`) while the stored copy still serves everyone else.
+                let credentials = fetch.headers.contains_key(header::AUTHORIZATION)
+                    || fetch.headers.contains_key(header::COOKIE);
+                if !is_rsc_request(&fetch.headers) && !credentials {
                     self.cache.forget(&fetch.key);
                 }
                 return Fetched::Uncacheable(self.relay(
