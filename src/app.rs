@@ -1,5 +1,6 @@
 //! The composition root and the one routing decision: the control API or the proxy.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -131,9 +132,14 @@ impl App {
         // Normalised as the cache key is: `/api/./revalidate` or `//api/%72evalidate` reach the
         // control API too, never the origin (with the secret in the body).
         let path = normalized(parts.uri.path());
-        if *path == self.revalidate_path
-            || path.strip_suffix('/') == Some(self.revalidate_path.as_str())
-        {
+        let is_control = *path == self.revalidate_path
+            || path.strip_suffix('/') == Some(self.revalidate_path.as_str());
+        // Handed on, so the proxy does not normalise again (`None`: the path already is).
+        let normal_path = match path {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(path) => Some(path),
+        };
+        if is_control {
             // Boxed so the control API's future does not enlarge every proxied request's.
             let response = Box::pin(self.revalidate.handle(parts, body, peer.ip())).await;
             return (response, AnsweredBy::ControlApi);
@@ -143,7 +149,7 @@ impl App {
             return (limits::misdirected(&host), AnsweredBy::Limits);
         }
         (
-            self.proxy.handle(parts, body, peer.ip()).await,
+            self.proxy.handle(parts, normal_path, body, peer.ip()).await,
             AnsweredBy::Proxy,
         )
     }

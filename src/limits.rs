@@ -39,13 +39,28 @@ pub fn misdirected(host: &str) -> Response<Body> {
     )
 }
 
-pub fn bad_host(host: &str) -> Response<Body> {
+/// `hosts`: the request's `Host` fields as [`host_fields`] quotes them.
+pub fn bad_host(hosts: &str) -> Response<Body> {
     body::text(
         StatusCode::BAD_REQUEST,
         &format!(
-            "400 Bad Request: Host {host:?} is not a host name or address with an optional port"
+            "400 Bad Request: Host {hosts} is not one host name or address with an optional port"
         ),
     )
+}
+
+/// The request's `Host` fields, quoted, for an error message.
+pub fn host_fields(headers: &HeaderMap) -> String {
+    let fields: Vec<String> = headers
+        .get_all(header::HOST)
+        .iter()
+        .map(|v| format!("{:?}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    if fields.is_empty() {
+        "(none)".to_string()
+    } else {
+        fields.join(", ")
+    }
 }
 
 /// Whether `host` is `host[:port]` as a `Host` header carries it: a name or IPv4 address of
@@ -53,31 +68,46 @@ pub fn bad_host(host: &str) -> Response<Body> {
 /// The cache key is the host followed by the path, so a host with `/` in it (or `?`, `#`, `@`)
 /// could spell another URL's key: `Host: a.example/x` with `/y` is `a.example` with `/x/y`.
 pub fn valid_host(host: &str) -> bool {
-    let (name_ok, port) = match host.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((literal, after)) => (
-                !literal.is_empty()
-                    && literal
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
-                after,
+    let bytes = host.as_bytes();
+    let (name_ok, port) = match bytes.split_first() {
+        Some((b'[', rest)) => match rest.iter().position(|&b| b == b']') {
+            Some(end) => (
+                end > 0
+                    && rest[..end]
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || *b == b':' || *b == b'.'),
+                &rest[end + 1..],
             ),
             None => return false,
         },
-        None => {
-            let (name, after) = host.split_at(host.find(':').unwrap_or(host.len()));
-            let name_ok = name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-            (name_ok, after)
+        // One table lookup per byte: this runs on every request.
+        _ => {
+            let name_end = bytes
+                .iter()
+                .position(|&b| !HOST_NAME_BYTE[usize::from(b)])
+                .unwrap_or(bytes.len());
+            (true, &bytes[name_end..])
         }
     };
     name_ok
-        && (port.is_empty()
-            || port
-                .strip_prefix(':')
-                .is_some_and(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())))
+        && match port.split_first() {
+            None => true,
+            Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+            Some(_) => false,
+        }
 }
+
+/// Bytes of a host name or IPv4 address: letters, digits, `-`, `.`, `_`, `~`.
+static HOST_NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+        byte += 1;
+    }
+    table
+};
 
 /// Length of what the request line carries as the target.
 pub fn uri_length(uri: &Uri) -> usize {

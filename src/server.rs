@@ -253,7 +253,7 @@ impl Worker {
                     let tracked = activity.clone();
                     let service = service_fn(move |request| {
                         let app = app.clone();
-                        let in_flight = Activity::begin(&tracked);
+                        let in_flight = Activity::begin(&tracked, request.version());
                         async move {
                             let response = app.handle(request, peer).await;
                             drop(in_flight);
@@ -304,16 +304,23 @@ impl Worker {
 struct Activity {
     started: AtomicU64,
     in_flight: AtomicUsize,
+    http2: std::sync::atomic::AtomicBool,
 }
 
 /// A request being answered; counted until dropped.
 struct InFlight(Arc<Activity>);
 
 impl Activity {
-    fn begin(activity: &Arc<Activity>) -> InFlight {
+    /// Counts a request; HTTP/2 ones are also tracked until answered (HTTP/1.1 connections
+    /// are left to hyper's header-read timer once their protocol is known).
+    fn begin(activity: &Arc<Activity>, version: http::Version) -> Option<InFlight> {
         activity.started.fetch_add(1, Ordering::Relaxed);
+        if version != http::Version::HTTP_2 {
+            return None;
+        }
+        activity.http2.store(true, Ordering::Relaxed);
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(activity.clone())
+        Some(InFlight(activity.clone()))
     }
 }
 
@@ -342,10 +349,16 @@ where
         shut_down(connection.as_mut());
     }
     let period = idle_after.max(Duration::from_millis(100));
-    let mut idle_check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // A first look soon, to learn the protocol: an HTTP/1.1 connection has hyper's header-read
+    // timer for idleness, and the hit path is spared polling this one on every wake-up.
+    let protocol_check = period.min(Duration::from_millis(200));
+    let idle_check = tokio::time::sleep(protocol_check);
+    tokio::pin!(idle_check);
+    let mut checks = 0u32;
     let mut started_before = 0;
     // Closing because idle (not because the server stops: that has its own deadline).
     let mut idle_closed = false;
+    let mut watching = true;
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
@@ -355,16 +368,29 @@ where
                     closing = true;
                 }
             }
-            _ = idle_check.tick() => {
+            () = &mut idle_check, if watching => {
+                checks += 1;
+                // The protocol check came `protocol_check` in; the idle checks a whole period
+                // after the previous one.
+                let next = if checks == 1 { period - protocol_check } else { period };
+                idle_check.as_mut().reset(tokio::time::Instant::now() + next.max(protocol_check));
                 if closing {
                     // Asked to close a period ago and still open: an HTTP/2 client that never
                     // acknowledges the GOAWAY's ping keeps a graceful close waiting forever.
-                    if idle_closed {
+                    if idle_closed && checks > 2 {
                         return Ok(());
                     }
                     continue;
                 }
                 let started = activity.started.load(Ordering::Relaxed);
+                if started > 0 && !activity.http2.load(Ordering::Relaxed) {
+                    watching = false;
+                    continue;
+                }
+                if checks == 1 {
+                    started_before = started;
+                    continue;
+                }
                 if started == started_before && activity.in_flight.load(Ordering::Relaxed) == 0 {
                     shut_down(connection.as_mut());
                     closing = true;

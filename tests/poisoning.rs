@@ -174,7 +174,7 @@ async fn a_host_with_a_path_in_it_cannot_spell_another_urls_key() {
         let attack = get_with(edge.addr, "/x", &[("host", host)]).await;
         assert_eq!(attack.status, 400, "{host}: {}", attack.text());
         assert!(
-            attack.text().contains("not a host name"),
+            attack.text().contains("not one host name"),
             "{}",
             attack.text()
         );

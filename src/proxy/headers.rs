@@ -72,13 +72,21 @@ impl Proxy {
     }
 }
 
-pub(super) fn request_host(parts: &Parts) -> &str {
-    parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("")
+/// The request's host (`Host`, else the HTTP/2 `:authority`), or `None` when it sent two
+/// `Host` fields (RFC 9112 section 3.2: an origin reading the other one would render another
+/// site under this one's key).
+pub(super) fn request_host(parts: &Parts) -> Option<&str> {
+    let mut fields = parts.headers.get_all(header::HOST).iter();
+    let first = fields.next();
+    if fields.next().is_some() {
+        return None;
+    }
+    Some(
+        first
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or(""),
+    )
 }
 
 pub(super) fn has_cookie(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool {

@@ -16,6 +16,7 @@
 //! Storable responses are read whole (up to `--max-object-size`) before the client gets them,
 //! so a truncated body is never stored or half-served from cache; anything else streams.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -37,8 +38,7 @@ use crate::body::{self, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
-    encoding_class, normalize_path, normalized, page_path, primary_key_text, split_key, vary_value,
-    Key,
+    encoding_class, normalize_path, page_path, primary_key_text, split_key, vary_value, Key,
 };
 use crate::cache::policy::{self, browser_cache_control, Freshness, FreshnessRules};
 use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
@@ -165,24 +165,27 @@ impl Proxy {
         &self.metrics
     }
 
+    /// `normal_path`: the request path normalised (`cache::key::normalized`), or `None` when it
+    /// already is normal.
     pub async fn handle(
         self: &Arc<Self>,
         parts: Parts,
+        normal_path: Option<String>,
         body: Incoming,
         peer: IpAddr,
     ) -> Response<Body> {
         // The hit path borrows host and path from the request and builds the key once, as a
         // plain string; the shared `Key` is made only when the origin is asked.
-        let host = request_host(&parts);
-        // Two Host fields (RFC 9112 section 3.2): an origin reading the other one would render
-        // another site under this one's key.
-        if !limit::valid_host(host) || parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
-            return limit::bad_host(host);
-        }
+        let Some(host) = request_host(&parts).filter(|host| limit::valid_host(host)) else {
+            return limit::bad_host(&limit::host_fields(&parts.headers));
+        };
         if self.origins.for_host(host).is_none() {
             return misdirected(host);
         }
-        let path = normalized(parts.uri.path());
+        let path = match normal_path {
+            None => Cow::Borrowed(parts.uri.path()),
+            Some(path) => Cow::Owned(path),
+        };
         let route_bypass = !self.routes.is_empty()
             && self
                 .routes
