@@ -67,6 +67,37 @@ pub fn cache_status_header(status: CacheStatus, ttl: Option<i64>, detail: Option
 }
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// Seconds for which [`small_values`] holds ready-made values.
+const SMALL_SECONDS: usize = 1024;
+
+/// `Age` values, and a hit's `Cache-Status` values, for the first [`SMALL_SECONDS`] seconds,
+/// made once per process: a hit clones a static value (no formatting, no allocation, no shared
+/// reference count) instead of building two per response.
+struct SmallValues {
+    age: Vec<HeaderValue>,
+    hit_status: Vec<HeaderValue>,
+}
+
+fn small_values() -> &'static SmallValues {
+    static VALUES: std::sync::OnceLock<SmallValues> = std::sync::OnceLock::new();
+    VALUES.get_or_init(|| {
+        // Leaked once (a few tens of KiB), so each value is `'static`.
+        let value = |text: String| HeaderValue::from_static(Box::leak(text.into_boxed_str()));
+        SmallValues {
+            age: (0..SMALL_SECONDS).map(|s| value(s.to_string())).collect(),
+            hit_status: (0..SMALL_SECONDS)
+                .map(|ttl| {
+                    value(cache_status_header(
+                        CacheStatus::Hit,
+                        Some(ttl as i64),
+                        None,
+                    ))
+                })
+                .collect(),
+        }
+    })
+}
 const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 #[derive(Debug)]
@@ -529,10 +560,29 @@ impl Entry {
             self.headers.render(headers, |_| false);
         }
         // Never among the stored fields, so appending cannot duplicate them.
-        headers.append(header::AGE, HeaderValue::from(self.age(now).as_secs()));
+        let age = self.age(now).as_secs();
+        let small = small_values();
+        let age = match small.age.get(age as usize) {
+            Some(value) => value.clone(),
+            None => HeaderValue::from(age),
+        };
+        headers.append(header::AGE, age);
         headers.append(X_CACHE, HeaderValue::from_static(status.x_cache()));
-        let cache_status = cache_status_header(status, Some(self.ttl(now)), None);
-        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(cache_status)) {
+        let ttl = self.ttl(now);
+        let hit_status = matches!(status, CacheStatus::Hit)
+            .then(|| usize::try_from(ttl).ok())
+            .flatten()
+            .and_then(|ttl| small.hit_status.get(ttl));
+        let cache_status = match hit_status {
+            Some(value) => Some(value.clone()),
+            None => HeaderValue::from_maybe_shared(Bytes::from(cache_status_header(
+                status,
+                Some(ttl),
+                None,
+            )))
+            .ok(),
+        };
+        if let Some(value) = cache_status {
             headers.append(CACHE_STATUS, value);
         }
         response
@@ -569,6 +619,19 @@ fn strong_etag(body: &[u8]) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_made_values_read_as_formatted_ones() {
+        let small = small_values();
+        assert_eq!(small.age.len(), SMALL_SECONDS);
+        for n in [0, 1, 59, SMALL_SECONDS - 1] {
+            assert_eq!(small.age[n], HeaderValue::from(n as u64));
+            assert_eq!(
+                small.hit_status[n].to_str().expect("text"),
+                cache_status_header(CacheStatus::Hit, Some(n as i64), None)
+            );
+        }
+    }
 
     fn entry(headers: &[(&'static str, &str)]) -> Entry {
         let mut map = HeaderMap::new();

@@ -55,11 +55,6 @@ mod headers;
 
 use headers::{client_wants_no_cache, has_cookie, mark, request_host, without_body_for_head};
 
-const NEXT_ACTION: HeaderName = HeaderName::from_static("next-action");
-const PRERENDER_REVALIDATE: HeaderName = HeaderName::from_static("x-prerender-revalidate");
-const PRERENDER_REVALIDATE_IF_GENERATED: HeaderName =
-    HeaderName::from_static("x-prerender-revalidate-if-generated");
-
 /// The proxy's knobs (see `config` for defaults).
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
@@ -278,29 +273,44 @@ impl Proxy {
             return Some("method");
         }
         let headers = &parts.headers;
-        if headers.contains_key(header::RANGE) {
+        // One pass over the request's field names instead of a hash lookup per name asked
+        // about: a page view sends a dozen fields, most hits ask about none of them.
+        let (mut range, mut action, mut upgrade, mut cookie, mut prerender, mut no_cache) =
+            (false, false, false, false, false, false);
+        for name in headers.keys() {
+            match name.as_str() {
+                "range" => range = true,
+                "next-action" => action = true,
+                "upgrade" => upgrade = true,
+                "cookie" => cookie = true,
+                "x-prerender-revalidate" | "x-prerender-revalidate-if-generated" => {
+                    prerender = true
+                }
+                "cache-control" | "pragma" => no_cache = true,
+                _ => {}
+            }
+        }
+        if range {
             return Some("range");
         }
-        if headers.contains_key(NEXT_ACTION) {
+        if action {
             return Some("server-action");
         }
-        if headers.contains_key(header::UPGRADE) {
+        if upgrade {
             return Some("upgrade");
         }
-        if has_cookie(headers, &["__prerender_bypass", "__next_preview_data"]) {
+        if cookie && has_cookie(headers, &["__prerender_bypass", "__next_preview_data"]) {
             return Some("draft-mode");
         }
-        if has_cookie(headers, &self.settings.bypass_cookies) {
+        if cookie && has_cookie(headers, &self.settings.bypass_cookies) {
             return Some("cookie");
         }
         // Next.js on-demand regeneration; the header itself is stripped (upstream.rs), so the
         // origin serves this client as any other, but the answer must not be stored.
-        if headers.contains_key(PRERENDER_REVALIDATE)
-            || headers.contains_key(PRERENDER_REVALIDATE_IF_GENERATED)
-        {
+        if prerender {
             return Some("prerender-revalidate");
         }
-        if self.settings.honor_client_no_cache && client_wants_no_cache(headers) {
+        if no_cache && self.settings.honor_client_no_cache && client_wants_no_cache(headers) {
             return Some("client-no-cache");
         }
         None
