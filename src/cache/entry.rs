@@ -188,9 +188,10 @@ const OWN: u16 = 0x8000;
 /// Marks a value as shared.
 const SHARED_VALUE: u32 = u32::MAX;
 
-/// Set per response, never stored.
+/// Set per response, never stored. The length is the stored body's (hyper writes it for a GET,
+/// `to_response` for a HEAD), whatever the origin's framing said.
 fn per_response(name: &HeaderName) -> bool {
-    name == header::AGE || name == X_CACHE || name == CACHE_STATUS
+    name == header::AGE || name == X_CACHE || name == CACHE_STATUS || name == header::CONTENT_LENGTH
 }
 
 impl StoredHeaders {
@@ -558,6 +559,10 @@ impl Entry {
             });
         } else {
             self.headers.render(headers, |_| false);
+        }
+        // A GET's length is written by hyper from the body; a HEAD has no body to tell it.
+        if method == Method::HEAD && !not_modified {
+            headers.append(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
         }
         // Never among the stored fields, so appending cannot duplicate them.
         let age = self.age(now).as_secs();

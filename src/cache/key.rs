@@ -22,9 +22,9 @@ pub fn primary_key(host: &str, normalized_path: &str, query: Option<&str>) -> Ke
 /// [`primary_key`] as a plain string: lookups take `&str`, so a hit needs no shared key.
 pub fn primary_key_text(host: &str, normalized_path: &str, query: Option<&str>) -> String {
     let mut key = String::with_capacity(host.len() + normalized_path.len() + 64);
-    for c in host.chars() {
-        key.push(c.to_ascii_lowercase());
-    }
+    key.push_str(host);
+    // Bytes at a time (a char-by-char push re-encoded each one).
+    key.make_ascii_lowercase();
     key.push_str(normalized_path);
     if let Some(q) = query {
         key.push('?');

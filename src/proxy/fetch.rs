@@ -170,9 +170,6 @@ impl Proxy {
             };
 
         let mut headers = head.headers;
-        // The stored length is the stored body's, whatever framing the origin used (a HEAD of
-        // the stored page gets it too).
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         let mut tags = self.take_tags(&mut headers);
         if let Some(rule) = route.filter(|r| !r.tags.is_empty()) {
             tags.extend(rule.tags.iter().cloned());
