@@ -229,11 +229,37 @@ impl Upstream {
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(root_cause(&e))),
             Ok(Err(e)) => Err(UpstreamError::Protocol(root_cause(&e))),
             Ok(Ok(mut response)) => {
+                // Never asked for (isr-edge forwards no `Upgrade`), and a client handed it would
+                // get a connection switched to nothing.
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(UpstreamError::Protocol(
+                        "origin switched protocols (101) without being asked".into(),
+                    ));
+                }
+                if let Some(coding) = foreign_transfer_coding(response.headers()) {
+                    // Only `chunked` is undone on the way in; passed on or stored without
+                    // its header, any other coding would be a corrupt body.
+                    return Err(UpstreamError::Protocol(format!(
+                        "origin used transfer coding {coding:?}, which isr-edge does not decode"
+                    )));
+                }
                 strip_hop_by_hop(response.headers_mut());
                 Ok(response)
             }
         }
     }
+}
+
+/// A transfer coding other than `chunked` in the response's `Transfer-Encoding`, if any.
+fn foreign_transfer_coding(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("chunked"))
+        .map(str::to_string)
 }
 
 /// An error and its sources on one line, for answers and logs.

@@ -273,3 +273,35 @@ async fn a_length_that_came_with_chunked_framing_is_not_passed_on() {
     let head = send(edge.addr, "HEAD", "/stored", &[], "").await;
     assert_eq!((head.cache(), head.header("content-length")), ("HIT", "5"));
 }
+
+/// Answers the proxy cannot pass on intact are a clear 502 and stored nowhere: a `101` nobody
+/// asked for (the client would get a connection switched to nothing) and a transfer coding
+/// other than `chunked` (undone nowhere, it would reach clients as a corrupt body).
+#[tokio::test]
+async fn answers_that_cannot_be_passed_on_intact_are_502() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let answer = if String::from_utf8_lossy(&request[..n]).contains("/switch") {
+                    "HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncache-control: s-maxage=60\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                };
+                let _ = stream.write_all(answer.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        }
+    });
+    let edge = Edge::start(&format!("http://{addr}"), &[]).await;
+    for (path, says) in [("/switch", "101"), ("/gzip", "transfer coding")] {
+        for _ in 0..2 {
+            let answer = get(edge.addr, path).await;
+            assert_eq!(answer.status, 502, "{path}: {}", answer.text());
+            assert!(answer.text().contains(says), "{path}: {}", answer.text());
+        }
+    }
+}
