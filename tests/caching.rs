@@ -503,3 +503,21 @@ async fn a_personal_answer_does_not_evict_the_public_copy() {
         "the public copy is still there"
     );
 }
+
+/// A page varying on a header the edge sets itself (`X-Forwarded-Host`, as multi-tenant
+/// origins do) is matched by the client's value, as lookups compare: the second request hits.
+#[tokio::test]
+async fn vary_on_a_header_the_edge_sets_still_hits() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("render {}", r.count))
+            .cc("s-maxage=60")
+            .header("vary", "X-Forwarded-Host")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/t").await.cache(), "MISS");
+    let again = get(edge.addr, "/t").await;
+    assert_eq!((again.cache(), again.text().as_str()), ("HIT", "render 1"));
+    let h2 = get_h2(edge.addr, "/t").await;
+    assert_eq!(h2.text(), "render 1", "{}", h2.header("cache-status"));
+}

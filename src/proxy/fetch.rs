@@ -55,9 +55,6 @@ impl Proxy {
             "identity" => headers.remove(header::ACCEPT_ENCODING),
             class => headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(class)),
         };
-        // A variant is stored for the request values the origin saw, which are not always the
-        // client's: a header the client named in `Connection` never reaches the origin.
-        let sent = headers.clone();
         let request = match upstream.request(
             Method::GET,
             &fetch.path_and_query,
@@ -179,14 +176,15 @@ impl Proxy {
         let vary = vary_names(&headers)
             .into_iter()
             .map(|name| {
-                // `Accept-Encoding` was replaced by the client's class, which is what variants
-                // are compared by.
-                let seen_by_origin = if name == header::ACCEPT_ENCODING {
-                    &fetch.headers
+                // A header the client named in `Connection` never reached the origin: the page
+                // was rendered without it, and is the variant for its absence. Every other value
+                // is the client's, as lookups compare them (headers the edge sets itself stay
+                // out of it, or no later request would match).
+                let value = if connection_named(&fetch.headers, &name) {
+                    None
                 } else {
-                    &sent
+                    vary_value(&fetch.headers, &name).map(|v| v.into_owned())
                 };
-                let value = vary_value(seen_by_origin, &name).map(|v| v.into_owned());
                 (name, value)
             })
             .collect();
@@ -276,4 +274,14 @@ impl HttpBody for PrefixedBody {
         }
         Pin::new(&mut self.rest).poll_frame(cx)
     }
+}
+
+/// Whether the request's `Connection` header names `name` (so it was not forwarded).
+fn connection_named(headers: &HeaderMap, name: &HeaderName) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
