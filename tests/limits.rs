@@ -294,6 +294,12 @@ async fn options_star_and_connect_are_answered_here() {
     )
     .await;
     assert!(connect.starts_with("HTTP/1.1 405"), "{connect}");
+    let get_star = raw(
+        edge.addr,
+        "GET * HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(get_star.starts_with("HTTP/1.1 400"), "{get_star}");
     assert_eq!(origin.total(), 0);
 }
 

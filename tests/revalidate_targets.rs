@@ -675,6 +675,10 @@ async fn paths_people_write_reach_what_they_name_and_no_more() {
             json!({"paths": ["/products?page=2"]}),
             &["/products", "/products?page=2"],
         ),
+        (
+            json!({"paths": ["/products?ids[]=1"]}),
+            &["/products", "/products?page=2"],
+        ),
     ];
     for (body, expected) in cases {
         let dry = dry_run(&edge, body.clone()).await;

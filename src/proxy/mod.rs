@@ -171,6 +171,14 @@ impl Proxy {
     ) -> Response<Body> {
         // The hit path borrows host and path from the request and builds the key once, as a
         // plain string; the shared `Key` is made only when the origin is asked.
+        if parts.uri.path() == "*" {
+            // `OPTIONS *` asks about this server; `*` names nothing on the origin.
+            return mark(
+                not_for_origin(&parts.method),
+                CacheStatus::Bypass,
+                Some("target"),
+            );
+        }
         let Some(host) = request_host(&parts).filter(|host| limit::valid_host(host)) else {
             return limit::bad_host(&limit::host_fields(&parts.headers));
         };
@@ -450,8 +458,8 @@ impl Proxy {
         let Some(upstream) = self.origins.for_host(&host) else {
             return misdirected(&host);
         };
-        if parts.method == Method::CONNECT || parts.uri.path() == "*" {
-            // Not a forward proxy, and `*` names no resource on the origin.
+        if parts.method == Method::CONNECT {
+            // Not a forward proxy.
             return mark(
                 not_for_origin(&parts.method),
                 CacheStatus::Bypass,

@@ -102,8 +102,10 @@ fn check_path(path: &str) -> Result<(), BadRequest> {
     }
     // A bracket that forms no dynamic segment (`/[...]`, `/[]`) would otherwise match every
     // page below it: a typo must not purge a whole site.
-    if path.contains(['[', ']']) {
-        Pattern::check(path).map_err(|e| bad(format!("path {path:?}: {e}")))?;
+    // The query (which purges its page, see `without_query`) may hold brackets of its own.
+    let route = super::without_query(path);
+    if route.contains(['[', ']']) {
+        Pattern::check(route).map_err(|e| bad(format!("path {path:?}: {e}")))?;
     }
     check_text(path, "path")
 }
