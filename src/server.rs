@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::body::{Body, BodyError};
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -256,8 +257,10 @@ impl Worker {
                         let in_flight = Activity::begin(&tracked, request.version());
                         async move {
                             let response = app.handle(request, peer).await;
-                            drop(in_flight);
-                            Ok::<_, Infallible>(response)
+                            // Counted until its body is sent, not just its head.
+                            Ok::<_, Infallible>(
+                                response.map(|body| Tracked { body, _in_flight: in_flight }),
+                            )
                         }
                     });
                     let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
@@ -309,6 +312,33 @@ struct Activity {
 
 /// A request being answered; counted until dropped.
 struct InFlight(Arc<Activity>);
+
+/// A response body that keeps its HTTP/2 request counted as in flight until hyper is done with
+/// it: a stream still sending a long body is not idle.
+struct Tracked {
+    body: Body,
+    _in_flight: Option<InFlight>,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BodyError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
 
 impl Activity {
     /// Counts a request; HTTP/2 ones are also tracked until answered (HTTP/1.1 connections
@@ -375,9 +405,10 @@ where
                 let next = if checks == 1 { period - protocol_check } else { period };
                 idle_check.as_mut().reset(tokio::time::Instant::now() + next.max(protocol_check));
                 if closing {
-                    // Asked to close a period ago and still open: an HTTP/2 client that never
-                    // acknowledges the GOAWAY's ping keeps a graceful close waiting forever.
-                    if idle_closed && checks > 2 {
+                    // Asked to close a period ago and still open with nothing being answered:
+                    // an HTTP/2 client that never acknowledges the GOAWAY's ping keeps a
+                    // graceful close waiting forever.
+                    if idle_closed && checks > 2 && activity.in_flight.load(Ordering::Relaxed) == 0 {
                         return Ok(());
                     }
                     continue;

@@ -323,3 +323,36 @@ async fn idle_http2_and_silent_connections_are_closed() {
     // New connections are still served.
     assert_eq!(get(edge.addr, "/still-served").await.status, 200);
 }
+
+/// An HTTP/2 stream still sending a long body is not idle: its connection is not closed under
+/// it, however long the body takes.
+#[tokio::test]
+async fn a_long_http2_body_is_not_cut_off_as_idle() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncache-control: no-store\r\n\r\n";
+                let _ = stream.write_all(head.as_bytes()).await;
+                for _ in 0..8 {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    let _ = stream.write_all(b"5\r\nline\n\r\n").await;
+                }
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    let edge = Edge::start(&format!("http://{addr}"), &["--header-read-timeout", "1s"]).await;
+    let answer = support::get_h2(edge.addr, "/slow").await;
+    assert_eq!(
+        answer.text(),
+        "line\n".repeat(8),
+        "cut off after {} lines",
+        answer.text().lines().count()
+    );
+}

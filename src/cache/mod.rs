@@ -225,13 +225,14 @@ impl Cache {
     ) -> (Arc<Entry>, bool) {
         let now = Instant::now();
         let entry = Arc::new(Entry::new(new, now));
-        let purged_meanwhile = || {
-            self.purges
-                .selected_since(epoch_at_start, key, page, Some(&entry.tags))
-        };
-        if purged_meanwhile() {
+        if self
+            .purges
+            .selected_since(epoch_at_start, key, page, Some(&entry.tags))
+        {
             return (entry, false);
         }
+        // The tags of every variant the new value holds (variants carried over included).
+        let mut stored_tags: Vec<Box<str>> = Vec::new();
         let value_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let inserted = entry.clone();
         self.store.entry(key.clone()).and_compute_with(|current| {
@@ -283,12 +284,17 @@ impl Cache {
                 responses: value.entries.len(),
                 expires_at: now + value.keep_for(now),
             };
+            stored_tags.clone_from(&tags);
             self.index.insert(key, handle, page, tags);
             moka::ops::compute::Op::Put(value)
         });
         // A purge that started after our epoch read but before the index knew the key would
-        // have missed it: undo our own insert.
-        if purged_meanwhile() {
+        // have missed it: undo our own insert. Asked with every variant's tags: a purge of a
+        // tag only a carried-over variant has must not be undone by this store.
+        if self
+            .purges
+            .selected_since(epoch_at_start, key, page, Some(&stored_tags))
+        {
             remove_if_id(&self.store, key, value_id);
             return (entry, false);
         }

@@ -41,13 +41,19 @@ struct Log {
     /// Consecutive epochs, oldest first.
     entries: VecDeque<Logged>,
     text_bytes: usize,
+    /// The epoch of the newest purge dropped from the log (0: none yet). Any URL may have been
+    /// selected by it, as far as the log can still tell.
+    newest_dropped: u64,
 }
 
 struct Logged {
     epoch: u64,
     /// Of the host without its port, when the purge names a host.
     host_hash: Option<u64>,
-    /// Of the page, subtree root or tag (0 for patterns and everything).
+    /// Of the page, subtree root or tag (0 for patterns and everything). Pages and tags are
+    /// kept as this hash alone: a collision only refuses a store, which is always safe, and a
+    /// client posting to long URLs (each successful post logs its page) cannot fill the log's
+    /// text budget.
     text_hash: u64,
     host: Option<Box<str>>,
     scope: Scope,
@@ -59,24 +65,25 @@ struct Query<'a> {
     page: &'a str,
     host_hash: u64,
     page_hash: u64,
-    tags: Option<Vec<(u64, &'a str)>>,
+    /// Hashes of the tags the response carries (`None`: not known yet).
+    tags: Option<Vec<u64>>,
 }
 
 /// A [`Selector`] as the log keeps it.
 enum Scope {
-    Page(Box<str>),
+    Page,
     Subtree(Box<str>),
     Pattern(Pattern, bool),
-    Tag(Box<str>),
+    Tag,
     All,
 }
 
 impl Logged {
     fn text_bytes(&self) -> usize {
         let scope = match &self.scope {
-            Scope::Page(text) | Scope::Subtree(text) | Scope::Tag(text) => text.len(),
+            Scope::Subtree(text) => text.len(),
             Scope::Pattern(pattern, _) => pattern.source().len(),
-            Scope::All => 0,
+            Scope::Page | Scope::Tag | Scope::All => 0,
         };
         scope + self.host.as_deref().map_or(0, str::len)
     }
@@ -86,11 +93,11 @@ impl Logged {
     fn selects(&self, query: &Query<'_>) -> bool {
         // Numbers first: most logged purges name other pages or tags.
         let cheap_miss = match &self.scope {
-            Scope::Page(_) => self.text_hash != query.page_hash,
-            Scope::Tag(_) => query
+            Scope::Page => self.text_hash != query.page_hash,
+            Scope::Tag => query
                 .tags
                 .as_ref()
-                .is_some_and(|tags| tags.iter().all(|(hash, _)| *hash != self.text_hash)),
+                .is_some_and(|tags| !tags.contains(&self.text_hash)),
             _ => false,
         };
         if cheap_miss || self.host_hash.is_some_and(|hash| hash != query.host_hash) {
@@ -103,17 +110,14 @@ impl Logged {
         }
         let page = query.page;
         match &self.scope {
-            Scope::Page(wanted) => **wanted == *page,
+            Scope::Page => true,
             Scope::Subtree(root) => {
                 let root = root.trim_end_matches('/');
                 page.strip_prefix(root)
                     .is_some_and(|rest| root.is_empty() || rest.is_empty() || rest.starts_with('/'))
             }
             Scope::Pattern(pattern, subtree) => pattern.matches(page, *subtree),
-            Scope::Tag(tag) => query
-                .tags
-                .as_ref()
-                .is_none_or(|tags| tags.iter().any(|(_, carried)| *carried == &**tag)),
+            Scope::Tag => true,
             Scope::All => true,
         }
     }
@@ -130,7 +134,7 @@ impl PurgeLog {
             page,
             host_hash: self.hash(strip_port(split_key(key).0)),
             page_hash: self.hash(page),
-            tags: tags.map(|tags| tags.iter().map(|t| (self.hash(t), &**t)).collect()),
+            tags: tags.map(|tags| tags.iter().map(|t| self.hash(t)).collect()),
         }
     }
 
@@ -155,12 +159,12 @@ impl PurgeLog {
             return;
         }
         let (scope, text_hash) = match selector {
-            Selector::Page(page) => (Scope::Page((*page).into()), self.hash(page)),
+            Selector::Page(page) => (Scope::Page, self.hash(page)),
             Selector::Subtree(root) => (Scope::Subtree((*root).into()), 0),
             Selector::Pattern(pattern, subtree) => {
                 (Scope::Pattern((*pattern).clone(), *subtree), 0)
             }
-            Selector::Tag(tag) => (Scope::Tag((*tag).into()), self.hash(tag)),
+            Selector::Tag(tag) => (Scope::Tag, self.hash(tag)),
             Selector::All | Selector::Either(..) => (Scope::All, 0),
         };
         let mut log = self.lock();
@@ -179,6 +183,7 @@ impl PurgeLog {
                 break;
             };
             log.text_bytes -= dropped.text_bytes();
+            log.newest_dropped = dropped.epoch;
         }
         // Published under the lock, so the log always holds the newest epoch.
         self.epoch.store(epoch, Ordering::SeqCst);
@@ -220,11 +225,7 @@ impl PurgeLog {
             .iter()
             .rev()
             .find(|logged| logged.selects(&query))
-            .or(log
-                .entries
-                .front()
-                .filter(|_| log.entries.len() >= CAPACITY))
-            .map_or(0, |logged| logged.epoch)
+            .map_or(log.newest_dropped, |logged| logged.epoch)
     }
 }
 
@@ -282,6 +283,33 @@ mod tests {
         }
         assert!(log.selected_since(start, "h/blog", "/blog", Some(&[])));
         assert!(!log.selected_since(start + 1, "h/blog", "/blog", Some(&[])));
+    }
+
+    #[test]
+    fn a_generation_never_goes_back_when_purges_are_forgotten() {
+        let log = PurgeLog::default();
+        log.record(&Selector::Page("/blog"), None);
+        let blog = log.generation("h/blog", "/blog");
+        assert_eq!(blog, 1);
+        // Long host names fill the text budget long before the count is reached.
+        let long_host = "h".repeat(2000);
+        for _ in 0..1000 {
+            log.record(&Selector::Page("/other"), Some(&long_host));
+            assert!(log.generation("h/blog", "/blog") >= blog);
+        }
+        assert!(
+            log.generation("h/blog", "/blog") > blog,
+            "/blog's purge was forgotten"
+        );
+        // Pages are kept as hashes: a flood of long page purges forgets nothing.
+        let log = PurgeLog::default();
+        log.record(&Selector::Page("/blog"), None);
+        let long_page = format!("/{}", "p".repeat(8000));
+        for _ in 0..1000 {
+            log.record(&Selector::Page(&long_page), None);
+        }
+        assert_eq!(log.generation("h/blog", "/blog"), 1);
+        assert!(!log.selected_since(1, "h/blog", "/blog", Some(&[])));
     }
 
     #[test]
