@@ -275,8 +275,9 @@ async fn a_length_that_came_with_chunked_framing_is_not_passed_on() {
 }
 
 /// Answers the proxy cannot pass on intact are a clear 502 and stored nowhere: a `101` nobody
-/// asked for (the client would get a connection switched to nothing) and a transfer coding
-/// other than `chunked` (undone nowhere, it would reach clients as a corrupt body).
+/// asked for (the client would get a connection switched to nothing), a transfer coding other
+/// than `chunked` (undone nowhere, it would reach clients as a corrupt body), and a `304` to a
+/// fetch without conditions (a client that sent none would get an empty page).
 #[tokio::test]
 async fn answers_that_cannot_be_passed_on_intact_are_502() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -286,8 +287,11 @@ async fn answers_that_cannot_be_passed_on_intact_are_502() {
             tokio::spawn(async move {
                 let mut request = vec![0u8; 4096];
                 let n = stream.read(&mut request).await.unwrap_or(0);
-                let answer = if String::from_utf8_lossy(&request[..n]).contains("/switch") {
+                let target = String::from_utf8_lossy(&request[..n]).to_string();
+                let answer = if target.contains("/switch") {
                     "HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\n"
+                } else if target.contains("/not-modified") {
+                    "HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\nconnection: close\r\n\r\n"
                 } else {
                     "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncache-control: s-maxage=60\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
                 };
@@ -297,7 +301,11 @@ async fn answers_that_cannot_be_passed_on_intact_are_502() {
         }
     });
     let edge = Edge::start(&format!("http://{addr}"), &[]).await;
-    for (path, says) in [("/switch", "101"), ("/gzip", "transfer coding")] {
+    for (path, says) in [
+        ("/switch", "101"),
+        ("/gzip", "transfer coding"),
+        ("/not-modified", "304"),
+    ] {
         for _ in 0..2 {
             let answer = get(edge.addr, path).await;
             assert_eq!(answer.status, 502, "{path}: {}", answer.text());

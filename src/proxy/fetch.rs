@@ -69,6 +69,17 @@ impl Proxy {
             Err(e) => return Fetched::Error(e, None),
         };
         let status = response.status();
+        if status == http::StatusCode::NOT_MODIFIED {
+            // Conditions were stripped above: a 304 answers nothing this request asked, and a
+            // client that sent none would get an empty page.
+            self.metrics.origin_error("protocol");
+            return Fetched::Error(
+                UpstreamError::Protocol(
+                    "origin answered 304 to a request without conditions".into(),
+                ),
+                None,
+            );
+        }
         if status.is_server_error() {
             self.metrics.origin_error("status");
             let response = self.relay(
