@@ -16,14 +16,14 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::index::{same_host, Selector};
+use super::index::{in_subtree, same_host, Selector};
 use super::key::split_key;
 use super::pattern::Pattern;
 use crate::config::strip_port;
 
 /// Purges remembered; a fetch spanning more than this many is refused storage.
 const CAPACITY: usize = 4096;
-/// Bytes of paths, tags and hosts remembered (a client can make long page paths purge).
+/// Bytes of subtree roots, patterns and hosts remembered (pages and tags are kept as hashes).
 const TEXT_CAPACITY: usize = 1 << 20;
 
 #[derive(Default)]
@@ -31,8 +31,8 @@ pub(super) struct PurgeLog {
     /// Purges logged so far: the epoch of the newest one.
     epoch: AtomicU64,
     log: Mutex<Log>,
-    /// Hashes hosts, pages and tags, so a scan compares numbers and reads text only on a match
-    /// (a scan of a full log took ~120 us comparing text, ~15 us this way).
+    /// Hashes hosts, pages and tags, so a scan compares numbers and reads a host's text only on
+    /// a match (a scan of a full log took ~120 us comparing text, ~15 us this way).
     hasher: RandomState,
 }
 
@@ -50,11 +50,6 @@ struct Logged {
     epoch: u64,
     /// Of the host without its port, when the purge names a host.
     host_hash: Option<u64>,
-    /// Of the page, subtree root or tag (0 for patterns and everything). Pages and tags are
-    /// kept as this hash alone: a collision only refuses a store, which is always safe, and a
-    /// client posting to long URLs (each successful post logs its page) cannot fill the log's
-    /// text budget.
-    text_hash: u64,
     host: Option<Box<str>>,
     scope: Scope,
 }
@@ -69,12 +64,14 @@ struct Query<'a> {
     tags: Option<Vec<u64>>,
 }
 
-/// A [`Selector`] as the log keeps it.
+/// A [`Selector`] as the log keeps it. Pages and tags are kept as their hash alone: a
+/// collision only refuses a store, which is always safe, and a client posting to long URLs
+/// (each successful post logs its page) cannot fill the log's text budget.
 enum Scope {
-    Page,
+    Page(u64),
     Subtree(Box<str>),
     Pattern(Pattern, bool),
-    Tag,
+    Tag(u64),
     All,
 }
 
@@ -83,7 +80,7 @@ impl Logged {
         let scope = match &self.scope {
             Scope::Subtree(text) => text.len(),
             Scope::Pattern(pattern, _) => pattern.source().len(),
-            Scope::Page | Scope::Tag | Scope::All => 0,
+            Scope::Page(_) | Scope::Tag(_) | Scope::All => 0,
         };
         scope + self.host.as_deref().map_or(0, str::len)
     }
@@ -93,11 +90,8 @@ impl Logged {
     fn selects(&self, query: &Query<'_>) -> bool {
         // Numbers first: most logged purges name other pages or tags.
         let cheap_miss = match &self.scope {
-            Scope::Page => self.text_hash != query.page_hash,
-            Scope::Tag => query
-                .tags
-                .as_ref()
-                .is_some_and(|tags| !tags.contains(&self.text_hash)),
+            Scope::Page(hash) => *hash != query.page_hash,
+            Scope::Tag(hash) => query.tags.as_ref().is_some_and(|tags| !tags.contains(hash)),
             _ => false,
         };
         if cheap_miss || self.host_hash.is_some_and(|hash| hash != query.host_hash) {
@@ -108,17 +102,10 @@ impl Logged {
                 return false;
             }
         }
-        let page = query.page;
         match &self.scope {
-            Scope::Page => true,
-            Scope::Subtree(root) => {
-                let root = root.trim_end_matches('/');
-                page.strip_prefix(root)
-                    .is_some_and(|rest| root.is_empty() || rest.is_empty() || rest.starts_with('/'))
-            }
-            Scope::Pattern(pattern, subtree) => pattern.matches(page, *subtree),
-            Scope::Tag => true,
-            Scope::All => true,
+            Scope::Subtree(root) => in_subtree(query.page, root),
+            Scope::Pattern(pattern, subtree) => pattern.matches(query.page, *subtree),
+            Scope::Page(_) | Scope::Tag(_) | Scope::All => true,
         }
     }
 }
@@ -158,21 +145,18 @@ impl PurgeLog {
             self.record(second, host);
             return;
         }
-        let (scope, text_hash) = match selector {
-            Selector::Page(page) => (Scope::Page, self.hash(page)),
-            Selector::Subtree(root) => (Scope::Subtree((*root).into()), 0),
-            Selector::Pattern(pattern, subtree) => {
-                (Scope::Pattern((*pattern).clone(), *subtree), 0)
-            }
-            Selector::Tag(tag) => (Scope::Tag, self.hash(tag)),
-            Selector::All | Selector::Either(..) => (Scope::All, 0),
+        let scope = match selector {
+            Selector::Page(page) => Scope::Page(self.hash(page)),
+            Selector::Subtree(root) => Scope::Subtree((*root).into()),
+            Selector::Pattern(pattern, subtree) => Scope::Pattern((*pattern).clone(), *subtree),
+            Selector::Tag(tag) => Scope::Tag(self.hash(tag)),
+            Selector::All | Selector::Either(..) => Scope::All,
         };
         let mut log = self.lock();
         let epoch = self.epoch.load(Ordering::SeqCst) + 1;
         let logged = Logged {
             epoch,
             host_hash: host.map(|h| self.hash(strip_port(h))),
-            text_hash,
             host: host.map(Into::into),
             scope,
         };

@@ -282,6 +282,14 @@ impl Index {
     }
 }
 
+/// Whether `page` is `root` or below it, by path segments (`/blog` holds `/blog/a/b`, not
+/// `/blogger`; `/` holds everything).
+pub(super) fn in_subtree(page: &str, root: &str) -> bool {
+    let root = root.trim_end_matches('/');
+    page.strip_prefix(root)
+        .is_some_and(|rest| root.is_empty() || rest.is_empty() || rest.starts_with('/'))
+}
+
 /// Whether a key's host (as requested, maybe with a port) is the purge's `host` (with or
 /// without that port): `"host": "shop.example"` reaches `shop.example:8080` too.
 pub(super) fn same_host(stored: &str, wanted: &str) -> bool {
@@ -322,12 +330,10 @@ impl Inner {
             }
             Selector::Tag(tag) => gathered.extend_from_slice(self.tag_members(tag)),
             Selector::Subtree(root) => {
-                let root = root.trim_end_matches('/');
-                for (page, members) in pages_starting_with(&self.by_page, root) {
-                    let below = root.is_empty()
-                        || page.len() == root.len()
-                        || page.as_bytes()[root.len()] == b'/';
-                    if below {
+                for (page, members) in
+                    pages_starting_with(&self.by_page, root.trim_end_matches('/'))
+                {
+                    if in_subtree(page, root) {
                         gathered.extend_from_slice(members.as_slice());
                     }
                 }
@@ -353,6 +359,7 @@ impl Inner {
             }
         }
     }
+
     fn record(&self, slot: u32) -> Option<&Record> {
         self.records.get(slot as usize).and_then(Option::as_ref)
     }
