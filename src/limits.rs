@@ -265,6 +265,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn hosts_that_could_spell_another_key_are_not_valid() {
@@ -298,7 +299,6 @@ mod tests {
             assert!(!valid_host(host), "{host}");
         }
     }
-    use http::HeaderValue;
 
     #[test]
     fn hosts() {

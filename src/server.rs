@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -307,7 +307,7 @@ impl Worker {
 struct Activity {
     started: AtomicU64,
     in_flight: AtomicUsize,
-    http2: std::sync::atomic::AtomicBool,
+    http2: AtomicBool,
 }
 
 /// A request being answered; counted until dropped.

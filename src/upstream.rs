@@ -106,6 +106,16 @@ const UNTRUSTED_REQUEST_HEADERS: [&str; 24] = [
     "x-nextjs-data",
 ];
 
+/// The names a message's `Connection` header lists (trimmed, as sent).
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
 /// Removes hop-by-hop headers, including any named by `Connection`, and a `Content-Length`
 /// that came with `Transfer-Encoding` (RFC 9112 section 6.3: the encoding framed the message,
 /// and the length must not be forwarded; passed on, it told clients the wrong length).
@@ -113,12 +123,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::TRANSFER_ENCODING) {
         headers.remove(header::CONTENT_LENGTH);
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);

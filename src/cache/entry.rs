@@ -67,6 +67,7 @@ pub fn cache_status_header(status: CacheStatus, ttl: Option<i64>, detail: Option
 }
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 /// Seconds for which [`small_values`] holds ready-made values.
 const SMALL_SECONDS: usize = 1024;
@@ -98,7 +99,6 @@ fn small_values() -> &'static SmallValues {
         }
     })
 }
-const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
 #[derive(Debug)]
 pub struct Entry {

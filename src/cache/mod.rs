@@ -1,6 +1,6 @@
 //! The cache: the only module that touches moka. Lookup by key and request headers (Vary),
-//! admission with the purge check (`purge_log`), purges through the index, and the counters tests and
-//! metrics read.
+//! admission with the purge check (`purge_log`), purges through the index, and the counters
+//! tests and metrics read.
 //!
 //! Layout: one moka entry per primary key (host + path + query) holds that URL's Vary variants,
 //! so a hit is one hash lookup plus a scan of a handful of variants, and a page purge removes

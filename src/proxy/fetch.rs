@@ -4,6 +4,7 @@
 
 use super::headers::{mark, vary_names};
 use super::*;
+use crate::upstream::connection_tokens;
 
 impl Proxy {
     /// Sends one request to the origin, counting it, its latency and its failure kind.
@@ -191,7 +192,9 @@ impl Proxy {
                 // was rendered without it, and is the variant for its absence. Every other value
                 // is the client's, as lookups compare them (headers the edge sets itself stay
                 // out of it, or no later request would match).
-                let value = if connection_named(&fetch.headers, &name) {
+                let value = if connection_tokens(&fetch.headers)
+                    .any(|token| token.eq_ignore_ascii_case(name.as_str()))
+                {
                     None
                 } else {
                     vary_value(&fetch.headers, &name).map(|v| v.into_owned())
@@ -285,14 +288,4 @@ impl HttpBody for PrefixedBody {
         }
         Pin::new(&mut self.rest).poll_frame(cx)
     }
-}
-
-/// Whether the request's `Connection` header names `name` (so it was not forwarded).
-fn connection_named(headers: &HeaderMap, name: &HeaderName) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }

@@ -140,7 +140,7 @@ impl Revalidate {
         let query = parts.uri.query().unwrap_or("");
         // The JSON object as received, forwarded to the origin (`None` for query-string requests).
         let mut received = None;
-        let parsed = match parts.method {
+        let mut parsed = match parts.method {
             Method::GET | Method::HEAD if !request::query_requests_revalidation(query) => {
                 return self.health()
             }
@@ -177,7 +177,6 @@ impl Revalidate {
             }
             _ => return method_not_allowed(),
         };
-        let mut parsed = parsed;
         if parsed.secret.is_none() {
             // The secret that authorized the request, for forwarding to an origin that wants
             // the caller's own (the purge client sends it as `Authorization: Bearer`).
