@@ -241,25 +241,17 @@ async fn a_stream_stalling_mid_body_is_cut_off_not_held_forever() {
 /// rest of the body as the next response.
 #[tokio::test]
 async fn a_length_that_came_with_chunked_framing_is_not_passed_on() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = vec![0u8; 4096];
-                let n = stream.read(&mut request).await.unwrap_or(0);
-                let cc = if String::from_utf8_lossy(&request[..n]).contains("/stored") {
-                    "s-maxage=60"
-                } else {
-                    "no-store"
-                };
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\ncache-control: {cc}\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
+    let addr = scripted_origin(|request| {
+        let cc = if request.contains("/stored") {
+            "s-maxage=60"
+        } else {
+            "no-store"
+        };
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\ncache-control: {cc}\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        )
+    })
+    .await;
     let edge = Edge::start(&format!("http://{addr}"), &[]).await;
     for path in ["/stored", "/stored", "/passed"] {
         let answer = get(edge.addr, path).await;
@@ -280,26 +272,17 @@ async fn a_length_that_came_with_chunked_framing_is_not_passed_on() {
 /// fetch without conditions (a client that sent none would get an empty page).
 #[tokio::test]
 async fn answers_that_cannot_be_passed_on_intact_are_502() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = vec![0u8; 4096];
-                let n = stream.read(&mut request).await.unwrap_or(0);
-                let target = String::from_utf8_lossy(&request[..n]).to_string();
-                let answer = if target.contains("/switch") {
-                    "HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\n"
-                } else if target.contains("/not-modified") {
-                    "HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\nconnection: close\r\n\r\n"
-                } else {
-                    "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncache-control: s-maxage=60\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-                };
-                let _ = stream.write_all(answer.as_bytes()).await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            });
-        }
-    });
+    let addr = scripted_origin(|request| {
+        let answer = if request.contains("/switch") {
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\n"
+        } else if request.contains("/not-modified") {
+            "HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\nconnection: close\r\n\r\n"
+        } else {
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncache-control: s-maxage=60\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        };
+        answer.to_string()
+    })
+    .await;
     let edge = Edge::start(&format!("http://{addr}"), &[]).await;
     for (path, says) in [
         ("/switch", "101"),
@@ -312,4 +295,23 @@ async fn answers_that_cannot_be_passed_on_intact_are_502() {
             assert!(answer.text().contains(says), "{path}: {}", answer.text());
         }
     }
+}
+
+/// An origin that writes `answer(request head)` byte for byte on each connection, then keeps
+/// it open a moment (a close right after could reach the proxy before it read the answer).
+async fn scripted_origin(answer: fn(&str) -> String) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let reply = answer(&String::from_utf8_lossy(&request[..n]));
+                let _ = stream.write_all(reply.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        }
+    });
+    addr
 }
