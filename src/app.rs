@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{HeaderName, Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::body::Body;
+use crate::body::{Answer, Body};
 use crate::cache::key::{normalize_path, normalized};
 use crate::cache::Cache;
 use crate::config::Config;
@@ -99,13 +99,32 @@ impl App {
     }
 
     /// Answers one request; counts it by cache status and writes its access-log line.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub fn handle(self: &Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> Answer {
         let access = self.access_log.then(|| AccessStart {
             method: request.method().clone(),
             uri: request.uri().clone(),
             started: std::time::Instant::now(),
         });
-        let (response, answered_by) = self.route(request, peer).await;
+        match self.route(request, peer) {
+            (Answer::Ready(response), answered_by) => {
+                Answer::Ready(self.finish(response, answered_by, access))
+            }
+            (Answer::Pending(pending), answered_by) => {
+                let app = self.clone();
+                Answer::pending(async move {
+                    let response = pending.await;
+                    app.finish(response, answered_by, access)
+                })
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        response: Response<Body>,
+        answered_by: AnsweredBy,
+        access: Option<AccessStart>,
+    ) -> Response<Body> {
         let x_cache = response.headers().get(X_CACHE).map(|v| v.as_bytes());
         self.proxy
             .metrics()
@@ -117,15 +136,15 @@ impl App {
     }
 
     /// The answer, and who gave it (for the request counters).
-    async fn route(
-        &self,
+    fn route(
+        self: &Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
-    ) -> (Response<Body>, AnsweredBy) {
+    ) -> (Answer, AnsweredBy) {
         let (parts, body) = request.into_parts();
         if limits::uri_length(&parts.uri) > self.max_uri_length {
             return (
-                limits::uri_too_long(self.max_uri_length),
+                Answer::Ready(limits::uri_too_long(self.max_uri_length)),
                 AnsweredBy::Limits,
             );
         }
@@ -140,16 +159,20 @@ impl App {
             Cow::Owned(path) => Some(path),
         };
         if is_control {
-            // Boxed so the control API's future does not enlarge every proxied request's.
-            let response = Box::pin(self.revalidate.handle(parts, body, peer.ip())).await;
-            return (response, AnsweredBy::ControlApi);
+            let app = self.clone();
+            let answer =
+                Answer::pending(async move { app.revalidate.handle(parts, body, peer.ip()).await });
+            return (answer, AnsweredBy::ControlApi);
         }
         // Only the data plane: a backend may call the control API by IP or internal name.
         if let Err(host) = limits::host_allowed(&self.allowed_hosts, &parts.uri, &parts.headers) {
-            return (limits::misdirected(&host), AnsweredBy::Limits);
+            return (
+                Answer::Ready(limits::misdirected(&host)),
+                AnsweredBy::Limits,
+            );
         }
         (
-            self.proxy.handle(parts, normal_path, body, peer.ip()).await,
+            self.proxy.handle(parts, normal_path, body, peer.ip()),
             AnsweredBy::Proxy,
         )
     }

@@ -1,8 +1,10 @@
-//! The response body type shared by every module, and the canned responses built from it.
+//! The response body type shared by every module, the canned responses built from it, and
+//! [`Answer`]: a response ready now or one still to come.
 //!
 //! Hits are a `Full<Bytes>` (no allocation beyond a refcount); anything streamed from the origin
 //! is boxed once.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -55,6 +57,33 @@ impl http_body::Body for Body {
         match self {
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Stream(stream) => stream.size_hint(),
+        }
+    }
+}
+
+/// A response ready now (a hit, a refusal: nothing to wait for), or one that waits for the
+/// origin or a request body.
+///
+/// Hits are answered without a future of their own. With an `async fn` for the whole flow,
+/// every hit built, moved and polled a state machine sized for the slowest path (the miss,
+/// with its fetch and fallbacks): answering hits here and now took 4.4 % off a hit's
+/// instructions (16,446 -> 15,729, `benches/instructions.sh`). What waits is boxed, which also
+/// keeps it out of the connection's per-request state.
+pub enum Answer {
+    Ready(Response<Body>),
+    Pending(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl Answer {
+    pub fn pending(future: impl Future<Output = Response<Body>> + Send + 'static) -> Answer {
+        Answer::Pending(Box::pin(future))
+    }
+
+    /// The response, waiting for it if it is not ready.
+    pub async fn response(self) -> Response<Body> {
+        match self {
+            Answer::Ready(response) => response,
+            Answer::Pending(pending) => pending.await,
         }
     }
 }

@@ -255,8 +255,9 @@ impl Worker {
                     let service = service_fn(move |request| {
                         let app = app.clone();
                         let in_flight = Activity::begin(&tracked, request.version());
+                        let answer = app.handle(request, peer);
                         async move {
-                            let response = app.handle(request, peer).await;
+                            let response = answer.response().await;
                             // Counted until its body is sent, not just its head.
                             Ok::<_, Infallible>(
                                 response.map(|body| Tracked { body, _in_flight: in_flight }),

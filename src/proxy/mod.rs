@@ -34,7 +34,7 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::body::{self, Body};
+use crate::body::{self, Answer, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
@@ -162,28 +162,31 @@ impl Proxy {
 
     /// `normal_path`: the request path normalised (`cache::key::normalized`), or `None` when it
     /// already is normal.
-    pub async fn handle(
+    ///
+    /// Everything up to the lookup runs here and now; only what waits for the origin (a pass,
+    /// a miss) is a future, so a hit is answered without one.
+    pub fn handle(
         self: &Arc<Self>,
         parts: Parts,
         normal_path: Option<String>,
         body: Incoming,
         peer: IpAddr,
-    ) -> Response<Body> {
+    ) -> Answer {
         // The hit path borrows host and path from the request and builds the key once, as a
         // plain string; the shared `Key` is made only when the origin is asked.
         if parts.uri.path() == "*" {
             // `OPTIONS *` asks about this server; `*` names nothing on the origin.
-            return mark(
+            return Answer::Ready(mark(
                 not_for_origin(&parts.method),
                 CacheStatus::Bypass,
                 Some("target"),
-            );
+            ));
         }
         let Some(host) = request_host(&parts).filter(|host| limit::valid_host(host)) else {
-            return limit::bad_host(&limit::host_fields(&parts.headers));
+            return Answer::Ready(limit::bad_host(&limit::host_fields(&parts.headers)));
         };
         if self.origins.for_host(host).is_none() {
-            return misdirected(host);
+            return Answer::Ready(misdirected(host));
         }
         let path = match normal_path {
             None => Cow::Borrowed(parts.uri.path()),
@@ -199,9 +202,10 @@ impl Proxy {
             .or(route_bypass.then_some("route"))
         {
             let host = host.to_owned();
-            // Boxed: the cold paths' futures stay out of the hit path's state machine, which
-            // hyper moves around per request.
-            return Box::pin(self.pass(parts, body, host, peer, reason)).await;
+            let this = self.clone();
+            return Answer::pending(
+                async move { this.pass(parts, body, host, peer, reason).await },
+            );
         }
         drop(body);
         let key_text = primary_key_text(host, &path, parts.uri.query());
@@ -211,7 +215,12 @@ impl Proxy {
         if let Some(entry) = self.cache.lookup(&key_text, &parts.headers) {
             match entry.freshness(now) {
                 Freshness::Fresh => {
-                    return entry.to_response(&parts.method, &parts.headers, CacheStatus::Hit, now)
+                    return Answer::Ready(entry.to_response(
+                        &parts.method,
+                        &parts.headers,
+                        CacheStatus::Hit,
+                        now,
+                    ))
                 }
                 Freshness::Stale => {
                     self.metrics.stale_served(if entry.is_soft_purged() {
@@ -222,12 +231,12 @@ impl Proxy {
                     let fetch =
                         self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
                     self.refresh_in_background(fetch);
-                    return entry.to_response(
+                    return Answer::Ready(entry.to_response(
                         &parts.method,
                         &parts.headers,
                         CacheStatus::Stale,
                         now,
-                    );
+                    ));
                 }
                 Freshness::Expired => expired = Some(entry),
             }
@@ -235,43 +244,47 @@ impl Proxy {
 
         let had_copy = expired.is_some();
         let fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
-        match Box::pin(self.fetch_shared(fetch)).await {
-            Fetched::Entry(entry, stored) => entry.to_response(
-                &parts.method,
-                &parts.headers,
-                CacheStatus::Miss {
-                    stored,
-                    expired: had_copy,
-                },
-                Instant::now(),
-            ),
-            Fetched::Uncacheable(response) => without_body_for_head(&parts.method, response),
-            Fetched::Error(error, origin_response) => {
-                let now = Instant::now();
-                if let Some(copy) = expired.filter(|e| e.usable_on_error(now)) {
-                    tracing::warn!(error = %error, host, path = %path, "origin failed; serving stale copy");
-                    self.metrics.stale_served(StaleReason::StaleIfError);
-                    return copy.to_response(
-                        &parts.method,
-                        &parts.headers,
-                        CacheStatus::StaleIfError,
-                        now,
-                    );
-                }
-                let response = origin_response.unwrap_or_else(|| error.response());
-                without_body_for_head(
+        let this = self.clone();
+        Answer::pending(async move {
+            match this.fetch_shared(fetch).await {
+                Fetched::Entry(entry, stored) => entry.to_response(
                     &parts.method,
-                    mark(
-                        response,
-                        CacheStatus::Miss {
-                            stored: false,
-                            expired: had_copy,
-                        },
-                        Some(error.kind()),
-                    ),
-                )
+                    &parts.headers,
+                    CacheStatus::Miss {
+                        stored,
+                        expired: had_copy,
+                    },
+                    Instant::now(),
+                ),
+                Fetched::Uncacheable(response) => without_body_for_head(&parts.method, response),
+                Fetched::Error(error, origin_response) => {
+                    let now = Instant::now();
+                    if let Some(copy) = expired.filter(|e| e.usable_on_error(now)) {
+                        let host = request_host(&parts).unwrap_or_default();
+                        tracing::warn!(error = %error, host, path = parts.uri.path(), "origin failed; serving stale copy");
+                        this.metrics.stale_served(StaleReason::StaleIfError);
+                        return copy.to_response(
+                            &parts.method,
+                            &parts.headers,
+                            CacheStatus::StaleIfError,
+                            now,
+                        );
+                    }
+                    let response = origin_response.unwrap_or_else(|| error.response());
+                    without_body_for_head(
+                        &parts.method,
+                        mark(
+                            response,
+                            CacheStatus::Miss {
+                                stored: false,
+                                expired: had_copy,
+                            },
+                            Some(error.kind()),
+                        ),
+                    )
+                }
             }
-        }
+        })
     }
 
     /// Requests that never use the cache, with the reason shown in `Cache-Status`. Runs on every
