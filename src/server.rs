@@ -199,8 +199,11 @@ impl Worker {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.settings.header_read_timeout)
+            // No per-request header timer: hyper's boxes a timer and adds it to (and removes it
+            // from) tokio's timer wheel for every request head, ~3.5 % of a hit's instructions.
+            // The connection watchdog (`drive`) closes slow and idle HTTP/1.1 connections
+            // instead, with one timer per connection reset once a period.
+            .header_read_timeout(None)
             .max_buf_size(self.settings.max_header_size.max(8192))
             .keep_alive(true)
             // A client may half-close once its request is out, and must still get the answer.
@@ -254,7 +257,7 @@ impl Worker {
                     let tracked = activity.clone();
                     let service = service_fn(move |request| {
                         let app = app.clone();
-                        let in_flight = Activity::begin(&tracked, request.version());
+                        let in_flight = Activity::begin(&tracked);
                         let answer = app.handle(request, peer);
                         async move {
                             let response = answer.response().await;
@@ -264,7 +267,7 @@ impl Worker {
                             )
                         }
                     });
-                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let connection = builder.serve_connection(TokioIo::new(Watched { stream, activity: activity.clone() }), service).into_owned();
                     let stop = connection_stop.clone();
                     let idle_after = self.settings.header_read_timeout;
                     let live = live.clone();
@@ -299,26 +302,93 @@ impl Worker {
     }
 }
 
-/// What a connection's requests are doing, so it can be closed when idle. HTTP/1.1 has hyper's
-/// header-read timeout for that; HTTP/2 has none, and neither has a connection that has not
-/// yet sent enough to tell which it speaks: without this, a client holding connections open
-/// with a preface (or nothing) kept their slots forever, and enough of them locked everyone
-/// out.
+/// What a connection's requests are doing, so it can be closed when idle: a client trickling
+/// its request head (slowloris), an idle keep-alive connection, an HTTP/2 connection with only
+/// a preface, or one that never sent a byte. Without this such connections kept their slots
+/// forever, and enough of them locked everyone out.
 #[derive(Default)]
 struct Activity {
     started: AtomicU64,
     in_flight: AtomicUsize,
-    http2: AtomicBool,
+    /// The last write to the client could not go out whole: hyper still holds bytes for it (a
+    /// large page to a slow reader). Such a connection is not idle, though its response body
+    /// may long have been handed over.
+    write_blocked: AtomicBool,
+}
+
+/// The client's socket, noting in [`Activity`] whether writes are blocked.
+struct Watched {
+    stream: tokio::net::TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl Watched {
+    fn note<T>(&self, poll: std::task::Poll<T>) -> std::task::Poll<T> {
+        self.activity
+            .write_blocked
+            .store(poll.is_pending(), Ordering::Relaxed);
+        poll
+    }
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.note(poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.note(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 /// A request being answered; counted until dropped.
 struct InFlight(Arc<Activity>);
 
-/// A response body that keeps its HTTP/2 request counted as in flight until hyper is done with
-/// it: a stream still sending a long body is not idle.
+/// A response body that keeps its request counted as in flight until hyper is done with it: a
+/// response still sending a long body is not idle.
 struct Tracked {
     body: Body,
-    _in_flight: Option<InFlight>,
+    _in_flight: InFlight,
 }
 
 impl http_body::Body for Tracked {
@@ -342,16 +412,11 @@ impl http_body::Body for Tracked {
 }
 
 impl Activity {
-    /// Counts a request; HTTP/2 ones are also tracked until answered (HTTP/1.1 connections
-    /// are left to hyper's header-read timer once their protocol is known).
-    fn begin(activity: &Arc<Activity>, version: http::Version) -> Option<InFlight> {
+    /// Counts a request, and tracks it until its answer is sent.
+    fn begin(activity: &Arc<Activity>) -> InFlight {
         activity.started.fetch_add(1, Ordering::Relaxed);
-        if version != http::Version::HTTP_2 {
-            return None;
-        }
-        activity.http2.store(true, Ordering::Relaxed);
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        Some(InFlight(activity.clone()))
+        InFlight(activity.clone())
     }
 }
 
@@ -363,7 +428,13 @@ impl Drop for InFlight {
 
 /// Runs a connection to its end. It is shut down gracefully (HTTP/2: GOAWAY, running streams
 /// finish; HTTP/1.1: the current answer finishes) when the server stops, or when a whole
-/// `idle_after` period passed with no request started and none in flight.
+/// `idle_after` period passed with no request started and none in flight; if it is still open
+/// with nothing in flight a period after an idle close (a client that never acknowledges the
+/// GOAWAY, or still trickling the head of its first request), it is dropped.
+///
+/// A request head must therefore arrive within one to two periods, where hyper's own header
+/// timer would give exactly one: the price of one timer per connection instead of one per
+/// request.
 async fn drive<C, E>(
     connection: C,
     shut_down: impl Fn(Pin<&mut C>),
@@ -380,16 +451,11 @@ where
         shut_down(connection.as_mut());
     }
     let period = idle_after.max(Duration::from_millis(100));
-    // A first look soon, to learn the protocol: an HTTP/1.1 connection has hyper's header-read
-    // timer for idleness, and the hit path is spared polling this one on every wake-up.
-    let protocol_check = period.min(Duration::from_millis(200));
-    let idle_check = tokio::time::sleep(protocol_check);
+    let idle_check = tokio::time::sleep(period);
     tokio::pin!(idle_check);
-    let mut checks = 0u32;
     let mut started_before = 0;
     // Closing because idle (not because the server stops: that has its own deadline).
     let mut idle_closed = false;
-    let mut watching = true;
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
@@ -399,31 +465,18 @@ where
                     closing = true;
                 }
             }
-            () = &mut idle_check, if watching => {
-                checks += 1;
-                // The protocol check came `protocol_check` in; the idle checks a whole period
-                // after the previous one.
-                let next = if checks == 1 { period - protocol_check } else { period };
-                idle_check.as_mut().reset(tokio::time::Instant::now() + next.max(protocol_check));
+            () = &mut idle_check => {
+                idle_check.as_mut().reset(tokio::time::Instant::now() + period);
+                let nothing_in_flight = activity.in_flight.load(Ordering::Relaxed) == 0
+                    && !activity.write_blocked.load(Ordering::Relaxed);
                 if closing {
-                    // Asked to close a period ago and still open with nothing being answered:
-                    // an HTTP/2 client that never acknowledges the GOAWAY's ping keeps a
-                    // graceful close waiting forever.
-                    if idle_closed && checks > 2 && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                    if idle_closed && nothing_in_flight {
                         return Ok(());
                     }
                     continue;
                 }
                 let started = activity.started.load(Ordering::Relaxed);
-                if started > 0 && !activity.http2.load(Ordering::Relaxed) {
-                    watching = false;
-                    continue;
-                }
-                if checks == 1 {
-                    started_before = started;
-                    continue;
-                }
-                if started == started_before && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                if started == started_before && nothing_in_flight {
                     shut_down(connection.as_mut());
                     closing = true;
                     idle_closed = true;

@@ -356,3 +356,50 @@ async fn a_long_http2_body_is_not_cut_off_as_idle() {
         answer.text().lines().count()
     );
 }
+
+/// A slow reader of a large cached page is not idle: the page was handed to hyper at once,
+/// but the connection is still sending it, however many periods that takes.
+#[tokio::test]
+async fn a_slow_reader_of_a_large_page_is_not_cut_off_as_idle() {
+    const SIZE: usize = 24 * 1024 * 1024;
+    let origin = Origin::start(|_| Reply::ok(vec![b'x'; SIZE]).cc("s-maxage=600")).await;
+    let edge = Edge::start(
+        &origin.url(),
+        &["--header-read-timeout", "1s", "--max-object-size", "64MiB"],
+    )
+    .await;
+    // Stored first, so the slow request below is a hit: one whole body for hyper to write.
+    assert_eq!(get(edge.addr, "/big").await.status, 200);
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer size");
+    let mut stream = socket.connect(edge.addr).await.expect("connect");
+    let request = format!("GET /big HTTP/1.1\r\nhost: {}\r\n\r\n", edge.addr);
+    stream.write_all(request.as_bytes()).await.expect("write");
+    // About 4 MB/s: some 6 s for the page, several periods with the writes blocked.
+    let mut received = 0usize;
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let started = std::time::Instant::now();
+    while received <= SIZE && started.elapsed() < Duration::from_secs(60) {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if received < 1024 {
+                    head.extend_from_slice(&buf[..n.min(1024)]);
+                }
+                received += n;
+            }
+        }
+        let due = Duration::from_secs_f64(received as f64 / 4e6);
+        if let Some(ahead) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(ahead).await;
+        }
+    }
+    assert!(
+        received > SIZE,
+        "the connection was cut after {received} of {SIZE} body bytes"
+    );
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.contains("x-cache: hit"), "{head}");
+    assert_eq!(origin.total(), 1);
+}

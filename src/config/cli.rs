@@ -101,7 +101,9 @@ pub struct Cli {
     #[arg(long, default_value = "0", env = "ISR_EDGE_WORKERS")]
     pub workers: usize,
 
-    /// A client must send its request headers within this time (slowloris protection).
+    /// A connection with no request started and none being answered for a whole period is
+    /// closed: request heads must arrive within one to two periods (slowloris protection), and
+    /// idle keep-alive connections last as long.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
