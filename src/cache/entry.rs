@@ -608,13 +608,27 @@ impl Entry {
         if let Some(head) = kept_head {
             let headers = response.headers_mut();
             *headers = head;
-            // Present in every rendered head: these replace values, they add no field.
-            headers.insert(header::AGE, age);
-            headers.insert(X_CACHE, x_cache);
-            match cache_status {
-                Some(value) => headers.insert(CACHE_STATUS, value),
-                None => headers.remove(CACHE_STATUS),
-            };
+            // Present once in every rendered head: set in place, by name, in one pass (three
+            // hashed inserts cost as much as the clone).
+            let missing_status = cache_status.is_none();
+            let (mut age, mut x_cache, mut cache_status) = (Some(age), Some(x_cache), cache_status);
+            for (name, value) in headers.iter_mut() {
+                let new = if name == header::AGE {
+                    age.take()
+                } else if name == X_CACHE {
+                    x_cache.take()
+                } else if name == CACHE_STATUS {
+                    cache_status.take()
+                } else {
+                    None
+                };
+                if let Some(new) = new {
+                    *value = new;
+                }
+            }
+            if missing_status {
+                headers.remove(CACHE_STATUS);
+            }
             return response;
         }
         let headers = response.headers_mut();
