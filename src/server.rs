@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -304,29 +304,55 @@ impl Worker {
 
 /// What a connection's requests are doing, so it can be closed when idle: a client trickling
 /// its request head (slowloris), an idle keep-alive connection, an HTTP/2 connection with only
-/// a preface, or one that never sent a byte. Without this such connections kept their slots
-/// forever, and enough of them locked everyone out.
+/// a preface, one that never sent a byte, or one whose client stopped reading. Without this
+/// such connections kept their slots forever, and enough of them locked everyone out.
 #[derive(Default)]
 struct Activity {
     started: AtomicU64,
     in_flight: AtomicUsize,
-    /// The last write to the client could not go out whole: hyper still holds bytes for it (a
-    /// large page to a slow reader). Such a connection is not idle, though its response body
-    /// may long have been handed over.
-    write_blocked: AtomicBool,
+    /// Bytes written to the client. A response whose body was handed over whole (a page to a
+    /// slow reader, an HTTP/2 stream waiting for its flow-control window) is no longer in
+    /// flight, but while its bytes keep going out the connection is not idle.
+    written: AtomicU64,
 }
 
-/// The client's socket, noting in [`Activity`] whether writes are blocked.
+/// A snapshot of [`Activity`] at one watchdog check.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    started: u64,
+    written: u64,
+    busy: bool,
+}
+
+impl Activity {
+    fn seen(&self) -> Seen {
+        Seen {
+            started: self.started.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+            busy: self.in_flight.load(Ordering::Relaxed) > 0,
+        }
+    }
+}
+
+/// The client's socket, counting in [`Activity`] the bytes written to it.
 struct Watched {
     stream: tokio::net::TcpStream,
     activity: Arc<Activity>,
 }
 
 impl Watched {
-    fn note<T>(&self, poll: std::task::Poll<T>) -> std::task::Poll<T> {
-        self.activity
-            .write_blocked
-            .store(poll.is_pending(), Ordering::Relaxed);
+    fn note(
+        &self,
+        poll: std::task::Poll<std::io::Result<usize>>,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let std::task::Poll::Ready(Ok(n)) = poll {
+            // Only this connection's task writes: a load and a store, no locked add.
+            let written = &self.activity.written;
+            written.store(
+                written.load(Ordering::Relaxed).wrapping_add(n as u64),
+                Ordering::Relaxed,
+            );
+        }
         poll
     }
 }
@@ -426,15 +452,18 @@ impl Drop for InFlight {
     }
 }
 
-/// Runs a connection to its end. It is shut down gracefully (HTTP/2: GOAWAY, running streams
-/// finish; HTTP/1.1: the current answer finishes) when the server stops, or when a whole
-/// `idle_after` period passed with no request started and none in flight; if it is still open
-/// with nothing in flight a period after an idle close (a client that never acknowledges the
-/// GOAWAY, or still trickling the head of its first request), it is dropped.
+/// Runs a connection to its end. A connection is idle when a whole `idle_after` period passed
+/// with no request started, none in flight at either end of the period, and no byte written to
+/// the client. An idle connection is shut down gracefully (HTTP/2: GOAWAY, running streams
+/// finish; HTTP/1.1: the current answer finishes), and so is every connection when the server
+/// stops; a connection asked to close that then stays idle for another period (a client that
+/// never acknowledges the GOAWAY, still trickling the head of its first request, or no longer
+/// reading) is dropped.
 ///
 /// A request head must therefore arrive within one to two periods, where hyper's own header
 /// timer would give exactly one: the price of one timer per connection instead of one per
-/// request.
+/// request. A client that stops reading its answer is dropped after two periods without a byte
+/// going out (nginx's `send_timeout`; hyper alone kept it forever).
 async fn drive<C, E>(
     connection: C,
     shut_down: impl Fn(Pin<&mut C>),
@@ -453,9 +482,7 @@ where
     let period = idle_after.max(Duration::from_millis(100));
     let idle_check = tokio::time::sleep(period);
     tokio::pin!(idle_check);
-    let mut started_before = 0;
-    // Closing because idle (not because the server stops: that has its own deadline).
-    let mut idle_closed = false;
+    let mut before = Seen::default();
     loop {
         tokio::select! {
             result = connection.as_mut() => return result,
@@ -463,25 +490,27 @@ where
                 if changed.is_err() || *stop.borrow() {
                     shut_down(connection.as_mut());
                     closing = true;
+                    // A whole period from now, like an idle close.
+                    idle_check.as_mut().reset(tokio::time::Instant::now() + period);
+                    before = activity.seen();
                 }
             }
             () = &mut idle_check => {
                 idle_check.as_mut().reset(tokio::time::Instant::now() + period);
-                let nothing_in_flight = activity.in_flight.load(Ordering::Relaxed) == 0
-                    && !activity.write_blocked.load(Ordering::Relaxed);
-                if closing {
-                    if idle_closed && nothing_in_flight {
-                        return Ok(());
-                    }
+                let now = activity.seen();
+                let idle = now.started == before.started
+                    && now.written == before.written
+                    && !now.busy
+                    && !before.busy;
+                before = now;
+                if !idle {
                     continue;
                 }
-                let started = activity.started.load(Ordering::Relaxed);
-                if started == started_before && nothing_in_flight {
-                    shut_down(connection.as_mut());
-                    closing = true;
-                    idle_closed = true;
+                if closing {
+                    return Ok(());
                 }
-                started_before = started;
+                shut_down(connection.as_mut());
+                closing = true;
             }
         }
     }

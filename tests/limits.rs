@@ -403,3 +403,162 @@ async fn a_slow_reader_of_a_large_page_is_not_cut_off_as_idle() {
     assert!(head.contains("x-cache: hit"), "{head}");
     assert_eq!(origin.total(), 1);
 }
+
+/// A keep-alive connection gets a whole idle period after an answer that took longer than one
+/// (found by review: it was closed at the next check, however soon after the answer).
+#[tokio::test]
+async fn a_keep_alive_connection_is_idle_a_whole_period_after_a_slow_answer() {
+    let origin = Origin::start(|seen| {
+        if seen.path == "/slow" {
+            Reply::ok("slow")
+                .cc("no-store")
+                .delay(Duration::from_millis(1900))
+        } else {
+            Reply::ok("fast").cc("s-maxage=600")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &["--header-read-timeout", "1s"]).await;
+    let mut stream = TcpStream::connect(edge.addr).await.expect("connect");
+    let head = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n", edge.addr);
+    stream
+        .write_all(head("/slow").as_bytes())
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).ends_with("slow") {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed during the slow answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // Well inside one period.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stream
+        .write_all(head("/fast").as_bytes())
+        .await
+        .expect("write");
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(2)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "second request on the connection: {answer:?}"
+    );
+}
+
+/// A client that stops reading its answer does not hold its connection slot forever: after two
+/// periods with no byte going out, its connection is dropped.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    let origin = Origin::start(|_| Reply::ok(vec![b'x'; SIZE]).cc("s-maxage=600")).await;
+    let edge = Edge::start(
+        &origin.url(),
+        &[
+            "--header-read-timeout",
+            "1s",
+            "--max-connections",
+            "1",
+            "--max-object-size",
+            "16MiB",
+        ],
+    )
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer size");
+    let mut stalled = socket.connect(edge.addr).await.expect("connect");
+    let request = format!("GET /big HTTP/1.1\r\nhost: {}\r\n\r\n", edge.addr);
+    stalled.write_all(request.as_bytes()).await.expect("write");
+    // Never reads. Its slot is the only one: a new client is refused until the edge lets go.
+    let mut freed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let request = format!(
+            "GET /other HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+            edge.addr
+        );
+        if raw(edge.addr, &request).await.starts_with("HTTP/1.1 200") {
+            freed = true;
+            break;
+        }
+    }
+    assert!(
+        freed,
+        "a client that stopped reading kept its slot for 10 s"
+    );
+}
+
+/// Shutdown does not wait out its whole deadline for a client still trickling its first request
+/// head (found by review: hyper's graceful close waits for the head; the watchdog now drops
+/// such a connection a period after the stop).
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_half_sent_request_head() {
+    let origin = cached_origin().await;
+    let mut edge = Edge::start(
+        &origin.url(),
+        &["--header-read-timeout", "1s", "--shutdown-timeout", "30s"],
+    )
+    .await;
+    let mut stream = TcpStream::connect(edge.addr).await.expect("connect");
+    stream
+        .write_all(format!("GET /fast HTTP/1.1\r\nhost: {}\r\n", edge.addr).as_bytes())
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    edge.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), &mut edge.task)
+        .await
+        .expect("the server exits within a few periods, not the 30 s deadline")
+        .expect("serve task");
+}
+
+/// An HTTP/2 client that opens its flow-control window slowly gets a large page whole: the page
+/// was handed to the HTTP/2 layer at once, and its bytes going out keep the connection from
+/// being taken for idle (found by review: it was cut after two periods).
+#[tokio::test]
+async fn an_http2_reader_with_a_small_window_gets_the_whole_page() {
+    use http_body_util::BodyExt;
+    const SIZE: usize = 4 * 1024 * 1024;
+    let origin = Origin::start(|_| Reply::ok(vec![b'x'; SIZE]).cc("s-maxage=600")).await;
+    let edge = Edge::start(
+        &origin.url(),
+        &["--header-read-timeout", "1s", "--max-object-size", "16MiB"],
+    )
+    .await;
+    assert_eq!(get(edge.addr, "/big").await.status, 200);
+    let stream = TcpStream::connect(edge.addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .uri(format!("http://{}/big", edge.addr))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.headers()["x-cache"], "HIT");
+    let mut body = response.into_body();
+    // 64 KiB per 100 ms: some 6 s, several periods.
+    let (mut received, mut since_pause) = (0usize, 0usize);
+    let started = std::time::Instant::now();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            received += data.len();
+            since_pause += data.len();
+        }
+        if since_pause >= 64 * 1024 {
+            since_pause = 0;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(
+        received,
+        SIZE,
+        "the page was cut off after {:?}",
+        started.elapsed()
+    );
+}

@@ -38,7 +38,8 @@ use crate::body::{self, Answer, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
-    encoding_class, normalize_path, page_path, primary_key_text, split_key, vary_value, Key,
+    encoding_class, normalize_path, normalized, page_path, primary_key_text, split_key, vary_value,
+    Key,
 };
 use crate::cache::policy::{self, browser_cache_control, Freshness, FreshnessRules};
 use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
@@ -261,7 +262,8 @@ impl Proxy {
                     let now = Instant::now();
                     if let Some(copy) = expired.filter(|e| e.usable_on_error(now)) {
                         let host = request_host(&parts).unwrap_or_default();
-                        tracing::warn!(error = %error, host, path = parts.uri.path(), "origin failed; serving stale copy");
+                        let path = normalized(parts.uri.path());
+                        tracing::warn!(error = %error, host, path = %path, "origin failed; serving stale copy");
                         this.metrics.stale_served(StaleReason::StaleIfError);
                         return copy.to_response(
                             &parts.method,
