@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::os::fd::AsFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -310,10 +310,14 @@ impl Worker {
 struct Activity {
     started: AtomicU64,
     in_flight: AtomicUsize,
-    /// Bytes written to the client. A response whose body was handed over whole (a page to a
-    /// slow reader, an HTTP/2 stream waiting for its flow-control window) is no longer in
-    /// flight, but while its bytes keep going out the connection is not idle.
+    /// Bytes written to and read from the client. A response whose body was handed over whole
+    /// (a page to a slow reader, an HTTP/2 stream waiting for its flow-control window) is no
+    /// longer in flight, but while it goes out the connection writes more than it reads; a
+    /// client sending only HTTP/2 PINGs or SETTINGS gets no more back than it sends.
     written: AtomicU64,
+    read: AtomicU64,
+    /// The last write could not go out whole (the client is not reading).
+    write_blocked: AtomicBool,
 }
 
 /// A snapshot of [`Activity`] at one watchdog check.
@@ -321,7 +325,9 @@ struct Activity {
 struct Seen {
     started: u64,
     written: u64,
+    read: u64,
     busy: bool,
+    blocked: bool,
 }
 
 impl Activity {
@@ -329,15 +335,41 @@ impl Activity {
         Seen {
             started: self.started.load(Ordering::Relaxed),
             written: self.written.load(Ordering::Relaxed),
+            read: self.read.load(Ordering::Relaxed),
             busy: self.in_flight.load(Ordering::Relaxed) > 0,
+            blocked: self.write_blocked.load(Ordering::Relaxed),
         }
     }
 }
 
-/// The client's socket, counting in [`Activity`] the bytes written to it.
+/// Bytes of its own a connection writes when asked to close (HTTP/2: GOAWAY and a PING):
+/// not a response going out.
+const CLOSE_FRAMES: u64 = 128;
+
+/// Whether the period between two checks saw the connection do anything: a request started,
+/// a response in flight (and not stalled on a client that stopped reading), or a response
+/// going out (more written than read).
+fn active(before: Seen, now: Seen, closing: bool) -> bool {
+    let written = now.written.wrapping_sub(before.written);
+    let read = now.read.wrapping_sub(before.read);
+    let slack = if closing { CLOSE_FRAMES } else { 0 };
+    let sending = written > read.saturating_add(slack);
+    let stalled = written == 0 && now.blocked;
+    now.started != before.started || sending || ((now.busy || before.busy) && !stalled)
+}
+
+/// The client's socket, counting in [`Activity`] the bytes written to and read from it.
 struct Watched {
     stream: tokio::net::TcpStream,
     activity: Arc<Activity>,
+}
+
+/// Adds to a counter only this connection's task updates: a load and a store, no locked add.
+fn count(counter: &AtomicU64, n: usize) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n as u64),
+        Ordering::Relaxed,
+    );
 }
 
 impl Watched {
@@ -346,13 +378,11 @@ impl Watched {
         poll: std::task::Poll<std::io::Result<usize>>,
     ) -> std::task::Poll<std::io::Result<usize>> {
         if let std::task::Poll::Ready(Ok(n)) = poll {
-            // Only this connection's task writes: a load and a store, no locked add.
-            let written = &self.activity.written;
-            written.store(
-                written.load(Ordering::Relaxed).wrapping_add(n as u64),
-                Ordering::Relaxed,
-            );
+            count(&self.activity.written, n);
         }
+        self.activity
+            .write_blocked
+            .store(poll.is_pending(), Ordering::Relaxed);
         poll
     }
 }
@@ -363,7 +393,11 @@ impl tokio::io::AsyncRead for Watched {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        count(&this.activity.read, buf.filled().len() - before);
+        poll
     }
 }
 
@@ -453,8 +487,8 @@ impl Drop for InFlight {
 }
 
 /// Runs a connection to its end. A connection is idle when a whole `idle_after` period passed
-/// with no request started, none in flight at either end of the period, and no byte written to
-/// the client. An idle connection is shut down gracefully (HTTP/2: GOAWAY, running streams
+/// with no request started, none in flight at either end of the period (or all of them stalled
+/// on a client that stopped reading), and no response going out (see [`active`]). An idle connection is shut down gracefully (HTTP/2: GOAWAY, running streams
 /// finish; HTTP/1.1: the current answer finishes), and so is every connection when the server
 /// stops; a connection asked to close that then stays idle for another period (a client that
 /// never acknowledges the GOAWAY, still trickling the head of its first request, or no longer
@@ -463,7 +497,8 @@ impl Drop for InFlight {
 /// A request head must therefore arrive within one to two periods, where hyper's own header
 /// timer would give exactly one: the price of one timer per connection instead of one per
 /// request. A client that stops reading its answer is dropped after two periods without a byte
-/// going out (nginx's `send_timeout`; hyper alone kept it forever).
+/// going out (nginx's `send_timeout`; hyper alone kept it forever), whether the answer was
+/// handed over whole or is still streaming from the origin.
 async fn drive<C, E>(
     connection: C,
     shut_down: impl Fn(Pin<&mut C>),
@@ -498,10 +533,7 @@ where
             () = &mut idle_check => {
                 idle_check.as_mut().reset(tokio::time::Instant::now() + period);
                 let now = activity.seen();
-                let idle = now.started == before.started
-                    && now.written == before.written
-                    && !now.busy
-                    && !before.busy;
+                let idle = !active(before, now, closing);
                 before = now;
                 if !idle {
                     continue;

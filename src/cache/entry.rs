@@ -129,13 +129,18 @@ pub struct Entry {
 /// it: rendering is eight hashed inserts into a `HeaderMap` and a byte check of every stored
 /// value, and was a quarter of a hit's instructions. Kept out of the entry because a rendered
 /// map is ~1 KB against the ~200 bytes a page's stored head takes, and most stored pages are
-/// not hot: at most `RENDERED_SLOTS` heads per worker, ~1 MB. A first hit only marks the slot,
-/// so pages hit once do not churn the table.
+/// not hot: at most `RENDERED_SLOTS` heads per worker, ~1 MB for typical heads. A first hit
+/// only marks the slot.
 ///
 /// A slot holds a clone of the block it names, so while it is there no other block can have
 /// that address: the address names one stored head. A page whose values are all shared has an
 /// empty block, with no address of its own, and is rendered each time.
 const RENDERED_SLOTS: usize = 1024;
+
+/// Heads larger than this are rendered each time, so the table stays within ~8 MB per worker
+/// whatever heads origins send (a typical page's block is 60-200 bytes, with 5-15 fields).
+const KEPT_BLOCK_MAX: usize = 4096;
+const KEPT_FIELDS_MAX: usize = 32;
 
 thread_local! {
     static RENDERED_HEADS: RefCell<Box<[Option<KeptHead>]>> =
@@ -659,7 +664,10 @@ impl Entry {
     /// the first (render it directly): a page hit once costs no more than before.
     fn kept_head(&self) -> Option<HeaderMap> {
         let block = &self.headers.block;
-        if block.is_empty() {
+        if block.is_empty()
+            || block.len() > KEPT_BLOCK_MAX
+            || self.headers.fields.len() > KEPT_FIELDS_MAX
+        {
             return None;
         }
         RENDERED_HEADS.with(|heads| {
