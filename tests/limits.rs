@@ -52,6 +52,52 @@ async fn cached_origin() -> Origin {
     .await
 }
 
+/// An origin answering every path with a cacheable page of `size` bytes.
+async fn big_page_origin(size: usize) -> Origin {
+    Origin::start(move |_| Reply::ok(vec![b'x'; size]).cc("s-maxage=600")).await
+}
+
+/// An edge (1 s watchdog period) with a `size`-byte page stored at `/big`: a request for it is
+/// a hit, one whole body for hyper to write.
+async fn edge_with_big_page(size: usize) -> (Origin, Edge) {
+    let origin = big_page_origin(size).await;
+    let edge = Edge::start(
+        &origin.url(),
+        &["--header-read-timeout", "1s", "--max-object-size", "64MiB"],
+    )
+    .await;
+    assert_eq!(get(edge.addr, "/big").await.status, 200);
+    (origin, edge)
+}
+
+/// Sends `GET path` from a socket with a 4 KiB receive buffer (a slow or stalled reader) and
+/// returns it unread.
+async fn get_on_small_buffer(addr: SocketAddr, path: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer size");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    stream
+}
+
+/// Whether a new client is served (200) within 10 s, on an edge whose only connection slot is
+/// taken.
+async fn slot_freed(addr: SocketAddr) -> bool {
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut probe = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET /other HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+        probe.write_all(request.as_bytes()).await.expect("write");
+        let mut head = [0u8; 12];
+        let read = tokio::time::timeout(Duration::from_secs(2), probe.read_exact(&mut head)).await;
+        if matches!(read, Ok(Ok(_))) && head.starts_with(b"HTTP/1.1 200") {
+            return true;
+        }
+    }
+    false
+}
+
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let origin = cached_origin().await;
@@ -363,19 +409,8 @@ async fn a_long_http2_body_is_not_cut_off_as_idle() {
 #[tokio::test]
 async fn a_slow_reader_of_a_large_page_is_not_cut_off_as_idle() {
     const SIZE: usize = 24 * 1024 * 1024;
-    let origin = Origin::start(|_| Reply::ok(vec![b'x'; SIZE]).cc("s-maxage=600")).await;
-    let edge = Edge::start(
-        &origin.url(),
-        &["--header-read-timeout", "1s", "--max-object-size", "64MiB"],
-    )
-    .await;
-    // Stored first, so the slow request below is a hit: one whole body for hyper to write.
-    assert_eq!(get(edge.addr, "/big").await.status, 200);
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("buffer size");
-    let mut stream = socket.connect(edge.addr).await.expect("connect");
-    let request = format!("GET /big HTTP/1.1\r\nhost: {}\r\n\r\n", edge.addr);
-    stream.write_all(request.as_bytes()).await.expect("write");
+    let (origin, edge) = edge_with_big_page(SIZE).await;
+    let mut stream = get_on_small_buffer(edge.addr, "/big").await;
     // About 4 MB/s: some 6 s for the page, several periods with the writes blocked.
     let mut received = 0usize;
     let mut head = Vec::new();
@@ -451,7 +486,7 @@ async fn a_keep_alive_connection_is_idle_a_whole_period_after_a_slow_answer() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped() {
     const SIZE: usize = 8 * 1024 * 1024;
-    let origin = Origin::start(|_| Reply::ok(vec![b'x'; SIZE]).cc("s-maxage=600")).await;
+    let origin = big_page_origin(SIZE).await;
     let edge = Edge::start(
         &origin.url(),
         &[
@@ -464,24 +499,9 @@ async fn a_client_that_stops_reading_is_dropped() {
         ],
     )
     .await;
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("buffer size");
-    let mut stalled = socket.connect(edge.addr).await.expect("connect");
-    let request = format!("GET /big HTTP/1.1\r\nhost: {}\r\n\r\n", edge.addr);
-    stalled.write_all(request.as_bytes()).await.expect("write");
+    let _stalled = get_on_small_buffer(edge.addr, "/big").await;
     // Never reads. Its slot is the only one: a new client is refused until the edge lets go.
-    let mut freed = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let request = format!(
-            "GET /other HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
-            edge.addr
-        );
-        if raw(edge.addr, &request).await.starts_with("HTTP/1.1 200") {
-            freed = true;
-            break;
-        }
-    }
+    let freed = slot_freed(edge.addr).await;
     assert!(
         freed,
         "a client that stopped reading kept its slot for 10 s"
@@ -519,13 +539,7 @@ async fn shutdown_does_not_wait_for_a_half_sent_request_head() {
 async fn an_http2_reader_with_a_small_window_gets_the_whole_page() {
     use http_body_util::BodyExt;
     const SIZE: usize = 4 * 1024 * 1024;
-    let origin = Origin::start(|_| Reply::ok(vec![b'x'; SIZE]).cc("s-maxage=600")).await;
-    let edge = Edge::start(
-        &origin.url(),
-        &["--header-read-timeout", "1s", "--max-object-size", "16MiB"],
-    )
-    .await;
-    assert_eq!(get(edge.addr, "/big").await.status, 200);
+    let (_origin, edge) = edge_with_big_page(SIZE).await;
     let stream = TcpStream::connect(edge.addr).await.expect("connect");
     let (mut sender, connection) =
         hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
@@ -628,27 +642,9 @@ async fn a_client_that_stops_reading_a_streamed_answer_is_dropped() {
         &["--header-read-timeout", "1s", "--max-connections", "1"],
     )
     .await;
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("buffer size");
-    let mut stalled = socket.connect(edge.addr).await.expect("connect");
-    let request = format!("GET /stream HTTP/1.1\r\nhost: {}\r\n\r\n", edge.addr);
-    stalled.write_all(request.as_bytes()).await.expect("write");
-    let mut freed = false;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let mut probe = TcpStream::connect(edge.addr).await.expect("connect");
-        let request = format!(
-            "GET /other HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
-            edge.addr
-        );
-        probe.write_all(request.as_bytes()).await.expect("write");
-        let mut head = [0u8; 12];
-        let read = tokio::time::timeout(Duration::from_secs(2), probe.read_exact(&mut head)).await;
-        if matches!(read, Ok(Ok(_))) && head.starts_with(b"HTTP/1.1 200") {
-            freed = true;
-            break;
-        }
-    }
+    let _stalled = get_on_small_buffer(edge.addr, "/stream").await;
+    // Never reads. Its slot is the only one: a new client is refused until the edge lets go.
+    let freed = slot_freed(edge.addr).await;
     assert!(
         freed,
         "a client that stopped reading a streamed answer kept its slot for 10 s"
