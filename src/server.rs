@@ -256,7 +256,6 @@ impl Worker {
                     let activity = Arc::new(Activity::default());
                     let tracked = activity.clone();
                     let service = service_fn(move |request| {
-                        let app = app.clone();
                         let in_flight = Activity::begin(&tracked);
                         let answer = app.handle(request, peer);
                         async move {
@@ -321,7 +320,7 @@ struct Activity {
 }
 
 /// A snapshot of [`Activity`] at one watchdog check.
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Default, Clone, Copy)]
 struct Seen {
     started: u64,
     written: u64,
@@ -488,11 +487,12 @@ impl Drop for InFlight {
 
 /// Runs a connection to its end. A connection is idle when a whole `idle_after` period passed
 /// with no request started, none in flight at either end of the period (or all of them stalled
-/// on a client that stopped reading), and no response going out (see [`active`]). An idle connection is shut down gracefully (HTTP/2: GOAWAY, running streams
-/// finish; HTTP/1.1: the current answer finishes), and so is every connection when the server
-/// stops; a connection asked to close that then stays idle for another period (a client that
-/// never acknowledges the GOAWAY, still trickling the head of its first request, or no longer
-/// reading) is dropped.
+/// on a client that stopped reading), and no response going out (see [`active`]). An idle
+/// connection is shut down gracefully (HTTP/2: GOAWAY, running streams finish; HTTP/1.1: the
+/// current answer finishes), and so is every connection when the server stops; a connection
+/// asked to close that then stays idle for another period (a client that never acknowledges
+/// the GOAWAY, still trickling the head of its first request, or no longer reading) is
+/// dropped.
 ///
 /// A request head must therefore arrive within one to two periods, where hyper's own header
 /// timer would give exactly one: the price of one timer per connection instead of one per
@@ -515,8 +515,9 @@ where
         shut_down(connection.as_mut());
     }
     let period = idle_after.max(Duration::from_millis(100));
-    let idle_check = tokio::time::sleep(period);
-    tokio::pin!(idle_check);
+    let mut idle_check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // A late check must not be followed at once by the next: each must span a whole period.
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut before = Seen::default();
     loop {
         tokio::select! {
@@ -526,12 +527,11 @@ where
                     shut_down(connection.as_mut());
                     closing = true;
                     // A whole period from now, like an idle close.
-                    idle_check.as_mut().reset(tokio::time::Instant::now() + period);
+                    idle_check.reset();
                     before = activity.seen();
                 }
             }
-            () = &mut idle_check => {
-                idle_check.as_mut().reset(tokio::time::Instant::now() + period);
+            _ = idle_check.tick() => {
                 let now = activity.seen();
                 let idle = !active(before, now, closing);
                 before = now;

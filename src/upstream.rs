@@ -108,9 +108,14 @@ const UNTRUSTED_REQUEST_HEADERS: [&str; 24] = [
 
 /// The names a message's `Connection` header lists (trimmed, as sent).
 pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    list_tokens(headers, header::CONNECTION)
+}
+
+/// The comma-separated elements of every `name` field, trimmed (empty ones included).
+fn list_tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
-        .get_all(header::CONNECTION)
-        .iter()
+        .get_all(name)
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
@@ -258,12 +263,7 @@ impl Upstream {
 
 /// A transfer coding other than `chunked` in the response's `Transfer-Encoding`, if any.
 fn foreign_transfer_coding(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+    list_tokens(headers, header::TRANSFER_ENCODING)
         .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("chunked"))
         .map(str::to_string)
 }
