@@ -52,6 +52,35 @@ async fn cached_origin() -> Origin {
     .await
 }
 
+/// A raw origin answering every request with an uncacheable chunked body: `chunks` times
+/// `chunk`, each after `pause`; it stops when the edge stops reading.
+async fn chunked_origin(chunk: String, chunks: usize, pause: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let chunk: std::sync::Arc<str> = format!("{:x}\r\n{chunk}\r\n", chunk.len()).into();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let chunk = chunk.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncache-control: no-store\r\n\r\n";
+                let _ = stream.write_all(head.as_bytes()).await;
+                for _ in 0..chunks {
+                    tokio::time::sleep(pause).await;
+                    if stream.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    origin
+}
+
 /// An origin answering every path with a cacheable page of `size` bytes.
 async fn big_page_origin(size: usize) -> Origin {
     Origin::start(move |_| Reply::ok(vec![b'x'; size]).cc("s-maxage=600")).await
@@ -375,26 +404,8 @@ async fn idle_http2_and_silent_connections_are_closed() {
 /// it, however long the body takes.
 #[tokio::test]
 async fn a_long_http2_body_is_not_cut_off_as_idle() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = vec![0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncache-control: no-store\r\n\r\n";
-                let _ = stream.write_all(head.as_bytes()).await;
-                for _ in 0..8 {
-                    tokio::time::sleep(Duration::from_millis(400)).await;
-                    let _ = stream.write_all(b"5\r\nline\n\r\n").await;
-                }
-                let _ = stream.write_all(b"0\r\n\r\n").await;
-            });
-        }
-    });
-    let edge = Edge::start(&format!("http://{addr}"), &["--header-read-timeout", "1s"]).await;
+    let origin = chunked_origin("line\n".into(), 8, Duration::from_millis(400)).await;
+    let edge = Edge::start(&origin, &["--header-read-timeout", "1s"]).await;
     let answer = support::get_h2(edge.addr, "/slow").await;
     assert_eq!(
         answer.text(),
@@ -616,27 +627,7 @@ async fn http2_pings_and_settings_do_not_keep_an_idle_connection() {
 /// handed over whole) does not hold its slot forever either (found by review).
 #[tokio::test]
 async fn a_client_that_stops_reading_a_streamed_answer_is_dropped() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let origin = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = vec![0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncache-control: no-store\r\n\r\n";
-                let _ = stream.write_all(head.as_bytes()).await;
-                let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
-                for _ in 0..1024 {
-                    if stream.write_all(chunk.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = stream.write_all(b"0\r\n\r\n").await;
-            });
-        }
-    });
+    let origin = chunked_origin("x".repeat(0x10000), 1024, Duration::ZERO).await;
     let edge = Edge::start(
         &origin,
         &["--header-read-timeout", "1s", "--max-connections", "1"],
