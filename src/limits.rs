@@ -17,6 +17,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::{self, Body, BoxError};
 use crate::config::strip_port;
+use crate::server::Uploading;
 
 pub fn uri_too_long(limit: usize) -> Response<Body> {
     body::text(
@@ -148,6 +149,8 @@ pub struct Capped<B> {
     inner: B,
     remaining: u64,
     exceeded: Arc<AtomicBool>,
+    /// Keeps the client's connection counted as receiving until the body ends.
+    uploading: Option<Uploading>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,8 +164,15 @@ impl<B> Capped<B> {
             inner,
             remaining: limit,
             exceeded: exceeded.clone(),
+            uploading: None,
         };
         (capped, exceeded)
+    }
+
+    /// Holds `uploading` until the body ends, fails or is dropped.
+    pub fn holding(mut self, uploading: Option<Uploading>) -> Capped<B> {
+        self.uploading = uploading;
+        self
     }
 }
 
@@ -180,8 +190,14 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                self.uploading = None;
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            Poll::Ready(None) => {
+                self.uploading = None;
+                return Poll::Ready(None);
+            }
             Poll::Pending => return Poll::Pending,
         };
         if let Some(data) = frame.data_ref() {

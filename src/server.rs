@@ -255,8 +255,12 @@ impl Worker {
                     let app = self.app.clone();
                     let activity = Arc::new(Activity::default());
                     let tracked = activity.clone();
-                    let service = service_fn(move |request| {
+                    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                         let in_flight = Activity::begin(&tracked);
+                        if !http_body::Body::is_end_stream(request.body()) {
+                            // Whoever forwards the body holds this until it ends (see `Uploading`).
+                            request.extensions_mut().insert(Uploading::begin(&tracked));
+                        }
                         let answer = app.handle(request, peer);
                         async move {
                             let response = answer.response().await;
@@ -317,6 +321,8 @@ struct Activity {
     read: AtomicU64,
     /// The last write could not go out whole (the client is not reading).
     write_blocked: AtomicBool,
+    /// Request bodies still being received (see [`Uploading`]).
+    uploading: AtomicUsize,
 }
 
 /// A snapshot of [`Activity`] at one watchdog check.
@@ -327,6 +333,7 @@ struct Seen {
     read: u64,
     busy: bool,
     blocked: bool,
+    uploading: bool,
 }
 
 impl Activity {
@@ -337,6 +344,7 @@ impl Activity {
             read: self.read.load(Ordering::Relaxed),
             busy: self.in_flight.load(Ordering::Relaxed) > 0,
             blocked: self.write_blocked.load(Ordering::Relaxed),
+            uploading: self.uploading.load(Ordering::Relaxed) > 0,
         }
     }
 }
@@ -346,15 +354,18 @@ impl Activity {
 const CLOSE_FRAMES: u64 = 128;
 
 /// Whether the period between two checks saw the connection do anything: a request started,
-/// a response in flight (and not stalled on a client that stopped reading), or a response
-/// going out (more written than read).
+/// a response in flight (and not stalled on a client that stopped reading), a response going
+/// out (more written than read), or a request body still coming in.
 fn active(before: Seen, now: Seen, closing: bool) -> bool {
     let written = now.written.wrapping_sub(before.written);
     let read = now.read.wrapping_sub(before.read);
     let slack = if closing { CLOSE_FRAMES } else { 0 };
     let sending = written > read.saturating_add(slack);
     let stalled = written == 0 && now.blocked;
-    now.started != before.started || sending || ((now.busy || before.busy) && !stalled)
+    // Reading counts only for a body in progress: a request head trickling in (slowloris)
+    // must still end, and so must an upload that stops coming (nginx's client_body_timeout).
+    let receiving = (now.uploading || before.uploading) && read > 0;
+    now.started != before.started || sending || receiving || ((now.busy || before.busy) && !stalled)
 }
 
 /// The client's socket, counting in [`Activity`] the bytes written to and read from it.
@@ -476,6 +487,33 @@ impl Activity {
         activity.started.fetch_add(1, Ordering::Relaxed);
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(activity.clone())
+    }
+}
+
+/// A request body still coming in from the client, counted in its connection's activity until
+/// dropped. The service puts one in the request's extensions when the request has a body; a
+/// pass-through hands it to the body it forwards, which drops it when the body ends. A request
+/// answered before its body ended (an origin that replies at once to an upload) otherwise
+/// leaves an upload the watchdog would take for an idle connection and cut.
+pub struct Uploading(Arc<Activity>);
+
+impl Uploading {
+    fn begin(activity: &Arc<Activity>) -> Uploading {
+        activity.uploading.fetch_add(1, Ordering::Relaxed);
+        Uploading(activity.clone())
+    }
+}
+
+/// Request extensions must be `Clone`; each copy counts as one more body in progress.
+impl Clone for Uploading {
+    fn clone(&self) -> Uploading {
+        Uploading::begin(&self.0)
+    }
+}
+
+impl Drop for Uploading {
+    fn drop(&mut self) {
+        self.0.uploading.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -49,6 +49,7 @@ use crate::limits::{self as limit, Capped, IdleTimeout};
 use crate::metrics::{Metrics, StaleReason};
 use crate::origins::{misdirected, Origins};
 use crate::routes::Routes;
+use crate::server::Uploading;
 use crate::upstream::{origin_request_headers, Upstream, UpstreamError};
 
 mod fetch;
@@ -464,7 +465,7 @@ impl Proxy {
     /// Forwards a request the cache does not handle, streaming both bodies.
     async fn pass(
         &self,
-        parts: Parts,
+        mut parts: Parts,
         body: Incoming,
         host: String,
         peer: IpAddr,
@@ -495,7 +496,9 @@ impl Proxy {
             .path_and_query()
             .map(|pq| pq.as_str())
             .unwrap_or("/");
+        let uploading = parts.extensions.remove::<Uploading>();
         let (capped, exceeded) = Capped::new(body, max_body);
+        let capped = capped.holding(uploading);
         let upstream_body = capped.boxed();
         let request =
             match upstream.request(parts.method.clone(), path_and_query, headers, upstream_body) {
