@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -557,11 +558,50 @@ where
     // A late check must not be followed at once by the next: each must span a whole period.
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut before = Seen::default();
+    let mut watchdog = None;
     loop {
-        tokio::select! {
-            result = connection.as_mut() => return result,
-            changed = stop.changed(), if !closing => {
-                if changed.is_err() || *stop.borrow() {
+        let event = {
+            let changed = stop.changed();
+            tokio::pin!(changed);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Ended(result));
+                }
+                // The stop signal and the check timer are polled only when they woke the task,
+                // not on every wake of the connection (each request's reads and writes): that
+                // was ~2.5 % of a hit's instructions.
+                let (wake, waker) = watchdog_for(&mut watchdog, cx.waker());
+                if !wake.woken.swap(false, Ordering::Acquire) {
+                    return Poll::Pending;
+                }
+                let mut own = Context::from_waker(waker);
+                let stopped = if closing {
+                    Poll::Pending
+                } else {
+                    changed.as_mut().poll(&mut own)
+                };
+                let event = match stopped {
+                    Poll::Ready(changed) => Some(Event::Stop(changed.is_ok())),
+                    Poll::Pending => match idle_check.poll_tick(&mut own) {
+                        Poll::Ready(_) => Some(Event::Check),
+                        Poll::Pending => None,
+                    },
+                };
+                match event {
+                    Some(event) => {
+                        // The next round's futures are new and must be polled once.
+                        wake.woken.store(true, Ordering::Relaxed);
+                        Poll::Ready(event)
+                    }
+                    None => Poll::Pending,
+                }
+            })
+            .await
+        };
+        match event {
+            Event::Ended(result) => return result,
+            Event::Stop(open) => {
+                if !open || *stop.borrow() {
                     shut_down(connection.as_mut());
                     closing = true;
                     // A whole period from now, like an idle close.
@@ -569,7 +609,7 @@ where
                     before = activity.seen();
                 }
             }
-            _ = idle_check.tick() => {
+            Event::Check => {
                 let now = activity.seen();
                 let idle = !active(before, now, closing);
                 before = now;
@@ -584,6 +624,53 @@ where
             }
         }
     }
+}
+
+/// What ended one wait of [`drive`].
+enum Event<E> {
+    Ended(Result<(), E>),
+    /// The stop signal changed; `false`: its sender is gone.
+    Stop(bool),
+    Check,
+}
+
+/// The waker [`drive`] polls its stop signal and check timer with: it wakes the connection's
+/// task and notes that one of them has news.
+struct WatchdogWake {
+    woken: AtomicBool,
+    task: Waker,
+}
+
+impl std::task::Wake for WatchdogWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake_by_ref();
+    }
+}
+
+/// The watchdog waker for `task`, made anew (with its futures to be polled) when the task's
+/// waker is not the one it wakes.
+fn watchdog_for<'a>(
+    slot: &'a mut Option<(Arc<WatchdogWake>, Waker)>,
+    task: &Waker,
+) -> &'a (Arc<WatchdogWake>, Waker) {
+    if !slot
+        .as_ref()
+        .is_some_and(|(wake, _)| wake.task.will_wake(task))
+    {
+        *slot = None;
+    }
+    slot.get_or_insert_with(|| {
+        let wake = Arc::new(WatchdogWake {
+            woken: AtomicBool::new(true),
+            task: task.clone(),
+        });
+        (wake.clone(), Waker::from(wake))
+    })
 }
 
 /// Answers 503 on a connection over the limit, without reading its request, and closes it.
