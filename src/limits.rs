@@ -207,6 +207,9 @@ where
                 return Poll::Ready(Some(Err(Box::new(TooLarge))));
             }
             self.remaining -= len;
+            if let Some(uploading) = &self.uploading {
+                uploading.forwarded(data.len());
+            }
         }
         Poll::Ready(Some(Ok(frame)))
     }

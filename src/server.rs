@@ -322,8 +322,10 @@ struct Activity {
     read: AtomicU64,
     /// The last write could not go out whole (the client is not reading).
     write_blocked: AtomicBool,
-    /// Request bodies still being received (see [`Uploading`]).
+    /// Request bodies still being received (see [`Uploading`]), and the bytes of them
+    /// forwarded so far: body bytes, not socket reads, which on HTTP/2 include PINGs.
     uploading: AtomicUsize,
+    uploaded: AtomicU64,
 }
 
 /// A snapshot of [`Activity`] at one watchdog check.
@@ -335,6 +337,7 @@ struct Seen {
     busy: bool,
     blocked: bool,
     uploading: bool,
+    uploaded: u64,
 }
 
 impl Activity {
@@ -346,6 +349,7 @@ impl Activity {
             busy: self.in_flight.load(Ordering::Relaxed) > 0,
             blocked: self.write_blocked.load(Ordering::Relaxed),
             uploading: self.uploading.load(Ordering::Relaxed) > 0,
+            uploaded: self.uploaded.load(Ordering::Relaxed),
         }
     }
 }
@@ -363,9 +367,10 @@ fn active(before: Seen, now: Seen, closing: bool) -> bool {
     let slack = if closing { CLOSE_FRAMES } else { 0 };
     let sending = written > read.saturating_add(slack);
     let stalled = written == 0 && now.blocked;
-    // Reading counts only for a body in progress: a request head trickling in (slowloris)
-    // must still end, and so must an upload that stops coming (nginx's client_body_timeout).
-    let receiving = (now.uploading || before.uploading) && read > 0;
+    // Only body bytes forwarded count, not bytes read: a request head trickling in
+    // (slowloris) must still end, and so must an upload that stops coming (nginx's
+    // client_body_timeout) while the client sends HTTP/2 PINGs.
+    let receiving = (now.uploading || before.uploading) && now.uploaded != before.uploaded;
     now.started != before.started || sending || receiving || ((now.busy || before.busy) && !stalled)
 }
 
@@ -502,6 +507,11 @@ impl Uploading {
     fn begin(activity: &Arc<Activity>) -> Uploading {
         activity.uploading.fetch_add(1, Ordering::Relaxed);
         Uploading(activity.clone())
+    }
+
+    /// Counts `bytes` of the body as forwarded.
+    pub fn forwarded(&self, bytes: usize) {
+        self.0.uploaded.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 }
 

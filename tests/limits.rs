@@ -762,3 +762,56 @@ async fn a_stalled_upload_after_an_early_answer_is_dropped() {
     }
     assert!(freed, "a stalled upload kept its slot for 10 s");
 }
+
+/// An HTTP/2 upload that stops after the origin's early answer is dropped like an HTTP/1.1 one,
+/// even while its client sends keep-alive PINGs (found by review: PINGs are bytes read, and
+/// reads counted as the upload coming in).
+#[tokio::test]
+async fn a_stalled_http2_upload_is_dropped_despite_pings() {
+    /// A request body fed from a channel: open until the sender goes.
+    struct Fed(tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>);
+    impl http_body::Body for Fed {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
+        }
+    }
+    let (origin, _reports) = early_answer_origin().await;
+    let edge = Edge::start(&origin, &["--header-read-timeout", "1s"]).await;
+    let stream = TcpStream::connect(edge.addr).await.expect("connect");
+    let mut builder =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(400))
+        .keep_alive_while_idle(true)
+        .keep_alive_timeout(Duration::from_secs(30));
+    let (mut sender, connection) = builder
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .expect("h2 handshake");
+    let connection = tokio::spawn(connection);
+    let (body, fed) = tokio::sync::mpsc::unbounded_channel();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/upload", edge.addr))
+        .body(Fed(fed))
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .expect("the early answer in time")
+        .expect("response");
+    assert_eq!(response.status(), 202);
+    body.send(bytes::Bytes::from(vec![b'x'; 100]))
+        .expect("send");
+    // Nothing more on the stream, which stays open; only PINGs go out.
+    let closed = tokio::time::timeout(Duration::from_secs(8), connection).await;
+    assert!(closed.is_ok(), "a stalled upload was kept 8 s by PINGs");
+    drop(body);
+}
