@@ -1270,4 +1270,36 @@ mod tests {
         let kept = hot.iter().filter(|e| e.kept_head().is_some()).count();
         assert!(kept >= 900, "{kept} of 1,000 hot pages kept");
     }
+
+    /// Heads over the caps (4 KiB of values, 32 fields) are rendered every time, so the
+    /// table's memory stays bounded whatever heads origins send; heads within them are kept.
+    #[test]
+    fn only_heads_within_the_caps_are_kept() {
+        let kept_on_third_hit = |map: HeaderMap| {
+            let page = stored(map, Duration::ZERO);
+            page.kept_head();
+            page.kept_head();
+            page.kept_head().is_some()
+        };
+        let one_value_of = |size: usize| {
+            let mut map = HeaderMap::new();
+            let value = HeaderValue::from_str(&"v".repeat(size)).expect("value");
+            map.insert("x-big", value);
+            map
+        };
+        let fields = |count: usize| {
+            let mut map = HeaderMap::new();
+            for i in 0..count {
+                let name = HeaderName::from_bytes(format!("x-field-{i}").as_bytes());
+                let value = HeaderValue::from_str(&format!("value {i}"));
+                map.insert(name.expect("name"), value.expect("value"));
+            }
+            map
+        };
+        // Less a little: the stored head may hold a field the edge adds (`Date`).
+        assert!(kept_on_third_hit(one_value_of(KEPT_BLOCK_MAX - 100)));
+        assert!(!kept_on_third_hit(one_value_of(KEPT_BLOCK_MAX + 1)));
+        assert!(kept_on_third_hit(fields(KEPT_FIELDS_MAX - 2)));
+        assert!(!kept_on_third_hit(fields(KEPT_FIELDS_MAX + 1)));
+    }
 }
