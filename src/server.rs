@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -256,7 +257,7 @@ impl Worker {
                     let app = self.app.clone();
                     let activity = Arc::new(Activity::default());
                     let tracked = activity.clone();
-                    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
                         let in_flight = Activity::begin(&tracked);
                         if !http_body::Body::is_end_stream(request.body()) {
                             // Whoever forwards the body holds this until it ends (see `Uploading`).
@@ -536,18 +537,19 @@ impl Drop for InFlight {
 
 /// Runs a connection to its end. A connection is idle when a whole `idle_after` period passed
 /// with no request started, none in flight at either end of the period (or all of them stalled
-/// on a client that stopped reading), and no response going out (see [`active`]). An idle
-/// connection is shut down gracefully (HTTP/2: GOAWAY, running streams finish; HTTP/1.1: the
-/// current answer finishes), and so is every connection when the server stops; a connection
-/// asked to close that then stays idle for another period (a client that never acknowledges
-/// the GOAWAY, still trickling the head of its first request, or no longer reading) is
-/// dropped.
+/// on a client that stopped reading), no response going out, and no request body coming in
+/// (see [`active`]). An idle connection is shut down gracefully (HTTP/2: GOAWAY, running
+/// streams finish; HTTP/1.1: the current answer finishes), and so is every connection when the
+/// server stops; a connection asked to close that then stays idle for another period (a client
+/// that never acknowledges the GOAWAY, still trickling the head of its first request, or no
+/// longer reading) is dropped.
 ///
 /// A request head must therefore arrive within one to two periods, where hyper's own header
 /// timer would give exactly one: the price of one timer per connection instead of one per
 /// request. A client that stops reading its answer is dropped after two periods without a byte
 /// going out (nginx's `send_timeout`; hyper alone kept it forever), whether the answer was
-/// handed over whole or is still streaming from the origin.
+/// handed over whole or is still streaming from the origin; so is one whose upload stops
+/// coming for as long after its answer (nginx's `client_body_timeout`).
 async fn drive<C, E>(
     connection: C,
     shut_down: impl Fn(Pin<&mut C>),
