@@ -3,15 +3,21 @@
 # input whatever else the machine is doing, so a change of a few percent on the hit path shows
 # where wrk's requests per second on a shared machine cannot.
 #
-# usage: benches/instructions.sh [BINARY=target/release/isr-edge] [SECONDS=8]
+# usage: [KEYS=200] [CONNS=8] [CACHE_SIM=0] benches/instructions.sh [BINARY=target/release/isr-edge] [SECONDS=8]
 # Runs the proxy under callgrind twice in front of ../shared/bench's origin: once with only
-# 200 misses, once with the same misses and then wrk over 8 keep-alive connections on those 200
-# URLs (1 KiB bodies) for SECONDS. Prints (second run - first run) / hits.
+# KEYS misses, once with the same misses and then wrk over CONNS keep-alive connections on those
+# KEYS URLs (1 KiB bodies) for SECONDS. Prints (second run - first run) / hits.
+# CACHE_SIM=1 also simulates the caches (32 KiB L1s, a 512 KiB last level: one core's L2 on
+# this machine) and prints misses per hit: KEYS=1000 CONNS=64 (or 256) is the bench's own load.
 # BINARY=origin counts the bench origin itself the same way (the origin-direct row's server:
 # the least work a hyper server does per request).
 set -euo pipefail
 BIN=${1:-target/release/isr-edge}
 SECS=${2:-8}
+KEYS=${KEYS:-200}
+CONNS=${CONNS:-8}
+SIM=()
+[[ ${CACHE_SIM:-0} == 1 ]] && SIM=(--cache-sim=yes --LL=524288,8,64)
 BENCH=$(cd "$(dirname "$0")/../../shared/bench" && pwd)
 TARGET=${BENCH_TARGET_DIR:-/tmp/bench-origin-target}
 if [[ ! -x $TARGET/release/bench-origin || ! -x $TARGET/release/burst ]]; then
@@ -28,10 +34,10 @@ run() {
   local seconds=$1 origin edge hits=0
   "$TARGET/release/bench-origin" --listen 127.0.0.1:$ORIGIN_PORT >/dev/null 2>&1 & origin=$!
   if [[ $BIN == origin ]]; then
-    valgrind --tool=callgrind --callgrind-out-file="$work/out.%p" "$TARGET/release/bench-origin" \
+    valgrind --tool=callgrind "${SIM[@]}" --callgrind-out-file="$work/out.%p" "$TARGET/release/bench-origin" \
       --listen 127.0.0.1:$EDGE_PORT --threads 1 >/dev/null 2>"$work/valgrind.log" & edge=$!
   else
-    valgrind --tool=callgrind --callgrind-out-file="$work/out.%p" "$BIN" \
+    valgrind --tool=callgrind "${SIM[@]}" --callgrind-out-file="$work/out.%p" "$BIN" \
       --listen 127.0.0.1:$EDGE_PORT --origin http://127.0.0.1:$ORIGIN_PORT \
       --admin-listen off --workers 1 >/dev/null 2>"$work/valgrind.log" & edge=$!
   fi
@@ -39,18 +45,28 @@ run() {
     curl -s -o /dev/null "http://127.0.0.1:$EDGE_PORT/kb/1/w-0" && break
     sleep 0.2
   done
-  "$TARGET/release/burst" --url "http://127.0.0.1:$EDGE_PORT/kb/1/w-{i}" --n 200 --concurrency 8 >/dev/null
+  "$TARGET/release/burst" --url "http://127.0.0.1:$EDGE_PORT/kb/1/w-{i}" --n "$KEYS" --concurrency 8 >/dev/null
   if [[ $seconds != 0 ]]; then
-    hits=$(wrk -t1 -c8 -d"${seconds}s" -s "$BENCH/keys.lua" "http://127.0.0.1:$EDGE_PORT" -- /kb/1/w- 200 \
+    hits=$(wrk -t1 -c"$CONNS" -d"${seconds}s" -s "$BENCH/keys.lua" "http://127.0.0.1:$EDGE_PORT" -- /kb/1/w- "$KEYS" \
       | awk '/requests in/{print $1}')
   fi
   kill -TERM $edge; wait $edge 2>/dev/null || true
   kill $origin; wait $origin 2>/dev/null || true
-  echo "$(awk '/^summary:/{print $2}' "$work"/out.$edge) $hits"
+  # Every event the run counted (instructions; with CACHE_SIM, misses too), then the hits.
+  echo "$(awk '/^summary:/{$1=""; print}' "$work"/out.$edge | tr -s ' ' ',' | sed 's/^,//') $hits"
 }
 
 read -r base _ < <(run 0)
 sleep 1
 read -r total hits < <(run "$SECS")
-python3 -c "import sys; b,t,h=map(int,sys.argv[1:]); print(f'{h} hits; {(t-b)/h:,.0f} instructions per hit')" \
-  "$base" "$total" "$hits"
+python3 - "$base" "$total" "$hits" <<'PY'
+import sys
+base, total = ([int(n) for n in field.split(",")] for field in sys.argv[1:3])
+hits = int(sys.argv[3])
+per_hit = [(t - b) / hits for b, t in zip(base, total)]
+print(f"{hits} hits; {per_hit[0]:,.0f} instructions per hit")
+if len(per_hit) == 9:
+    # callgrind's order: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+    print(f"misses per hit: L1 instructions {per_hit[3]:,.0f}, L1 data {per_hit[4] + per_hit[5]:,.0f}, "
+          f"last level (512 KiB) instructions {per_hit[6]:,.1f}, data {per_hit[7] + per_hit[8]:,.1f}")
+PY
