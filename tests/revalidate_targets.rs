@@ -689,6 +689,21 @@ async fn paths_people_write_reach_what_they_name_and_no_more() {
         assert_eq!(answer.status, 400, "{path}: {}", answer.text());
         assert!(answer.text().contains("dynamic segment") || answer.text().contains("catch-all"));
     }
+    // The same paths as Next.js implicit tags (found by review: these purged every page).
+    for tag in [
+        "_N_T_/[...]/page",
+        "_N_T_/[...]/layout",
+        "_N_T_/[]",
+        "_N_T_/a/[...rest]/b/page",
+    ] {
+        let answer = revalidate(edge.addr, json!({"secret": SECRET, "tags": [tag]})).await;
+        assert_eq!(answer.status, 400, "{tag}: {}", answer.text());
+        assert!(
+            answer.text().contains(tag),
+            "names the tag: {}",
+            answer.text()
+        );
+    }
     assert_eq!(status_of(&edge, "/").await, "HIT", "nothing purged");
 }
 

@@ -110,6 +110,23 @@ fn check_path(path: &str) -> Result<(), BadRequest> {
     check_text(path, "path")
 }
 
+/// A Next.js implicit tag (`_N_T_/blog/[slug]/page`) purges the pages its path names, so its
+/// path is checked as a path is: `_N_T_/[...]/page` must not purge every page.
+fn check_implicit_tag(tag: &str) -> Result<(), BadRequest> {
+    let Some(implicit) = tag.strip_prefix("_N_T_").filter(|t| t.starts_with('/')) else {
+        return Ok(());
+    };
+    let route = super::without_query(implicit);
+    let route = route
+        .strip_suffix("/layout")
+        .or_else(|| route.strip_suffix("/page"))
+        .unwrap_or(route);
+    if route.contains(['[', ']']) {
+        Pattern::check(route).map_err(|e| bad(format!("tag {tag:?}: {e}")))?;
+    }
+    Ok(())
+}
+
 fn check_text(text: &str, what: &str) -> Result<(), BadRequest> {
     if text.is_empty() {
         return Err(bad(format!("{what} must not be empty")));
@@ -255,6 +272,7 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
             return Err(bad("tags must be a list of strings like [\"products\"]"));
         };
         check_text(tag, "tag")?;
+        check_implicit_tag(tag)?;
         request.tags.push(tag.clone());
         request.targets.push(Target::Tag(tag.clone()));
         Ok(())
