@@ -228,15 +228,25 @@ impl Revalidate {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        // A body that cannot be read or parsed is refused for what is wrong with it, unless the
+        // caller sent a secret or signature outside it that fails: a wrong secret is 401
+        // whatever else is wrong, so a caller without one learns nothing about what it sent.
+        let wrong_credential = self.wrong_credential_outside_body(parts, query);
+        let refuse_body = |status: StatusCode, message: &str| match wrong_credential {
+            Some(reason) => self.refuse(peer, StatusCode::UNAUTHORIZED, reason),
+            None => self.refuse(peer, status, message),
+        };
         if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-            return Err(self.refuse(peer, StatusCode::PAYLOAD_TOO_LARGE, too_large_message()));
+            return Err(refuse_body(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &too_large_message(),
+            ));
         }
         // A body trickling in (or never coming) must not hold the connection: 64 KiB takes
         // far less than this on any network a backend calls from.
         let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect());
         let Ok(read) = read.await else {
-            return Err(self.refuse(
-                peer,
+            return Err(refuse_body(
                 StatusCode::REQUEST_TIMEOUT,
                 &format!(
                     "the request body did not arrive within {} s",
@@ -250,11 +260,13 @@ impl Revalidate {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                return Err(self.refuse(peer, StatusCode::PAYLOAD_TOO_LARGE, too_large_message()))
+                return Err(refuse_body(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &too_large_message(),
+                ))
             }
             Err(e) => {
-                return Err(self.refuse(
-                    peer,
+                return Err(refuse_body(
                     StatusCode::BAD_REQUEST,
                     &format!("could not read the request body: {e}"),
                 ))
@@ -263,22 +275,34 @@ impl Revalidate {
         // An empty body with everything in the query (`POST /api/revalidate?secret=..&path=/`).
         if bytes.iter().all(u8::is_ascii_whitespace) && request::query_requests_revalidation(query)
         {
-            let parsed = request::parse_query(query)
-                .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
             if let Some(refusal) =
-                self.check_post_auth(parts, &bytes, parsed.secret.as_deref(), peer)
+                self.check_post_auth(parts, &bytes, query_secret(query).as_deref(), peer)
             {
                 return Err(refusal);
             }
+            let parsed = request::parse_query(query)
+                .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
             return Ok((parsed, None));
         }
+        // Read now, so a signature can be checked too.
+        let refuse_unparsed = |message: &str| {
+            let signed = parts.headers.contains_key("x-signature");
+            if signed || wrong_credential.is_some() {
+                if let Some(refusal) =
+                    self.check_post_auth(parts, &bytes, query_secret(query).as_deref(), peer)
+                {
+                    return refusal;
+                }
+            }
+            self.refuse(peer, StatusCode::BAD_REQUEST, message)
+        };
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            self.refuse(peer, StatusCode::BAD_REQUEST, &format!("body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"))
+            refuse_unparsed(&format!(
+                "body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"
+            ))
         })?;
         let Value::Object(object) = value else {
-            return Err(self.refuse(
-                peer,
-                StatusCode::BAD_REQUEST,
+            return Err(refuse_unparsed(
                 "body must be a JSON object like {\"secret\": \"...\", \"paths\": [\"/\"]}",
             ));
         };
@@ -314,6 +338,26 @@ impl Revalidate {
             None => "Invalid secret",
         };
         Some(self.refuse(peer, StatusCode::UNAUTHORIZED, refusal))
+    }
+
+    /// Why a POST is unauthenticated whatever its body holds: a header or query secret that
+    /// matches none, or one sent where `--require-signature` wants a signature. `None`: no
+    /// credential outside the body, one that authenticates, or a signature (it covers the
+    /// body, so it cannot be judged before the body is read).
+    fn wrong_credential_outside_body(&self, parts: &Parts, query: &str) -> Option<&'static str> {
+        let headers = &parts.headers;
+        if headers.contains_key("x-signature") {
+            return None;
+        }
+        let query_secret = query_secret(query);
+        let presented = query_secret.is_some()
+            || bearer(headers).is_some()
+            || revalidate_secret_header(headers).is_some();
+        if self.require_signature {
+            return presented.then_some(SIGNATURE_REQUIRED);
+        }
+        (presented && !self.authorized(headers, query_secret.as_deref()))
+            .then_some("Invalid secret")
     }
 
     /// The secret may come in the body or query, as `Authorization: Bearer`, or as
