@@ -239,7 +239,7 @@ impl Revalidate {
         if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
             return Err(refuse_body(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &too_large_message(),
+                too_large_message(),
             ));
         }
         // A body trickling in (or never coming) must not hold the connection: 64 KiB takes
@@ -262,7 +262,7 @@ impl Revalidate {
             {
                 return Err(refuse_body(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    &too_large_message(),
+                    too_large_message(),
                 ))
             }
             Err(e) => {
