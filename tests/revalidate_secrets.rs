@@ -122,7 +122,7 @@ async fn a_wrong_secret_is_401_whatever_else_is_wrong() {
     store(&edge, "/a").await;
     let right = format!("Bearer {SECRET}");
     let json = [("content-type", "application/json")];
-    fn bearer(value: &str) -> Vec<(&str, &str)> {
+    fn bearer(value: &str) -> Headers<'_> {
         vec![
             ("content-type", "application/json"),
             ("authorization", value),
@@ -132,7 +132,7 @@ async fn a_wrong_secret_is_401_whatever_else_is_wrong() {
         "{{\"paths\": [\"/a\"], \"pad\": \"{}\"}}",
         "x".repeat(70 * 1024)
     );
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, String, u16)> = vec![
+    let cases: Vec<(&str, &str, Headers, String, u16)> = vec![
         (
             "query, unknown field",
             "/api/revalidate?secret=nope&bogus=1",
