@@ -68,9 +68,14 @@ impl Admin {
                     }
                 };
                 let mut response = Response::new(body::full(text));
+                // prometheus-client writes OpenMetrics (`# EOF`, counter families named without
+                // `_total`): under the classic `text/plain; version=0.0.4` type, Prometheus
+                // would read every counter as untyped.
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
                 );
                 response
             }

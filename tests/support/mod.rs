@@ -382,6 +382,11 @@ pub async fn metrics_text(edge: &Edge) -> String {
         .expect("admin listener on (do not pass --admin-listen off)");
     let response = get(admin, "/metrics").await;
     assert_eq!(response.status, 200, "{}", response.text());
+    // The text is OpenMetrics; labelled as Prometheus 0.0.4 text, its counters read as untyped.
+    assert_eq!(
+        response.header("content-type"),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     response.text()
 }
 
