@@ -108,6 +108,19 @@ fn precedence_flags_over_env_over_file() {
     );
     assert_eq!(line_of(&out, "demo"), "demo = true  # file line 1");
     assert!(line_of(&out, "default_ttl").ends_with("# default"));
+    // A flag given by an alias overrides the file as its name does (found by black-box QA:
+    // `--tag-header` was added to the file's list instead).
+    let lists = config_file("alias", "demo = true\ntag_headers = [\"x-a\"]\n");
+    let lists = lists.to_str().expect("utf-8 path");
+    for flag in ["--tag-headers", "--tag-header"] {
+        let (code, out, err) = run(&["--config", lists, "--print-config", flag, "x-b"], &[]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            line_of(&out, "tag_headers"),
+            "tag_headers = [\"x-b\"]  # flag",
+            "{flag}"
+        );
+    }
     // ISR_EDGE_CONFIG names the file when --config is absent.
     let (code, out, err) = run(&["--print-config"], &[("ISR_EDGE_CONFIG", path)]);
     assert_eq!(code, 0, "{err}");

@@ -162,7 +162,9 @@ pub fn parse(
         // environment outranks the file for it like for any other key.
         let env_overrides = arg.get_env().is_some_and(env_is_set)
             || (id == "secret_file" && env_is_set(OsStr::new(super::SECRET_ENV)));
-        if flag_given(real_args, long) || env_overrides {
+        // By its name or an alias (`--tag-header` is `--tag-headers`).
+        let names = std::iter::once(long).chain(arg.get_all_aliases().unwrap_or_default());
+        if names.into_iter().any(|name| flag_given(real_args, name)) || env_overrides {
             continue;
         }
         let optional_value = arg.get_num_args().is_some_and(|n| n.min_values() == 0);
