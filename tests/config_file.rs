@@ -221,7 +221,7 @@ fn revalidate_secret_outranks_the_files_secret_file() {
 fn print_config_masks_passwords_and_secrets_in_urls() {
     let path = config_file(
         "url-secrets",
-        "origin = \"http://user:pa55word@127.0.0.1:3000\"\norigin_revalidate_url = [\"http://127.0.0.1:3000/api/revalidate?secret=qsecret123&x=1\"]\n",
+        "origin = \"http://127.0.0.1:3000\"\norigin_revalidate_url = [\"http://user:pa55word@127.0.0.1:3000/api/revalidate?secret=qsecret123&x=1\"]\n",
     );
     let (code, out, err) = run(
         &["--config", path.to_str().expect("path"), "--print-config"],
@@ -232,13 +232,35 @@ fn print_config_masks_passwords_and_secrets_in_urls() {
         !out.contains("pa55word") && !out.contains("qsecret123"),
         "{out}"
     );
-    assert!(out.contains("http://user:***@127.0.0.1:3000"), "{out}");
-    assert!(out.contains("/api/revalidate?secret=***&x=1"), "{out}");
     assert!(
-        line_of(&out, "origin")
-            .ends_with("# file line 1; masked: put the real value back before use"),
+        out.contains("http://user:***@127.0.0.1:3000/api/revalidate?secret=***&x=1"),
         "{out}"
     );
+    assert!(
+        line_of(&out, "origin_revalidate_url")
+            .ends_with("# file line 2; masked: put the real value back before use"),
+        "{out}"
+    );
+    // Credentials in a data-plane origin URL would never be sent: refused, without repeating
+    // the password.
+    let refused = config_file(
+        "origin-credentials",
+        "origin = \"http://user:pa55word@127.0.0.1:3000\"\n",
+    );
+    let (code, _, err) = run(
+        &[
+            "--config",
+            refused.to_str().expect("path"),
+            "--check-config",
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("credentials in an origin URL are never sent"),
+        "{err}"
+    );
+    assert!(!err.contains("pa55word"), "{err}");
     // Nor does an error about such a URL repeat its secret.
     let bad = config_file(
         "url-secret-error",

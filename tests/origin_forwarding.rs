@@ -149,7 +149,11 @@ async fn a_failing_origin_gives_502_and_the_local_eviction_still_happens() {
         listener.local_addr().expect("addr")
     };
     let urls = [
-        format!("{}/api/revalidate", good.url()),
+        // Credentials in the URL go as `Authorization: Basic`, as curl sends them.
+        format!(
+            "{}/api/revalidate",
+            good.url().replacen("http://", "http://ops:pa55@", 1)
+        ),
         format!("{}/api/revalidate", bad.url()),
         format!("http://{closed}/api/revalidate?secret=in-the-url"),
     ];
@@ -171,8 +175,8 @@ async fn a_failing_origin_gives_502_and_the_local_eviction_still_happens() {
     let answer = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/p"]})).await;
     assert_eq!(answer.status, 502, "{}", answer.text());
     assert!(
-        !answer.text().contains("in-the-url"),
-        "a URL's query is never echoed"
+        !answer.text().contains("in-the-url") && !answer.text().contains("pa55"),
+        "a URL's query and password are never echoed"
     );
     let answer = answer.json();
     assert_eq!(answer["success"], false);
@@ -193,6 +197,11 @@ async fn a_failing_origin_gives_502_and_the_local_eviction_still_happens() {
     // Without --origin-revalidate-secret the body goes with the caller's own secret, also
     // when the caller sent it in a header (as the purge client does) or the query.
     assert_eq!(body_json(&posts(&good)[0])["secret"], SECRET);
+    assert_eq!(
+        posts(&good)[0].headers["authorization"],
+        "Basic b3BzOnBhNTU=",
+        "the URL's credentials"
+    );
     let bearer = format!("Bearer {SECRET}");
     for (target, headers) in [
         ("/api/revalidate", vec![("authorization", bearer.as_str())]),

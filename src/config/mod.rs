@@ -400,6 +400,12 @@ pub(crate) fn parse_origin(text: &str) -> Result<Uri, ConfigError> {
     if uri.authority().is_none() {
         return Err(ConfigError::Origin(format!("{shown:?} has no host")));
     }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        // hyper would drop them silently (and log them at debug level with the pool's key).
+        return Err(ConfigError::Origin(format!(
+            "{shown:?}: credentials in an origin URL are never sent; remove the user:password@ part"
+        )));
+    }
     Ok(uri)
 }
 

@@ -165,6 +165,7 @@ impl Forwarder {
 
     async fn post(&self, url: Uri, body: Bytes, deadline: Instant) -> CallResult {
         let shown = display_url(&url);
+        let (url, credentials) = without_credentials(url);
         let mut request = Request::new(boxed(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = url;
@@ -172,6 +173,11 @@ impl Forwarder {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Some(credentials) = credentials {
+            request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, credentials);
+        }
         if let Some(secret) = &self.settings.secret {
             if let Ok(value) = HeaderValue::from_str(&secret.0) {
                 request.headers_mut().insert("x-revalidate-secret", value);
@@ -317,6 +323,31 @@ async fn call(
 
 /// The URL as reported and logged: without its query, which may hold a secret, and without
 /// the password of its user info.
+/// `http://user:pass@app/api/revalidate` read as curl reads it: the credentials go as
+/// `Authorization: Basic` (hyper would drop them) and leave the URL, which hyper keys its
+/// connection pool by and writes in its debug log.
+fn without_credentials(url: Uri) -> (Uri, Option<HeaderValue>) {
+    use base64::Engine as _;
+    let Some((user_info, host)) = url.authority().and_then(|a| a.as_str().rsplit_once('@')) else {
+        return (url, None);
+    };
+    // Percent-escapes decoded; a `+` is itself here, not a space.
+    let user_info = super::request::decode_component(&user_info.replace('+', "%2B"));
+    let token = base64::engine::general_purpose::STANDARD.encode(user_info);
+    let credentials = HeaderValue::from_str(&format!("Basic {token}"))
+        .ok()
+        .map(|mut value| {
+            value.set_sensitive(true);
+            value
+        });
+    let mut parts = url.clone().into_parts();
+    parts.authority = host.parse().ok();
+    match Uri::from_parts(parts) {
+        Ok(bare) => (bare, credentials),
+        Err(_) => (url, None),
+    }
+}
+
 pub fn display_url(url: &Uri) -> String {
     let scheme = url.scheme_str().unwrap_or("http");
     let authority = url.authority().map(|a| a.as_str()).unwrap_or("");
@@ -355,5 +386,21 @@ mod tests {
         assert_eq!(display_url(&url), "http://10.0.0.5:3000/api/revalidate?…");
         let url: Uri = "http://app:3000/api/revalidate".parse().expect("uri");
         assert_eq!(display_url(&url), "http://app:3000/api/revalidate");
+    }
+
+    #[test]
+    fn credentials_in_a_url_become_basic_authorization() {
+        let url: Uri = "http://ops:p%40ss+word@app:3000/api/revalidate?x=1"
+            .parse()
+            .expect("uri");
+        let (bare, credentials) = without_credentials(url);
+        assert_eq!(bare.to_string(), "http://app:3000/api/revalidate?x=1");
+        let credentials = credentials.expect("credentials");
+        // base64("ops:p@ss+word")
+        assert_eq!(credentials, "Basic b3BzOnBAc3Mrd29yZA==");
+        assert!(credentials.is_sensitive());
+        let url: Uri = "http://app:3000/api/revalidate".parse().expect("uri");
+        let (same, none) = without_credentials(url.clone());
+        assert_eq!((same, none), (url, None));
     }
 }
