@@ -284,7 +284,7 @@ impl Revalidate {
                 .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
             return Ok((parsed, None));
         }
-        // Read now, so a signature can be checked too.
+        // The body is read by now, so a signature over it can be checked as well.
         let refuse_unparsed = |message: &str| {
             let signed = parts.headers.contains_key("x-signature");
             if signed || wrong_credential.is_some() {
