@@ -763,28 +763,33 @@ async fn a_stalled_upload_after_an_early_answer_is_dropped() {
     assert!(freed, "a stalled upload kept its slot for 10 s");
 }
 
-/// An HTTP/2 upload that stops after the origin's early answer is dropped like an HTTP/1.1 one,
-/// even while its client sends keep-alive PINGs (found by review: PINGs are bytes read, and
-/// reads counted as the upload coming in).
-#[tokio::test]
-async fn a_stalled_http2_upload_is_dropped_despite_pings() {
-    /// A request body fed from a channel: open until the sender goes.
-    struct Fed(tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>);
-    impl http_body::Body for Fed {
-        type Data = bytes::Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
-            self.0
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
-        }
+/// A request body fed from a channel: open until the sender goes.
+struct Fed(tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>);
+
+impl http_body::Body for Fed {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
     }
-    let (origin, _reports) = early_answer_origin().await;
-    let edge = Edge::start(&origin, &["--header-read-timeout", "1s"]).await;
-    let stream = TcpStream::connect(edge.addr).await.expect("connect");
+}
+
+/// Starts an HTTP/2 `POST /upload` (prior knowledge) whose body is fed through the returned
+/// sender, from a client sending keep-alive PINGs every 400 ms, and waits for the origin's
+/// early `202`. Also returns the client connection's task, which ends when the edge closes it.
+async fn start_http2_upload(
+    addr: SocketAddr,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
     let mut builder =
         hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
     builder
@@ -800,7 +805,7 @@ async fn a_stalled_http2_upload_is_dropped_despite_pings() {
     let (body, fed) = tokio::sync::mpsc::unbounded_channel();
     let request = http::Request::builder()
         .method("POST")
-        .uri(format!("http://{}/upload", edge.addr))
+        .uri(format!("http://{addr}/upload"))
         .body(Fed(fed))
         .expect("request");
     let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
@@ -808,10 +813,47 @@ async fn a_stalled_http2_upload_is_dropped_despite_pings() {
         .expect("the early answer in time")
         .expect("response");
     assert_eq!(response.status(), 202);
+    (body, connection)
+}
+
+/// An HTTP/2 upload that stops after the origin's early answer is dropped like an HTTP/1.1 one,
+/// even while its client sends keep-alive PINGs (found by review: PINGs are bytes read, and
+/// reads counted as the upload coming in).
+#[tokio::test]
+async fn a_stalled_http2_upload_is_dropped_despite_pings() {
+    let (origin, _reports) = early_answer_origin().await;
+    let edge = Edge::start(&origin, &["--header-read-timeout", "1s"]).await;
+    let (body, connection) = start_http2_upload(edge.addr).await;
     body.send(bytes::Bytes::from(vec![b'x'; 100]))
         .expect("send");
     // Nothing more on the stream, which stays open; only PINGs go out.
     let closed = tokio::time::timeout(Duration::from_secs(8), connection).await;
     assert!(closed.is_ok(), "a stalled upload was kept 8 s by PINGs");
     drop(body);
+}
+
+/// A slow HTTP/2 upload after the origin's early answer reaches the origin whole, like an
+/// HTTP/1.1 one: its body bytes keep coming over three watchdog periods.
+#[tokio::test]
+async fn a_slow_http2_upload_after_an_early_answer_reaches_the_origin_whole() {
+    const PIECES: usize = 8;
+    const PIECE: usize = 100;
+    let (origin, mut reports) = early_answer_origin().await;
+    let edge = Edge::start(&origin, &["--header-read-timeout", "1s"]).await;
+    let (body, _connection) = start_http2_upload(edge.addr).await;
+    for _ in 0..PIECES {
+        body.send(bytes::Bytes::from(vec![b'x'; PIECE]))
+            .expect("send");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    body.send(bytes::Bytes::from_static(b"END")).expect("send");
+    let report = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await;
+    let (bytes, ended) = report
+        .expect("the origin's report in time")
+        .expect("a report");
+    assert_eq!(
+        (bytes, ended),
+        (PIECES * PIECE, true),
+        "upload as the origin got it"
+    );
 }
