@@ -701,6 +701,18 @@ async fn start_upload(addr: SocketAddr, length: usize) -> TcpStream {
     stream
 }
 
+/// Waits for `early_answer_origin`'s report: `bytes` of body, then `END`.
+async fn assert_upload_arrived_whole(
+    reports: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, bool)>,
+    bytes: usize,
+) {
+    let report = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await;
+    let got = report
+        .expect("the origin's report in time")
+        .expect("a report");
+    assert_eq!(got, (bytes, true), "upload as the origin got it");
+}
+
 /// An upload still coming in after the origin answered is not an idle connection: sent in
 /// pieces over three watchdog periods, it reaches the origin whole (found by review: the
 /// connection was cut one to two periods after the answer).
@@ -719,15 +731,7 @@ async fn a_slow_upload_after_an_early_answer_reaches_the_origin_whole() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     let _ = stream.write_all(b"END").await;
-    let report = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await;
-    let (bytes, ended) = report
-        .expect("the origin's report in time")
-        .expect("a report");
-    assert_eq!(
-        (bytes, ended),
-        (PIECES * PIECE, true),
-        "upload as the origin got it"
-    );
+    assert_upload_arrived_whole(&mut reports, PIECES * PIECE).await;
 }
 
 /// An upload that stops coming after an early answer does not hold its connection slot
@@ -847,13 +851,5 @@ async fn a_slow_http2_upload_after_an_early_answer_reaches_the_origin_whole() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     body.send(bytes::Bytes::from_static(b"END")).expect("send");
-    let report = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await;
-    let (bytes, ended) = report
-        .expect("the origin's report in time")
-        .expect("a report");
-    assert_eq!(
-        (bytes, ended),
-        (PIECES * PIECE, true),
-        "upload as the origin got it"
-    );
+    assert_upload_arrived_whole(&mut reports, PIECES * PIECE).await;
 }
