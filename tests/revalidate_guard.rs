@@ -212,6 +212,34 @@ async fn hmac_signed_bodies_need_no_secret() {
     )
     .await;
     assert_refusal(&replayed, 401);
+    // A signature over an empty body does not admit the targets a query names (found by
+    // review: one such request could be replayed with any query, `all=1` included).
+    let empty = send(
+        edge.addr,
+        "POST",
+        "/api/revalidate?all=1",
+        &[("x-signature", &sign(SECRET, b""))],
+        "",
+    )
+    .await;
+    assert_refusal(&empty, 401);
+    // A wrong secret beside a signature is still 401 when the body cannot be read.
+    let huge = format!(
+        "{{\"paths\": [\"/a\"], \"pad\": \"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    let junk = send(
+        edge.addr,
+        "POST",
+        "/api/revalidate",
+        &[
+            ("x-signature", "sha256=00"),
+            ("authorization", "Bearer nope"),
+        ],
+        huge,
+    )
+    .await;
+    assert_refusal(&junk, 401);
     assert_eq!(get(edge.addr, "/a").await.cache(), "HIT");
     assert_eq!(origin.count("/a"), 2);
 }
@@ -236,6 +264,16 @@ async fn require_signature_refuses_the_plain_secret() {
     )
     .await;
     assert_eq!(signed.status, 200, "{}", signed.text());
+    // Not even with a signature over the empty body the query came with.
+    let empty = send(
+        edge.addr,
+        "POST",
+        "/api/revalidate?all=1",
+        &[("x-signature", &sign(SECRET, b""))],
+        "",
+    )
+    .await;
+    assert_refusal(&empty, 401);
 }
 
 #[tokio::test]

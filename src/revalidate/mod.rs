@@ -275,6 +275,15 @@ impl Revalidate {
         // An empty body with everything in the query (`POST /api/revalidate?secret=..&path=/`).
         if bytes.iter().all(u8::is_ascii_whitespace) && request::query_requests_revalidation(query)
         {
+            // A signature covers the body only: over an empty one it would admit any targets
+            // the query names, and one observed request could be replayed with others.
+            if parts.headers.contains_key("x-signature") {
+                return Err(self.refuse(
+                    peer,
+                    StatusCode::UNAUTHORIZED,
+                    "Invalid signature: a signed request sends its targets in the signed JSON body",
+                ));
+            }
             if let Some(refusal) =
                 self.check_post_auth(parts, &bytes, query_secret(query).as_deref(), peer)
             {
@@ -340,21 +349,19 @@ impl Revalidate {
         Some(self.refuse(peer, StatusCode::UNAUTHORIZED, refusal))
     }
 
-    /// Why a POST is unauthenticated whatever its body holds: a header or query secret that
-    /// matches none, or one sent where `--require-signature` wants a signature. `None`: no
-    /// credential outside the body, one that authenticates, or a signature (it covers the
-    /// body, so it cannot be judged before the body is read).
+    /// Why a POST is refused 401 if its body cannot be read: a header or query secret that
+    /// matches none (even beside a signature, which cannot be judged without the body), or
+    /// one sent where `--require-signature` wants a signature. `None`: no credential outside
+    /// the body, or one that authenticates.
     fn wrong_credential_outside_body(&self, parts: &Parts, query: &str) -> Option<&'static str> {
         let headers = &parts.headers;
-        if headers.contains_key("x-signature") {
-            return None;
-        }
         let query_secret = query_secret(query);
         let presented = query_secret.is_some()
             || bearer(headers).is_some()
             || revalidate_secret_header(headers).is_some();
         if self.require_signature {
-            return presented.then_some(SIGNATURE_REQUIRED);
+            let signed = headers.contains_key("x-signature");
+            return (presented && !signed).then_some(SIGNATURE_REQUIRED);
         }
         (presented && !self.authorized(headers, query_secret.as_deref()))
             .then_some("Invalid secret")
