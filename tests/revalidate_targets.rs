@@ -704,6 +704,21 @@ async fn paths_people_write_reach_what_they_name_and_no_more() {
             answer.text()
         );
     }
+    // Next.js route syntax around dynamic segments is no typo: intercepting routes, and
+    // groups or slots after a catch-all (found by review: these were refused too).
+    for tag in [
+        "_N_T_/photos/@modal/(.)[id]/page",
+        "_N_T_/photos/@modal/(..)[id]/layout",
+        "_N_T_/[...slug]/(group)/page",
+        "_N_T_/[[...slug]]/@modal/page",
+    ] {
+        let answer = revalidate(
+            edge.addr,
+            json!({"secret": SECRET, "tags": [tag], "dry_run": true}),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{tag}: {}", answer.text());
+    }
     assert_eq!(status_of(&edge, "/").await, "HIT", "nothing purged");
 }
 
