@@ -331,8 +331,12 @@ fn without_credentials(url: Uri) -> (Uri, Option<HeaderValue>) {
     let Some((user_info, host)) = url.authority().and_then(|a| a.as_str().rsplit_once('@')) else {
         return (url, None);
     };
-    // Percent-escapes decoded; a `+` is itself here, not a space.
-    let user_info = super::request::decode_component(&user_info.replace('+', "%2B"));
+    // Percent-escapes decoded; a `+` is itself here, not a space. A user name alone (a token)
+    // is sent with an empty password, as curl does: RFC 7617 requires the colon.
+    let mut user_info = super::request::decode_component(&user_info.replace('+', "%2B"));
+    if !user_info.contains(':') {
+        user_info.push(':');
+    }
     let token = base64::engine::general_purpose::STANDARD.encode(user_info);
     let credentials = HeaderValue::from_str(&format!("Basic {token}"))
         .ok()
@@ -399,6 +403,10 @@ mod tests {
         // base64("ops:p@ss+word")
         assert_eq!(credentials, "Basic b3BzOnBAc3Mrd29yZA==");
         assert!(credentials.is_sensitive());
+        let url: Uri = "http://ghp_token@app:3000/x".parse().expect("uri");
+        let (_, credentials) = without_credentials(url);
+        // base64("ghp_token:")
+        assert_eq!(credentials.expect("credentials"), "Basic Z2hwX3Rva2VuOg==");
         let url: Uri = "http://app:3000/api/revalidate".parse().expect("uri");
         let (same, none) = without_credentials(url.clone());
         assert_eq!((same, none), (url, None));
