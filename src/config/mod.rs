@@ -372,7 +372,7 @@ pub(crate) fn parse_revalidate_url(text: &str) -> Result<Uri, String> {
             "{shown}: expected http://host:port/path, e.g. http://127.0.0.1:3000/api/revalidate"
         ));
     }
-    check_port(&uri, &shown)?;
+    check_url_shape(&uri, &shown)?;
     Ok(uri)
 }
 
@@ -390,7 +390,7 @@ fn shown_in_errors(text: &str) -> String {
 /// A port must be a number, and an `@` may only end a user:password part. Either is most often
 /// a password whose `/`, `?` or `#` was not percent-encoded, which ends the authority early
 /// (`http://u:pa/ss@app`): the rest of the password then sits in the path, unmasked.
-fn check_port(uri: &Uri, shown: &str) -> Result<(), String> {
+fn check_url_shape(uri: &Uri, shown: &str) -> Result<(), String> {
     let Some(authority) = uri.authority() else {
         return Ok(());
     };
@@ -432,7 +432,7 @@ pub(crate) fn parse_origin(text: &str) -> Result<Uri, ConfigError> {
     if uri.authority().is_none() {
         return Err(ConfigError::Origin(format!("{shown} has no host")));
     }
-    check_port(&uri, &shown).map_err(ConfigError::Origin)?;
+    check_url_shape(&uri, &shown).map_err(ConfigError::Origin)?;
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         // hyper would drop them silently (and log them at debug level with the pool's key).
         return Err(ConfigError::Origin(format!(
