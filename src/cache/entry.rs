@@ -123,23 +123,6 @@ pub struct Entry {
     soft_purged: AtomicBool,
 }
 
-/// Entries hit more than once keep their rendered head here, one table per worker thread. A
-/// hit clones the head and sets its three per-response values instead of rendering it:
-/// rendering is eight hashed inserts into a `HeaderMap` and a byte check of every stored value,
-/// and was a quarter of a hit's instructions. Kept out of the entry because a rendered map is
-/// ~1 KB against the ~200 bytes a page's stored head takes, and most stored pages are not hot:
-/// at most `RENDERED_SETS * RENDERED_WAYS` heads per worker, ~2 MB for typical heads. A first
-/// hit only marks a way.
-///
-/// The address of the entry's header block picks a set of four ways. Four, not one: with one
-/// way per slot, two hot pages sharing a slot took it from each other on every hit and neither
-/// was ever rendered, which with 1,000 hot pages over 1,024 slots was six pages in ten. A first
-/// hit takes an empty way or an idle mark before a rendered head, so pages hit once (a
-/// crawler's scan) push out few rendered heads; see [`HeadSet::way_for_mark`].
-///
-/// A way holds a clone of the block it names, so while it is there no other block can have
-/// that address: the address names one stored head. A page whose values are all shared has an
-/// empty block, with no address of its own, and is rendered each time.
 /// A power of two: the set is the top bits of a hash.
 const RENDERED_SETS: usize = 512;
 const RENDERED_WAYS: usize = 4;
@@ -150,6 +133,23 @@ const KEPT_BLOCK_MAX: usize = 4096;
 const KEPT_FIELDS_MAX: usize = 32;
 
 thread_local! {
+    /// Entries hit more than once keep their rendered head here, one table per worker thread. A hit
+    /// clones the head and sets its three per-response values instead of rendering it: rendering is
+    /// eight hashed inserts into a `HeaderMap` and a byte check of every stored value, and was a
+    /// quarter of a hit's instructions. Kept out of the entry because a rendered map is ~1 KB
+    /// against the ~200 bytes a page's stored head takes, and most stored pages are not hot: at
+    /// most `RENDERED_SETS * RENDERED_WAYS` heads per worker, ~2 MB for typical heads. A first hit
+    /// only marks a way.
+    ///
+    /// The address of the entry's header block picks a set of four ways. Four, not one: with one
+    /// way per slot, two hot pages sharing a slot took it from each other on every hit and neither
+    /// was ever rendered, which with 1,000 hot pages over 1,024 slots was six pages in ten. A first
+    /// hit takes an empty way or an idle mark before a rendered head, so pages hit once (a
+    /// crawler's scan) push out few rendered heads; see [`HeadSet::way_for_mark`].
+    ///
+    /// A way holds a clone of the block it names, so while it is there no other block can have that
+    /// address: the address names one stored head. A page whose values are all shared has an empty
+    /// block, with no address of its own, and is rendered each time.
     static RENDERED_HEADS: RefCell<Box<[HeadSet]>> =
         RefCell::new((0..RENDERED_SETS).map(|_| HeadSet::default()).collect());
 }
@@ -160,7 +160,8 @@ struct HeadSet {
     /// The block address each way names (0: none), compared before any head is touched.
     from: [usize; RENDERED_WAYS],
     heads: [Option<KeptHead>; RENDERED_WAYS],
-    /// Bit per way: it holds a rendered head.
+    /// Bit per way: it holds a rendered head (what `heads` says, kept here so choosing a way
+    /// reads one cache line).
     rendered: u8,
     /// Bit per way: its head was used since the clock hand last passed it.
     used: u8,

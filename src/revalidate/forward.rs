@@ -321,8 +321,6 @@ async fn call(
     }
 }
 
-/// The URL as reported and logged: without its query, which may hold a secret, and without
-/// the password of its user info.
 /// `http://user:pass@app/api/revalidate` read as curl reads it: the credentials go as
 /// `Authorization: Basic` (hyper would drop them) and leave the URL, which hyper keys its
 /// connection pool by and writes in its debug log.
@@ -352,6 +350,8 @@ fn without_credentials(url: Uri) -> (Uri, Option<HeaderValue>) {
     }
 }
 
+/// The URL as reported and logged: without its query, which may hold a secret, and without
+/// the password of its user info.
 pub fn display_url(url: &Uri) -> String {
     let scheme = url.scheme_str().unwrap_or("http");
     let authority = url.authority().map(|a| a.as_str()).unwrap_or("");
