@@ -31,7 +31,7 @@ use crate::cache::{PurgeCount, PurgeMode, Selector};
 use crate::config::Secrets;
 use crate::proxy::Proxy;
 use guard::{Guard, GuardSettings, Refusal};
-use request::{RevalidateRequest, Target};
+use request::{ImplicitTag, RevalidateRequest, Target};
 use sites::Forwarders;
 
 /// Largest request body accepted.
@@ -624,18 +624,14 @@ fn purge_target(
         Target::Page(path) => purge_path(path, false, false, None),
         Target::Layout(path) => purge_path(path, true, false, None),
         Target::All => cache.purge(&Selector::All, host, mode, dry_run, examples),
-        Target::Tag(tag) => match tag.strip_prefix("_N_T_") {
-            Some(implicit) if implicit.starts_with('/') => {
-                let tag = Some(tag.as_str());
-                if let Some(root) = implicit.strip_suffix("/layout") {
-                    purge_path(if root.is_empty() { "/" } else { root }, true, true, tag)
-                } else if let Some(page) = implicit.strip_suffix("/page") {
-                    purge_path(if page.is_empty() { "/" } else { page }, false, true, tag)
-                } else {
-                    purge_path(implicit, false, false, tag)
-                }
+        Target::Tag(tag) => {
+            let also_tag = Some(tag.as_str());
+            match ImplicitTag::of(tag) {
+                Some(ImplicitTag::Layout(route)) => purge_path(route, true, true, also_tag),
+                Some(ImplicitTag::Page(route)) => purge_path(route, false, true, also_tag),
+                Some(ImplicitTag::Url(path)) => purge_path(path, false, false, also_tag),
+                None => cache.purge(&Selector::Tag(tag), host, mode, dry_run, examples),
             }
-            _ => cache.purge(&Selector::Tag(tag), host, mode, dry_run, examples),
-        },
+        }
     }
 }

@@ -110,17 +110,38 @@ fn check_path(path: &str) -> Result<(), BadRequest> {
     check_text(path, "path")
 }
 
-/// A Next.js implicit tag (`_N_T_/blog/[slug]/page`) purges the pages its path names, so its
-/// path is checked as a path is: `_N_T_/[...]/page` must not purge every page.
+/// What a Next.js implicit tag names: the route of a layout (`_N_T_/blog/layout`, with all
+/// below it) or of a page (`_N_T_/blog/[slug]/page`), both file-system routes, or a URL path
+/// (`_N_T_/blog/a`). A route of nothing (`_N_T_/layout`) is the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImplicitTag<'a> {
+    Layout(&'a str),
+    Page(&'a str),
+    Url(&'a str),
+}
+
+impl ImplicitTag<'_> {
+    pub fn of(tag: &str) -> Option<ImplicitTag<'_>> {
+        let implicit = tag.strip_prefix("_N_T_").filter(|t| t.starts_with('/'))?;
+        Some(if let Some(route) = implicit.strip_suffix("/layout") {
+            ImplicitTag::Layout(if route.is_empty() { "/" } else { route })
+        } else if let Some(route) = implicit.strip_suffix("/page") {
+            ImplicitTag::Page(if route.is_empty() { "/" } else { route })
+        } else {
+            ImplicitTag::Url(implicit)
+        })
+    }
+}
+
+/// An implicit tag purges the pages its path names, so its path is checked as a path is:
+/// `_N_T_/[...]/page` must not purge every page.
 fn check_implicit_tag(tag: &str) -> Result<(), BadRequest> {
-    let Some(implicit) = tag.strip_prefix("_N_T_").filter(|t| t.starts_with('/')) else {
-        return Ok(());
+    let route = match ImplicitTag::of(tag) {
+        None => return Ok(()),
+        Some(ImplicitTag::Layout(route) | ImplicitTag::Page(route) | ImplicitTag::Url(route)) => {
+            super::without_query(route)
+        }
     };
-    let route = super::without_query(implicit);
-    let route = route
-        .strip_suffix("/layout")
-        .or_else(|| route.strip_suffix("/page"))
-        .unwrap_or(route);
     // Route groups and slots name no URL segment, and neither does an intercepting route
     // (`(.)[id]`, `(..)photo`): the purge leaves them out, and so does the check.
     let url_segments: Vec<&str> = route
