@@ -690,3 +690,220 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One watchdog period, each reason for calling it active on its own.
+    #[test]
+    fn a_period_is_active_for_each_reason_alone() {
+        let quiet = Seen::default();
+        let with = |change: fn(&mut Seen)| {
+            let mut seen = quiet;
+            change(&mut seen);
+            seen
+        };
+        let cases: [(&str, Seen, Seen, bool, bool); 14] = [
+            ("nothing happened", quiet, quiet, false, false),
+            (
+                "a request started",
+                quiet,
+                with(|s| s.started = 1),
+                false,
+                true,
+            ),
+            (
+                "a request in flight at the end",
+                quiet,
+                with(|s| s.busy = true),
+                false,
+                true,
+            ),
+            // Keep-alive: the request ended during the period, so its answer went out in it.
+            (
+                "a request in flight at the start",
+                with(|s| s.busy = true),
+                quiet,
+                false,
+                true,
+            ),
+            (
+                "in flight, stalled on a client not reading",
+                with(|s| s.busy = true),
+                with(|s| {
+                    s.busy = true;
+                    s.blocked = true
+                }),
+                false,
+                false,
+            ),
+            (
+                "in flight, blocked but some bytes out",
+                with(|s| s.busy = true),
+                with(|s| {
+                    s.busy = true;
+                    s.blocked = true;
+                    s.written = 1
+                }),
+                false,
+                true,
+            ),
+            (
+                "an answer going out",
+                quiet,
+                with(|s| {
+                    s.written = 5000;
+                    s.read = 100
+                }),
+                false,
+                true,
+            ),
+            (
+                "as many bytes in as out (PINGs)",
+                quiet,
+                with(|s| {
+                    s.written = 17;
+                    s.read = 17
+                }),
+                false,
+                false,
+            ),
+            (
+                "closing: only its own GOAWAY and PING",
+                quiet,
+                with(|s| s.written = CLOSE_FRAMES),
+                true,
+                false,
+            ),
+            (
+                "closing: an answer still going out",
+                quiet,
+                with(|s| s.written = CLOSE_FRAMES + 1),
+                true,
+                true,
+            ),
+            (
+                "an upload coming in",
+                with(|s| s.uploading = true),
+                with(|s| {
+                    s.uploading = true;
+                    s.uploaded = 10
+                }),
+                false,
+                true,
+            ),
+            (
+                "an upload that ended during the period",
+                with(|s| s.uploading = true),
+                with(|s| s.uploaded = 10),
+                false,
+                true,
+            ),
+            (
+                "an upload that stopped coming",
+                with(|s| {
+                    s.uploading = true;
+                    s.uploaded = 10
+                }),
+                with(|s| {
+                    s.uploading = true;
+                    s.uploaded = 10
+                }),
+                false,
+                false,
+            ),
+            (
+                "reads only (a trickled head)",
+                quiet,
+                with(|s| s.read = 3),
+                false,
+                false,
+            ),
+        ];
+        for (what, before, now, closing, expected) in cases {
+            assert_eq!(active(before, now, closing), expected, "{what}");
+        }
+    }
+
+    /// Counts `drive`'s requests to shut the connection down.
+    fn counting_shut_down() -> (
+        Arc<AtomicUsize>,
+        impl Fn(Pin<&mut std::future::Pending<Result<(), ()>>>),
+    ) {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        (
+            count,
+            move |_: Pin<&mut std::future::Pending<Result<(), ()>>>| {
+                counted.fetch_add(1, Ordering::Relaxed);
+            },
+        )
+    }
+
+    async fn settle() {
+        for _ in 0..16 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_asked_to_close_then_dropped_a_period_later() {
+        let period = Duration::from_secs(10);
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        let (shut_downs, shut_down) = counting_shut_down();
+        let began = tokio::time::Instant::now();
+        let ended = drive(
+            std::future::pending(),
+            shut_down,
+            Arc::new(Activity::default()),
+            stop,
+            period,
+        )
+        .await;
+        assert!(ended.is_ok());
+        assert_eq!(
+            shut_downs.load(Ordering::Relaxed),
+            1,
+            "asked once, then dropped"
+        );
+        let lived = began.elapsed();
+        assert!(lived >= 2 * period && lived < 3 * period, "{lived:?}");
+    }
+
+    /// A worker blocked for several periods must not run the missed checks back to back: the
+    /// first (late) one sees the request that started meanwhile, and an immediate second one
+    /// would see nothing new and close a connection that was just used.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_check_is_followed_by_a_whole_period() {
+        let period = Duration::from_secs(10);
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        let (shut_downs, shut_down) = counting_shut_down();
+        let activity = Arc::new(Activity::default());
+        let watched = activity.clone();
+        let connection = tokio::spawn(drive(
+            std::future::pending(),
+            shut_down,
+            watched,
+            stop,
+            period,
+        ));
+        settle().await;
+        activity.started.fetch_add(1, Ordering::Relaxed);
+        tokio::time::advance(3 * period + period / 2).await;
+        settle().await;
+        assert_eq!(
+            shut_downs.load(Ordering::Relaxed),
+            0,
+            "used during the stall: kept"
+        );
+        tokio::time::advance(period).await;
+        settle().await;
+        assert_eq!(
+            shut_downs.load(Ordering::Relaxed),
+            1,
+            "idle for a whole period since"
+        );
+        connection.abort();
+    }
+}
