@@ -826,19 +826,16 @@ mod tests {
         }
     }
 
+    /// A connection that never ends by itself.
+    type Endless = std::future::Pending<Result<(), ()>>;
+
     /// Counts `drive`'s requests to shut the connection down.
-    fn counting_shut_down() -> (
-        Arc<AtomicUsize>,
-        impl Fn(Pin<&mut std::future::Pending<Result<(), ()>>>),
-    ) {
+    fn counting_shut_down() -> (Arc<AtomicUsize>, impl Fn(Pin<&mut Endless>)) {
         let count = Arc::new(AtomicUsize::new(0));
         let counted = count.clone();
-        (
-            count,
-            move |_: Pin<&mut std::future::Pending<Result<(), ()>>>| {
-                counted.fetch_add(1, Ordering::Relaxed);
-            },
-        )
+        (count, move |_: Pin<&mut Endless>| {
+            counted.fetch_add(1, Ordering::Relaxed);
+        })
     }
 
     async fn settle() {
