@@ -3,6 +3,10 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use support::{get, get_h2, get_with, send, Edge, Origin, Reply};
 
 #[tokio::test]
@@ -520,4 +524,113 @@ async fn vary_on_a_header_the_edge_sets_still_hits() {
     assert_eq!((again.cache(), again.text().as_str()), ("HIT", "render 1"));
     let h2 = get_h2(edge.addr, "/t").await;
     assert_eq!(h2.text(), "render 1", "{}", h2.header("cache-status"));
+}
+
+/// A 4xx the cache does not keep answers the request that caused it (a header the origin
+/// refused), not the page: a refresh it triggers leaves the stored copy for everyone else.
+#[tokio::test]
+async fn a_client_error_for_one_request_evicts_nothing() {
+    let origin = Origin::start(|r| {
+        if r.headers.contains_key("x-refused") {
+            return Reply::ok("bad request").status(400);
+        }
+        Reply::ok(format!("render {}", r.count)).cc("s-maxage=1, stale-while-revalidate=600")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = get_with(edge.addr, "/p", &[("x-refused", "1")]).await;
+    assert_eq!(refused.cache(), "STALE");
+    assert!(support::eventually(Duration::from_secs(5), || origin.total() == 2).await);
+    // Time for a wrongful drop to follow the origin's 400.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = get(edge.addr, "/p").await;
+    assert_eq!(
+        (after.cache(), after.text().as_str()),
+        ("STALE", "render 1"),
+        "the stored copy is still served"
+    );
+}
+
+/// A variant whose refresh comes back private is dropped (it must not be served stale for the
+/// whole window), and only that variant: the others were not re-rendered.
+#[tokio::test]
+async fn a_variant_turned_private_is_dropped_alone() {
+    let private = Arc::new(AtomicBool::new(false));
+    let now_private = private.clone();
+    let origin = Origin::start(move |r| {
+        let french = r
+            .headers
+            .get("accept-language")
+            .is_some_and(|v| v.as_bytes() == b"fr");
+        let cc = match (french, now_private.load(Ordering::Relaxed)) {
+            (true, true) => "private, max-age=0",
+            (true, false) => "s-maxage=1, stale-while-revalidate=600",
+            (false, _) => "s-maxage=600",
+        };
+        Reply::ok(format!("render {}", r.count))
+            .cc(cc)
+            .header("vary", "accept-language")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for language in ["en", "fr"] {
+        assert_eq!(
+            get_with(edge.addr, "/p", &[("accept-language", language)])
+                .await
+                .cache(),
+            "MISS"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    private.store(true, Ordering::Relaxed);
+    let stale = get_with(edge.addr, "/p", &[("accept-language", "fr")]).await;
+    assert_eq!(stale.cache(), "STALE");
+    assert!(support::eventually(Duration::from_secs(5), || origin.total() == 3).await);
+    // The refresh's answer is not stored, and the old French copy went with it (the drop
+    // follows the origin's answer by a moment).
+    let mut french = get_with(edge.addr, "/p", &[("accept-language", "fr")]).await;
+    for _ in 0..50 {
+        if french.cache() != "STALE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        french = get_with(edge.addr, "/p", &[("accept-language", "fr")]).await;
+    }
+    assert_eq!(french.cache(), "MISS", "{}", french.header("cache-status"));
+    let english = get_with(edge.addr, "/p", &[("accept-language", "en")]).await;
+    assert_eq!(english.cache(), "HIT", "the English copy stays");
+}
+
+/// A page that grows past `--max-object-size` streams through from then on; its old, small
+/// copy is not served stale for the whole stale window while every refresh is thrown away.
+#[tokio::test]
+async fn a_page_grown_past_the_size_limit_drops_its_old_copy() {
+    let origin = Origin::start(|r| {
+        let body = if r.count == 1 {
+            "small".to_string()
+        } else {
+            "x".repeat(4096)
+        };
+        Reply::ok(body).cc("s-maxage=1, stale-while-revalidate=600")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &["--max-object-size", "1KiB"]).await;
+    assert_eq!(get(edge.addr, "/grows").await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = get(edge.addr, "/grows").await;
+    assert_eq!((stale.cache(), stale.text().as_str()), ("STALE", "small"));
+    assert!(support::eventually(Duration::from_secs(5), || origin.total() == 2).await);
+    let mut latest = get(edge.addr, "/grows").await;
+    for _ in 0..50 {
+        if latest.cache() != "STALE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        latest = get(edge.addr, "/grows").await;
+    }
+    assert_eq!(latest.cache(), "MISS", "{}", latest.header("cache-status"));
+    assert_eq!(latest.body.len(), 4096);
+    assert!(latest.header("cache-status").contains("detail=too-large"));
 }

@@ -258,34 +258,8 @@ impl Cache {
             if entries.len() > MAX_VARIANTS {
                 entries.remove(0);
             }
-            let weight = entries
-                .iter()
-                .map(|e| e.weight())
-                .sum::<usize>()
-                .min(u32::MAX as usize) as u32;
-            let mut tags: Vec<Box<str>> = entries
-                .iter()
-                .flat_map(|e| e.tags.iter().cloned())
-                .collect();
-            tags.sort();
-            tags.dedup();
-            // Recorded under moka's lock for this key, so index records follow the order of
-            // the stored values; an eviction notice for this value (even an immediate one)
-            // comes after and finds the record.
-            let value = Arc::new(Variants {
-                id: value_id,
-                entries: entries.into_boxed_slice(),
-                weight,
-                purged: AtomicBool::new(false),
-            });
-            let handle = PurgeHandle {
-                id: value_id,
-                value: Arc::downgrade(&value),
-                responses: value.entries.len(),
-                expires_at: now + value.keep_for(now),
-            };
-            stored_tags.clone_from(&tags);
-            self.index.insert(key, handle, page, tags);
+            let (value, tags) = self.indexed_value(key, page, value_id, entries, now);
+            stored_tags = tags;
             moka::ops::compute::Op::Put(value)
         });
         // A purge that started after our epoch read but before the index knew the key would
@@ -371,11 +345,74 @@ impl Cache {
         self.removals.send(&self.store, removals);
     }
 
-    /// Drops the copy stored under `key` without bumping the purge epoch: for the proxy's own
-    /// bookkeeping (a URL that stopped being cacheable), which must not make concurrent fetches
-    /// of other URLs unstorable the way a revalidation does.
-    pub fn forget(&self, key: &Key) -> bool {
-        self.store.remove(key).is_some()
+    /// Drops the stored variants `request` would be answered with, when the origin's answer to
+    /// it can no longer be stored (the page turned private, grew past the size limit...): the
+    /// old copy must not outlive that answer. Variants made for other request header values
+    /// (`Vary`), and the RSC payload for an HTML request or the reverse, are kept: the answer
+    /// says nothing about them, and a client must not evict what others are served. No purge
+    /// epoch is bumped: this is the proxy's own bookkeeping, and must not make concurrent
+    /// fetches of other URLs unstorable the way a revalidation does. True if anything went.
+    pub fn forget_answered(&self, key: &Key, page: &str, request: &HeaderMap) -> bool {
+        let now = Instant::now();
+        let mut dropped = false;
+        self.store.entry(key.clone()).and_compute_with(|current| {
+            let Some(current) = current.filter(|c| c.value().is_live()) else {
+                return moka::ops::compute::Op::Nop;
+            };
+            let entries = &current.value().entries;
+            let kept: Vec<Arc<Entry>> = entries
+                .iter()
+                .filter(|e| !e.matches(request))
+                .cloned()
+                .collect();
+            if kept.len() == entries.len() {
+                return moka::ops::compute::Op::Nop;
+            }
+            dropped = true;
+            if kept.is_empty() {
+                return moka::ops::compute::Op::Remove;
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            moka::ops::compute::Op::Put(self.indexed_value(key, page, id, kept, now).0)
+        });
+        dropped
+    }
+
+    /// The value stored for `key` holding `entries`, recorded in the index (with the tags of
+    /// every entry) before moka stores it, so index records follow the order of stored values.
+    fn indexed_value(
+        &self,
+        key: &Key,
+        page: &str,
+        id: u64,
+        entries: Vec<Arc<Entry>>,
+        now: Instant,
+    ) -> (Arc<Variants>, Vec<Box<str>>) {
+        let weight = entries
+            .iter()
+            .map(|e| e.weight())
+            .sum::<usize>()
+            .min(u32::MAX as usize) as u32;
+        let mut tags: Vec<Box<str>> = entries
+            .iter()
+            .flat_map(|e| e.tags.iter().cloned())
+            .collect();
+        tags.sort();
+        tags.dedup();
+        let value = Arc::new(Variants {
+            id,
+            entries: entries.into_boxed_slice(),
+            weight,
+            purged: AtomicBool::new(false),
+        });
+        let handle = PurgeHandle {
+            id,
+            value: Arc::downgrade(&value),
+            responses: value.entries.len(),
+            expires_at: now + value.keep_for(now),
+        };
+        self.index.insert(key, handle, page, tags.clone());
+        (value, tags)
     }
 
     /// Runs moka's pending maintenance (evictions, listener calls) now, after waiting for the

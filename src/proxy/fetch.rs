@@ -115,18 +115,12 @@ impl Proxy {
         let lifetime = match lifetime {
             Ok(lifetime) => lifetime,
             Err(why) => {
-                // The URL is no longer cacheable: an old copy must not outlive this answer.
-                // Not a purge: bumping the epoch here (on every private page) would make every
-                // concurrent fetch of other URLs unstorable. An RSC request's answer says nothing
-                // about the HTML copy (Next 16 answers `RSC: 1` without `_rsc` with a 307): a
-                // client sending `RSC: 1` must not be able to evict the page.
-                // Nor can a client with credentials: its answer may be personal (an
-                // `Authorization` the origin did not mark `public`, a session cookie answered
-                // with `Set-Cookie`) while the stored copy still serves everyone else.
-                let credentials = fetch.headers.contains_key(header::AUTHORIZATION)
-                    || fetch.headers.contains_key(header::COOKIE);
-                if !is_rsc_request(&fetch.headers) && !credentials {
-                    self.cache.forget(&fetch.key);
+                // A 4xx the cache does not keep (a header the origin refused, a rate limit, a
+                // login wall) answers this request, not the page: it must not evict the copy
+                // everyone else is served. Any other answer that cannot be stored is the page's
+                // new state.
+                if !(why == policy::NotStorable::Status && status.is_client_error()) {
+                    self.drop_replaced_copy(&fetch);
                 }
                 return Fetched::Uncacheable(self.relay(
                     response,
@@ -144,6 +138,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared_length.is_some_and(|len| len > self.settings.max_object_size) {
+            self.drop_replaced_copy(&fetch);
             return Fetched::Uncacheable(self.relay(
                 response,
                 CacheStatus::Miss {
@@ -159,6 +154,7 @@ impl Proxy {
             match read_limited(body, self.settings.max_object_size, upstream.timeout()).await {
                 Read::Complete(bytes) => bytes,
                 Read::TooLarge(prefix, rest) => {
+                    self.drop_replaced_copy(&fetch);
                     let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
                     let idle = self.settings.limits.origin_idle_timeout;
                     let mut response = streamed.map(|b| body::streaming(IdleTimeout::new(b, idle)));
@@ -231,6 +227,24 @@ impl Proxy {
         };
         let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
         Fetched::Entry(entry, stored)
+    }
+
+    /// The origin's answer cannot be stored (private now, too large...): the stored copy this
+    /// request would get must not outlive it, or it would be served stale for the whole stale
+    /// window while every refresh is thrown away. Not a purge: bumping the epoch here (on every
+    /// private page) would make every concurrent fetch of other URLs unstorable. Only the
+    /// variants this request matches go (`Cache::forget_answered`): an RSC request's answer
+    /// says nothing about the HTML copy, nor one `Accept-Language` about another.
+    fn drop_replaced_copy(&self, fetch: &FetchRequest) {
+        // Nor does a client with credentials speak for the others: its answer may be personal
+        // (an `Authorization` the origin did not mark `public`, a session cookie answered with
+        // `Set-Cookie`) while the stored copy still serves everyone else.
+        let credentials = fetch.headers.contains_key(header::AUTHORIZATION)
+            || fetch.headers.contains_key(header::COOKIE);
+        if !credentials {
+            self.cache
+                .forget_answered(&fetch.key, &fetch.page, &fetch.headers);
+        }
     }
 }
 
