@@ -52,11 +52,9 @@ impl UpstreamError {
 
     /// The answer a client gets when no stored copy can stand in.
     pub fn response(&self) -> Response<Body> {
-        let message = match self {
-            UpstreamError::Timeout(_) => format!("504 Gateway Timeout: {self}"),
-            _ => format!("502 Bad Gateway: {self}"),
-        };
-        body::text(self.status(), &message)
+        let status = self.status();
+        let reason = status.canonical_reason().unwrap_or("Error");
+        body::text(status, &format!("{} {reason}: {self}", status.as_u16()))
     }
 }
 

@@ -102,3 +102,27 @@ async fn a_client_leaving_does_not_cancel_the_shared_fetch() {
     assert_eq!(follower.text(), "render 1");
     assert_eq!(origin.count("/leave"), 1);
 }
+
+/// During an outage every request that waited on the one fetch gets the origin's own error
+/// page and its `Retry-After`, as the request that started it does, not a made-up error.
+#[tokio::test]
+async fn waiters_get_the_origins_own_error_page() {
+    let origin = Origin::start(|_| {
+        Reply::ok("<h1>Maintenance</h1>")
+            .status(503)
+            .header("retry-after", "120")
+            .header("content-type", "text/html")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let responses = burst(edge.addr, "/down", 20).await;
+    assert_eq!(origin.count("/down"), 1, "one origin request");
+    for response in &responses {
+        assert_eq!(response.status, 503);
+        assert_eq!(response.text(), "<h1>Maintenance</h1>");
+        assert_eq!(response.header("retry-after"), "120");
+        assert_eq!(response.header("content-type"), "text/html");
+        assert_eq!(response.cache(), "MISS");
+    }
+}

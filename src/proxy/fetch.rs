@@ -83,15 +83,8 @@ impl Proxy {
         }
         if status.is_server_error() {
             self.metrics.origin_error("status");
-            let response = self.relay(
-                response,
-                CacheStatus::Miss {
-                    stored: false,
-                    expired: false,
-                },
-                Some("origin-error"),
-            );
-            return Fetched::Error(UpstreamError::Status(status), Some(response));
+            let answer = self.origin_answer(response, upstream.timeout()).await;
+            return Fetched::Error(UpstreamError::Status(status), answer);
         }
         let has_authorization = fetch.headers.contains_key(header::AUTHORIZATION);
         let route = self.routes.find(&fetch.page);
@@ -227,6 +220,38 @@ impl Proxy {
         };
         let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
         Fetched::Entry(entry, stored)
+    }
+
+    /// The origin's own error answer: read whole when it is small (error pages are), so the
+    /// requests coalesced behind this fetch get it too; streamed to this request alone when
+    /// not; none when its body fails (the proxy's own error then).
+    async fn origin_answer(
+        &self,
+        response: Response<Incoming>,
+        timeout: std::time::Duration,
+    ) -> Option<OriginAnswer> {
+        const ERROR_PAGE_MAX: u64 = 64 * 1024;
+        let (mut head, body) = response.into_parts();
+        self.client_facing(&mut head.headers, false);
+        match read_limited(body, ERROR_PAGE_MAX, timeout).await {
+            Read::Complete(body) => {
+                head.headers.remove(header::CONTENT_LENGTH);
+                head.headers.remove(header::TRANSFER_ENCODING);
+                Some(OriginAnswer::Read(Arc::new(ErrorPage {
+                    status: head.status,
+                    headers: head.headers,
+                    body,
+                })))
+            }
+            Read::TooLarge(prefix, rest) => {
+                let idle = self.settings.limits.origin_idle_timeout;
+                let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
+                Some(OriginAnswer::Streamed(
+                    streamed.map(|b| body::streaming(IdleTimeout::new(b, idle))),
+                ))
+            }
+            Read::Failed(_) => None,
+        }
     }
 
     /// The origin's answer cannot be stored (private now, too large...): the stored copy this

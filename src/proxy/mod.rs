@@ -86,7 +86,8 @@ pub struct Proxy {
 #[derive(Clone)]
 enum Shared {
     Entry(Arc<Entry>, bool),
-    Error(UpstreamError),
+    /// With the origin's own error page when it was read whole.
+    Error(UpstreamError, Option<Arc<ErrorPage>>),
     /// Not shareable (private, too large, ...): each waiter asks the origin itself.
     Uncacheable,
 }
@@ -95,17 +96,59 @@ enum Shared {
 enum Fetched {
     /// A complete storable response; `bool` = stored.
     Entry(Arc<Entry>, bool),
-    /// The origin failed; the response is the origin's own 5xx, if it sent one.
-    Error(UpstreamError, Option<Response<Body>>),
+    /// The origin failed, with its own answer (its 5xx) if it sent one.
+    Error(UpstreamError, Option<OriginAnswer>),
     /// Passed through as the origin sent it.
     Uncacheable(Response<Body>),
+}
+
+/// The origin's own answer to a fetch that failed (a 5xx).
+enum OriginAnswer {
+    /// Read whole: the requests that waited on the fetch get it too.
+    Read(Arc<ErrorPage>),
+    /// Too large to hold: streamed to the request that started the fetch; the others get
+    /// the proxy's own error.
+    Streamed(Response<Body>),
+}
+
+impl OriginAnswer {
+    fn response(self) -> Response<Body> {
+        match self {
+            OriginAnswer::Read(page) => page.response(),
+            OriginAnswer::Streamed(response) => response,
+        }
+    }
+}
+
+/// An origin's 5xx read whole (its maintenance page, its `Retry-After`): during an outage every
+/// visitor coalesced behind one fetch gets what the origin said, not a made-up error.
+pub(crate) struct ErrorPage {
+    status: http::StatusCode,
+    /// Client-facing already, without framing (the body is whole).
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl ErrorPage {
+    fn response(&self) -> Response<Body> {
+        let mut response = Response::new(body::full(self.body.clone()));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        response
+    }
 }
 
 impl Fetched {
     fn shared(&self) -> Shared {
         match self {
             Fetched::Entry(entry, stored) => Shared::Entry(entry.clone(), *stored),
-            Fetched::Error(error, _) => Shared::Error(error.clone()),
+            Fetched::Error(error, answer) => Shared::Error(
+                error.clone(),
+                match answer {
+                    Some(OriginAnswer::Read(page)) => Some(page.clone()),
+                    _ => None,
+                },
+            ),
             Fetched::Uncacheable(_) => Shared::Uncacheable,
         }
     }
@@ -273,7 +316,9 @@ impl Proxy {
                             now,
                         );
                     }
-                    let response = origin_response.unwrap_or_else(|| error.response());
+                    let response = origin_response
+                        .map(OriginAnswer::response)
+                        .unwrap_or_else(|| error.response());
                     without_body_for_head(
                         &parts.method,
                         mark(
@@ -402,7 +447,9 @@ impl Proxy {
                     Some(Shared::Entry(entry, stored)) if entry.matches(&fetch.headers) => {
                         Fetched::Entry(entry, stored)
                     }
-                    Some(Shared::Error(error)) => Fetched::Error(error, None),
+                    Some(Shared::Error(error, page)) => {
+                        Fetched::Error(error, page.map(OriginAnswer::Read))
+                    }
                     // Uncacheable, a Vary mismatch, or an abandoned leader: ask on our own.
                     _ => self.fetch_for_cache(fetch).await,
                 }
