@@ -42,6 +42,12 @@ pub fn misdirected(host: &str) -> Response<Body> {
 
 /// `hosts`: the request's `Host` fields as [`host_fields`] quotes them.
 pub fn bad_host(hosts: &str) -> Response<Body> {
+    if hosts == NO_HOST {
+        return body::text(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: an HTTP/1.1 request must carry a Host header",
+        );
+    }
     body::text(
         StatusCode::BAD_REQUEST,
         &format!(
@@ -49,6 +55,8 @@ pub fn bad_host(hosts: &str) -> Response<Body> {
         ),
     )
 }
+
+const NO_HOST: &str = "(none)";
 
 /// The request's `Host` fields, quoted, for an error message.
 pub fn host_fields(headers: &HeaderMap) -> String {
@@ -58,7 +66,7 @@ pub fn host_fields(headers: &HeaderMap) -> String {
         .map(|v| format!("{:?}", String::from_utf8_lossy(v.as_bytes())))
         .collect();
     if fields.is_empty() {
-        "(none)".to_string()
+        NO_HOST.to_string()
     } else {
         fields.join(", ")
     }
@@ -121,10 +129,11 @@ pub fn host_allowed(allowed: &[String], uri: &Uri, headers: &HeaderMap) -> Resul
     if allowed.is_empty() {
         return Ok(());
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
+    // As the cache keys it: the target's authority (HTTP/2, absolute-form) wins over `Host`.
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
         .unwrap_or("");
     let name = strip_port(host.trim()).to_ascii_lowercase();
     if allowed.contains(&name) {

@@ -154,8 +154,9 @@ pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> H
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     if let Ok(value) = HeaderValue::from_str(host) {
         headers.insert("x-forwarded-host", value.clone());
-        // HTTP/2 clients send `:authority` instead of Host; the origin gets Host either way.
-        headers.entry(header::HOST).or_insert(value);
+        // The host the page is keyed under, whatever `Host` said: HTTP/2 clients send
+        // `:authority` instead, and an absolute-form target's authority wins over `Host`.
+        headers.insert(header::HOST, value);
     }
     headers
 }

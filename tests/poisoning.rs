@@ -264,3 +264,72 @@ async fn a_second_host_and_made_up_forwarding_headers_never_reach_the_origin() {
         assert!(!seen.headers.contains_key(name), "origin got {name}");
     }
 }
+
+/// One request over its own connection, read until the server closes it.
+async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut received),
+    )
+    .await
+    .expect("the server closes the connection")
+    .expect("read");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request without `Host` is a 400, not a page stored under
+/// no host; HTTP/1.0 has no such rule.
+#[tokio::test]
+async fn an_http11_request_without_host_is_refused() {
+    let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let answer = raw(
+        edge.addr,
+        "GET /no-host HTTP/1.1\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("must carry a Host header"), "{answer}");
+    assert_eq!(origin.total(), 0);
+    let old = raw(edge.addr, "GET /no-host HTTP/1.0\r\n\r\n").await;
+    assert!(old.starts_with("HTTP/1.0 200"), "{old}");
+    assert_eq!(origin.total(), 1);
+}
+
+/// RFC 9112 section 3.2.2: with an absolute-form target, its authority names the host, not
+/// `Host`; the origin is asked for that host and the page is stored under it.
+#[tokio::test]
+async fn an_absolute_form_target_names_the_host() {
+    let origin = Origin::start(|r| {
+        let host = r
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        Reply::ok(format!("page for {host}")).cc("s-maxage=600")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let answer = raw(
+        edge.addr,
+        "GET http://victim.example/abs HTTP/1.1\r\nhost: attacker.example\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("page for victim.example"), "{answer}");
+    let attacker = get_with(edge.addr, "/abs", &[("host", "attacker.example")]).await;
+    assert_eq!(
+        (attacker.cache(), attacker.text().as_str()),
+        ("MISS", "page for attacker.example")
+    );
+    let victim = get_with(edge.addr, "/abs", &[("host", "victim.example")]).await;
+    assert_eq!(
+        (victim.cache(), victim.text().as_str()),
+        ("HIT", "page for victim.example")
+    );
+}

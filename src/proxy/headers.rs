@@ -72,21 +72,28 @@ impl Proxy {
     }
 }
 
-/// The request's host (`Host`, else the HTTP/2 `:authority`), or `None` when it sent two
-/// `Host` fields (RFC 9112 section 3.2: an origin reading the other one would render another
-/// site under this one's key).
+/// The request's host: the authority of its target when it has one (HTTP/2 `:authority`, an
+/// HTTP/1.1 absolute-form target, which RFC 9112 section 3.2.2 says wins over `Host`), else
+/// `Host`. `None` (a 400) when it sent two `Host` fields (an origin reading the other one
+/// would render another site under this one's key) or, on HTTP/1.1, none (RFC 9112 section
+/// 3.2). An HTTP/1.0 request without one is keyed under no host.
 pub(super) fn request_host(parts: &Parts) -> Option<&str> {
     let mut fields = parts.headers.get_all(header::HOST).iter();
     let first = fields.next();
     if fields.next().is_some() {
         return None;
     }
-    Some(
-        first
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .unwrap_or(""),
-    )
+    if let Some(authority) = parts.uri.authority() {
+        if first.is_none() && parts.version == http::Version::HTTP_11 {
+            return None;
+        }
+        return Some(authority.as_str());
+    }
+    match first {
+        Some(host) => host.to_str().ok(),
+        None if parts.version == http::Version::HTTP_11 => None,
+        None => Some(""),
+    }
 }
 
 pub(super) fn has_cookie(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool {
