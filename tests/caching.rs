@@ -301,6 +301,59 @@ async fn browser_cache_control_keeps_origin_max_age_and_can_be_turned_off() {
     );
 }
 
+/// Answers the cache passes on without storing them get the browser `Cache-Control` too when
+/// the origin's speaks to shared caches (a browser honours a one-year `stale-while-revalidate`
+/// wherever it came from); one meant for browsers is left as the origin sent it.
+#[tokio::test]
+async fn answers_passed_through_do_not_hand_browsers_shared_cache_directives() {
+    let origin = Origin::start(|r| match r.path.as_str() {
+        "/personal" => Reply::ok("x").cc("private, max-age=0"),
+        "/big" => Reply::ok("x".repeat(4096)).cc("s-maxage=60, stale-while-revalidate=31536000"),
+        _ => Reply::ok("x").cc("s-maxage=60, stale-while-revalidate=31536000"),
+    })
+    .await;
+    let edge = Edge::start(
+        &origin.url(),
+        &["--bypass-cookie", "session", "--max-object-size", "1KiB"],
+    )
+    .await;
+    let signed_in = get_with(edge.addr, "/page", &[("cookie", "session=1")]).await;
+    assert_eq!(signed_in.cache(), "BYPASS");
+    assert_eq!(
+        signed_in.header("cache-control"),
+        "public, max-age=0, must-revalidate"
+    );
+    let range = get_with(edge.addr, "/page", &[("range", "bytes=0-0")]).await;
+    assert_eq!(
+        range.header("cache-control"),
+        "public, max-age=0, must-revalidate"
+    );
+    let big = get(edge.addr, "/big").await;
+    assert!(big.header("cache-status").contains("too-large"));
+    assert_eq!(
+        big.header("cache-control"),
+        "public, max-age=0, must-revalidate"
+    );
+    let personal = get(edge.addr, "/personal").await;
+    assert_eq!(personal.header("cache-control"), "private, max-age=0");
+
+    let passthrough = Edge::start(
+        &origin.url(),
+        &[
+            "--bypass-cookie",
+            "session",
+            "--browser-cache-control",
+            "origin",
+        ],
+    )
+    .await;
+    let signed_in = get_with(passthrough.addr, "/page", &[("cookie", "session=1")]).await;
+    assert_eq!(
+        signed_in.header("cache-control"),
+        "s-maxage=60, stale-while-revalidate=31536000"
+    );
+}
+
 #[tokio::test]
 async fn client_no_cache_does_not_bypass_unless_allowed() {
     let origin = Origin::start(|r| Reply::ok(format!("{}", r.count)).cc("s-maxage=60")).await;
@@ -313,6 +366,8 @@ async fn client_no_cache_does_not_bypass_unless_allowed() {
     )
     .await;
     assert_eq!(reload.cache(), "HIT");
+    let no_store = get_with(edge.addr, "/r", &[("cache-control", "no-store")]).await;
+    assert_eq!(no_store.cache(), "HIT");
     assert_eq!(origin.count("/r"), 1);
 
     let lenient = Edge::start(&origin.url(), &["--honor-client-no-cache"]).await;

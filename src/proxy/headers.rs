@@ -18,8 +18,9 @@ impl Proxy {
         mark(response, status, detail)
     }
 
-    /// Removes what only this cache may see; for stored pages, applies the browser
-    /// `Cache-Control` (see `policy::browser_cache_control`).
+    /// Removes what only this cache may see; for stored pages, and answers whose
+    /// `Cache-Control` speaks to shared caches, applies the browser `Cache-Control` (see
+    /// `policy::browser_cache_control`).
     pub(super) fn client_facing(&self, headers: &mut HeaderMap, stored: bool) {
         headers.remove("cdn-cache-control");
         headers.remove("surrogate-control");
@@ -30,17 +31,22 @@ impl Proxy {
         }
         if stored {
             headers.remove(header::AGE);
-            if self.settings.browser_cache_control == BrowserCacheControl::Rewrite {
-                let origin: Vec<&str> = headers
-                    .get_all(header::CACHE_CONTROL)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                let origin = (!origin.is_empty()).then(|| origin.join(", "));
-                let rewritten = browser_cache_control(origin.as_deref());
-                if let Ok(value) = HeaderValue::from_str(&rewritten) {
-                    headers.insert(header::CACHE_CONTROL, value);
-                }
+        }
+        // An answer passed through (a bypass, too large, private now) keeps the origin's
+        // `Cache-Control` unless it speaks to shared caches: Next.js 15's one-year
+        // `stale-while-revalidate` would reach the browser all the same.
+        if self.settings.browser_cache_control == BrowserCacheControl::Rewrite
+            && (stored || names_shared_cache_directives(headers))
+        {
+            let origin: Vec<&str> = headers
+                .get_all(header::CACHE_CONTROL)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let origin = (!origin.is_empty()).then(|| origin.join(", "));
+            let rewritten = browser_cache_control(origin.as_deref());
+            if let Ok(value) = HeaderValue::from_str(&rewritten) {
+                headers.insert(header::CACHE_CONTROL, value);
             }
         }
     }
@@ -94,6 +100,26 @@ pub(super) fn request_host(parts: &Parts) -> Option<&str> {
         None if parts.version == http::Version::HTTP_11 => None,
         None => Some(""),
     }
+}
+
+/// Whether `Cache-Control` carries a directive meant for this cache, not for browsers.
+fn names_shared_cache_directives(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|directive| directive.split('=').next().unwrap_or("").trim())
+        .any(|name| {
+            [
+                "s-maxage",
+                "stale-while-revalidate",
+                "stale-if-error",
+                "proxy-revalidate",
+            ]
+            .iter()
+            .any(|shared| name.eq_ignore_ascii_case(shared))
+        })
 }
 
 pub(super) fn has_cookie(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool {
