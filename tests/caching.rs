@@ -689,3 +689,50 @@ async fn a_page_grown_past_the_size_limit_drops_its_old_copy() {
     assert_eq!(latest.body.len(), 4096);
     assert!(latest.header("cache-status").contains("detail=too-large"));
 }
+
+/// RFC 9211 section 2: the members of the caches before this one (a CDN behind the edge) are
+/// kept, and this cache's member comes last, on stored pages (miss, hit, kept head, 304) and on
+/// answers passed through alike.
+#[tokio::test]
+async fn cache_status_keeps_the_members_of_caches_before_this_one() {
+    let origin = Origin::start(|r| {
+        let reply = Reply::ok("x").header("cache-status", "OriginCDN; hit");
+        if r.path == "/private" {
+            reply.cc("private")
+        } else {
+            reply.cc("s-maxage=600")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let members = |response: &support::Resp| -> Vec<String> {
+        response
+            .headers
+            .get_all("cache-status")
+            .iter()
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let miss = get(edge.addr, "/page").await;
+    assert_eq!(
+        members(&miss),
+        ["OriginCDN; hit", "isr-edge; fwd=miss; stored; ttl=600"]
+    );
+    // The second and third hits are answered from the kept rendered head.
+    for _ in 0..3 {
+        let hit = get(edge.addr, "/page").await;
+        let lines = members(&hit);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0], "OriginCDN; hit");
+        assert!(lines[1].starts_with("isr-edge; hit; ttl="), "{lines:?}");
+    }
+    let etag = miss.header("etag").to_string();
+    let not_modified = get_with(edge.addr, "/page", &[("if-none-match", &etag)]).await;
+    assert_eq!(not_modified.status, 304);
+    assert_eq!(members(&not_modified)[0], "OriginCDN; hit");
+    let passed = get(edge.addr, "/private").await;
+    assert_eq!(
+        members(&passed),
+        ["OriginCDN; hit", "isr-edge; fwd=miss; detail=private"]
+    );
+}

@@ -120,6 +120,9 @@ pub struct Entry {
     initial_age: Millis,
     /// `text/x-component`: an RSC payload, only ever served to `RSC: 1` requests.
     pub is_rsc: bool,
+    /// `Cache-Status` lines from the caches before this one, stored with the head: this
+    /// cache's own member is the line after them.
+    upstream_statuses: u8,
     soft_purged: AtomicBool,
 }
 
@@ -263,9 +266,12 @@ const OWN: u16 = 0x8000;
 const SHARED_VALUE: u32 = u32::MAX;
 
 /// Set per response, never stored. The length is the stored body's (hyper writes it for a GET,
-/// `to_response` for a HEAD), whatever the origin's framing said.
+/// `to_response` for a HEAD), whatever the origin's framing said. `Cache-Status` is stored:
+/// the caches before this one (a CDN behind it, Next.js) keep their members, and this cache's
+/// own goes after them as a field line of its own (RFC 9211 section 2; RFC 9110 section 5.3:
+/// two lines read as one list, in order).
 fn per_response(name: &HeaderName) -> bool {
-    name == header::AGE || name == X_CACHE || name == CACHE_STATUS || name == header::CONTENT_LENGTH
+    name == header::AGE || name == X_CACHE || name == header::CONTENT_LENGTH
 }
 
 impl StoredHeaders {
@@ -493,6 +499,8 @@ impl Entry {
         Entry {
             status: new.status,
             is_rsc: is_rsc_content(&headers),
+            upstream_statuses: u8::try_from(headers.get_all(CACHE_STATUS).iter().count())
+                .unwrap_or(u8::MAX),
             headers: StoredHeaders::new(&headers),
             body: new.body,
             vary: VaryKey::new(new.vary),
@@ -666,12 +674,17 @@ impl Entry {
             // hashed inserts cost as much as the clone).
             let missing_status = cache_status.is_none();
             let (mut age, mut x_cache, mut cache_status) = (Some(age), Some(x_cache), cache_status);
+            let mut upstream_statuses = self.upstream_statuses;
             for (name, value) in headers.iter_mut() {
                 let new = if name == header::AGE {
                     age.take()
                 } else if name == X_CACHE {
                     x_cache.take()
                 } else if name == CACHE_STATUS {
+                    if upstream_statuses > 0 {
+                        upstream_statuses -= 1;
+                        continue;
+                    }
                     cache_status.take()
                 } else {
                     None
@@ -680,7 +693,7 @@ impl Entry {
                     *value = new;
                 }
             }
-            if missing_status {
+            if missing_status && self.upstream_statuses == 0 {
                 headers.remove(CACHE_STATUS);
             }
             return response;

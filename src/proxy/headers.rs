@@ -167,8 +167,9 @@ pub(super) fn mark(
         HeaderName::from_static("x-cache"),
         HeaderValue::from_static(status.x_cache()),
     );
+    // After the members of the caches before this one (RFC 9211 section 2).
     if let Ok(value) = HeaderValue::from_str(&cache_status_header(status, None, detail)) {
-        headers.insert(HeaderName::from_static("cache-status"), value);
+        headers.append(HeaderName::from_static("cache-status"), value);
     }
     response
 }
