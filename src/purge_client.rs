@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
-use crate::config::parse_duration;
+use crate::config::parse_positive_duration;
 use crate::logging::masked_url;
 
 #[derive(Subcommand, Debug, Clone)]
@@ -73,7 +73,7 @@ pub struct RevalidateArgs {
     pub secret_file: Option<PathBuf>,
 
     /// Give up after this long.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 }
 

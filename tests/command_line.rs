@@ -75,3 +75,46 @@ fn bad_values_exit_non_zero_with_one_line_naming_the_flag() {
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
 }
+
+/// Zero passed validation for these and broke serving (`--origin-timeout 0`: 504 "origin did
+/// not answer within 0ns" for most requests; `--max-uri-length 0`: 414 for every request;
+/// `--cache-size 0`: nothing stored while answers said `stored`, and a purge index growing by
+/// one record per URL). Where 0 has a documented meaning it stays accepted.
+#[test]
+fn zero_is_refused_where_it_cannot_work() {
+    for flag in [
+        "--origin-timeout",
+        "--max-uri-length",
+        "--cache-size",
+        "--max-object-size",
+        "--max-body-size",
+        "--header-read-timeout",
+        "--origin-idle-timeout",
+        "--origin-revalidate-timeout",
+    ] {
+        let (code, _, stderr) = run(&["--demo", flag, "0", "--check-config"]);
+        assert_eq!(code, 2, "{flag}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{flag}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{flag}: must be more than 0")),
+            "{flag}: {stderr}"
+        );
+    }
+    let (code, _, stderr) = run(&[
+        "--demo",
+        "--default-ttl",
+        "0",
+        "--stale-if-error",
+        "0",
+        "--max-stale",
+        "0",
+        "--default-swr",
+        "0",
+        "--shutdown-timeout",
+        "0",
+        "--workers",
+        "0",
+        "--check-config",
+    ]);
+    assert_eq!(code, 0, "0 means something for these: {stderr}");
+}

@@ -349,6 +349,32 @@ fn check_config_names_file_line_and_key() {
             "demo = true\nmax_connections = 0\n",
             ":2: max_connections: must be at least 1",
         ),
+        // Zero where zero cannot work (a 0 s origin timeout answered 504 to most requests).
+        (
+            "zero-origin-timeout",
+            "demo = true\norigin_timeout = \"0\"\n",
+            ":2: origin_timeout: must be more than 0",
+        ),
+        (
+            "zero-uri-length",
+            "demo = true\n\nmax_uri_length = 0\n",
+            ":3: max_uri_length: must be more than 0",
+        ),
+        (
+            "zero-header-read-timeout",
+            "demo = true\nheader_read_timeout = 0\n",
+            ":2: header_read_timeout: must be more than 0",
+        ),
+        (
+            "zero-cache-size",
+            "demo = true\ncache_size = \"0\"\n",
+            ":2: cache_size: must be more than 0",
+        ),
+        (
+            "zero-idle-timeout",
+            "demo = true\norigin_idle_timeout = \"0s\"\n",
+            ":2: origin_idle_timeout: must be more than 0",
+        ),
         (
             "tag-headers",
             "demo = true\ntag_headers = [\"bad header\"]\n",

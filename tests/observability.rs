@@ -256,3 +256,19 @@ async fn evictions_by_cause_origin_errors_by_kind_and_refused_requests() {
         assert_eq!(metric(&text, sample), Some(expected), "{sample}\n{text}");
     }
 }
+
+/// `--cache-size 0` is refused: moka drops inserts into a zero-capacity cache without telling
+/// its eviction listener, so the purge index grew by a record per URL. A tiny capacity evicts
+/// through the listener, and the index stays no larger than what is stored.
+#[tokio::test]
+async fn a_tiny_cache_keeps_its_purge_index_in_step() {
+    let origin = Origin::start(|r| Reply::ok(format!("page {}", r.path)).cc("s-maxage=60")).await;
+    let edge = Edge::start(&origin.url(), &["--cache-size", "1"]).await;
+    for i in 0..20 {
+        assert_eq!(get(edge.addr, &format!("/p{i}")).await.status, 200);
+    }
+    let text = metrics_text(&edge).await;
+    let entries = metric(&text, "isr_edge_cache_entries").expect("entries");
+    let indexed = metric(&text, "isr_edge_cache_index_keys").expect("index keys");
+    assert!(indexed <= entries, "{text}");
+}

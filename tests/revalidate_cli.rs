@@ -207,6 +207,20 @@ async fn unreachable_url_and_missing_secret_exit_non_zero() {
     let run = client(&["--url", &url], &[("REVALIDATE_SECRET", SECRET)]).await;
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("nothing to purge"), "{}", run.stderr);
+
+    // A deadline of 0 failed every purge with "no answer within 0ns".
+    let run = client(
+        &["--url", &url, "--path", "/", "--timeout", "0"],
+        &[("REVALIDATE_SECRET", SECRET)],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--timeout") && run.stderr.contains("more than 0"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
 }
 
 /// The client reads a secret file as the server does: one secret per line, commas included.

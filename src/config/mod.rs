@@ -11,7 +11,7 @@ pub mod units;
 
 pub use cli::{AdminListen, BrowserCacheControl, Cli, LogFormat};
 pub use secrets::Secrets;
-pub use units::{parse_duration, parse_size};
+pub use units::{parse_duration, parse_positive_duration, parse_size};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -209,6 +209,7 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        check_not_zero(&cli)?;
         let limits = Limits {
             max_header_size: usize::try_from(cli.max_header_size).unwrap_or(usize::MAX),
             max_uri_length: usize::try_from(cli.max_uri_length).unwrap_or(usize::MAX),
@@ -320,6 +321,79 @@ fn resolve_workers(requested: usize) -> usize {
     match requested {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
+    }
+}
+
+/// Refuses 0 for the settings where it cannot work (each would otherwise pass validation and
+/// break serving: a 0 s origin timeout answers 504 to almost everything, a 0-byte URI limit 414
+/// to everything). Settings where 0 means something stay allowed: `--default-ttl 0` (not
+/// stored), `--stale-if-error 0`, `--default-swr 0`, `--max-stale 0` (no stale window),
+/// `--shutdown-timeout 0` (no drain), `--workers 0` (one per CPU), `--revalidate-rate 0` (off).
+fn check_not_zero(cli: &Cli) -> Result<(), ConfigError> {
+    let zero_sizes: [(&'static str, u64, &str); 4] = [
+        // moka treats a capacity of 0 as "cache disabled" and drops inserts without telling its
+        // eviction listener, so the purge index would keep a record per URL forever while
+        // answers still said `stored`. Any capacity above 0 evicts through the listener.
+        (
+            "cache_size",
+            cli.cache_size,
+            "nothing would be stored; give e.g. 256MiB",
+        ),
+        (
+            "max_object_size",
+            cli.max_object_size,
+            "only empty responses would be stored; give e.g. 8MiB",
+        ),
+        (
+            "max_uri_length",
+            cli.max_uri_length,
+            "every request would get 414; give e.g. 8KiB",
+        ),
+        (
+            "max_body_size",
+            cli.max_body_size,
+            "every request with a body would get 413 (0 does not mean unlimited); give e.g. 10MiB",
+        ),
+    ];
+    let zero_durations: [(&'static str, Duration, &str); 4] = [
+        (
+            "origin_timeout",
+            cli.origin_timeout,
+            "the origin would get no time to answer; give e.g. 10s",
+        ),
+        (
+            "origin_idle_timeout",
+            cli.origin_idle_timeout,
+            "every streamed origin body would be cut off; give e.g. 30s",
+        ),
+        (
+            "origin_revalidate_timeout",
+            cli.origin_revalidate_timeout,
+            "every call to the origin's cache would fail; give e.g. 4s",
+        ),
+        (
+            "header_read_timeout",
+            cli.header_read_timeout,
+            "the timeout is not turned off: idle connections would close within 200 ms; give e.g. 10s",
+        ),
+    ];
+    let zero = zero_sizes
+        .into_iter()
+        .filter(|(_, value, _)| *value == 0)
+        .map(|(key, _, why)| (key, why))
+        .chain(
+            zero_durations
+                .into_iter()
+                .filter(|(_, value, _)| value.is_zero())
+                .map(|(key, _, why)| (key, why)),
+        )
+        .next();
+    match zero {
+        Some((key, why)) => Err(ConfigError::Limit {
+            key,
+            message: format!("must be more than 0: with 0, {why}"),
+        }),
+        None => Ok(()),
     }
 }
 

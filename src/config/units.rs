@@ -40,3 +40,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration ({e}); use e.g. 10s, 500ms, 24h"))
 }
+
+/// [`parse_duration`] for a deadline, where 0 would fail every attempt at once.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "{:?} leaves no time at all; give more than 0, e.g. 30s",
+            text.trim()
+        ));
+    }
+    Ok(duration)
+}
