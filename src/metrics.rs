@@ -116,7 +116,7 @@ impl Metrics {
         let revalidations = Family::<Labels2, Counter>::default();
         registry.register(
             "revalidations",
-            "Revalidation requests by outcome; accepted ones count once per target, by kind",
+            "Revalidation requests by outcome (origin-failed: evicted here, but the origin's own cache was not revalidated); accepted ones count once per target, by kind",
             revalidations.clone(),
         );
         let purge_duration = Histogram::new(exponential_buckets(0.000_01, 4.0, 12));

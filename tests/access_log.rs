@@ -43,6 +43,11 @@ impl Running {
 }
 
 fn start(origin: &str) -> Running {
+    start_with(origin, &["--access-log"])
+}
+
+/// The binary with `--log-format json` and `extra` flags.
+fn start_with(origin: &str, extra: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_isr-edge"))
         .args([
             "--origin",
@@ -52,7 +57,8 @@ fn start(origin: &str) -> Running {
             "--admin-listen",
             "off",
         ])
-        .args(["--log-format", "json", "--access-log"])
+        .args(["--log-format", "json"])
+        .args(extra)
         .env("RUST_LOG", "info")
         .env("REVALIDATE_SECRET", support::SECRET)
         .stdout(Stdio::piped())
@@ -73,17 +79,22 @@ fn start(origin: &str) -> Running {
     Running { child, lines }
 }
 
+/// The public address from the "isr-edge serving" line.
+fn listen_address(serving: &Value) -> SocketAddr {
+    serving["listen"]
+        .as_str()
+        .expect("listen field")
+        .parse()
+        .expect("address")
+}
+
 #[tokio::test]
 async fn json_access_log_has_one_line_per_request_without_secrets() {
     let origin =
         Origin::start(|r| Reply::ok(format!("body of {}", r.path)).cc("s-maxage=60")).await;
     let proxy = start(&origin.url());
     let serving = proxy.next_matching(|v| v["message"] == "isr-edge serving");
-    let addr: SocketAddr = serving["listen"]
-        .as_str()
-        .expect("listen field")
-        .parse()
-        .expect("address");
+    let addr = listen_address(&serving);
     assert_eq!(serving["level"], "INFO");
     assert!(serving["timestamp"].is_string());
 
@@ -114,4 +125,34 @@ async fn json_access_log_has_one_line_per_request_without_secrets() {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
     }
+}
+
+/// A revalidation whose forward to the origin's cache failed is answered 502; its audit line
+/// said `result="ok"` at INFO and the failed call was logged at INFO.
+#[tokio::test]
+async fn a_failed_forward_is_audited_as_a_failure() {
+    let origin =
+        Origin::start(|r| Reply::ok(format!("body of {}", r.path)).cc("s-maxage=60")).await;
+    // A port nothing listens on (bound, then released).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let forward_to = format!("http://{closed}/api/revalidate");
+    let proxy = start_with(&origin.url(), &["--origin-revalidate-url", &forward_to]);
+    let addr = listen_address(&proxy.next_matching(|v| v["message"] == "isr-edge serving"));
+    let answer = support::revalidate(
+        addr,
+        serde_json::json!({"secret": support::SECRET, "paths": ["/"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+
+    let is_audit = |v: &Value| v["target"] == "isr_edge::audit";
+    let forward = proxy.next_matching(|v| is_audit(v) && v.get("url").is_some());
+    assert_eq!(forward["level"], "WARN", "{forward}");
+    assert_eq!(forward["ok"], false, "{forward}");
+    let audit = proxy.next_matching(|v| is_audit(v) && v["message"] == "revalidated");
+    assert_eq!(audit["level"], "WARN", "{audit}");
+    assert_eq!(audit["result"], "origin-failed", "{audit}");
+    assert_eq!(audit["evicted"], 0, "{audit}");
 }

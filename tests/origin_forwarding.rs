@@ -226,6 +226,16 @@ async fn a_failing_origin_gives_502_and_the_local_eviction_still_happens() {
     let after = get(edge.addr, "/p").await;
     assert_eq!(after.cache(), "MISS", "the local eviction happened anyway");
     assert_eq!(after.text(), "render 2");
+    // Counted as what the caller was told (502), not as a success.
+    let text = support::metrics_text(&edge).await;
+    let count = |outcome: &str| {
+        support::metric(
+            &text,
+            &format!("isr_edge_revalidations_total{{outcome=\"{outcome}\",target=\"path\"}}"),
+        )
+    };
+    assert_eq!(count("origin-failed"), Some(4.0), "{text}");
+    assert_eq!(count("ok"), None, "{text}");
 }
 
 /// A scripted Next.js: it keeps its own rendered copy of each page (its ISR cache), serves it

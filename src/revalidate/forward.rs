@@ -191,7 +191,11 @@ impl Forwarder {
             |s| s.is_success(),
         )
         .await;
-        tracing::info!(target: "isr_edge::audit", url = %shown, status = ?result.status, ok = result.ok, error = ?result.error, "forwarded revalidation to origin");
+        if result.ok {
+            tracing::info!(target: "isr_edge::audit", url = %shown, status = ?result.status, ok = result.ok, error = ?result.error, "forwarded revalidation to origin");
+        } else {
+            tracing::warn!(target: "isr_edge::audit", url = %shown, status = ?result.status, ok = result.ok, error = ?result.error, "forwarding the revalidation to the origin failed");
+        }
         CallResult {
             url: Some(shown),
             ..result
@@ -266,7 +270,11 @@ impl Forwarder {
             |s| s.is_success() || s.is_redirection() || s == StatusCode::NOT_FOUND,
         )
         .await;
-        tracing::info!(target: "isr_edge::audit", path = %page.path, status = ?result.status, ok = result.ok, cache = ?result.cache, "asked the origin to regenerate");
+        if result.ok {
+            tracing::info!(target: "isr_edge::audit", path = %page.path, status = ?result.status, ok = result.ok, cache = ?result.cache, "asked the origin to regenerate");
+        } else {
+            tracing::warn!(target: "isr_edge::audit", path = %page.path, status = ?result.status, ok = result.ok, error = ?result.error, "the origin did not regenerate the page");
+        }
         result
     }
 }

@@ -460,7 +460,16 @@ impl Revalidate {
         };
         let metrics = self.proxy.metrics();
         metrics.purge_duration(started.elapsed());
-        let outcome = if request.dry_run { "dry-run" } else { "ok" };
+        // The local eviction happened either way, but the caller is told 502: an origin whose
+        // cache was not refreshed serves the old page again, which is what operators alert on.
+        let origin_failed = forwarded.as_ref().is_some_and(|report| !report.ok());
+        let outcome = if request.dry_run {
+            "dry-run"
+        } else if origin_failed {
+            "origin-failed"
+        } else {
+            "ok"
+        };
         for target in &request.targets {
             metrics.revalidation(outcome, target.kind());
         }
@@ -475,19 +484,29 @@ impl Revalidate {
             PurgeMode::Hard => "hard",
             PurgeMode::Soft => "soft",
         };
-        tracing::info!(
-            target: "isr_edge::audit",
-            caller = %peer,
-            paths = ?request.paths,
-            tags = ?request.tags,
-            evicted = total,
-            mode = mode_name,
-            dry_run = request.dry_run,
-            origin_ok = forwarded.as_ref().map(forward::Report::ok),
-            duration_us = started.elapsed().as_micros() as u64,
-            result = "ok",
-            "revalidated"
-        );
+        // A level must be a constant at its call site: one line, written at either level.
+        macro_rules! audit {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "isr_edge::audit",
+                    caller = %peer,
+                    paths = ?request.paths,
+                    tags = ?request.tags,
+                    evicted = total,
+                    mode = mode_name,
+                    dry_run = request.dry_run,
+                    origin_ok = forwarded.as_ref().map(forward::Report::ok),
+                    duration_us = started.elapsed().as_micros() as u64,
+                    result = outcome,
+                    "revalidated"
+                )
+            };
+        }
+        if origin_failed {
+            audit!(warn);
+        } else {
+            audit!(info);
+        }
         let now = SystemTime::now();
         let mut revalidated = json!({
             "paths": request.paths,
