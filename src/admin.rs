@@ -1,6 +1,7 @@
 //! The admin listener (`--admin-listen`, default 127.0.0.1:9091, never the public port):
 //! `GET /metrics` (Prometheus text), `GET /healthz` (the process answers) and `GET /readyz`
-//! (origins accept TCP connections), for Prometheus and orchestrators. HTTP/1.1 only.
+//! (origins accept TCP connections, and shutdown has not started), for Prometheus and
+//! orchestrators. HTTP/1.1 only.
 //!
 //! With several origins, `/readyz` probes them all at once and answers 200 while at least one
 //! accepts, listing each: readiness takes one replica out of rotation, and one site's origin
@@ -8,6 +9,7 @@
 //! so it must not take the other sites down with it. None reachable is this replica's problem.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +31,8 @@ pub struct Admin {
     /// What `/readyz` probes: a name for the answer ("default" or the site's host) and the
     /// origin's `host:port`.
     origins: Vec<(String, String)>,
+    /// Set when graceful shutdown starts: the public port no longer accepts connections.
+    stopping: AtomicBool,
 }
 
 impl Admin {
@@ -41,7 +45,17 @@ impl Admin {
                 (name.clone(), format!("{host}:{port}"))
             })
             .collect();
-        Admin { metrics, origins }
+        Admin {
+            metrics,
+            origins,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// From now on `/readyz` answers 503; `/healthz` and `/metrics` keep answering while
+    /// in-flight requests finish.
+    pub fn shutting_down(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 
     /// Answers one admin request.
@@ -90,6 +104,12 @@ impl Admin {
 
     /// Probes every origin at once; see the module doc for why one reachable origin is ready.
     async fn readiness(&self) -> Response<Body> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return body::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: shutting down (no new connections; in-flight requests are finishing)\n",
+            );
+        }
         let mut probes = tokio::task::JoinSet::new();
         for (i, (_, address)) in self.origins.iter().enumerate() {
             let address = address.clone();

@@ -124,14 +124,23 @@ pub async fn serve_with_admin(
                 .map(|h| (h.host.clone(), h.url.clone())),
         )
         .collect();
-    let admin_task = match admin {
+    let (admin_task, admin_state) = match admin {
         Some(admin_listener) => {
             let address = admin_listener.local_addr()?;
             let state = Arc::new(admin::Admin::new(app.proxy().metrics().clone(), &probed));
             tracing::info!(%address, "admin listener: /metrics /healthz /readyz");
-            Some(tokio::spawn(admin::serve(admin_listener, state)))
+            let task = tokio::spawn(admin::serve(admin_listener, state.clone()));
+            (Some(task), Some(state))
         }
-        _ => None,
+        _ => (None, None),
+    };
+    // Readiness turns 503 before the server stops accepting, so an orchestrator takes this
+    // replica out of rotation while its in-flight requests finish.
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(state) = admin_state {
+            state.shutting_down();
+        }
     };
     let default_origin = origin
         .map(|o| logging::masked_url(&o.to_string()).into_owned())

@@ -51,3 +51,40 @@ async fn shutdown_deadline_bounds_the_wait() {
         .expect("the deadline ends the wait")
         .expect("serve task");
 }
+
+/// Once shutdown starts the public port refuses new connections, so `/readyz` must say so
+/// (it answered 200 "ready" while a request was still in flight); `/healthz` stays 200.
+#[tokio::test]
+async fn readiness_fails_as_soon_as_shutdown_starts() {
+    let origin = Origin::start(|_| {
+        Reply::ok("slow but complete")
+            .cc("no-store")
+            .delay(Duration::from_secs(3))
+    })
+    .await;
+    let mut edge = Edge::start(&origin.url(), &[]).await;
+    let admin = edge.admin.expect("admin listener");
+    assert_eq!(get(admin, "/readyz").await.status, 200);
+    let addr = edge.addr;
+    let slow = tokio::spawn(async move { get(addr, "/slow").await });
+    assert!(eventually(Duration::from_secs(2), || origin.count("/slow") == 1).await);
+    edge.shutdown();
+    let mut readiness = get(admin, "/readyz").await;
+    for _ in 0..50 {
+        if readiness.status != 200 || slow.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        readiness = get(admin, "/readyz").await;
+    }
+    assert!(!slow.is_finished(), "the request is still in flight");
+    assert_eq!(readiness.status, 503, "{}", readiness.text());
+    assert!(
+        readiness.text().contains("shutting down"),
+        "{}",
+        readiness.text()
+    );
+    assert_eq!(get(admin, "/healthz").await.status, 200);
+    let response = slow.await.expect("slow client");
+    assert_eq!(response.status, 200, "in-flight requests still finish");
+}
