@@ -128,31 +128,65 @@ async fn json_access_log_has_one_line_per_request_without_secrets() {
 }
 
 /// A revalidation whose forward to the origin's cache failed is answered 502; its audit line
-/// said `result="ok"` at INFO and the failed call was logged at INFO.
+/// said `result="ok"` at INFO and the failed call was logged at INFO. The fields are plain
+/// JSON values: they were Rust debug strings (`"status":"Some(200)"`, `"error":"None"`,
+/// `"paths":"[\"/\"]"`).
 #[tokio::test]
-async fn a_failed_forward_is_audited_as_a_failure() {
+async fn a_failed_forward_is_audited_as_a_failure_in_plain_fields() {
     let origin =
         Origin::start(|r| Reply::ok(format!("body of {}", r.path)).cc("s-maxage=60")).await;
+    let app = Origin::start(|_| Reply::ok(r#"{"success":true}"#)).await;
     // A port nothing listens on (bound, then released).
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port");
-    let forward_to = format!("http://{closed}/api/revalidate");
-    let proxy = start_with(&origin.url(), &["--origin-revalidate-url", &forward_to]);
+    let dead = format!("http://{closed}/api/revalidate");
+    let live = format!("{}/api/revalidate", app.url());
+    let proxy = start_with(
+        &origin.url(),
+        &[
+            "--origin-revalidate-url",
+            &live,
+            "--origin-revalidate-url",
+            &dead,
+        ],
+    );
     let addr = listen_address(&proxy.next_matching(|v| v["message"] == "isr-edge serving"));
     let answer = support::revalidate(
         addr,
-        serde_json::json!({"secret": support::SECRET, "paths": ["/"]}),
+        serde_json::json!({"secret": support::SECRET, "paths": ["/", "/products"], "tags": ["products"]}),
     )
     .await;
     assert_eq!(answer.status, 502, "{}", answer.text());
 
     let is_audit = |v: &Value| v["target"] == "isr_edge::audit";
-    let forward = proxy.next_matching(|v| is_audit(v) && v.get("url").is_some());
-    assert_eq!(forward["level"], "WARN", "{forward}");
-    assert_eq!(forward["ok"], false, "{forward}");
+    // Both calls run at once, so their lines come in either order: collect both first.
+    let (mut told, mut failed) = (None, None);
+    while told.is_none() || failed.is_none() {
+        let line = proxy.next_matching(|v| is_audit(v) && v.get("url").is_some());
+        if line["url"] == live.as_str() {
+            told = Some(line);
+        } else {
+            failed = Some(line);
+        }
+    }
+    let told = told.expect("live forward line");
+    assert_eq!(told["level"], "INFO", "{told}");
+    assert_eq!(told["status"], 200, "{told}");
+    assert_eq!(told["ok"], true, "{told}");
+    assert!(told.get("error").is_none(), "{told}");
+    let failed = failed.expect("dead forward line");
+    assert_eq!(failed["level"], "WARN", "{failed}");
+    assert_eq!(failed["ok"], false, "{failed}");
+    assert!(failed.get("status").is_none(), "{failed}");
+    let error = failed["error"].as_str().expect("error text");
+    assert!(!error.is_empty() && !error.starts_with("Some("), "{failed}");
+
     let audit = proxy.next_matching(|v| is_audit(v) && v["message"] == "revalidated");
     assert_eq!(audit["level"], "WARN", "{audit}");
     assert_eq!(audit["result"], "origin-failed", "{audit}");
     assert_eq!(audit["evicted"], 0, "{audit}");
+    assert_eq!(audit["paths"], "/,/products", "{audit}");
+    assert_eq!(audit["tags"], "products", "{audit}");
+    assert_eq!(audit["origin_ok"], false, "{audit}");
 }

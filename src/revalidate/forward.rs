@@ -192,9 +192,9 @@ impl Forwarder {
         )
         .await;
         if result.ok {
-            tracing::info!(target: "isr_edge::audit", url = %shown, status = ?result.status, ok = result.ok, error = ?result.error, "forwarded revalidation to origin");
+            tracing::info!(target: "isr_edge::audit", url = %shown, status = result.status, ok = result.ok, error = result.error.as_deref(), "forwarded revalidation to origin");
         } else {
-            tracing::warn!(target: "isr_edge::audit", url = %shown, status = ?result.status, ok = result.ok, error = ?result.error, "forwarding the revalidation to the origin failed");
+            tracing::warn!(target: "isr_edge::audit", url = %shown, status = result.status, ok = result.ok, error = result.error.as_deref(), "forwarding the revalidation to the origin failed");
         }
         CallResult {
             url: Some(shown),
@@ -271,9 +271,9 @@ impl Forwarder {
         )
         .await;
         if result.ok {
-            tracing::info!(target: "isr_edge::audit", path = %page.path, status = ?result.status, ok = result.ok, cache = ?result.cache, "asked the origin to regenerate");
+            tracing::info!(target: "isr_edge::audit", path = %page.path, status = result.status, ok = result.ok, cache = result.cache.as_deref(), "asked the origin to regenerate");
         } else {
-            tracing::warn!(target: "isr_edge::audit", path = %page.path, status = ?result.status, ok = result.ok, error = ?result.error, "the origin did not regenerate the page");
+            tracing::warn!(target: "isr_edge::audit", path = %page.path, status = result.status, ok = result.ok, error = result.error.as_deref(), "the origin did not regenerate the page");
         }
         result
     }

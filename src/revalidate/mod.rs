@@ -484,14 +484,18 @@ impl Revalidate {
             PurgeMode::Hard => "hard",
             PurgeMode::Soft => "soft",
         };
+        // Plain text rather than a Debug list (`["/"]`, which JSON logs carried as an escaped
+        // string), comma-joined as the query-string form takes them; absent when empty.
+        let listed = |items: &[String]| (!items.is_empty()).then(|| items.join(","));
+        let (paths, tags) = (listed(&request.paths), listed(&request.tags));
         // A level must be a constant at its call site: one line, written at either level.
         macro_rules! audit {
             ($level:ident) => {
                 tracing::$level!(
                     target: "isr_edge::audit",
                     caller = %peer,
-                    paths = ?request.paths,
-                    tags = ?request.tags,
+                    paths = paths.as_deref(),
+                    tags = tags.as_deref(),
                     evicted = total,
                     mode = mode_name,
                     dry_run = request.dry_run,
