@@ -37,6 +37,10 @@ async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
     let origin = origin().await;
     let edge = Edge::start(&origin.url(), &[]).await;
     let bearer = format!("Bearer {SECRET}");
+    // RFC 9110 section 11.1: the scheme is case-insensitive (`bearer` was refused with 401).
+    let lowercase = format!("bearer {SECRET}");
+    let uppercase = format!("BEARER {SECRET}");
+    let other_scheme = format!("Basic {SECRET}");
     let query = format!("/api/revalidate?secret={SECRET}");
     let forms: Vec<(&str, String, Headers, serde_json::Value)> = vec![
         (
@@ -49,6 +53,18 @@ async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
             "bearer",
             "/api/revalidate".into(),
             vec![("authorization", bearer.as_str())],
+            json!({"paths": ["/a"]}),
+        ),
+        (
+            "bearer-lowercase",
+            "/api/revalidate".into(),
+            vec![("authorization", lowercase.as_str())],
+            json!({"paths": ["/a"]}),
+        ),
+        (
+            "bearer-uppercase",
+            "/api/revalidate".into(),
+            vec![("authorization", uppercase.as_str())],
             json!({"paths": ["/a"]}),
         ),
         (
@@ -79,6 +95,16 @@ async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
         (
             "bearer",
             vec![("authorization", "Bearer nope")],
+            json!({"paths": ["/a"]}),
+        ),
+        (
+            "bearer-lowercase",
+            vec![("authorization", "bearer nope")],
+            json!({"paths": ["/a"]}),
+        ),
+        (
+            "another-scheme",
+            vec![("authorization", other_scheme.as_str())],
             json!({"paths": ["/a"]}),
         ),
         (

@@ -575,12 +575,15 @@ pub(crate) fn without_query(path: &str) -> &str {
     path.split(['?', '#']).next().unwrap_or(path)
 }
 
+/// The credentials of `Authorization: Bearer <secret>`. The scheme is matched without regard to
+/// case (RFC 9110 section 11.1: `bearer` and `BEARER` are the same scheme); the secret itself
+/// is compared by [`Secrets::verify`], in constant time.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(credentials.trim())
 }
 
 fn revalidate_secret_header(headers: &HeaderMap) -> Option<&str> {
