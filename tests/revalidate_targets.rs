@@ -576,6 +576,12 @@ async fn a_dry_run_counts_and_lists_but_evicts_nothing() {
     assert_eq!(dry["dry_run"], true);
     assert_eq!(dry["would_evict"], 120);
     assert_eq!(dry["evicted"], 0);
+    // Each target says the same (its `evicted` was the would-evict count).
+    assert_eq!(
+        dry["targets"],
+        json!([{"type": "layout", "target": "/d", "evicted": 0, "would_evict": 120}]),
+        "{dry}"
+    );
     assert_eq!(dry["cache_version"], 0, "a dry run is not a revalidation");
     assert_eq!(dry["examples"].as_array().expect("examples").len(), 100);
     for page in &pages {

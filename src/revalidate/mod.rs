@@ -444,7 +444,15 @@ impl Revalidate {
             let count: PurgeCount =
                 purge_target(cache, target, host, mode, request.dry_run, examples_wanted);
             total += count.responses;
-            per_target.push(json!({"type": target.kind(), "target": target.value(), "evicted": count.responses}));
+            let mut reported = json!({"type": target.kind(), "target": target.value()});
+            // As at the top level: a dry run evicts nothing, and says what it would have.
+            if request.dry_run {
+                reported["evicted"] = json!(0);
+                reported["would_evict"] = json!(count.responses);
+            } else {
+                reported["evicted"] = json!(count.responses);
+            }
+            per_target.push(reported);
             examples.extend(
                 count
                     .examples
