@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use http::{header, Method, Request, Uri};
+use http::{header, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -214,28 +214,64 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
         Some(value) => serde_json::to_string_pretty(value).ok(),
         None => Some(String::from_utf8_lossy(&body).into_owned()),
     };
+    Outcome {
+        answer,
+        failure: judge(status, parsed.as_ref(), &body),
+    }
+}
+
+/// Longest part of an answer that is not JSON quoted in the one-line reason.
+const EXCERPT_CHARS: usize = 80;
+
+/// `None` when the endpoint reported success; else the one-line reason, which always says
+/// something after its colon (a reverse proxy's HTML error page or an app's own route answering
+/// 200 with HTML once gave `the endpoint did not report success: ` and nothing more).
+fn judge(status: StatusCode, parsed: Option<&Value>, body: &[u8]) -> Option<String> {
     let message = parsed
-        .as_ref()
         .and_then(|v| v.get("message"))
         .and_then(Value::as_str)
-        .unwrap_or("");
-    let failure = if !status.is_success() {
-        Some(
-            format!("HTTP {status}: {message}")
-                .trim_end_matches(": ")
-                .to_string(),
-        )
-    } else if parsed
-        .as_ref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    let succeeded = parsed
         .and_then(|v| v.get("success"))
         .and_then(Value::as_bool)
-        != Some(true)
-    {
-        Some(format!("the endpoint did not report success: {message}"))
-    } else {
-        None
+        == Some(true);
+    if status.is_success() && succeeded {
+        return None;
+    }
+    let why = match (message, parsed) {
+        (Some(message), _) => message.to_string(),
+        (None, Some(_)) if status.is_success() => {
+            "the JSON answer has no \"success\": true and no message".to_string()
+        }
+        (None, Some(_)) => "the JSON answer has no message".to_string(),
+        (None, None) if body.iter().all(u8::is_ascii_whitespace) => {
+            "the answer was empty; is --url the revalidation endpoint (.../api/revalidate)?"
+                .to_string()
+        }
+        (None, None) => format!(
+            "the answer is not JSON ({}); is --url the revalidation endpoint (.../api/revalidate)?",
+            excerpt(body)
+        ),
     };
-    Outcome { answer, failure }
+    Some(if status.is_success() {
+        format!("the endpoint did not report success (HTTP {status}): {why}")
+    } else {
+        format!("HTTP {status}: {why}")
+    })
+}
+
+/// The start of a body as one printable line: whitespace runs (newlines included) become one
+/// space, other control characters (terminal escapes) are escaped by `{:?}`.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let line = words.join(" ");
+    let mut short: String = line.chars().take(EXCERPT_CHARS).collect();
+    if short.len() < line.len() {
+        short.push('…');
+    }
+    format!("{short:?}")
 }
 
 #[cfg(test)]
@@ -280,6 +316,47 @@ mod tests {
             request_body(&args),
             json!({"tags": ["x"], "dry_run": true, "warm": true})
         );
+    }
+
+    /// Every failure says why after its colon, in one line, and quotes no more than a short,
+    /// escaped excerpt of an answer that is not JSON.
+    #[test]
+    fn reasons_are_never_empty() {
+        let ok = StatusCode::OK;
+        let html = b"<!doctype html>\n<html><body>\x1b[31mWelcome</body></html>";
+        let reason = judge(ok, None, html).expect("not JSON is a failure");
+        assert!(
+            reason.starts_with(
+                "the endpoint did not report success (HTTP 200 OK): the answer is not JSON"
+            ),
+            "{reason}"
+        );
+        assert!(reason.contains("<!doctype html> <html>"), "{reason}");
+        assert!(
+            !reason.contains('\n') && !reason.contains('\x1b'),
+            "{reason}"
+        );
+        let long = "x".repeat(5000);
+        let reason = judge(ok, None, long.as_bytes()).expect("failure");
+        assert!(reason.len() < 300, "{reason}");
+        let reason = judge(ok, None, b"").expect("empty is a failure");
+        assert!(reason.contains("the answer was empty"), "{reason}");
+        let reason = judge(ok, Some(&json!({"success": false})), b"").expect("failure");
+        assert!(
+            reason.ends_with("no \"success\": true and no message"),
+            "{reason}"
+        );
+        let reason = judge(StatusCode::BAD_GATEWAY, None, b"<html>502</html>").expect("failure");
+        assert!(
+            reason.starts_with("HTTP 502 Bad Gateway: the answer is not JSON"),
+            "{reason}"
+        );
+        let refused = json!({"success": false, "message": "Invalid secret"});
+        assert_eq!(
+            judge(StatusCode::UNAUTHORIZED, Some(&refused), b"").as_deref(),
+            Some("HTTP 401 Unauthorized: Invalid secret")
+        );
+        assert_eq!(judge(ok, Some(&json!({"success": true})), b""), None);
     }
 
     #[test]

@@ -242,3 +242,26 @@ async fn a_secret_file_line_with_a_comma_is_one_secret() {
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
     assert_eq!(run.json()["success"], true);
 }
+
+/// A URL that answers 200 with something other than the endpoint's JSON (an app's home page):
+/// the reason said `the endpoint did not report success: ` and nothing after it.
+#[tokio::test]
+async fn an_answer_that_is_not_json_is_named_in_the_reason() {
+    let app = Origin::start(|_| {
+        Reply::ok("<!doctype html>\n<html><title>Shop</title></html>")
+            .header("content-type", "text/html")
+    })
+    .await;
+    let url = format!("{}/", app.url());
+    let run = client(
+        &["--url", &url, "--path", "/"],
+        &[("REVALIDATE_SECRET", SECRET)],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    for expected in ["HTTP 200 OK", "not JSON", "<!doctype html> <html>", "--url"] {
+        assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
+    }
+    assert!(!run.stderr.contains(SECRET));
+}
