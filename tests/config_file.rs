@@ -416,6 +416,12 @@ fn check_config_names_file_line_and_key() {
             "demo = true\n[[route]]\nmatch = \"/products/[slug\"\nttl = 5\n",
             ":3: route.match: match \"/products/[slug\": segment \"[slug\" is not a dynamic segment",
         ),
+        // Rules match paths: one with a query could never match (it passed --check-config).
+        (
+            "query",
+            "demo = true\n[[route]]\nmatch = \"/search?q=shoes\"\nttl = 5\n",
+            ":3: route.match: match \"/search?q=shoes\": routes match paths, not query strings",
+        ),
         (
             "catch-all",
             "demo = true\n[[route]]\nmatch = \"/a/[...x]/b\"\nttl = 5\n",

@@ -143,6 +143,16 @@ pub(super) fn sections(
                 format!("match {source:?} must start with '/', e.g. \"/products/[slug]\"");
             return Err(at(route.pattern.span(), "route.match", message));
         }
+        // Rules are matched against the page path, so a rule naming a query (or a fragment,
+        // which never reaches a server) would never match: refused rather than ignored.
+        if let Some(at_char) = source.find(['?', '#']) {
+            let path = &source[..at_char];
+            let message = format!(
+                "match {source:?}: routes match paths, not query strings or fragments; write \
+                 {path:?} (the rule then applies to every query string of that page)"
+            );
+            return Err(at(route.pattern.span(), "route.match", message));
+        }
         if let Err(problem) = Pattern::check(source) {
             let message = format!("match {source:?}: {problem}");
             return Err(at(route.pattern.span(), "route.match", message));
