@@ -172,6 +172,23 @@ async fn refusals_have_status_and_message_and_evict_nothing() {
             400,
             "unknown field \"pahts\"",
         ),
+        // A null target (a backend serialising an unset variable) was a 200 that purged
+        // nothing, yet bumped cache_version.
+        (
+            json!({"secret": SECRET, "paths": null}).to_string(),
+            400,
+            "paths must be a list of strings like [\"/\", \"/products\"], not null",
+        ),
+        (
+            json!({"secret": SECRET, "path": null}).to_string(),
+            400,
+            "path must be a string starting with '/' (or a list of them), not null",
+        ),
+        (
+            json!({"secret": SECRET, "tags": null}).to_string(),
+            400,
+            "tags must be a string or a list of strings",
+        ),
         (huge, 413, "64 KiB"),
     ];
     for (body, status, message) in cases {

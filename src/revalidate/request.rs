@@ -264,8 +264,16 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
             ))),
         }
     };
+    // A target field that is `null` is refused, not read as "no target": it is most often a
+    // backend serialising a variable it never filled, and a 200 would hide that nothing was
+    // purged. (Options such as `type`, `mode` or `warm` may be null: null means the default.)
     match object.get("paths") {
-        None | Some(Value::Null) => {}
+        None => {}
+        Some(Value::Null) => {
+            return Err(bad(
+                "paths must be a list of strings like [\"/\", \"/products\"], not null",
+            ))
+        }
         Some(Value::Array(items)) => {
             if items.len() > MAX_TARGETS {
                 return Err(bad(format!(
@@ -284,7 +292,12 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
         }
     }
     match object.get("path") {
-        None | Some(Value::Null) => {}
+        None => {}
+        Some(Value::Null) => {
+            return Err(bad(
+                "path must be a string starting with '/' (or a list of them), not null",
+            ))
+        }
         Some(value @ (Value::String(_) | Value::Object(_))) => {
             add_path(value, "path", &mut request)?
         }
@@ -307,7 +320,12 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
     };
     for field in ["tag", "tags"] {
         match object.get(field) {
-            None | Some(Value::Null) => {}
+            None => {}
+            Some(Value::Null) => {
+                return Err(bad(format!(
+                    "{field} must be a string or a list of strings like [\"products\"], not null"
+                )))
+            }
             Some(Value::Array(items)) => {
                 for item in items {
                     add_tag(item, &mut request)?;
@@ -482,6 +500,10 @@ mod tests {
             br#"{"paths":["/"],"type":"segment"}"#,
             br#"{"paths":["/"],"mode":"gentle"}"#,
             br#"{"all":"yes"}"#,
+            br#"{"paths":null}"#,
+            br#"{"path":null}"#,
+            br#"{"tags":null}"#,
+            br#"{"tag":null,"paths":["/"]}"#,
         ];
         for body in cases {
             assert!(
