@@ -608,6 +608,33 @@ async fn a_client_error_for_one_request_evicts_nothing() {
     );
 }
 
+/// A page withdrawn behind a login or for legal reasons (401, 403, 451 to everyone) loses its
+/// stored copy: it must not stay public for the whole stale window.
+#[tokio::test]
+async fn a_page_answering_403_to_everyone_drops_its_copy() {
+    let origin = Origin::start(|r| {
+        if r.count == 1 {
+            Reply::ok("public").cc("s-maxage=1, stale-while-revalidate=600")
+        } else {
+            Reply::ok("forbidden").status(403)
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/gone").await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(edge.addr, "/gone").await.cache(), "STALE");
+    let mut latest = get(edge.addr, "/gone").await;
+    for _ in 0..50 {
+        if latest.cache() != "STALE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        latest = get(edge.addr, "/gone").await;
+    }
+    assert_eq!((latest.status, latest.text().as_str()), (403, "forbidden"));
+}
+
 /// A variant whose refresh comes back private is dropped (it must not be served stale for the
 /// whole window), and only that variant: the others were not re-rendered.
 #[tokio::test]

@@ -133,3 +133,58 @@ fn a_lookup_after_a_purge_finds_nothing() {
     assert_eq!(count.urls, 1);
     assert!(cache.lookup(&key, &HeaderMap::new()).is_none());
 }
+
+/// A variant withdrawn (its origin's newer answer could not be stored) while a hard purge runs
+/// over the same URLs never brings a purged page back: every URL the purge selected is gone
+/// for every variant afterwards, whichever of the two reached a URL first.
+#[test]
+fn withdrawing_variants_during_a_purge_never_brings_a_purged_page_back() {
+    const URLS: usize = 20_000;
+    let cache = Arc::new(Cache::new(1 << 30));
+    let language = |value: &str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "accept-language",
+            http::HeaderValue::from_str(value).expect("value"),
+        );
+        headers
+    };
+    let keys: Vec<_> = (0..URLS)
+        .map(|i| primary_key("h", &format!("/p{i}"), None))
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        for value in ["en", "fr"] {
+            let mut entry = new_entry(i);
+            entry.vary = vec![(
+                http::HeaderName::from_static("accept-language"),
+                Some(value.to_string()),
+            )];
+            let epoch = cache.epoch();
+            cache.admit(key, &format!("/p{i}"), entry, epoch);
+        }
+    }
+    let (english, french) = (language("en"), language("fr"));
+    assert!(keys.iter().all(|key| cache.lookup(key, &english).is_some()));
+    let purging = {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            cache
+                .purge(&Selector::Tag("all-pages"), None, PurgeMode::Hard, false, 0)
+                .urls
+        })
+    };
+    let mut withdrawn = 0;
+    for key in keys.iter().rev() {
+        withdrawn += usize::from(cache.forget_answered(key, &french));
+    }
+    let purged = purging.join().expect("purge thread");
+    cache.sync();
+    assert!(
+        purged > 0 && withdrawn > 0,
+        "purged {purged}, withdrew {withdrawn}"
+    );
+    for key in &keys {
+        assert!(cache.lookup(key, &english).is_none(), "{key:?} came back");
+        assert!(cache.lookup(key, &french).is_none(), "{key:?} came back");
+    }
+}

@@ -124,6 +124,11 @@ pub struct Entry {
     /// cache's own member is the line after them.
     upstream_statuses: u8,
     soft_purged: AtomicBool,
+    /// The origin's newer answer for this variant could not be stored (private now, too
+    /// large): lookups pass it by until its value is replaced or evicted. A flag on the entry,
+    /// not a new value, so an admission or purge running at the same moment cannot undo it
+    /// or be undone by it.
+    withdrawn: AtomicBool,
 }
 
 /// A power of two: the set is the top bits of a hash.
@@ -509,6 +514,7 @@ impl Entry {
             stored_at: now,
             initial_age: Millis::of(new.initial_age),
             soft_purged: AtomicBool::new(false),
+            withdrawn: AtomicBool::new(false),
         }
     }
 
@@ -552,6 +558,15 @@ impl Entry {
 
     pub fn is_soft_purged(&self) -> bool {
         self.soft_purged.load(Ordering::Relaxed)
+    }
+
+    /// Takes this variant out of service; true if it was in service until now.
+    pub fn withdraw(&self) -> bool {
+        !self.withdrawn.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn is_withdrawn(&self) -> bool {
+        self.withdrawn.load(Ordering::Acquire)
     }
 
     /// Whether this variant answers `request`: every header its `Vary` names has the value it

@@ -140,6 +140,17 @@ impl Variants {
     }
 }
 
+/// Removes `key` if it still holds value `id` (a newer admission is left alone), unmarked: the
+/// eviction listener counts it as uncacheable, not purged.
+fn drop_if_id(store: &moka::sync::Cache<Key, Arc<Variants>>, key: &Key, id: u64) {
+    store
+        .entry(key.clone())
+        .and_compute_with(|current| match current {
+            Some(c) if c.value().id == id => moka::ops::compute::Op::Remove,
+            _ => moka::ops::compute::Op::Nop,
+        });
+}
+
 /// Removes `key` for a purge if it still holds value `id` (a newer admission is left alone).
 /// The value is marked purged first, which is also how the eviction listener tells a purge
 /// from the proxy dropping a URL that stopped being cacheable.
@@ -200,6 +211,7 @@ impl Cache {
             .entries
             .iter()
             .find(|e| e.matches(request))
+            .filter(|e| !e.is_withdrawn())
             .cloned()
     }
 
@@ -249,6 +261,7 @@ impl Cache {
                         .filter(|e| {
                             same_vary_names(e)
                                 && (!e.same_vary(&inserted) || e.is_rsc != inserted.is_rsc)
+                                && !e.is_withdrawn()
                         })
                         .filter(|e| !e.lifetime().keep_for().saturating_sub(e.age(now)).is_zero())
                         .cloned(),
@@ -345,37 +358,27 @@ impl Cache {
         self.removals.send(&self.store, removals);
     }
 
-    /// Drops the stored variants `request` would be answered with, when the origin's answer to
-    /// it can no longer be stored (the page turned private, grew past the size limit...): the
-    /// old copy must not outlive that answer. Variants made for other request header values
-    /// (`Vary`), and the RSC payload for an HTML request or the reverse, are kept: the answer
-    /// says nothing about them, and a client must not evict what others are served. No purge
-    /// epoch is bumped: this is the proxy's own bookkeeping, and must not make concurrent
-    /// fetches of other URLs unstorable the way a revalidation does. True if anything went.
-    pub fn forget_answered(&self, key: &Key, page: &str, request: &HeaderMap) -> bool {
-        let now = Instant::now();
-        let mut dropped = false;
-        self.store.entry(key.clone()).and_compute_with(|current| {
-            let Some(current) = current.filter(|c| c.value().is_live()) else {
-                return moka::ops::compute::Op::Nop;
-            };
-            let entries = &current.value().entries;
-            let kept: Vec<Arc<Entry>> = entries
-                .iter()
-                .filter(|e| !e.matches(request))
-                .cloned()
-                .collect();
-            if kept.len() == entries.len() {
-                return moka::ops::compute::Op::Nop;
-            }
-            dropped = true;
-            if kept.is_empty() {
-                return moka::ops::compute::Op::Remove;
-            }
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            moka::ops::compute::Op::Put(self.indexed_value(key, page, id, kept, now).0)
-        });
-        dropped
+    /// Withdraws the stored variants `request` would be answered with, when the origin's
+    /// answer to it can no longer be stored (the page turned private, grew past the size
+    /// limit...): the old copy must not outlive that answer. Variants made for other request
+    /// header values (`Vary`), and the RSC payload for an HTML request or the reverse, stay:
+    /// the answer says nothing about them, and a client must not evict what others are served.
+    /// No purge epoch is bumped: this is the proxy's own bookkeeping, and must not make
+    /// concurrent fetches of other URLs unstorable the way a revalidation does. When nothing
+    /// is left in service, the URL's value goes (counted as an uncacheable eviction). True if
+    /// anything was withdrawn.
+    pub fn forget_answered(&self, key: &Key, request: &HeaderMap) -> bool {
+        let Some(value) = self.store.get(key.as_ref()).filter(|v| v.is_live()) else {
+            return false;
+        };
+        let mut withdrew = false;
+        for entry in value.entries.iter().filter(|e| e.matches(request)) {
+            withdrew |= entry.withdraw();
+        }
+        if withdrew && value.entries.iter().all(|e| e.is_withdrawn()) {
+            drop_if_id(&self.store, key, value.id);
+        }
+        withdrew
     }
 
     /// The value stored for `key` holding `entries`, recorded in the index (with the tags of

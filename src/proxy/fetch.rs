@@ -108,11 +108,11 @@ impl Proxy {
         let lifetime = match lifetime {
             Ok(lifetime) => lifetime,
             Err(why) => {
-                // A 4xx the cache does not keep (a header the origin refused, a rate limit, a
-                // login wall) answers this request, not the page: it must not evict the copy
-                // everyone else is served. Any other answer that cannot be stored is the page's
-                // new state.
-                if !(why == policy::NotStorable::Status && status.is_client_error()) {
+                // A 4xx about the request (a header the origin refused, a rate limit) must not
+                // evict the copy everyone else is served. Any other answer that cannot be stored
+                // is the page's new state: a redirect, or a 401/403/451 for a page withdrawn
+                // (a personal one is kept out by the credentials guard).
+                if !(why == policy::NotStorable::Status && about_the_request(status)) {
                     self.drop_replaced_copy(&fetch);
                 }
                 return Fetched::Uncacheable(self.relay(
@@ -267,10 +267,17 @@ impl Proxy {
         let credentials = fetch.headers.contains_key(header::AUTHORIZATION)
             || fetch.headers.contains_key(header::COOKIE);
         if !credentials {
-            self.cache
-                .forget_answered(&fetch.key, &fetch.page, &fetch.headers);
+            self.cache.forget_answered(&fetch.key, &fetch.headers);
         }
     }
+}
+
+/// Statuses that answer something about the request itself rather than the page it names.
+fn about_the_request(status: http::StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        400 | 406 | 408 | 411 | 412 | 413 | 415 | 416 | 417 | 421 | 428 | 429 | 431
+    )
 }
 
 enum Read {
