@@ -308,6 +308,7 @@ async fn browser_cache_control_keeps_origin_max_age_and_can_be_turned_off() {
 async fn answers_passed_through_do_not_hand_browsers_shared_cache_directives() {
     let origin = Origin::start(|r| match r.path.as_str() {
         "/personal" => Reply::ok("x").cc("private, max-age=0"),
+        "/account" => Reply::ok("x").cc("no-cache, stale-if-error=86400"),
         "/big" => Reply::ok("x".repeat(4096)).cc("s-maxage=60, stale-while-revalidate=31536000"),
         _ => Reply::ok("x").cc("s-maxage=60, stale-while-revalidate=31536000"),
     })
@@ -336,6 +337,15 @@ async fn answers_passed_through_do_not_hand_browsers_shared_cache_directives() {
     );
     let personal = get(edge.addr, "/personal").await;
     assert_eq!(personal.header("cache-control"), "private, max-age=0");
+    // Never `public` where the origin did not let shared caches store it.
+    let account = get_with(edge.addr, "/account", &[("authorization", "Bearer t")]).await;
+    assert!(account
+        .header("cache-status")
+        .contains("detail=authorization"));
+    assert_eq!(
+        account.header("cache-control"),
+        "private, max-age=0, must-revalidate"
+    );
 
     let passthrough = Edge::start(
         &origin.url(),
@@ -756,7 +766,10 @@ async fn cache_status_keeps_the_members_of_caches_before_this_one() {
     let etag = miss.header("etag").to_string();
     let not_modified = get_with(edge.addr, "/page", &[("if-none-match", &etag)]).await;
     assert_eq!(not_modified.status, 304);
-    assert_eq!(members(&not_modified)[0], "OriginCDN; hit");
+    let lines = members(&not_modified);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0], "OriginCDN; hit");
+    assert!(lines[1].starts_with("isr-edge; hit; ttl="), "{lines:?}");
     let passed = get(edge.addr, "/private").await;
     assert_eq!(
         members(&passed),

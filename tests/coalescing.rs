@@ -126,3 +126,72 @@ async fn waiters_get_the_origins_own_error_page() {
         assert_eq!(response.cache(), "MISS");
     }
 }
+
+/// An error page that sets a cookie (a Laravel 500 sets the session of the request that caused
+/// it) goes to that request alone; the others get the proxy's own error, from the same single
+/// origin request.
+#[tokio::test]
+async fn an_error_page_setting_a_cookie_is_not_shared() {
+    let origin = Origin::start(|_| {
+        Reply::ok("error page for this session")
+            .status(500)
+            .header("set-cookie", "sid=session-of-the-first")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let responses = burst(edge.addr, "/fails", 10).await;
+    assert_eq!(origin.count("/fails"), 1);
+    let with_cookie = responses
+        .iter()
+        .filter(|r| !r.header("set-cookie").is_empty())
+        .count();
+    assert_eq!(with_cookie, 1, "only the request that caused it");
+    for response in responses
+        .iter()
+        .filter(|r| r.header("set-cookie").is_empty())
+    {
+        assert_eq!(response.status, 500);
+        assert!(
+            response
+                .text()
+                .starts_with("500 Internal Server Error: origin"),
+            "{}",
+            response.text()
+        );
+    }
+}
+
+/// A compressed error page goes only to the requests of its encoding class: one that accepts
+/// no encoding must not get a body it cannot read.
+#[tokio::test]
+async fn an_encoded_error_page_is_shared_only_within_its_encoding() {
+    let origin = Origin::start(|r| {
+        let reply = Reply::ok("maintenance")
+            .status(503)
+            .delay(Duration::from_millis(400));
+        // The edge asks for the client's class only (`br` for "gzip, br").
+        match r.headers.get("accept-encoding") {
+            Some(class) => reply.header("content-encoding", class.to_str().unwrap_or("")),
+            None => reply,
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let addr = edge.addr;
+    let first =
+        tokio::spawn(
+            async move { get_with(addr, "/down", &[("accept-encoding", "gzip, br")]).await },
+        );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let plain = get(edge.addr, "/down").await;
+    let first = first.await.expect("first client");
+    assert_eq!(
+        origin.count("/down"),
+        1,
+        "the second request waited on the first"
+    );
+    assert_eq!(first.header("content-encoding"), "br");
+    assert_eq!(plain.status, 503);
+    assert_eq!(plain.header("content-encoding"), "", "{}", plain.text());
+}

@@ -26,6 +26,8 @@ enum Fault {
     HangInBody,
     InvalidHttp,
     ServerError,
+    /// A 503 whose body stalls after its first bytes.
+    ServerErrorHangInBody,
 }
 
 const FAULTS: [Fault; 8] = [
@@ -100,6 +102,7 @@ async fn serve(mut stream: TcpStream, fault: u8) {
         f if f == Fault::HangBeforeFirstByte as u8 => String::new(),
         f if f == Fault::InvalidHttp as u8 => "SMTP READY, NOT HTTP\r\n\r\n".into(),
         f if f == Fault::ServerError as u8 => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 8\r\nconnection: close\r\n\r\noverload".into(),
+        f if f == Fault::ServerErrorHangInBody as u8 => "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 100\r\nconnection: close\r\n\r\nover".into(),
         _ => GOOD.into(),
     };
     let _ = stream.write_all(reply.as_bytes()).await;
@@ -110,7 +113,10 @@ async fn serve(mut stream: TcpStream, fault: u8) {
         drop(stream);
         return;
     }
-    if fault == Fault::HangBeforeFirstByte as u8 || fault == Fault::HangInBody as u8 {
+    if fault == Fault::HangBeforeFirstByte as u8
+        || fault == Fault::HangInBody as u8
+        || fault == Fault::ServerErrorHangInBody as u8
+    {
         // Hang until the proxy gives up and closes its end.
         let _ = tokio::time::timeout(Duration::from_secs(120), async {
             while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
@@ -212,6 +218,26 @@ async fn every_fault_fails_cleanly_and_leaks_nothing() {
         settled,
         "file descriptors: {before} before, {} after",
         open_fds()
+    );
+}
+
+/// With a stored copy that may stand in (stale-if-error), a 5xx whose body stalls is not read:
+/// the copy answers at once instead of after the origin timeout (60 s here; the client gives
+/// up after 20).
+#[tokio::test]
+async fn a_stalling_error_page_does_not_hold_back_the_stale_copy() {
+    let _serial = SERIAL.lock().await;
+    let mut origin = RawOrigin::start().await;
+    let edge = Edge::start(&origin.url(), &["--origin-timeout", "60s"]).await;
+    assert_eq!(get(edge.addr, "/kept").await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    origin.set(Fault::ServerErrorHangInBody);
+    let stale = tokio::time::timeout(Duration::from_secs(20), get(edge.addr, "/kept"))
+        .await
+        .expect("the stored copy waited for the error page's body");
+    assert_eq!(
+        (stale.status, stale.cache(), stale.text().as_str()),
+        (200, "STALE", "good")
     );
 }
 

@@ -83,7 +83,12 @@ impl Proxy {
         }
         if status.is_server_error() {
             self.metrics.origin_error("status");
-            let answer = self.origin_answer(response, upstream.timeout()).await;
+            let answer = if fetch.stale_fallback {
+                None
+            } else {
+                self.origin_answer(response, &fetch, upstream.timeout())
+                    .await
+            };
             return Fetched::Error(UpstreamError::Status(status), answer);
         }
         let has_authorization = fetch.headers.contains_key(header::AUTHORIZATION);
@@ -222,17 +227,41 @@ impl Proxy {
         Fetched::Entry(entry, stored)
     }
 
-    /// The origin's own error answer: read whole when it is small (error pages are), so the
-    /// requests coalesced behind this fetch get it too; streamed to this request alone when
-    /// not; none when its body fails (the proxy's own error then).
+    /// The origin's own error answer: read whole when anyone may get it and it is small (error
+    /// pages are), so the requests coalesced behind this fetch get it too; streamed to this
+    /// request alone when not; none when its body fails (the proxy's own error then). An
+    /// answer to credentials, or one that sets a cookie, says `private` or `no-store`, or
+    /// varies, is this request's alone, as it would be if it were a page: a Laravel 500 sets
+    /// the session cookie of the request that caused it.
     async fn origin_answer(
         &self,
         response: Response<Incoming>,
+        fetch: &FetchRequest,
         timeout: std::time::Duration,
     ) -> Option<OriginAnswer> {
         const ERROR_PAGE_MAX: u64 = 64 * 1024;
         let (mut head, body) = response.into_parts();
         self.client_facing(&mut head.headers, false);
+        let cache_control =
+            policy::CacheControl::from_headers(&head.headers, header::CACHE_CONTROL.as_str())
+                .unwrap_or_default();
+        let personal = fetch.headers.contains_key(header::AUTHORIZATION)
+            || fetch.headers.contains_key(header::COOKIE)
+            || head.headers.contains_key(header::SET_COOKIE)
+            || head.headers.contains_key(header::VARY)
+            || cache_control.private
+            || cache_control.no_store;
+        let idle = self.settings.limits.origin_idle_timeout;
+        if personal {
+            let streamed = http::Response::from_parts(head, body);
+            return Some(OriginAnswer::Streamed(
+                streamed.map(|b| body::streaming(IdleTimeout::new(b, idle))),
+            ));
+        }
+        let encoding = head
+            .headers
+            .contains_key(header::CONTENT_ENCODING)
+            .then(|| encoding_class(&fetch.headers));
         match read_limited(body, ERROR_PAGE_MAX, timeout).await {
             Read::Complete(body) => {
                 head.headers.remove(header::CONTENT_LENGTH);
@@ -241,10 +270,10 @@ impl Proxy {
                     status: head.status,
                     headers: head.headers,
                     body,
+                    encoding,
                 })))
             }
             Read::TooLarge(prefix, rest) => {
-                let idle = self.settings.limits.origin_idle_timeout;
                 let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
                 Some(OriginAnswer::Streamed(
                     streamed.map(|b| body::streaming(IdleTimeout::new(b, idle))),

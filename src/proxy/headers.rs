@@ -44,7 +44,17 @@ impl Proxy {
                 .filter_map(|v| v.to_str().ok())
                 .collect();
             let origin = (!origin.is_empty()).then(|| origin.join(", "));
-            let rewritten = browser_cache_control(origin.as_deref());
+            let mut rewritten = browser_cache_control(origin.as_deref());
+            // Not stored here: `public` only where the origin let shared caches store it, or a
+            // downstream cache could keep an answer to credentials (RFC 9111 section 3.5).
+            if !stored && rewritten.starts_with("public") {
+                let said =
+                    policy::CacheControl::from_headers(headers, header::CACHE_CONTROL.as_str())
+                        .unwrap_or_default();
+                if !said.public && said.s_maxage.is_none() {
+                    rewritten = "private, max-age=0, must-revalidate".to_string();
+                }
+            }
             if let Ok(value) = HeaderValue::from_str(&rewritten) {
                 headers.insert(header::CACHE_CONTROL, value);
             }

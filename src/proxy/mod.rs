@@ -121,15 +121,25 @@ impl OriginAnswer {
 }
 
 /// An origin's 5xx read whole (its maintenance page, its `Retry-After`): during an outage every
-/// visitor coalesced behind one fetch gets what the origin said, not a made-up error.
-pub(crate) struct ErrorPage {
+/// visitor coalesced behind one fetch gets what the origin said, not a made-up error. Only an
+/// answer meant for anyone is shared (see `fetch::origin_answer`).
+struct ErrorPage {
     status: http::StatusCode,
     /// Client-facing already, without framing (the body is whole).
     headers: HeaderMap,
     body: Bytes,
+    /// The encoding class it was asked for, when its body is encoded.
+    encoding: Option<&'static str>,
 }
 
 impl ErrorPage {
+    /// Whether a request coalesced behind the fetch can take this page: one that accepts
+    /// another encoding must not get a body it cannot decode.
+    fn serves(&self, request: &HeaderMap) -> bool {
+        self.encoding
+            .is_none_or(|class| encoding_class(request) == class)
+    }
+
     fn response(&self) -> Response<Body> {
         let mut response = Response::new(body::full(self.body.clone()));
         *response.status_mut() = self.status;
@@ -162,6 +172,9 @@ struct FetchRequest {
     host: String,
     peer: IpAddr,
     headers: HeaderMap,
+    /// A stored copy answers if the origin fails (stale-while-revalidate, stale-if-error): the
+    /// origin's error page is not wanted then, and reading it would only delay that copy.
+    stale_fallback: bool,
 }
 
 impl Proxy {
@@ -273,8 +286,9 @@ impl Proxy {
                     } else {
                         StaleReason::Swr
                     });
-                    let fetch =
+                    let mut fetch =
                         self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
+                    fetch.stale_fallback = true;
                     self.refresh_in_background(fetch);
                     return Answer::Ready(entry.to_response(
                         &parts.method,
@@ -288,7 +302,8 @@ impl Proxy {
         }
 
         let had_copy = expired.is_some();
-        let fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
+        let mut fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
+        fetch.stale_fallback = expired.as_ref().is_some_and(|e| e.usable_on_error(now));
         let this = self.clone();
         Answer::pending(async move {
             match this.fetch_shared(fetch).await {
@@ -404,6 +419,7 @@ impl Proxy {
             host,
             peer,
             headers: parts.headers.clone(),
+            stale_fallback: false,
         }
     }
 
@@ -447,9 +463,11 @@ impl Proxy {
                     Some(Shared::Entry(entry, stored)) if entry.matches(&fetch.headers) => {
                         Fetched::Entry(entry, stored)
                     }
-                    Some(Shared::Error(error, page)) => {
-                        Fetched::Error(error, page.map(OriginAnswer::Read))
-                    }
+                    Some(Shared::Error(error, page)) => Fetched::Error(
+                        error,
+                        page.filter(|page| page.serves(&fetch.headers))
+                            .map(OriginAnswer::Read),
+                    ),
                     // Uncacheable, a Vary mismatch, or an abandoned leader: ask on our own.
                     _ => self.fetch_for_cache(fetch).await,
                 }
@@ -495,6 +513,7 @@ impl Proxy {
                     peer: IpAddr::from([127, 0, 0, 1]),
                     headers,
                     key,
+                    stale_fallback: false,
                 };
                 let Joined::Leader(flight) = this.inflight.join(&this.flight_key(&fetch)) else {
                     continue;
