@@ -776,3 +776,26 @@ async fn cache_status_keeps_the_members_of_caches_before_this_one() {
         ["OriginCDN; hit", "isr-edge; fwd=miss; detail=private"]
     );
 }
+
+/// RFC 9111 section 5.2.1.7: `only-if-cached` gets a stored response or a 504, never a trip to
+/// the origin.
+#[tokio::test]
+async fn only_if_cached_never_reaches_the_origin() {
+    let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let cold = get_with(edge.addr, "/p", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(cold.status, 504, "{}", cold.text());
+    assert!(cold
+        .header("cache-status")
+        .contains("detail=only-if-cached"));
+    assert_eq!(origin.total(), 0);
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+    let stored = get_with(
+        edge.addr,
+        "/p",
+        &[("cache-control", "max-age=0, only-if-cached")],
+    )
+    .await;
+    assert_eq!((stored.status, stored.cache()), (200, "HIT"));
+    assert_eq!(origin.total(), 1);
+}

@@ -152,6 +152,17 @@ pub(super) fn client_wants_no_cache(headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
 }
 
+/// `Cache-Control: only-if-cached`: the client wants a stored response or nothing (RFC 9111
+/// section 5.2.1.7).
+pub(super) fn client_only_if_cached(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|directive| directive.trim().eq_ignore_ascii_case("only-if-cached"))
+}
+
 /// The header names a response's `Vary` lists, lowercased, sorted, without duplicates.
 pub(super) fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
     let mut names: Vec<HeaderName> = headers

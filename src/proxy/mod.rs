@@ -55,7 +55,10 @@ use crate::upstream::{origin_request_headers, Upstream, UpstreamError};
 mod fetch;
 mod headers;
 
-use headers::{client_wants_no_cache, has_cookie, mark, request_host, without_body_for_head};
+use headers::{
+    client_only_if_cached, client_wants_no_cache, has_cookie, mark, request_host,
+    without_body_for_head,
+};
 
 /// The proxy's knobs (see `config` for defaults).
 #[derive(Debug, Clone)]
@@ -302,6 +305,23 @@ impl Proxy {
         }
 
         let had_copy = expired.is_some();
+        if client_only_if_cached(&parts.headers) {
+            // RFC 9111 section 5.2.1.7: no stored response that may be served, so 504.
+            return Answer::Ready(without_body_for_head(
+                &parts.method,
+                mark(
+                    body::text(
+                        http::StatusCode::GATEWAY_TIMEOUT,
+                        "504 Gateway Timeout: not in the cache, and the request said only-if-cached",
+                    ),
+                    CacheStatus::Miss {
+                        stored: false,
+                        expired: had_copy,
+                    },
+                    Some("only-if-cached"),
+                ),
+            ));
+        }
         let mut fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
         fetch.stale_fallback = expired.as_ref().is_some_and(|e| e.usable_on_error(now));
         let this = self.clone();
