@@ -634,14 +634,7 @@ async fn a_page_answering_403_to_everyone_drops_its_copy() {
     assert_eq!(get(edge.addr, "/gone").await.cache(), "MISS");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(get(edge.addr, "/gone").await.cache(), "STALE");
-    let mut latest = get(edge.addr, "/gone").await;
-    for _ in 0..50 {
-        if latest.cache() != "STALE" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        latest = get(edge.addr, "/gone").await;
-    }
+    let latest = once_not_stale(edge.addr, "/gone", &[]).await;
     assert_eq!((latest.status, latest.text().as_str()), (403, "forbidden"));
 }
 
@@ -682,14 +675,7 @@ async fn a_variant_turned_private_is_dropped_alone() {
     assert!(support::eventually(Duration::from_secs(5), || origin.total() == 3).await);
     // The refresh's answer is not stored, and the old French copy went with it (the drop
     // follows the origin's answer by a moment).
-    let mut french = get_with(edge.addr, "/p", &[("accept-language", "fr")]).await;
-    for _ in 0..50 {
-        if french.cache() != "STALE" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        french = get_with(edge.addr, "/p", &[("accept-language", "fr")]).await;
-    }
+    let french = once_not_stale(edge.addr, "/p", &[("accept-language", "fr")]).await;
     assert_eq!(french.cache(), "MISS", "{}", french.header("cache-status"));
     let english = get_with(edge.addr, "/p", &[("accept-language", "en")]).await;
     assert_eq!(english.cache(), "HIT", "the English copy stays");
@@ -714,14 +700,7 @@ async fn a_page_grown_past_the_size_limit_drops_its_old_copy() {
     let stale = get(edge.addr, "/grows").await;
     assert_eq!((stale.cache(), stale.text().as_str()), ("STALE", "small"));
     assert!(support::eventually(Duration::from_secs(5), || origin.total() == 2).await);
-    let mut latest = get(edge.addr, "/grows").await;
-    for _ in 0..50 {
-        if latest.cache() != "STALE" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        latest = get(edge.addr, "/grows").await;
-    }
+    let latest = once_not_stale(edge.addr, "/grows", &[]).await;
     assert_eq!(latest.cache(), "MISS", "{}", latest.header("cache-status"));
     assert_eq!(latest.body.len(), 4096);
     assert!(latest.header("cache-status").contains("detail=too-large"));
@@ -798,4 +777,22 @@ async fn only_if_cached_never_reaches_the_origin() {
     .await;
     assert_eq!((stored.status, stored.cache()), (200, "HIT"));
     assert_eq!(origin.total(), 1);
+}
+
+/// The first answer for `path` that is not the old copy served stale: a withdrawal follows the
+/// origin's answer to a background refresh by a moment. Gives up after ~2.5 s.
+async fn once_not_stale(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> support::Resp {
+    let mut latest = get_with(addr, path, headers).await;
+    for _ in 0..50 {
+        if latest.cache() != "STALE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        latest = get_with(addr, path, headers).await;
+    }
+    latest
 }
