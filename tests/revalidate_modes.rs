@@ -201,3 +201,67 @@ async fn an_uncacheable_answer_does_not_void_concurrent_fetches_of_other_pages()
     assert_eq!(again.cache(), "HIT", "the slow page was stored");
     assert_eq!(origin.count("/slow"), 1);
 }
+
+/// Warming fetches every variant the purged URL had, with the request headers it was made
+/// for: a browser's `br` page and a client-side navigation's RSC payload come back as HITs,
+/// not only the plain page no browser asks for.
+#[tokio::test]
+async fn warm_refetches_each_variant_the_url_had() {
+    let version = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let current = version.clone();
+    let origin = Origin::start(move |r| {
+        let v = current.load(std::sync::atomic::Ordering::Relaxed);
+        let encoding = r
+            .headers
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("identity")
+            .to_string();
+        if r.headers.contains_key("rsc") {
+            return Reply::ok(format!("rsc v{v}"))
+                .cc("s-maxage=600")
+                .header("content-type", "text/x-component")
+                .header("vary", "Accept-Encoding");
+        }
+        // No `RSC` in `Vary`, as some origins forget: the payload is told apart by its type.
+        Reply::ok(format!("html {encoding} v{v}"))
+            .cc("s-maxage=600")
+            .header("vary", "Accept-Encoding")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let browser: &[(&str, &str)] = &[("accept-encoding", "gzip, deflate, br")];
+    let navigation: &[(&str, &str)] = &[("rsc", "1"), ("accept-encoding", "gzip, deflate, br")];
+    for headers in [browser, navigation, &[]] {
+        assert_eq!(get_with(edge.addr, "/v", headers).await.cache(), "MISS");
+    }
+    version.store(2, std::sync::atomic::Ordering::Relaxed);
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/v"], "warm": true}),
+    )
+    .await
+    .json();
+    assert_eq!(answer["evicted"], 3);
+    assert!(
+        eventually(Duration::from_secs(5), || origin.total() == 6).await,
+        "three variants re-fetched, got {}",
+        origin.total()
+    );
+    for (headers, body) in [
+        (browser, "html br v2"),
+        (navigation, "rsc v2"),
+        (&[][..], "html identity v2"),
+    ] {
+        let mut r = get_with(edge.addr, "/v", headers).await;
+        for _ in 0..50 {
+            if r.cache() == "HIT" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            r = get_with(edge.addr, "/v", headers).await;
+        }
+        assert_eq!((r.cache(), r.text().as_str()), ("HIT", body), "{headers:?}");
+    }
+    assert_eq!(origin.total(), 6, "no visitor went to the origin");
+}

@@ -560,6 +560,27 @@ impl Entry {
         self.soft_purged.load(Ordering::Relaxed)
     }
 
+    /// Request headers that select this variant again: the values its `Vary` names were made
+    /// for (the encoding class for `Accept-Encoding`), and `RSC: 1` for an RSC payload. What a
+    /// re-fetch after a purge sends, so it stores the variant visitors were getting.
+    pub fn variant_request(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if self.is_rsc {
+            headers.insert(
+                HeaderName::from_static("rsc"),
+                HeaderValue::from_static("1"),
+            );
+        }
+        if let Some(vary) = &self.vary {
+            for (at, name) in vary.names().iter().enumerate() {
+                if let Some(value) = vary.value(at).and_then(|v| HeaderValue::from_str(v).ok()) {
+                    headers.insert(name.clone(), value);
+                }
+            }
+        }
+        headers
+    }
+
     /// Takes this variant out of service; true if it was in service until now.
     pub fn withdraw(&self) -> bool {
         !self.withdrawn.swap(true, Ordering::AcqRel)

@@ -35,6 +35,7 @@ use index::Index;
 const MAX_VARIANTS: usize = 16;
 
 /// The variants stored for one primary key.
+#[derive(Debug)]
 pub struct Variants {
     /// Unique per stored value; the index uses it to ignore stale eviction notices.
     id: u64,
@@ -48,6 +49,11 @@ pub struct Variants {
 }
 
 impl Variants {
+    /// The request headers of each variant held (see `Entry::variant_request`).
+    pub fn variant_requests(&self) -> Vec<HeaderMap> {
+        self.entries.iter().map(|e| e.variant_request()).collect()
+    }
+
     /// Whether this value is still served (not purged).
     pub(crate) fn is_live(&self) -> bool {
         !self.purged.load(Ordering::Acquire)
@@ -79,6 +85,9 @@ pub struct PurgeCount {
     pub examples: Vec<String>,
     /// Every affected key (for re-warming).
     pub keys: Vec<Key>,
+    /// The purged values, one per key (a hard purge only): re-warming asks them which
+    /// variants to fetch again ([`Variants::variant_requests`]).
+    pub values: Vec<Arc<Variants>>,
 }
 
 /// Cumulative eviction counts by cause, for metrics.
@@ -335,6 +344,7 @@ impl Cache {
                         return;
                     }
                     removals.push((selected.key.clone(), selected.id));
+                    count.values.push(value.clone());
                 }
             }
             counted(

@@ -509,43 +509,51 @@ impl Proxy {
     }
 
     /// Re-fetches purged URLs in the background (bounded concurrency), so the next visitor gets a
-    /// HIT. Only the plain variant of each URL is fetched: the request headers that made the
-    /// other variants are not kept.
-    pub fn warm(self: &Arc<Self>, keys: Vec<Key>) {
+    /// HIT: each URL once per variant it had stored (`requests`: the request headers each was
+    /// made for, see `Entry::variant_request`), so a browser's `br` page and a client-side
+    /// navigation's RSC payload are warm too, not only the plain page no browser asks for. A
+    /// URL's variants are fetched one after another: they share its single-flight key.
+    pub fn warm(self: &Arc<Self>, urls: Vec<(Key, Vec<HeaderMap>)>) {
         const CONCURRENCY: usize = 8;
         let this = self.clone();
         tokio::spawn(async move {
             let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-            for key in keys {
+            for (key, requests) in urls {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     return;
                 };
-                let (host, path_and_query) = split_key(&key);
-                let mut headers = HeaderMap::new();
-                if let Ok(value) = HeaderValue::from_str(host) {
-                    headers.insert(header::HOST, value);
-                }
-                let path = path_and_query.split('?').next().unwrap_or("/");
-                let fetch = FetchRequest {
-                    page: page_path(path).into_owned(),
-                    path_and_query: path_and_query.to_string(),
-                    host: host.to_string(),
-                    peer: IpAddr::from([127, 0, 0, 1]),
-                    headers,
-                    key,
-                    stale_fallback: false,
-                };
-                let Joined::Leader(flight) = this.inflight.join(&this.flight_key(&fetch)) else {
-                    continue;
-                };
                 let worker = this.clone();
                 tokio::spawn(async move {
-                    let fetched = worker.fetch_for_cache(fetch).await;
-                    flight.finish(fetched.shared());
+                    for headers in requests {
+                        worker.warm_variant(&key, headers).await;
+                    }
                     drop(permit);
                 });
             }
         });
+    }
+
+    async fn warm_variant(self: &Arc<Self>, key: &Key, mut headers: HeaderMap) {
+        let (host, path_and_query) = split_key(key);
+        if let Ok(value) = HeaderValue::from_str(host) {
+            headers.insert(header::HOST, value);
+        }
+        let path = path_and_query.split('?').next().unwrap_or("/");
+        let fetch = FetchRequest {
+            page: page_path(path).into_owned(),
+            path_and_query: path_and_query.to_string(),
+            host: host.to_string(),
+            peer: IpAddr::from([127, 0, 0, 1]),
+            headers,
+            key: key.clone(),
+            stale_fallback: false,
+        };
+        // A visitor's request already fetching it warms it as well.
+        let Joined::Leader(flight) = self.inflight.join(&self.flight_key(&fetch)) else {
+            return;
+        };
+        let fetched = self.fetch_for_cache(fetch).await;
+        flight.finish(fetched.shared());
     }
 
     /// Forwards a request the cache does not handle, streaming both bodies.

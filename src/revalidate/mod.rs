@@ -437,7 +437,10 @@ impl Revalidate {
         let host = request.host.as_deref();
         let examples_wanted = if request.dry_run { DRY_RUN_EXAMPLES } else { 0 };
         let mut total = 0usize;
-        let mut keys = Vec::new();
+        let warm = request.warm.unwrap_or(self.warm_by_default)
+            && mode == PurgeMode::Hard
+            && !request.dry_run;
+        let mut to_warm = Vec::new();
         let mut examples = Vec::new();
         let mut per_target = Vec::with_capacity(request.targets.len());
         for target in &request.targets {
@@ -459,7 +462,10 @@ impl Revalidate {
                     .into_iter()
                     .take(DRY_RUN_EXAMPLES.saturating_sub(examples.len())),
             );
-            keys.extend(count.keys);
+            if warm {
+                let variants = count.values.iter().map(|value| value.variant_requests());
+                to_warm.extend(count.keys.into_iter().zip(variants));
+            }
         }
         let version = if request.dry_run {
             self.cache_version()
@@ -484,9 +490,8 @@ impl Revalidate {
         if request.targets.is_empty() {
             metrics.revalidation(outcome, "none");
         }
-        let warm = request.warm.unwrap_or(self.warm_by_default);
-        if warm && mode == PurgeMode::Hard && !request.dry_run {
-            self.proxy.warm(keys);
+        if warm {
+            self.proxy.warm(to_warm);
         }
         let mode_name = match mode {
             PurgeMode::Hard => "hard",
