@@ -28,3 +28,33 @@ async fn an_uncacheable_rsc_answer_does_not_evict_the_html_copy() {
         assert_eq!(html.text(), "<html>render 1</html>");
     }
 }
+
+/// A URL that names an RSC payload by its path (`.rsc`, `.prefetch.rsc`, `.segments/…rsc`) is
+/// an RSC request whatever its headers: its stored payload is served again, instead of every
+/// request going to the origin while answers say `stored`.
+#[tokio::test]
+async fn a_url_naming_an_rsc_payload_is_hit() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("payload {}", r.count))
+            .cc("s-maxage=600")
+            .header("content-type", "text/x-component")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for path in [
+        "/products/a.rsc",
+        "/products/a.prefetch.rsc",
+        "/products/a.segments/_tree.segment.rsc",
+    ] {
+        assert_eq!(get(edge.addr, path).await.cache(), "MISS", "{path}");
+        let again = get(edge.addr, path).await;
+        assert_eq!(
+            (again.cache(), again.text().as_str()),
+            ("HIT", "payload 1"),
+            "{path}"
+        );
+        let navigation = get_with(edge.addr, path, &[("rsc", "1")]).await;
+        assert_eq!(navigation.cache(), "HIT", "{path}");
+        assert_eq!(origin.count(path), 1, "{path}");
+    }
+}

@@ -593,7 +593,15 @@ impl Entry {
     /// Whether this variant answers `request`: every header its `Vary` names has the value it
     /// was made for, and an RSC payload never goes to an HTML request or the reverse.
     pub fn matches(&self, request: &HeaderMap) -> bool {
-        if self.is_rsc != is_rsc_request(request) {
+        self.matches_at(request, false)
+    }
+
+    /// [`Entry::matches`] for a request to `key`: a URL that itself names an RSC payload
+    /// (`/blog.rsc`, `/blog.prefetch.rsc`, `/blog.segments/…rsc`) is one whatever the request's
+    /// headers say, so the RSC guard, which keeps the two apart under one URL, has nothing to
+    /// keep apart there (it kept such URLs from ever being hit).
+    pub fn matches_at(&self, request: &HeaderMap, rsc_url: bool) -> bool {
+        if !rsc_url && self.is_rsc != is_rsc_request(request) {
             return false;
         }
         let Some(vary) = &self.vary else {

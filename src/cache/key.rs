@@ -185,6 +185,13 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
+/// Whether a cache key's URL names an RSC payload by its path (`.rsc`, as Next.js's
+/// `.prefetch.rsc` and `.segments/…segment.rsc` do), not by a request header.
+pub fn names_rsc_payload(key: &str) -> bool {
+    let path = key.split_once('?').map_or(key, |(path, _)| path);
+    path.ends_with(".rsc")
+}
+
 /// The canonical page a normalised path belongs to, so a purge of `/blog` reaches `/blog/`,
 /// `/blog.rsc`, `/blog.prefetch.rsc`, `/blog.segments/…` and `/_next/data/<build>/blog.json`.
 pub fn page_path(normalized: &str) -> Cow<'_, str> {

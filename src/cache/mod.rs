@@ -219,7 +219,7 @@ impl Cache {
         variants
             .entries
             .iter()
-            .find(|e| e.matches(request))
+            .find(|e| e.matches_at(request, key::names_rsc_payload(key)))
             .filter(|e| !e.is_withdrawn())
             .cloned()
     }
@@ -382,7 +382,12 @@ impl Cache {
             return false;
         };
         let mut withdrew = false;
-        for entry in value.entries.iter().filter(|e| e.matches(request)) {
+        let rsc_url = key::names_rsc_payload(key);
+        for entry in value
+            .entries
+            .iter()
+            .filter(|e| e.matches_at(request, rsc_url))
+        {
             withdrew |= entry.withdraw();
         }
         if withdrew && value.entries.iter().all(|e| e.is_withdrawn()) {

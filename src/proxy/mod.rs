@@ -38,8 +38,8 @@ use crate::body::{self, Answer, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
-    encoding_class, normalize_path, normalized, page_path, primary_key_text, split_key, vary_value,
-    Key,
+    encoding_class, names_rsc_payload, normalize_path, normalized, page_path, primary_key_text,
+    split_key, vary_value, Key,
 };
 use crate::cache::policy::{self, browser_cache_control, Freshness, FreshnessRules};
 use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
@@ -480,7 +480,9 @@ impl Proxy {
             Joined::Follower(follower) => {
                 self.metrics.coalesced_wait();
                 match follower.outcome().await {
-                    Some(Shared::Entry(entry, stored)) if entry.matches(&fetch.headers) => {
+                    Some(Shared::Entry(entry, stored))
+                        if entry.matches_at(&fetch.headers, names_rsc_payload(&fetch.key)) =>
+                    {
                         Fetched::Entry(entry, stored)
                     }
                     Some(Shared::Error(error, page)) => Fetched::Error(
