@@ -40,36 +40,35 @@ pub fn misdirected(host: &str) -> Response<Body> {
     )
 }
 
-/// `hosts`: the request's `Host` fields as [`host_fields`] quotes them.
-pub fn bad_host(hosts: &str) -> Response<Body> {
-    if hosts == NO_HOST {
-        return body::text(
-            StatusCode::BAD_REQUEST,
-            "400 Bad Request: an HTTP/1.1 request must carry a Host header",
-        );
-    }
-    body::text(
-        StatusCode::BAD_REQUEST,
-        &format!(
-            "400 Bad Request: Host {hosts} is not one host name or address with an optional port"
-        ),
-    )
-}
-
-const NO_HOST: &str = "(none)";
-
-/// The request's `Host` fields, quoted, for an error message.
-pub fn host_fields(headers: &HeaderMap) -> String {
-    let fields: Vec<String> = headers
+/// The 400 for a request whose host cannot key a page, naming what it sent: the target's
+/// authority when it has one (HTTP/2 `:authority`, an absolute-form target), which is what
+/// was refused, else its `Host` fields.
+pub fn bad_host(request: &http::request::Parts) -> Response<Body> {
+    let hosts: Vec<String> = request
+        .headers
         .get_all(header::HOST)
         .iter()
         .map(|v| format!("{:?}", String::from_utf8_lossy(v.as_bytes())))
         .collect();
-    if fields.is_empty() {
-        NO_HOST.to_string()
-    } else {
-        fields.join(", ")
-    }
+    let message = match request.uri.authority() {
+        _ if hosts.len() > 1 => format!(
+            "400 Bad Request: {} Host fields ({}); send one",
+            hosts.len(),
+            hosts.join(", ")
+        ),
+        _ if hosts.is_empty() && request.version == http::Version::HTTP_11 => {
+            "400 Bad Request: an HTTP/1.1 request must carry a Host header".to_string()
+        }
+        Some(authority) => format!(
+            "400 Bad Request: the target's authority {:?} is not one host name or address with an optional port",
+            authority.as_str()
+        ),
+        None => format!(
+            "400 Bad Request: Host {} is not one host name or address with an optional port",
+            hosts.join(", ")
+        ),
+    };
+    body::text(StatusCode::BAD_REQUEST, &message)
 }
 
 /// Whether `host` is `host[:port]` as a `Host` header carries it: a name or IPv4 address of
@@ -294,6 +293,37 @@ where
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// The 400 names what was refused: an HTTP/2 `:authority` with userinfo is named as such,
+    /// not as a missing or valid `Host`.
+    #[tokio::test]
+    async fn a_bad_host_answer_names_what_was_refused() {
+        use http_body_util::BodyExt;
+        let text = |builder: http::request::Builder| async move {
+            let (parts, ()) = builder.body(()).expect("request").into_parts();
+            let body = bad_host(&parts).into_body().collect().await;
+            String::from_utf8_lossy(&body.expect("body").to_bytes()).into_owned()
+        };
+        let h2 = || {
+            http::Request::builder()
+                .version(http::Version::HTTP_2)
+                .uri("http://user@shop.example/p")
+        };
+        assert!(text(h2())
+            .await
+            .contains(r#"authority "user@shop.example""#));
+        assert!(text(h2().header("host", "shop.example"))
+            .await
+            .contains(r#"authority "user@shop.example""#));
+        let h1 = || http::Request::builder().uri("/p");
+        assert!(text(h1()).await.contains("must carry a Host header"));
+        assert!(text(h1().header("host", "a/b"))
+            .await
+            .contains(r#"Host "a/b""#));
+        assert!(text(h1().header("host", "a").header("host", "b"))
+            .await
+            .contains("2 Host fields"));
+    }
 
     #[test]
     fn hosts_that_could_spell_another_key_are_not_valid() {

@@ -244,7 +244,7 @@ impl Proxy {
             ));
         }
         let Some(host) = request_host(&parts).filter(|host| limit::valid_host(host)) else {
-            return Answer::Ready(limit::bad_host(&limit::host_fields(&parts.headers)));
+            return Answer::Ready(limit::bad_host(&parts));
         };
         if self.origins.for_host(host).is_none() {
             return Answer::Ready(misdirected(host));
