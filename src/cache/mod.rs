@@ -85,8 +85,9 @@ pub struct PurgeCount {
     pub examples: Vec<String>,
     /// Every affected key (for re-warming).
     pub keys: Vec<Key>,
-    /// The purged values, one per key (a hard purge only): re-warming asks them which
-    /// variants to fetch again ([`Variants::variant_requests`]).
+    /// The purged values, one per key (a hard purge through [`Cache::purge_with`] asked to keep
+    /// them): re-warming asks them which variants to fetch again
+    /// ([`Variants::variant_requests`]).
     pub values: Vec<Arc<Variants>>,
 }
 
@@ -309,6 +310,22 @@ impl Cache {
         dry_run: bool,
         examples_wanted: usize,
     ) -> PurgeCount {
+        self.purge_with(selector, host, mode, dry_run, examples_wanted, false)
+    }
+
+    /// [`Cache::purge`], keeping the values a hard purge removes in [`PurgeCount::values`] when
+    /// `keep_values` (for re-warming). Not by default: the last reference to a large purge's
+    /// pages would then be dropped, and their memory freed, on the purging request's thread
+    /// (+25 % on a 10k-URL tag purge) instead of the background removal's.
+    pub fn purge_with(
+        &self,
+        selector: &Selector<'_>,
+        host: Option<&str>,
+        mode: PurgeMode,
+        dry_run: bool,
+        examples_wanted: usize,
+        keep_values: bool,
+    ) -> PurgeCount {
         fn counted(count: &mut PurgeCount, key: Key, responses: usize, examples_wanted: usize) {
             count.responses += responses;
             count.urls += 1;
@@ -344,7 +361,9 @@ impl Cache {
                         return;
                     }
                     removals.push((selected.key.clone(), selected.id));
-                    count.values.push(value.clone());
+                    if keep_values {
+                        count.values.push(value.clone());
+                    }
                 }
             }
             counted(

@@ -444,8 +444,15 @@ impl Revalidate {
         let mut examples = Vec::new();
         let mut per_target = Vec::with_capacity(request.targets.len());
         for target in &request.targets {
-            let count: PurgeCount =
-                purge_target(cache, target, host, mode, request.dry_run, examples_wanted);
+            let count: PurgeCount = purge_target(
+                cache,
+                target,
+                host,
+                mode,
+                request.dry_run,
+                examples_wanted,
+                warm,
+            );
             total += count.responses;
             let mut reported = json!({"type": target.kind(), "target": target.value()});
             // As at the top level: a dry run evicts nothing, and says what it would have.
@@ -620,6 +627,7 @@ fn purge_target(
     mode: PurgeMode,
     dry_run: bool,
     examples: usize,
+    keep_values: bool,
 ) -> PurgeCount {
     // `route_path`: a Next.js file-system path (from an implicit tag), where route groups and
     // slots are route syntax; a client's path is a URL path unless it has a dynamic segment.
@@ -649,27 +657,35 @@ fn purge_target(
             }
         };
         match also_tag {
-            Some(tag) => cache.purge(
+            Some(tag) => cache.purge_with(
                 &Selector::Either(&selector, &Selector::Tag(tag)),
                 host,
                 mode,
                 dry_run,
                 examples,
+                keep_values,
             ),
-            None => cache.purge(&selector, host, mode, dry_run, examples),
+            None => cache.purge_with(&selector, host, mode, dry_run, examples, keep_values),
         }
     };
     match target {
         Target::Page(path) => purge_path(path, false, false, None),
         Target::Layout(path) => purge_path(path, true, false, None),
-        Target::All => cache.purge(&Selector::All, host, mode, dry_run, examples),
+        Target::All => cache.purge_with(&Selector::All, host, mode, dry_run, examples, keep_values),
         Target::Tag(tag) => {
             let also_tag = Some(tag.as_str());
             match ImplicitTag::of(tag) {
                 Some(ImplicitTag::Layout(route)) => purge_path(route, true, true, also_tag),
                 Some(ImplicitTag::Page(route)) => purge_path(route, false, true, also_tag),
                 Some(ImplicitTag::Url(path)) => purge_path(path, false, false, also_tag),
-                None => cache.purge(&Selector::Tag(tag), host, mode, dry_run, examples),
+                None => cache.purge_with(
+                    &Selector::Tag(tag),
+                    host,
+                    mode,
+                    dry_run,
+                    examples,
+                    keep_values,
+                ),
             }
         }
     }

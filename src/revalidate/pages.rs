@@ -75,7 +75,8 @@ pub fn concrete_pages(cache: &Cache, request: &RevalidateRequest) -> Vec<Page> {
                     .into_owned(),
             }),
             _ => {
-                let count = super::purge_target(cache, target, host, PurgeMode::Hard, true, 0);
+                let count =
+                    super::purge_target(cache, target, host, PurgeMode::Hard, true, 0, false);
                 for key in count.keys {
                     let (key_host, path_and_query) = split_key(&key);
                     let path = path_and_query.split('?').next().unwrap_or("/");
