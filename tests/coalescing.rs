@@ -162,10 +162,11 @@ async fn an_error_page_setting_a_cookie_is_not_shared() {
     }
 }
 
-/// A compressed error page goes only to the requests of its encoding class: one that accepts
-/// no encoding must not get a body it cannot read.
+/// Requests of another encoding class do not wait on a fetch made for one (an origin varying
+/// on it answers them with another variant), so a compressed error page never reaches a
+/// request that accepts no encoding: it gets its own answer, in plain text.
 #[tokio::test]
-async fn an_encoded_error_page_is_shared_only_within_its_encoding() {
+async fn an_encoded_error_page_stays_within_its_encoding() {
     let origin = Origin::start(|r| {
         let reply = Reply::ok("maintenance")
             .status(503)
@@ -186,12 +187,47 @@ async fn an_encoded_error_page_is_shared_only_within_its_encoding() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let plain = get(edge.addr, "/down").await;
     let first = first.await.expect("first client");
-    assert_eq!(
-        origin.count("/down"),
-        1,
-        "the second request waited on the first"
-    );
+    assert_eq!(origin.count("/down"), 2, "one fetch per encoding class");
     assert_eq!(first.header("content-encoding"), "br");
     assert_eq!(plain.status, 503);
     assert_eq!(plain.header("content-encoding"), "", "{}", plain.text());
+    assert_eq!(plain.text(), "maintenance");
+}
+
+/// Cold requests of several encoding classes make one origin request per class, each class's
+/// requests waiting on their own: none goes to the origin uncoalesced because the fetch it
+/// waited on was for another variant.
+#[tokio::test]
+async fn each_encoding_class_is_coalesced_on_its_own() {
+    let origin = Origin::start(|r| {
+        let class = r
+            .headers
+            .get("accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("identity")
+            .to_string();
+        Reply::ok(format!("page {class}"))
+            .cc("s-maxage=600")
+            .header("vary", "Accept-Encoding")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let mut clients = Vec::new();
+    for i in 0..30 {
+        let addr = edge.addr;
+        let encoding = ["br, gzip", "gzip", "identity"][i % 3];
+        clients.push(tokio::spawn(async move {
+            (
+                encoding,
+                get_with(addr, "/mixed", &[("accept-encoding", encoding)]).await,
+            )
+        }));
+    }
+    for client in clients {
+        let (encoding, response) = client.await.expect("client");
+        let class = encoding.split(',').next().unwrap_or("").trim();
+        assert_eq!(response.text(), format!("page {class}"));
+    }
+    assert_eq!(origin.count("/mixed"), 3, "one origin request per class");
 }

@@ -58,3 +58,36 @@ async fn a_url_naming_an_rsc_payload_is_hit() {
         assert_eq!(origin.count(path), 1, "{path}");
     }
 }
+
+/// Under a URL that names an RSC payload, a newer answer of the other type replaces the stored
+/// one instead of being kept beside it (and hidden behind it).
+#[tokio::test]
+async fn under_an_rsc_url_a_new_answer_replaces_one_of_the_other_type() {
+    let origin = Origin::start(|r| {
+        if r.count == 1 {
+            Reply::ok("<html>old</html>").cc("s-maxage=1, stale-while-revalidate=600")
+        } else {
+            Reply::ok("payload new")
+                .cc("s-maxage=600")
+                .header("content-type", "text/x-component")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/a.rsc").await.cache(), "MISS");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(get(edge.addr, "/a.rsc").await.cache(), "STALE");
+    let mut latest = get(edge.addr, "/a.rsc").await;
+    for _ in 0..50 {
+        if latest.cache() == "HIT" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        latest = get(edge.addr, "/a.rsc").await;
+    }
+    assert_eq!(
+        (latest.cache(), latest.text().as_str()),
+        ("HIT", "payload new")
+    );
+    assert_eq!(origin.count("/a.rsc"), 2);
+}

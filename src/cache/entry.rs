@@ -540,7 +540,7 @@ impl Entry {
     }
 
     pub fn usable_on_error(&self, now: Instant) -> bool {
-        policy::usable_on_error(&self.lifetime(), self.age(now))
+        !self.is_withdrawn() && policy::usable_on_error(&self.lifetime(), self.age(now))
     }
 
     /// Remaining freshness in whole seconds; negative once stale (the `ttl` of Cache-Status).
@@ -562,8 +562,12 @@ impl Entry {
 
     /// Request headers that select this variant again: the values its `Vary` names were made
     /// for (the encoding class for `Accept-Encoding`), and `RSC: 1` for an RSC payload. What a
-    /// re-fetch after a purge sends, so it stores the variant visitors were getting.
-    pub fn variant_request(&self) -> HeaderMap {
+    /// re-fetch after a purge sends, so it stores the variant visitors were getting. `None`
+    /// for a variant made for a visitor's credentials (`Vary: Cookie`, `Authorization`): the
+    /// proxy does not replay them on its own; nor when a value cannot be sent back exactly as
+    /// kept (joined from several fields, or not text), as the page would be rendered for
+    /// another request than the one it would be stored for.
+    pub fn variant_request(&self) -> Option<HeaderMap> {
         let mut headers = HeaderMap::new();
         if self.is_rsc {
             headers.insert(
@@ -573,12 +577,19 @@ impl Entry {
         }
         if let Some(vary) = &self.vary {
             for (at, name) in vary.names().iter().enumerate() {
-                if let Some(value) = vary.value(at).and_then(|v| HeaderValue::from_str(v).ok()) {
-                    headers.insert(name.clone(), value);
+                if name == header::COOKIE || name == header::AUTHORIZATION {
+                    return None;
                 }
+                let Some(value) = vary.value(at) else {
+                    continue;
+                };
+                if value.contains('\u{FFFD}') || value.contains(", ") {
+                    return None;
+                }
+                headers.insert(name.clone(), HeaderValue::from_str(value).ok()?);
             }
         }
-        headers
+        Some(headers)
     }
 
     /// Takes this variant out of service; true if it was in service until now.
@@ -1018,6 +1029,38 @@ mod tests {
             map.insert(*k, HeaderValue::from_str(v).expect("valid"));
         }
         map
+    }
+
+    /// Re-warming replays a variant's request values, but never a visitor's credentials, nor
+    /// values it could not send back exactly as the visitor did.
+    #[test]
+    fn a_variant_request_replays_only_what_it_can_send_back_exactly() {
+        let english = varied(&[
+            ("accept-language", Some("en")),
+            ("accept-encoding", Some("br")),
+        ])
+        .variant_request()
+        .expect("replayable");
+        assert_eq!(
+            english.get("accept-language").map(|v| v.as_bytes()),
+            Some(&b"en"[..])
+        );
+        assert_eq!(
+            english.get("accept-encoding").map(|v| v.as_bytes()),
+            Some(&b"br"[..])
+        );
+        let absent = varied(&[("accept-language", None)])
+            .variant_request()
+            .expect("replayable");
+        assert!(absent.is_empty());
+        for vary in [
+            &[("cookie", Some("session=1"))][..],
+            &[("authorization", Some("Bearer t"))][..],
+            &[("x-split", Some("a, b"))][..],
+            &[("x-bytes", Some("caf\u{FFFD}"))][..],
+        ] {
+            assert!(varied(vary).variant_request().is_none(), "{vary:?}");
+        }
     }
 
     #[test]

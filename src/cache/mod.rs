@@ -49,9 +49,17 @@ pub struct Variants {
 }
 
 impl Variants {
-    /// The request headers of each variant held (see `Entry::variant_request`).
+    /// The request headers of each variant held and still in service (see
+    /// `Entry::variant_request`; withdrawn ones and ones past their keep time are not fetched
+    /// again).
     pub fn variant_requests(&self) -> Vec<HeaderMap> {
-        self.entries.iter().map(|e| e.variant_request()).collect()
+        let now = Instant::now();
+        self.entries
+            .iter()
+            .filter(|e| !e.is_withdrawn())
+            .filter(|e| !e.lifetime().keep_for().saturating_sub(e.age(now)).is_zero())
+            .filter_map(|e| e.variant_request())
+            .collect()
     }
 
     /// Whether this value is still served (not purged).
@@ -257,6 +265,7 @@ impl Cache {
         let mut stored_tags: Vec<Box<str>> = Vec::new();
         let value_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let inserted = entry.clone();
+        let rsc_url = key::names_rsc_payload(key);
         self.store.entry(key.clone()).and_compute_with(|current| {
             let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(4);
             if let Some(current) = current.filter(|c| c.value().is_live()) {
@@ -268,9 +277,12 @@ impl Cache {
                         .iter()
                         // An RSC payload and an HTML page never replace each other, even when the
                         // origin forgot `Vary: RSC`.
+                        // Under a URL that names an RSC payload the two kinds are not kept
+                        // apart (`Entry::matches_at`): the new answer replaces either.
                         .filter(|e| {
                             same_vary_names(e)
-                                && (!e.same_vary(&inserted) || e.is_rsc != inserted.is_rsc)
+                                && (!e.same_vary(&inserted)
+                                    || (e.is_rsc != inserted.is_rsc && !rsc_url))
                                 && !e.is_withdrawn()
                         })
                         .filter(|e| !e.lifetime().keep_for().saturating_sub(e.age(now)).is_zero())

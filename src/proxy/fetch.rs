@@ -83,12 +83,9 @@ impl Proxy {
         }
         if status.is_server_error() {
             self.metrics.origin_error("status");
-            let answer = if fetch.stale_fallback {
-                None
-            } else {
-                self.origin_answer(response, &fetch, upstream.timeout())
-                    .await
-            };
+            let answer = self
+                .origin_answer(response, &fetch, upstream.timeout())
+                .await;
             return Fetched::Error(UpstreamError::Status(status), answer);
         }
         let has_authorization = fetch.headers.contains_key(header::AUTHORIZATION);
@@ -231,8 +228,8 @@ impl Proxy {
     /// pages are), so the requests coalesced behind this fetch get it too; streamed to this
     /// request alone when not; none when its body fails (the proxy's own error then). An
     /// answer to credentials, or one that sets a cookie, says `private` or `no-store`, or
-    /// varies, is this request's alone, as it would be if it were a page: a Laravel 500 sets
-    /// the session cookie of the request that caused it.
+    /// varies on more than encoding and RSC, is this request's alone, as it would be if it
+    /// were a page: a Laravel 500 sets the session cookie of the request that caused it.
     async fn origin_answer(
         &self,
         response: Response<Incoming>,
@@ -245,14 +242,29 @@ impl Proxy {
         let cache_control =
             policy::CacheControl::from_headers(&head.headers, header::CACHE_CONTROL.as_str())
                 .unwrap_or_default();
+        // Encodings are matched separately (`ErrorPage::serves`), and HTML and RSC requests
+        // never share a fetch: a `Vary` naming only those (Next.js's) does not make it personal.
+        let varies = vary_names(&head.headers).iter().any(|name| {
+            !matches!(
+                name.as_str(),
+                "accept-encoding"
+                    | "rsc"
+                    | "next-router-state-tree"
+                    | "next-router-prefetch"
+                    | "next-router-segment-prefetch"
+                    | "next-url"
+            )
+        });
         let personal = fetch.headers.contains_key(header::AUTHORIZATION)
             || fetch.headers.contains_key(header::COOKIE)
             || head.headers.contains_key(header::SET_COOKIE)
-            || head.headers.contains_key(header::VARY)
+            || varies
             || cache_control.private
             || cache_control.no_store;
         let idle = self.settings.limits.origin_idle_timeout;
-        if personal {
+        // With a stored copy that can stand in, the body is not waited for: the copy answers,
+        // and this page (streamed) only if the copy stopped being usable meanwhile.
+        if personal || fetch.stale_fallback {
             let streamed = http::Response::from_parts(head, body);
             return Some(OriginAnswer::Streamed(
                 streamed.map(|b| body::streaming(IdleTimeout::new(b, idle))),

@@ -453,8 +453,12 @@ impl Proxy {
         } else {
             ""
         };
+        // Requests of another encoding class get another variant from an origin that varies on
+        // it (Next.js does): joined to one fetch they would each ask the origin on their own,
+        // uncoalesced, when its answer did not match them.
+        let encoding = encoding_class(&fetch.headers);
         let generation = self.cache.purge_generation(&fetch.key, &fetch.page);
-        format!("{}\n{rsc}\n{generation}", fetch.key).into()
+        format!("{}\n{rsc}\n{encoding}\n{generation}", fetch.key).into()
     }
 
     /// Joins or leads the one origin request for this key.
