@@ -228,7 +228,10 @@ impl Cache {
         variants
             .entries
             .iter()
-            .find(|e| e.matches_at(request, key::names_rsc_payload(key)))
+            // The URL is looked at only when the RSC guard alone turned a variant down.
+            .find(|e| {
+                e.matches(request) || (key::names_rsc_payload(key) && e.matches_at(request, true))
+            })
             .filter(|e| !e.is_withdrawn())
             .cloned()
     }
