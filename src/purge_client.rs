@@ -240,7 +240,7 @@ fn judge(status: StatusCode, parsed: Option<&Value>, body: &[u8]) -> Option<Stri
         return None;
     }
     let why = match (message, parsed) {
-        (Some(message), _) => message.to_string(),
+        (Some(message), _) => printable(message),
         (None, Some(_)) if status.is_success() => {
             "the JSON answer has no \"success\": true and no message".to_string()
         }
@@ -259,6 +259,21 @@ fn judge(status: StatusCode, parsed: Option<&Value>, body: &[u8]) -> Option<Stri
     } else {
         format!("HTTP {status}: {why}")
     })
+}
+
+/// The endpoint's own message as one printable line: whitespace runs (newlines included)
+/// become one space, other control characters (terminal escapes) are shown escaped.
+fn printable(message: &str) -> String {
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut shown = String::with_capacity(line.len());
+    for c in line.chars() {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
 }
 
 /// The start of a body as one printable line: whitespace runs (newlines included) become one
@@ -357,6 +372,11 @@ mod tests {
             Some("HTTP 401 Unauthorized: Invalid secret")
         );
         assert_eq!(judge(ok, Some(&json!({"success": true})), b""), None);
+        // The endpoint's message cannot move the terminal's cursor or span lines.
+        let hostile = json!({"success": false, "message": "bad\n\u{1b}[2Jsecret\u{7}"});
+        let reason = judge(StatusCode::BAD_REQUEST, Some(&hostile), b"").expect("failure");
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        assert!(reason.contains("bad \\u{1b}[2Jsecret\\u{7}"), "{reason:?}");
     }
 
     #[test]
