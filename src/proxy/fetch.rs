@@ -242,8 +242,8 @@ impl Proxy {
         let cache_control =
             policy::CacheControl::from_headers(&head.headers, header::CACHE_CONTROL.as_str())
                 .unwrap_or_default();
-        // Encodings are matched separately (`ErrorPage::serves`), and HTML and RSC requests
-        // never share a fetch: a `Vary` naming only those (Next.js's) does not make it personal.
+        // Requests of another encoding class or kind (HTML, RSC) never share a fetch (see
+        // `flight_key`): a `Vary` naming only those (Next.js's) does not make it personal.
         let varies = vary_names(&head.headers).iter().any(|name| {
             !matches!(
                 name.as_str(),
@@ -270,10 +270,6 @@ impl Proxy {
                 streamed.map(|b| body::streaming(IdleTimeout::new(b, idle))),
             ));
         }
-        let encoding = head
-            .headers
-            .contains_key(header::CONTENT_ENCODING)
-            .then(|| encoding_class(&fetch.headers));
         match read_limited(body, ERROR_PAGE_MAX, timeout).await {
             Read::Complete(body) => {
                 head.headers.remove(header::CONTENT_LENGTH);
@@ -282,7 +278,6 @@ impl Proxy {
                     status: head.status,
                     headers: head.headers,
                     body,
-                    encoding,
                 })))
             }
             Read::TooLarge(prefix, rest) => {

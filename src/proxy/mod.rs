@@ -131,18 +131,9 @@ struct ErrorPage {
     /// Client-facing already, without framing (the body is whole).
     headers: HeaderMap,
     body: Bytes,
-    /// The encoding class it was asked for, when its body is encoded.
-    encoding: Option<&'static str>,
 }
 
 impl ErrorPage {
-    /// Whether a request coalesced behind the fetch can take this page: one that accepts
-    /// another encoding must not get a body it cannot decode.
-    fn serves(&self, request: &HeaderMap) -> bool {
-        self.encoding
-            .is_none_or(|class| encoding_class(request) == class)
-    }
-
     fn response(&self) -> Response<Body> {
         let mut response = Response::new(body::full(self.body.clone()));
         *response.status_mut() = self.status;
@@ -489,11 +480,10 @@ impl Proxy {
                     {
                         Fetched::Entry(entry, stored)
                     }
-                    Some(Shared::Error(error, page)) => Fetched::Error(
-                        error,
-                        page.filter(|page| page.serves(&fetch.headers))
-                            .map(OriginAnswer::Read),
-                    ),
+                    // Of this request's encoding class: the flight key holds it.
+                    Some(Shared::Error(error, page)) => {
+                        Fetched::Error(error, page.map(OriginAnswer::Read))
+                    }
                     // Uncacheable, a Vary mismatch, or an abandoned leader: ask on our own.
                     _ => self.fetch_for_cache(fetch).await,
                 }
