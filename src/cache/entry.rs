@@ -531,6 +531,15 @@ impl Entry {
         }
     }
 
+    /// Whether this copy has outlived every use it had (fresh, stale-while-revalidate,
+    /// stale-if-error): nothing may be served from it any more.
+    pub fn outlived(&self, now: Instant) -> bool {
+        self.lifetime()
+            .keep_for()
+            .saturating_sub(self.age(now))
+            .is_zero()
+    }
+
     pub fn age(&self, now: Instant) -> Duration {
         self.initial_age.get() + now.saturating_duration_since(self.stored_at)
     }

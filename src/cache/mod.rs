@@ -57,7 +57,7 @@ impl Variants {
         self.entries
             .iter()
             .filter(|e| !e.is_withdrawn())
-            .filter(|e| !e.lifetime().keep_for().saturating_sub(e.age(now)).is_zero())
+            .filter(|e| !e.outlived(now))
             .filter_map(|e| e.variant_request())
             .collect()
     }
@@ -288,7 +288,7 @@ impl Cache {
                                     || (e.is_rsc != inserted.is_rsc && !rsc_url))
                                 && !e.is_withdrawn()
                         })
-                        .filter(|e| !e.lifetime().keep_for().saturating_sub(e.age(now)).is_zero())
+                        .filter(|e| !e.outlived(now))
                         .cloned(),
                 );
             }
@@ -296,8 +296,34 @@ impl Cache {
             if entries.len() > MAX_VARIANTS {
                 entries.remove(0);
             }
-            let (value, tags) = self.indexed_value(key, page, value_id, entries, now);
-            stored_tags = tags;
+            let weight = entries
+                .iter()
+                .map(|e| e.weight())
+                .sum::<usize>()
+                .min(u32::MAX as usize) as u32;
+            let mut tags: Vec<Box<str>> = entries
+                .iter()
+                .flat_map(|e| e.tags.iter().cloned())
+                .collect();
+            tags.sort();
+            tags.dedup();
+            // Recorded under moka's lock for this key, so index records follow the order of
+            // the stored values; an eviction notice for this value (even an immediate one)
+            // comes after and finds the record.
+            let value = Arc::new(Variants {
+                id: value_id,
+                entries: entries.into_boxed_slice(),
+                weight,
+                purged: AtomicBool::new(false),
+            });
+            let handle = PurgeHandle {
+                id: value_id,
+                value: Arc::downgrade(&value),
+                responses: value.entries.len(),
+                expires_at: now + value.keep_for(now),
+            };
+            stored_tags.clone_from(&tags);
+            self.index.insert(key, handle, page, tags);
             moka::ops::compute::Op::Put(value)
         });
         // A purge that started after our epoch read but before the index knew the key would
@@ -411,7 +437,7 @@ impl Cache {
     /// concurrent fetches of other URLs unstorable the way a revalidation does. When nothing
     /// is left in service, the URL's value goes (counted as an uncacheable eviction). True if
     /// anything was withdrawn.
-    pub fn forget_answered(&self, key: &Key, request: &HeaderMap) -> bool {
+    pub fn withdraw_answered(&self, key: &Key, request: &HeaderMap) -> bool {
         let Some(value) = self.store.get(key.as_ref()).filter(|v| v.is_live()) else {
             return false;
         };
@@ -428,43 +454,6 @@ impl Cache {
             drop_if_id(&self.store, key, value.id);
         }
         withdrew
-    }
-
-    /// The value stored for `key` holding `entries`, recorded in the index (with the tags of
-    /// every entry) before moka stores it, so index records follow the order of stored values.
-    fn indexed_value(
-        &self,
-        key: &Key,
-        page: &str,
-        id: u64,
-        entries: Vec<Arc<Entry>>,
-        now: Instant,
-    ) -> (Arc<Variants>, Vec<Box<str>>) {
-        let weight = entries
-            .iter()
-            .map(|e| e.weight())
-            .sum::<usize>()
-            .min(u32::MAX as usize) as u32;
-        let mut tags: Vec<Box<str>> = entries
-            .iter()
-            .flat_map(|e| e.tags.iter().cloned())
-            .collect();
-        tags.sort();
-        tags.dedup();
-        let value = Arc::new(Variants {
-            id,
-            entries: entries.into_boxed_slice(),
-            weight,
-            purged: AtomicBool::new(false),
-        });
-        let handle = PurgeHandle {
-            id,
-            value: Arc::downgrade(&value),
-            responses: value.entries.len(),
-            expires_at: now + value.keep_for(now),
-        };
-        self.index.insert(key, handle, page, tags.clone());
-        (value, tags)
     }
 
     /// Runs moka's pending maintenance (evictions, listener calls) now, after waiting for the

@@ -115,7 +115,7 @@ impl Proxy {
                 // is the page's new state: a redirect, or a 401/403/451 for a page withdrawn
                 // (a personal one is kept out by the credentials guard).
                 if !(why == policy::NotStorable::Status && about_the_request(status)) {
-                    self.drop_replaced_copy(&fetch);
+                    self.withdraw_replaced_copy(&fetch);
                 }
                 return Fetched::Uncacheable(self.relay(
                     response,
@@ -133,7 +133,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared_length.is_some_and(|len| len > self.settings.max_object_size) {
-            self.drop_replaced_copy(&fetch);
+            self.withdraw_replaced_copy(&fetch);
             return Fetched::Uncacheable(self.relay(
                 response,
                 CacheStatus::Miss {
@@ -149,7 +149,7 @@ impl Proxy {
             match read_limited(body, self.settings.max_object_size, upstream.timeout()).await {
                 Read::Complete(bytes) => bytes,
                 Read::TooLarge(prefix, rest) => {
-                    self.drop_replaced_copy(&fetch);
+                    self.withdraw_replaced_copy(&fetch);
                     let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
                     let idle = self.settings.limits.origin_idle_timeout;
                     let mut response = streamed.map(|b| body::streaming(IdleTimeout::new(b, idle)));
@@ -294,16 +294,16 @@ impl Proxy {
     /// request would get must not outlive it, or it would be served stale for the whole stale
     /// window while every refresh is thrown away. Not a purge: bumping the epoch here (on every
     /// private page) would make every concurrent fetch of other URLs unstorable. Only the
-    /// variants this request matches go (`Cache::forget_answered`): an RSC request's answer
+    /// variants this request matches go (`Cache::withdraw_answered`): an RSC request's answer
     /// says nothing about the HTML copy, nor one `Accept-Language` about another.
-    fn drop_replaced_copy(&self, fetch: &FetchRequest) {
+    fn withdraw_replaced_copy(&self, fetch: &FetchRequest) {
         // Nor does a client with credentials speak for the others: its answer may be personal
         // (an `Authorization` the origin did not mark `public`, a session cookie answered with
         // `Set-Cookie`) while the stored copy still serves everyone else.
         let credentials = fetch.headers.contains_key(header::AUTHORIZATION)
             || fetch.headers.contains_key(header::COOKIE);
         if !credentials {
-            self.cache.forget_answered(&fetch.key, &fetch.headers);
+            self.cache.withdraw_answered(&fetch.key, &fetch.headers);
         }
     }
 }
