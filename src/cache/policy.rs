@@ -319,6 +319,14 @@ pub fn usable_on_error(lifetime: &Lifetime, age: Duration) -> bool {
     age < lifetime.fresh_for + lifetime.stale_if_error.max(lifetime.stale_while_revalidate)
 }
 
+/// `Cache-Control` directives meant for shared caches (this one), not for browsers.
+pub const SHARED_CACHE_DIRECTIVES: [&str; 4] = [
+    "s-maxage",
+    "stale-while-revalidate",
+    "stale-if-error",
+    "proxy-revalidate",
+];
+
 /// The `Cache-Control` a browser sees for a stored page: the shared-cache directives are removed
 /// (browsers honour Next.js 15's one-year `stale-while-revalidate`, which is why users needed
 /// Ctrl+F5); the origin's own `max-age` is kept; without one the browser must revalidate, which
@@ -338,10 +346,7 @@ pub fn browser_cache_control(origin: Option<&str>) -> String {
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase();
-            !matches!(
-                name.as_str(),
-                "s-maxage" | "stale-while-revalidate" | "stale-if-error" | "proxy-revalidate"
-            )
+            !SHARED_CACHE_DIRECTIVES.contains(&name.as_str())
         })
         .collect();
     let has = |name: &str| {

@@ -121,14 +121,9 @@ fn names_shared_cache_directives(headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(','))
         .map(|directive| directive.split('=').next().unwrap_or("").trim())
         .any(|name| {
-            [
-                "s-maxage",
-                "stale-while-revalidate",
-                "stale-if-error",
-                "proxy-revalidate",
-            ]
-            .iter()
-            .any(|shared| name.eq_ignore_ascii_case(shared))
+            policy::SHARED_CACHE_DIRECTIVES
+                .iter()
+                .any(|shared| name.eq_ignore_ascii_case(shared))
         })
 }
 
