@@ -46,6 +46,7 @@ pub struct Metrics {
     registry: Registry,
     requests: [Counter; 6],
     origin_requests: Counter,
+    origin_not_modified: Counter,
     origin_latency: Histogram,
     origin_errors: [Counter; 5],
     coalesced_waits: Counter,
@@ -86,6 +87,13 @@ impl Metrics {
             "origin_requests",
             "Requests sent to the origin",
             origin_requests.clone(),
+        );
+        let origin_not_modified = Counter::default();
+        registry.register(
+            "origin_not_modified",
+            "Stale copies the origin confirmed with 304 Not Modified: renewed without the body \
+             crossing again",
+            origin_not_modified.clone(),
         );
         let origin_latency = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         registry.register(
@@ -148,6 +156,7 @@ impl Metrics {
             registry,
             requests,
             origin_requests,
+            origin_not_modified,
             origin_latency,
             origin_errors,
             coalesced_waits,
@@ -196,6 +205,10 @@ impl Metrics {
     }
 
     /// One origin failure; `kind` is `UpstreamError::kind()`.
+    pub fn origin_not_modified(&self) {
+        self.origin_not_modified.inc();
+    }
+
     pub fn origin_error(&self, kind: &str) {
         if let Some(i) = ERROR_KINDS.iter().position(|k| *k == kind) {
             self.origin_errors[i].inc();

@@ -120,6 +120,9 @@ pub struct Entry {
     initial_age: Millis,
     /// `text/x-component`: an RSC payload, only ever served to `RSC: 1` requests.
     pub is_rsc: bool,
+    /// The stored `ETag` is the origin's (not one made here from the body), so the origin can
+    /// confirm this copy with it.
+    origin_etag: bool,
     /// `Cache-Status` lines from the caches before this one, stored with the head: this
     /// cache's own member is the line after them.
     upstream_statuses: u8,
@@ -498,12 +501,14 @@ pub struct NewEntry {
 impl Entry {
     pub fn new(new: NewEntry, now: Instant) -> Entry {
         let mut headers = new.headers;
-        if !headers.contains_key(header::ETAG) {
+        let origin_etag = headers.contains_key(header::ETAG);
+        if !origin_etag {
             headers.insert(header::ETAG, strong_etag(&new.body));
         }
         Entry {
             status: new.status,
             is_rsc: is_rsc_content(&headers),
+            origin_etag,
             upstream_statuses: u8::try_from(headers.get_all(CACHE_STATUS).iter().count())
                 .unwrap_or(u8::MAX),
             headers: StoredHeaders::new(&headers),
@@ -599,6 +604,89 @@ impl Entry {
             }
         }
         Some(headers)
+    }
+
+    /// Adds the conditions under which the origin may answer `304 Not Modified` for this copy
+    /// instead of sending it again (RFC 9111 section 4.3.1): its own `ETag` as `If-None-Match`,
+    /// its `Last-Modified` as `If-Modified-Since`. False when it has neither, or is not a 200
+    /// (the only status whose copy a 304 can stand for).
+    pub fn add_validators(&self, request: &mut HeaderMap) -> bool {
+        if self.status != StatusCode::OK {
+            return false;
+        }
+        let mut added = false;
+        if let Some(etag) = self.etag().filter(|_| self.origin_etag) {
+            request.insert(header::IF_NONE_MATCH, etag);
+            added = true;
+        }
+        if let Some(last_modified) = self.headers.get(&header::LAST_MODIFIED) {
+            request.insert(header::IF_MODIFIED_SINCE, last_modified);
+            added = true;
+        }
+        added
+    }
+
+    /// Whether a `304` answering this copy's validators is about this copy (RFC 9111 section
+    /// 4.3.4): an `ETag` in it must be the stored one, and a `Vary` must name what the stored
+    /// one names, or the origin has moved on and the copy cannot be kept.
+    pub fn confirmed_by(&self, not_modified: &HeaderMap, vary: &[HeaderName]) -> bool {
+        let same_etag = match not_modified.get(header::ETAG) {
+            None => true,
+            Some(theirs) => {
+                self.origin_etag
+                    && match (self.etag(), theirs.to_str()) {
+                        (Some(ours), Ok(theirs)) => ours
+                            .to_str()
+                            .is_ok_and(|ours| opaque_tag(ours) == opaque_tag(theirs)),
+                        _ => false,
+                    }
+            }
+        };
+        let same_vary = !not_modified.contains_key(header::VARY) || vary == self.vary_names();
+        same_etag && same_vary
+    }
+
+    /// This copy again, with the fields of the origin's `304` replacing the stored ones of
+    /// the same names (RFC 9111 section 3.2) and a new lifetime: the body, and what describes
+    /// it (`Content-Type`, `Content-Encoding`), stay as stored. `update` must be client-facing
+    /// already (tag headers taken, browser `Cache-Control` applied).
+    pub fn confirmed(
+        &self,
+        mut update: HeaderMap,
+        lifetime: Lifetime,
+        initial_age: Duration,
+        tags: Vec<Box<str>>,
+    ) -> NewEntry {
+        for name in [
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+            header::CONTENT_LENGTH,
+            header::CONTENT_RANGE,
+            header::TRANSFER_ENCODING,
+        ] {
+            update.remove(name);
+        }
+        let mut headers = HeaderMap::with_capacity(self.headers.fields.len() + update.len());
+        self.headers
+            .render(&mut headers, |name| update.contains_key(name));
+        for (name, value) in update.iter() {
+            headers.append(name.clone(), value.clone());
+        }
+        let vary = self
+            .vary_names()
+            .iter()
+            .enumerate()
+            .map(|(at, name)| (name.clone(), self.vary_value(at).map(str::to_owned)))
+            .collect();
+        NewEntry {
+            status: self.status,
+            headers,
+            body: self.body.clone(),
+            vary,
+            tags,
+            lifetime,
+            initial_age,
+        }
     }
 
     /// Takes this variant out of service; true if it was in service until now.

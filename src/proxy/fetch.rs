@@ -26,18 +26,41 @@ impl Proxy {
     }
 
     /// One GET to the origin for the cache: storable responses are read whole and admitted.
+    /// With a stored copy to refresh (`fetch.validate`), the GET carries the copy's validators
+    /// first: a `304` that confirms it renews the copy without the body crossing again (what
+    /// Varnish does, and nginx with `proxy_cache_revalidate`); one that does not is followed
+    /// by a plain GET.
     pub(super) async fn fetch_for_cache(&self, fetch: FetchRequest) -> Fetched {
+        if let Some(copy) = fetch.validate.as_deref() {
+            if let Some(fetched) = self.fetch_once(&fetch, Some(copy)).await {
+                return fetched;
+            }
+        }
+        self.fetch_once(&fetch, None).await.unwrap_or_else(|| {
+            Fetched::Error(
+                UpstreamError::Protocol(
+                    "origin answered 304 to a request without conditions".into(),
+                ),
+                None,
+            )
+        })
+    }
+
+    /// One GET, conditional on `copy`'s validators when it has any. `None`: the origin's `304`
+    /// did not confirm `copy`, and the page must be asked for whole.
+    async fn fetch_once(&self, fetch: &FetchRequest, copy: Option<&Entry>) -> Option<Fetched> {
         let Some(upstream) = self.origins.for_host(&fetch.host) else {
-            return Fetched::Error(
+            return Some(Fetched::Error(
                 UpstreamError::Connect(format!("no origin for host {:?}", fetch.host)),
                 None,
-            );
+            ));
         };
         let epoch = self.cache.epoch();
         let mut headers = origin_request_headers(&fetch.headers, &fetch.host, fetch.peer);
         // A fetch for the cache is a plain GET without a body, whatever the client sent: a
         // client's `Content-Length` with no body behind it would hold the origin (and every
-        // request coalesced behind this one) until the origin timeout.
+        // request coalesced behind this one) until the origin timeout. The client's own
+        // conditions are about its copy, not the cache's.
         for name in [
             header::CONTENT_LENGTH,
             header::EXPECT,
@@ -56,6 +79,10 @@ impl Proxy {
             "identity" => headers.remove(header::ACCEPT_ENCODING),
             class => headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(class)),
         };
+        let has_authorization = fetch.headers.contains_key(header::AUTHORIZATION);
+        // Not for a request with credentials: a 304 without `Cache-Control` would renew the
+        // copy without the `public` that storing an answer to credentials needs.
+        let copy = copy.filter(|copy| !has_authorization && copy.add_validators(&mut headers));
         let request = match upstream.request(
             Method::GET,
             &fetch.path_and_query,
@@ -63,50 +90,37 @@ impl Proxy {
             body::empty_upstream(),
         ) {
             Ok(r) => r,
-            Err(e) => return Fetched::Error(e, None),
+            Err(e) => return Some(Fetched::Error(e, None)),
         };
         let response = match self.send_origin(upstream, request).await {
             Ok(r) => r,
-            Err(e) => return Fetched::Error(e, None),
+            Err(e) => return Some(Fetched::Error(e, None)),
         };
         let status = response.status();
         if status == http::StatusCode::NOT_MODIFIED {
+            if let Some(copy) = copy {
+                let (head, _) = response.into_parts();
+                return self.confirm(copy, head.headers, fetch, epoch);
+            }
             // Conditions were stripped above: a 304 answers nothing this request asked, and a
             // client that sent none would get an empty page.
             self.metrics.origin_error("protocol");
-            return Fetched::Error(
+            return Some(Fetched::Error(
                 UpstreamError::Protocol(
                     "origin answered 304 to a request without conditions".into(),
                 ),
                 None,
-            );
+            ));
         }
         if status.is_server_error() {
             self.metrics.origin_error("status");
             let answer = self
-                .origin_answer(response, &fetch, upstream.timeout())
+                .origin_answer(response, fetch, upstream.timeout())
                 .await;
-            return Fetched::Error(UpstreamError::Status(status), answer);
+            return Some(Fetched::Error(UpstreamError::Status(status), answer));
         }
-        let has_authorization = fetch.headers.contains_key(header::AUTHORIZATION);
         let route = self.routes.find(&fetch.page);
-        let lifetime = match route {
-            Some(rule) => rule.lifetime(
-                has_authorization,
-                status,
-                response.headers(),
-                &self.settings.freshness,
-                SystemTime::now(),
-            ),
-            None => policy::storable_lifetime(
-                &Method::GET,
-                has_authorization,
-                status,
-                response.headers(),
-                &self.settings.freshness,
-                SystemTime::now(),
-            ),
-        };
+        let lifetime = self.lifetime(route, has_authorization, status, response.headers());
         let lifetime = match lifetime {
             Ok(lifetime) => lifetime,
             Err(why) => {
@@ -115,16 +129,16 @@ impl Proxy {
                 // is the page's new state: a redirect, or a 401/403/451 for a page withdrawn
                 // (a personal one is kept out by the credentials guard).
                 if !(why == policy::NotStorable::Status && about_the_request(status)) {
-                    self.withdraw_replaced_copy(&fetch);
+                    self.withdraw_replaced_copy(fetch);
                 }
-                return Fetched::Uncacheable(self.relay(
+                return Some(Fetched::Uncacheable(self.relay(
                     response,
                     CacheStatus::Miss {
                         stored: false,
                         expired: false,
                     },
                     Some(why.as_str()),
-                ));
+                )));
             }
         };
         let declared_length = response
@@ -133,15 +147,15 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared_length.is_some_and(|len| len > self.settings.max_object_size) {
-            self.withdraw_replaced_copy(&fetch);
-            return Fetched::Uncacheable(self.relay(
+            self.withdraw_replaced_copy(fetch);
+            return Some(Fetched::Uncacheable(self.relay(
                 response,
                 CacheStatus::Miss {
                     stored: false,
                     expired: false,
                 },
                 Some("too-large"),
-            ));
+            )));
         }
 
         let (head, body) = response.into_parts();
@@ -149,33 +163,28 @@ impl Proxy {
             match read_limited(body, self.settings.max_object_size, upstream.timeout()).await {
                 Read::Complete(bytes) => bytes,
                 Read::TooLarge(prefix, rest) => {
-                    self.withdraw_replaced_copy(&fetch);
+                    self.withdraw_replaced_copy(fetch);
                     let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
                     let idle = self.settings.limits.origin_idle_timeout;
                     let mut response = streamed.map(|b| body::streaming(IdleTimeout::new(b, idle)));
                     self.client_facing(response.headers_mut(), false);
-                    return Fetched::Uncacheable(mark(
+                    return Some(Fetched::Uncacheable(mark(
                         response,
                         CacheStatus::Miss {
                             stored: false,
                             expired: false,
                         },
                         Some("too-large"),
-                    ));
+                    )));
                 }
                 Read::Failed(error) => {
                     self.metrics.origin_error(error.kind());
-                    return Fetched::Error(error, None);
+                    return Some(Fetched::Error(error, None));
                 }
             };
 
         let mut headers = head.headers;
-        let mut tags = self.take_tags(&mut headers);
-        if let Some(rule) = route.filter(|r| !r.tags.is_empty()) {
-            tags.extend(rule.tags.iter().cloned());
-            tags.sort();
-            tags.dedup();
-        }
+        let tags = self.page_tags(&mut headers, route);
         let vary = vary_names(&headers)
             .into_iter()
             .map(|name| {
@@ -193,23 +202,7 @@ impl Proxy {
                 (name, value)
             })
             .collect();
-        // RFC 9111 section 1.2.2: an age too large to read is 2^31 seconds, not 0.
-        let mut initial_age = headers
-            .get(header::AGE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-            .map(|v| v.parse::<u64>().unwrap_or(u64::MAX).min(1 << 31))
-            .map(std::time::Duration::from_secs)
-            .unwrap_or_default();
-        // Next.js sends the full s-maxage on a STALE answer (vercel/next.js#49084): store it as
-        // already stale so it is refreshed on the next request instead of a full period later.
-        if headers
-            .get("x-nextjs-cache")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"stale"))
-        {
-            initial_age = initial_age.max(lifetime.fresh_for);
-        }
+        let initial_age = initial_age(&headers, &lifetime);
         self.client_facing(&mut headers, true);
         let new = NewEntry {
             status,
@@ -221,7 +214,94 @@ impl Proxy {
             initial_age,
         };
         let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
-        Fetched::Entry(entry, stored)
+        Some(Fetched::Entry(entry, stored))
+    }
+
+    /// The origin's `304` for `copy`: the copy renewed with the answer's fields and lifetime,
+    /// admitted. `None` when the answer does not confirm the copy (another `ETag` or `Vary`)
+    /// or no longer lets it be stored (`private`, `Set-Cookie`): the page is asked for whole,
+    /// and that answer decides, as it would without a copy.
+    fn confirm(
+        &self,
+        copy: &Entry,
+        mut update: HeaderMap,
+        fetch: &FetchRequest,
+        epoch: u64,
+    ) -> Option<Fetched> {
+        if !copy.confirmed_by(&update, &vary_names(&update)) {
+            return None;
+        }
+        let route = self.routes.find(&fetch.page);
+        // A 304 without freshness fields leaves the stored lifetime as it was (route rule
+        // applied); RFC 9110 section 15.4.5 asks origins to send `Cache-Control` in it.
+        let lifetime =
+            if update.contains_key(header::CACHE_CONTROL) || update.contains_key(header::EXPIRES) {
+                self.lifetime(route, false, copy.status, &update).ok()?
+            } else {
+                policy::check_storable(&Method::GET, false, copy.status, &update).ok()?;
+                copy.lifetime()
+            };
+        let initial_age = initial_age(&update, &lifetime);
+        let names_tags = self
+            .settings
+            .tag_headers
+            .iter()
+            .any(|name| update.contains_key(name));
+        let tags = if names_tags {
+            self.page_tags(&mut update, route)
+        } else {
+            copy.tags.to_vec()
+        };
+        let has_cache_control = update.contains_key(header::CACHE_CONTROL);
+        self.client_facing(&mut update, true);
+        if !has_cache_control {
+            // The browser `Cache-Control` stored with the copy stands.
+            update.remove(header::CACHE_CONTROL);
+        }
+        self.metrics.origin_not_modified();
+        let new = copy.confirmed(update, lifetime, initial_age, tags);
+        let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
+        Some(Fetched::Entry(entry, stored))
+    }
+
+    /// Whether and how long an answer is stored: the page's `[[route]]` rule, else the
+    /// origin's headers.
+    fn lifetime(
+        &self,
+        route: Option<&RouteRule>,
+        has_authorization: bool,
+        status: http::StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<policy::Lifetime, policy::NotStorable> {
+        let now = SystemTime::now();
+        match route {
+            Some(rule) => rule.lifetime(
+                has_authorization,
+                status,
+                headers,
+                &self.settings.freshness,
+                now,
+            ),
+            None => policy::storable_lifetime(
+                &Method::GET,
+                has_authorization,
+                status,
+                headers,
+                &self.settings.freshness,
+                now,
+            ),
+        }
+    }
+
+    /// The tags an answer names, with its route rule's.
+    fn page_tags(&self, headers: &mut HeaderMap, route: Option<&RouteRule>) -> Vec<Box<str>> {
+        let mut tags = self.take_tags(headers);
+        if let Some(rule) = route.filter(|r| !r.tags.is_empty()) {
+            tags.extend(rule.tags.iter().cloned());
+            tags.sort();
+            tags.dedup();
+        }
+        tags
     }
 
     /// The origin's own error answer: read whole when anyone may get it and it is small (error
@@ -309,6 +389,28 @@ impl Proxy {
 }
 
 /// Statuses that answer something about the request itself rather than the page it names.
+/// Age the answer already had when it arrived. RFC 9111 section 1.2.2: an `Age` too large to
+/// read is 2^31 seconds, not 0.
+fn initial_age(headers: &HeaderMap, lifetime: &policy::Lifetime) -> std::time::Duration {
+    let age = headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .map(|v| v.parse::<u64>().unwrap_or(u64::MAX).min(1 << 31))
+        .map(std::time::Duration::from_secs)
+        .unwrap_or_default();
+    // Next.js sends the full s-maxage on a STALE answer (vercel/next.js#49084): store it as
+    // already stale so it is refreshed on the next request instead of a full period later.
+    if headers
+        .get("x-nextjs-cache")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"stale"))
+    {
+        return age.max(lifetime.fresh_for);
+    }
+    age
+}
+
 fn about_the_request(status: http::StatusCode) -> bool {
     matches!(
         status.as_u16(),

@@ -11,6 +11,8 @@
 //!   Expired / none         -> single flight: the leader's task fetches, admits if storable,
 //!                             followers share its outcome; a failure falls back to the
 //!                             expired copy while stale-if-error allows (STALE), else 502/504
+//! refresh of a stored copy -> conditional on its own validators; a 304 that confirms it renews
+//!                             it (its fields and lifetime) without the body crossing again
 //! ```
 //! A matching `[[route]]` sets the lifetime and adds tags at admission (`routes`).
 //! Storable responses are read whole (up to `--max-object-size`) before the client gets them,
@@ -48,7 +50,7 @@ use crate::config::{BrowserCacheControl, Limits};
 use crate::limits::{self as limit, Capped, IdleTimeout};
 use crate::metrics::{Metrics, StaleReason};
 use crate::origins::{misdirected, Origins};
-use crate::routes::Routes;
+use crate::routes::{RouteRule, Routes};
 use crate::server::Uploading;
 use crate::upstream::{origin_request_headers, Upstream, UpstreamError};
 
@@ -169,6 +171,9 @@ struct FetchRequest {
     /// A stored copy answers if the origin fails (stale-while-revalidate, stale-if-error): the
     /// origin's error page is not wanted then, and reading it would only delay that copy.
     stale_fallback: bool,
+    /// The stored copy this request found stale or expired: the origin may confirm it with a
+    /// `304` instead of sending the page again.
+    validate: Option<Arc<Entry>>,
 }
 
 impl Proxy {
@@ -283,6 +288,7 @@ impl Proxy {
                     let mut fetch =
                         self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
                     fetch.stale_fallback = true;
+                    fetch.validate = Some(entry.clone());
                     self.refresh_in_background(fetch);
                     return Answer::Ready(entry.to_response(
                         &parts.method,
@@ -315,6 +321,7 @@ impl Proxy {
         }
         let mut fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
         fetch.stale_fallback = expired.as_ref().is_some_and(|e| e.usable_on_error(now));
+        fetch.validate = expired.clone();
         let this = self.clone();
         Answer::pending(async move {
             match this.fetch_shared(fetch).await {
@@ -431,6 +438,7 @@ impl Proxy {
             peer,
             headers: parts.headers.clone(),
             stale_fallback: false,
+            validate: None,
         }
     }
 
@@ -543,6 +551,7 @@ impl Proxy {
             headers,
             key: key.clone(),
             stale_fallback: false,
+            validate: None,
         };
         // A visitor's request already fetching it warms it as well.
         let Joined::Leader(flight) = self.inflight.join(&self.flight_key(&fetch)) else {

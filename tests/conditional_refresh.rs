@@ -1,0 +1,278 @@
+//! Conditional refresh: a stale or expired copy is refreshed with its validators, and a `304`
+//! from the origin renews it (new fields, new lifetime, same body) instead of the page crossing
+//! again. An answer that does not confirm the copy is followed by a plain GET.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{eventually, get, get_with, metric, metrics_text, revalidate, Edge, Origin, Reply};
+
+const ETAG: &str = "\"v1\"";
+const LAST_MODIFIED: &str = "Sat, 21 Nov 2026 10:00:00 GMT";
+
+/// The page the origin renders: one validator pair, a short freshness and a tag.
+fn page(cache_control: &str) -> Reply {
+    Reply::ok("the page")
+        .cc(cache_control)
+        .header("etag", ETAG)
+        .header("last-modified", LAST_MODIFIED)
+        .header("x-next-cache-tags", "products")
+        .header("x-rendered", "first")
+}
+
+fn asked_conditionally(seen: &support::Seen) -> bool {
+    seen.headers.get("if-none-match").is_some_and(|v| v == ETAG)
+        && seen
+            .headers
+            .get("if-modified-since")
+            .is_some_and(|v| v == LAST_MODIFIED)
+}
+
+#[tokio::test]
+async fn a_stale_copy_confirmed_by_304_is_renewed_without_its_body() {
+    let origin = Origin::start(|r| {
+        if asked_conditionally(r) {
+            Reply::ok("")
+                .status(304)
+                .cc("s-maxage=60")
+                .header("etag", ETAG)
+                .header("x-rendered", "confirmed")
+        } else {
+            page("s-maxage=1, stale-while-revalidate=60")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = get(edge.addr, "/p").await;
+    assert_eq!(
+        (stale.cache(), stale.text().as_str()),
+        ("STALE", "the page")
+    );
+    assert!(eventually(Duration::from_secs(5), || origin.count("/p") == 2).await);
+    assert!(
+        asked_conditionally(&origin.seen()[1]),
+        "the refresh carries the copy's validators: {:?}",
+        origin.seen()[1].headers
+    );
+
+    // Renewed: fresh for the 304's 60 s, with its fields, the stored body and ETag (the
+    // background refresh may still be storing it).
+    let mut hit = get(edge.addr, "/p").await;
+    for _ in 0..50 {
+        if hit.header("x-rendered") == "confirmed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        hit = get(edge.addr, "/p").await;
+    }
+    assert_eq!(hit.cache(), "HIT");
+    assert_eq!(hit.text(), "the page");
+    assert_eq!(hit.header("x-rendered"), "confirmed");
+    assert_eq!(hit.header("etag"), ETAG);
+    assert_eq!(hit.header("content-length"), "8");
+    assert!(
+        !hit.header("cache-control").contains("s-maxage"),
+        "the 304's Cache-Control is rewritten for browsers like a page's: {}",
+        hit.header("cache-control")
+    );
+    assert!(hit.headers.get("x-next-cache-tags").is_none());
+    assert_eq!(origin.count("/p"), 2);
+    let metrics = metrics_text(&edge).await;
+    assert_eq!(
+        metric(&metrics, "isr_edge_origin_not_modified_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // The renewed copy keeps the tags the 304 did not repeat.
+    assert_eq!(
+        revalidate(
+            edge.addr,
+            json!({"secret": support::SECRET, "tags": ["products"]})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+}
+
+#[tokio::test]
+async fn an_expired_copy_confirmed_by_304_is_served_and_stored() {
+    let origin = Origin::start(|r| {
+        if asked_conditionally(r) {
+            Reply::ok("").status(304).cc("s-maxage=60")
+        } else {
+            page("s-maxage=1")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refreshed = get(edge.addr, "/p").await;
+    assert_eq!(refreshed.status, 200);
+    assert_eq!(refreshed.text(), "the page");
+    assert_eq!(refreshed.cache(), "MISS");
+    assert!(
+        refreshed
+            .header("cache-status")
+            .contains("fwd=stale; stored"),
+        "{}",
+        refreshed.header("cache-status")
+    );
+    assert!(asked_conditionally(&origin.seen()[1]));
+    let hit = get(edge.addr, "/p").await;
+    assert_eq!((hit.cache(), hit.text().as_str()), ("HIT", "the page"));
+    assert_eq!(origin.count("/p"), 2);
+
+    // A browser's own condition is still answered from the renewed copy.
+    let browser = get_with(edge.addr, "/p", &[("if-none-match", ETAG)]).await;
+    assert_eq!((browser.status, browser.cache()), (304, "HIT"));
+}
+
+/// A `304` that does not confirm the copy (another `ETag`), or no longer lets it be stored
+/// (`Set-Cookie`), is followed by a plain GET, whose answer decides.
+#[tokio::test]
+async fn a_304_that_does_not_confirm_the_copy_is_followed_by_a_full_fetch() {
+    let origin = Origin::start(|r| {
+        let conditional = r.headers.contains_key("if-none-match");
+        match (r.path.as_str(), conditional) {
+            ("/moved-on", true) => Reply::ok("").status(304).header("etag", "\"v2\""),
+            ("/cookie", true) => Reply::ok("")
+                .status(304)
+                .header("set-cookie", "session=abc"),
+            (_, _) if r.count == 1 => page("s-maxage=1"),
+            (_, _) => Reply::ok("the new page")
+                .cc("s-maxage=60")
+                .header("etag", "\"v2\""),
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for path in ["/moved-on", "/cookie"] {
+        assert_eq!(get(edge.addr, path).await.cache(), "MISS");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for path in ["/moved-on", "/cookie"] {
+        let refreshed = get(edge.addr, path).await;
+        assert_eq!(
+            (refreshed.status, refreshed.text().as_str()),
+            (200, "the new page"),
+            "{path}"
+        );
+        assert!(refreshed.headers.get("set-cookie").is_none(), "{path}");
+        assert_eq!(origin.count(path), 3, "{path}");
+        let seen: Vec<_> = origin
+            .seen()
+            .into_iter()
+            .filter(|s| s.path == path)
+            .collect();
+        assert!(asked_conditionally(&seen[1]), "{path}");
+        assert!(
+            !seen[2].headers.contains_key("if-none-match"),
+            "{path}: the second ask is plain"
+        );
+        assert_eq!(get(edge.addr, path).await.text(), "the new page", "{path}");
+    }
+    let metrics = metrics_text(&edge).await;
+    assert_eq!(
+        metric(&metrics, "isr_edge_origin_not_modified_total"),
+        Some(0.0)
+    );
+}
+
+/// Only the origin's own validators are sent: the `ETag` the proxy makes from a body means
+/// nothing to the origin. A request with credentials refreshes without conditions, as a 304
+/// without `Cache-Control` would renew a copy without the `public` its answer needs.
+#[tokio::test]
+async fn only_the_origins_own_validators_are_sent() {
+    let origin = Origin::start(|r| match r.path.as_str() {
+        "/no-validators" => Reply::ok("plain").cc("s-maxage=1"),
+        _ => page("s-maxage=1, public"),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert!(!get(edge.addr, "/no-validators")
+        .await
+        .header("etag")
+        .is_empty());
+    get(edge.addr, "/with-credentials").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    get(edge.addr, "/no-validators").await;
+    get_with(
+        edge.addr,
+        "/with-credentials",
+        &[("authorization", "Bearer x")],
+    )
+    .await;
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 4);
+    for request in &seen[2..] {
+        assert!(
+            !request.headers.contains_key("if-none-match")
+                && !request.headers.contains_key("if-modified-since"),
+            "{}: {:?}",
+            request.path,
+            request.headers
+        );
+    }
+}
+
+/// A variant is renewed as itself: the gzip page confirmed by a 304 does not replace the
+/// identity page stored beside it.
+#[tokio::test]
+async fn a_confirmed_variant_keeps_its_siblings() {
+    let origin = Origin::start(|r| {
+        let gzip = r
+            .headers
+            .get("accept-encoding")
+            .is_some_and(|v| v.as_bytes().starts_with(b"gzip"));
+        let etag = if gzip { "\"gz\"" } else { "\"id\"" };
+        if r.headers.get("if-none-match").is_some_and(|v| v == etag) {
+            return Reply::ok("")
+                .status(304)
+                .cc("s-maxage=60")
+                .header("etag", etag)
+                .header("vary", "accept-encoding");
+        }
+        let reply = Reply::ok(if gzip { "gzip body" } else { "plain body" })
+            .cc("s-maxage=1")
+            .header("etag", etag)
+            .header("vary", "accept-encoding");
+        if gzip {
+            reply.header("content-encoding", "gzip")
+        } else {
+            reply
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let gzip = [("accept-encoding", "gzip")];
+    assert_eq!(get(edge.addr, "/v").await.text(), "plain body");
+    assert_eq!(get_with(edge.addr, "/v", &gzip).await.text(), "gzip body");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let renewed = get_with(edge.addr, "/v", &gzip).await;
+    assert_eq!(renewed.text(), "gzip body");
+    assert_eq!(renewed.header("content-encoding"), "gzip");
+    assert_eq!(origin.count("/v"), 3);
+    let gzip_hit = get_with(edge.addr, "/v", &gzip).await;
+    assert_eq!(
+        (gzip_hit.cache(), gzip_hit.text().as_str()),
+        ("HIT", "gzip body")
+    );
+    // The identity page is still there (expired, so refreshed by its own 304), not replaced.
+    let plain = get(edge.addr, "/v").await;
+    assert_eq!(plain.text(), "plain body");
+    assert!(plain.headers.get("content-encoding").is_none());
+    assert_eq!(origin.count("/v"), 4);
+    let metrics = metrics_text(&edge).await;
+    assert_eq!(
+        metric(&metrics, "isr_edge_origin_not_modified_total"),
+        Some(2.0)
+    );
+}
