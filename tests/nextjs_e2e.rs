@@ -2,7 +2,8 @@
 //! proxy: HTML and RSC never mixed, and one revalidation POST to the proxy makes both the proxy
 //! and Next serve the new data on the very next request, including a page of the dynamic route
 //! `/products/[slug]` (which Next 16's `revalidatePath` alone leaves stale; the proxy's
-//! `x-prerender-revalidate` regeneration refreshes it).
+//! `x-prerender-revalidate` regeneration refreshes it). A page past its freshness is refreshed
+//! conditionally, and Next's 304 renews the proxy's copy.
 //!
 //! `.ci/test.sh` installs the app's packages (`npm install --no-save`, see there why not `npm ci`); this test does so itself when they are
 //! missing, builds the app when the build is older than its sources, and kills `next start` at
@@ -15,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use support::{get, get_with, revalidate, Edge, Resp, SECRET};
+use support::{get, get_with, metric, metrics_text, revalidate, Edge, Resp, SECRET};
 
 /// What the app's own route checks (`REVALIDATE_SECRET` of the Next process).
 const APP_SECRET: &str = "next-app-secret-0123456789abcdef0123456789";
@@ -296,6 +297,38 @@ async fn nextjs_behind_the_proxy() {
         .await
         .text()
         .contains(&product_b));
+
+    // A page past its freshness is refreshed with its validators, and Next confirms the copy
+    // with a 304 (its own `Vary` then lacks `Accept-Encoding`, which must not reject it). Over
+    // a few periods: the page Next built may differ from the one it regenerates (another ETag,
+    // rightly a 200), but regenerations of unchanged data are identical.
+    assert_html(&get(edge.addr, "/fast").await, "/fast");
+    let mut confirmed = None;
+    'periods: for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_html(&get(edge.addr, "/fast").await, "/fast (stale)");
+        for _ in 0..40 {
+            confirmed = metric(
+                &metrics_text(&edge).await,
+                "isr_edge_origin_not_modified_total",
+            );
+            if confirmed.is_some_and(|n| n >= 1.0) {
+                break 'periods;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(
+        confirmed.is_some_and(|n| n >= 1.0),
+        "Next did not confirm the copy: {confirmed:?}"
+    );
+    let renewed = get(edge.addr, "/fast").await;
+    assert_html(&renewed, "/fast (renewed)");
+    assert!(
+        renewed.header("vary").contains("Accept-Encoding"),
+        "{:?}",
+        renewed.headers
+    );
 
     drop(next);
     let _ = std::fs::remove_dir_all(data_dir);

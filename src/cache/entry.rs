@@ -627,10 +627,9 @@ impl Entry {
     }
 
     /// Whether a `304` answering this copy's validators is about this copy (RFC 9111 section
-    /// 4.3.4): an `ETag` in it must be the stored one, and a `Vary` must name what the stored
-    /// one names, or the origin has moved on and the copy cannot be kept.
-    pub fn confirmed_by(&self, not_modified: &HeaderMap, vary: &[HeaderName]) -> bool {
-        let same_etag = match not_modified.get(header::ETAG) {
+    /// 4.3.4): an `ETag` in it must be the stored one, or the origin has moved on.
+    pub fn confirmed_by(&self, not_modified: &HeaderMap) -> bool {
+        match not_modified.get(header::ETAG) {
             None => true,
             Some(theirs) => {
                 self.origin_etag
@@ -641,15 +640,15 @@ impl Entry {
                         _ => false,
                     }
             }
-        };
-        let same_vary = !not_modified.contains_key(header::VARY) || vary == self.vary_names();
-        same_etag && same_vary
+        }
     }
 
     /// This copy again, with the fields of the origin's `304` replacing the stored ones of
-    /// the same names (RFC 9111 section 3.2) and a new lifetime: the body, and what describes
-    /// it (`Content-Type`, `Content-Encoding`), stay as stored. `update` must be client-facing
-    /// already (tag headers taken, browser `Cache-Control` applied).
+    /// the same names (RFC 9111 section 3.2) and a new lifetime: the body, what describes it
+    /// (`Content-Type`, `Content-Encoding`), and the `Vary` it was stored under stay as stored.
+    /// The `Vary` of a 304 is not this variant's: Next.js's lacks the `Accept-Encoding` its
+    /// compression adds only to answers with a body. `update` must be client-facing already
+    /// (tag headers taken, browser `Cache-Control` applied).
     pub fn confirmed(
         &self,
         mut update: HeaderMap,
@@ -663,6 +662,7 @@ impl Entry {
             header::CONTENT_LENGTH,
             header::CONTENT_RANGE,
             header::TRANSFER_ENCODING,
+            header::VARY,
         ] {
             update.remove(name);
         }

@@ -218,7 +218,7 @@ impl Proxy {
     }
 
     /// The origin's `304` for `copy`: the copy renewed with the answer's fields and lifetime,
-    /// admitted. `None` when the answer does not confirm the copy (another `ETag` or `Vary`)
+    /// admitted. `None` when the answer does not confirm the copy (another `ETag`)
     /// or no longer lets it be stored (`private`, `Set-Cookie`): the page is asked for whole,
     /// and that answer decides, as it would without a copy.
     fn confirm(
@@ -228,7 +228,7 @@ impl Proxy {
         fetch: &FetchRequest,
         epoch: u64,
     ) -> Option<Fetched> {
-        if !copy.confirmed_by(&update, &vary_names(&update)) {
+        if !copy.confirmed_by(&update) {
             return None;
         }
         let route = self.routes.find(&fetch.page);
