@@ -59,6 +59,17 @@ pub fn bad_host(request: &http::request::Parts) -> Response<Body> {
         _ if hosts.is_empty() && request.version == http::Version::HTTP_11 => {
             "400 Bad Request: an HTTP/1.1 request must carry a Host header".to_string()
         }
+        Some(authority)
+            if request.version == http::Version::HTTP_2
+                && !hosts.is_empty()
+                && crate::limits::valid_host(authority.as_str()) =>
+        {
+            format!(
+                "400 Bad Request: Host {} differs from :authority {:?}; send the same host in both, or Host not at all",
+                hosts.join(", "),
+                authority.as_str()
+            )
+        }
         Some(authority) => format!(
             "400 Bad Request: the target's authority {:?} is not one host name or address with an optional port",
             authority.as_str()
@@ -315,6 +326,17 @@ mod tests {
         assert!(text(h2().header("host", "shop.example"))
             .await
             .contains(r#"authority "user@shop.example""#));
+        let other = text(
+            http::Request::builder()
+                .version(http::Version::HTTP_2)
+                .uri("http://shop.example/p")
+                .header("host", "admin.example"),
+        )
+        .await;
+        assert!(
+            other.contains(r#"Host "admin.example" differs from :authority "shop.example""#),
+            "{other}"
+        );
         let h1 = || http::Request::builder().uri("/p");
         assert!(text(h1()).await.contains("must carry a Host header"));
         assert!(text(h1().header("host", "a/b"))

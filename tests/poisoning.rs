@@ -333,3 +333,40 @@ async fn an_absolute_form_target_names_the_host() {
         ("HIT", "page for victim.example")
     );
 }
+
+/// RFC 9113 section 8.3.1: an HTTP/2 request whose `Host` names another host than its
+/// `:authority` is malformed; the same host in both (any case) is fine.
+#[tokio::test]
+async fn an_http2_host_other_than_the_authority_is_refused() {
+    let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let h2 = |host: &'static str| async move {
+        let stream = tokio::net::TcpStream::connect(edge.addr)
+            .await
+            .expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("h2 handshake");
+        tokio::spawn(connection);
+        let request = http::Request::builder()
+            .uri("http://shop.example/h2")
+            .header("host", host)
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        let status = response.status().as_u16();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (status, text) = h2("admin.example").await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("differs from :authority"), "{text}");
+    assert_eq!(h2("Shop.Example").await.0, 200);
+    assert_eq!(origin.total(), 1);
+}

@@ -103,6 +103,18 @@ pub(super) fn request_host(parts: &Parts) -> Option<&str> {
         if first.is_none() && parts.version == http::Version::HTTP_11 {
             return None;
         }
+        // RFC 9113 section 8.3.1: an HTTP/2 `Host` naming another host than `:authority` is
+        // malformed. Which one a server behind us reads is anyone's guess, so a page keyed
+        // under one could be rendered for the other.
+        if parts.version == http::Version::HTTP_2
+            && first.is_some_and(|host| {
+                !host
+                    .as_bytes()
+                    .eq_ignore_ascii_case(authority.as_str().as_bytes())
+            })
+        {
+            return None;
+        }
         return Some(authority.as_str());
     }
     match first {
