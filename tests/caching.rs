@@ -796,3 +796,33 @@ async fn once_not_stale(
     }
     latest
 }
+
+/// An unstorable answer withdraws only copies stored before the origin was asked: a copy
+/// stored while it was on its way (here by a request after a purge, which does not join the
+/// older fetch) may come from a newer answer, and stays.
+#[tokio::test]
+async fn an_unstorable_answer_leaves_a_copy_stored_after_it_was_asked() {
+    let origin = Origin::start(|r| match r.count {
+        1 => Reply::ok("for one visitor")
+            .cc("private")
+            .delay(Duration::from_millis(600)),
+        _ => Reply::ok("v2").cc("s-maxage=600"),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let slow = tokio::spawn(get(edge.addr, "/p"));
+    assert!(support::eventually(Duration::from_secs(5), || origin.count("/p") == 1).await);
+    let purge = support::revalidate(
+        edge.addr,
+        serde_json::json!({"secret": support::SECRET, "paths": ["/p"]}),
+    )
+    .await;
+    assert_eq!(purge.status, 200, "{}", purge.text());
+    let fresh = get(edge.addr, "/p").await;
+    assert_eq!((fresh.cache(), fresh.text().as_str()), ("MISS", "v2"));
+    let slow = slow.await.expect("slow request");
+    assert_eq!(slow.text(), "for one visitor");
+    let after = get(edge.addr, "/p").await;
+    assert_eq!((after.cache(), after.text().as_str()), ("HIT", "v2"));
+    assert_eq!(origin.count("/p"), 2);
+}

@@ -175,7 +175,8 @@ fn withdrawing_variants_during_a_purge_never_brings_a_purged_page_back() {
     };
     let mut withdrawn = 0;
     for key in keys.iter().rev() {
-        withdrawn += usize::from(cache.withdraw_answered(key, &french));
+        withdrawn +=
+            usize::from(cache.withdraw_answered(key, &french, tokio::time::Instant::now()));
     }
     let purged = purging.join().expect("purge thread");
     cache.sync();

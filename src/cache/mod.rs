@@ -434,10 +434,11 @@ impl Cache {
     /// header values (`Vary`), and the RSC payload for an HTML request or the reverse, stay:
     /// the answer says nothing about them, and a client must not evict what others are served.
     /// No purge epoch is bumped: this is the proxy's own bookkeeping, and must not make
-    /// concurrent fetches of other URLs unstorable the way a revalidation does. When nothing
+    /// concurrent fetches of other URLs unstorable the way a revalidation does. `asked_at`: when
+    /// the origin was asked; copies stored since stay. When nothing
     /// is left in service, the URL's value goes (counted as an uncacheable eviction). True if
     /// anything was withdrawn.
-    pub fn withdraw_answered(&self, key: &Key, request: &HeaderMap) -> bool {
+    pub fn withdraw_answered(&self, key: &Key, request: &HeaderMap, asked_at: Instant) -> bool {
         let Some(value) = self.store.get(key.as_ref()).filter(|v| v.is_live()) else {
             return false;
         };
@@ -446,7 +447,9 @@ impl Cache {
         for entry in value
             .entries
             .iter()
-            .filter(|e| e.matches_at(request, rsc_url))
+            // A copy stored after the origin was asked came from an answer that may be newer
+            // than the one withdrawing: it stays.
+            .filter(|e| e.matches_at(request, rsc_url) && e.stored_at <= asked_at)
         {
             withdrew |= entry.withdraw();
         }

@@ -56,6 +56,7 @@ impl Proxy {
             ));
         };
         let epoch = self.cache.epoch();
+        let asked_at = Instant::now();
         let mut headers = origin_request_headers(&fetch.headers, &fetch.host, fetch.peer);
         // A fetch for the cache is a plain GET without a body, whatever the client sent: a
         // client's `Content-Length` with no body behind it would hold the origin (and every
@@ -129,7 +130,7 @@ impl Proxy {
                 // is the page's new state: a redirect, or a 401/403/451 for a page withdrawn
                 // (a personal one is kept out by the credentials guard).
                 if !(why == policy::NotStorable::Status && about_the_request(status)) {
-                    self.withdraw_replaced_copy(fetch);
+                    self.withdraw_replaced_copy(fetch, asked_at);
                 }
                 return Some(Fetched::Uncacheable(self.relay(
                     response,
@@ -147,7 +148,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared_length.is_some_and(|len| len > self.settings.max_object_size) {
-            self.withdraw_replaced_copy(fetch);
+            self.withdraw_replaced_copy(fetch, asked_at);
             return Some(Fetched::Uncacheable(self.relay(
                 response,
                 CacheStatus::Miss {
@@ -163,7 +164,7 @@ impl Proxy {
             match read_limited(body, self.settings.max_object_size, upstream.timeout()).await {
                 Read::Complete(bytes) => bytes,
                 Read::TooLarge(prefix, rest) => {
-                    self.withdraw_replaced_copy(fetch);
+                    self.withdraw_replaced_copy(fetch, asked_at);
                     let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
                     let idle = self.settings.limits.origin_idle_timeout;
                     let mut response = streamed.map(|b| body::streaming(IdleTimeout::new(b, idle)));
@@ -376,19 +377,19 @@ impl Proxy {
     /// private page) would make every concurrent fetch of other URLs unstorable. Only the
     /// variants this request matches go (`Cache::withdraw_answered`): an RSC request's answer
     /// says nothing about the HTML copy, nor one `Accept-Language` about another.
-    fn withdraw_replaced_copy(&self, fetch: &FetchRequest) {
+    fn withdraw_replaced_copy(&self, fetch: &FetchRequest, asked_at: Instant) {
         // Nor does a client with credentials speak for the others: its answer may be personal
         // (an `Authorization` the origin did not mark `public`, a session cookie answered with
         // `Set-Cookie`) while the stored copy still serves everyone else.
         let credentials = fetch.headers.contains_key(header::AUTHORIZATION)
             || fetch.headers.contains_key(header::COOKIE);
         if !credentials {
-            self.cache.withdraw_answered(&fetch.key, &fetch.headers);
+            self.cache
+                .withdraw_answered(&fetch.key, &fetch.headers, asked_at);
         }
     }
 }
 
-/// Statuses that answer something about the request itself rather than the page it names.
 /// Age the answer already had when it arrived. RFC 9111 section 1.2.2: an `Age` too large to
 /// read is 2^31 seconds, not 0.
 fn initial_age(headers: &HeaderMap, lifetime: &policy::Lifetime) -> std::time::Duration {
@@ -411,6 +412,7 @@ fn initial_age(headers: &HeaderMap, lifetime: &policy::Lifetime) -> std::time::D
     age
 }
 
+/// Statuses that answer something about the request itself rather than the page it names.
 fn about_the_request(status: http::StatusCode) -> bool {
     matches!(
         status.as_u16(),
