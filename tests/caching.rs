@@ -776,6 +776,24 @@ async fn only_if_cached_never_reaches_the_origin() {
     )
     .await;
     assert_eq!((stored.status, stored.cache()), (200, "HIT"));
+    // A request the cache never answers (a range, a form post) is not forwarded either.
+    for (method, headers) in [
+        (
+            "GET",
+            [("range", "bytes=0-1"), ("cache-control", "only-if-cached")],
+        ),
+        (
+            "POST",
+            [
+                ("content-type", "text/plain"),
+                ("cache-control", "only-if-cached"),
+            ],
+        ),
+    ] {
+        let bypassed = send(edge.addr, method, "/p", &headers, "").await;
+        assert_eq!(bypassed.status, 504, "{method}: {}", bypassed.text());
+        assert_eq!(bypassed.cache(), "BYPASS");
+    }
     assert_eq!(origin.total(), 1);
 }
 

@@ -258,6 +258,10 @@ impl Proxy {
             .bypass_reason(&parts)
             .or(route_bypass.then_some("route"))
         {
+            if client_only_if_cached(&parts.headers) {
+                // What is bypassed is never answered from the cache: only the origin could.
+                return Answer::Ready(only_if_cached_miss(&parts.method, CacheStatus::Bypass));
+            }
             let host = host.to_owned();
             let this = self.clone();
             return Answer::pending(
@@ -304,19 +308,12 @@ impl Proxy {
         let had_copy = expired.is_some();
         if client_only_if_cached(&parts.headers) {
             // RFC 9111 section 5.2.1.7: no stored response that may be served, so 504.
-            return Answer::Ready(without_body_for_head(
+            return Answer::Ready(only_if_cached_miss(
                 &parts.method,
-                mark(
-                    body::text(
-                        http::StatusCode::GATEWAY_TIMEOUT,
-                        "504 Gateway Timeout: not in the cache, and the request said only-if-cached",
-                    ),
-                    CacheStatus::Miss {
-                        stored: false,
-                        expired: had_copy,
-                    },
-                    Some("only-if-cached"),
-                ),
+                CacheStatus::Miss {
+                    stored: false,
+                    expired: had_copy,
+                },
             ));
         }
         let mut fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
@@ -636,6 +633,22 @@ impl Proxy {
 
 /// `CONNECT` (a tunnel request: isr-edge is no forward proxy) and `OPTIONS *` (a question about
 /// this server, answered here); any other method with the `*` target is malformed.
+/// The 504 of RFC 9111 section 5.2.1.7 for a request saying `only-if-cached` that the cache
+/// cannot answer.
+fn only_if_cached_miss(method: &Method, status: CacheStatus) -> Response<Body> {
+    without_body_for_head(
+        method,
+        mark(
+            body::text(
+                http::StatusCode::GATEWAY_TIMEOUT,
+                "504 Gateway Timeout: not in the cache, and the request said only-if-cached",
+            ),
+            status,
+            Some("only-if-cached"),
+        ),
+    )
+}
+
 fn not_for_origin(method: &Method) -> Response<Body> {
     const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
     let mut response = if method == Method::OPTIONS {
