@@ -221,6 +221,18 @@ async fn a_header_named_in_connection_cannot_poison_a_vary_variant() {
         "lang=default",
         "the origin never saw the header"
     );
+    // The same request again gets that variant from the cache: the header would not reach the
+    // origin this time either.
+    let repeated = get_with(
+        edge.addr,
+        "/v",
+        &[("accept-language", "de"), ("connection", "Accept-Language")],
+    )
+    .await;
+    assert_eq!(
+        (repeated.cache(), repeated.text().as_str()),
+        ("HIT", "lang=default")
+    );
     let victim = get_with(edge.addr, "/v", &[("accept-language", "fr")]).await;
     assert_eq!(victim.text(), "lang=fr", "cache: {}", victim.cache());
     let again = get_with(edge.addr, "/v", &[("accept-language", "fr")]).await;

@@ -10,7 +10,7 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusC
 use tokio::time::Instant;
 
 use super::interned::{self, Table};
-use super::key::vary_value;
+use super::key::{named_in_connection, vary_value};
 use super::policy::{self, Freshness, Lifetime};
 use crate::body::{self, Body};
 
@@ -715,10 +715,14 @@ impl Entry {
         let Some(vary) = &self.vary else {
             return true;
         };
-        vary.names()
-            .iter()
-            .enumerate()
-            .all(|(at, name)| vary_value(request, name).as_deref() == vary.value(at))
+        vary.names().iter().enumerate().all(|(at, name)| {
+            let stored = vary.value(at);
+            // A header the request names in `Connection` would not reach the origin either: it
+            // gets the variant made for the header's absence (checked only on a mismatch, as
+            // HTTP/1.1 requests carry `Connection: keep-alive`).
+            vary_value(request, name).as_deref() == stored
+                || (stored.is_none() && named_in_connection(request, name))
+        })
     }
 
     /// The header names this variant's `Vary` lists (empty without one).

@@ -247,6 +247,19 @@ pub fn vary_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'
     Some(Cow::Owned(joined))
 }
 
+/// Whether the request's `Connection` header lists `name`: such a header is hop-by-hop, never
+/// reaches the origin, and the page it gets is the variant for that header's absence.
+/// `Accept-Encoding` never is: the edge sends the origin its own (the encoding class).
+pub fn named_in_connection(request: &HeaderMap, name: &HeaderName) -> bool {
+    name != header::ACCEPT_ENCODING
+        && request
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
 /// `br`, `gzip` or `identity`: the encodings an origin is likely to produce.
 pub fn encoding_class(headers: &HeaderMap) -> &'static str {
     let mut gzip = false;

@@ -4,7 +4,7 @@
 
 use super::headers::{mark, vary_names};
 use super::*;
-use crate::upstream::connection_tokens;
+use crate::cache::key::named_in_connection;
 
 impl Proxy {
     /// Sends one request to the origin, counting it, its latency and its failure kind.
@@ -193,9 +193,7 @@ impl Proxy {
                 // was rendered without it, and is the variant for its absence. Every other value
                 // is the client's, as lookups compare them (headers the edge sets itself stay
                 // out of it, or no later request would match).
-                let value = if connection_tokens(&fetch.headers)
-                    .any(|token| token.eq_ignore_ascii_case(name.as_str()))
-                {
+                let value = if named_in_connection(&fetch.headers, &name) {
                     None
                 } else {
                     vary_value(&fetch.headers, &name).map(|v| v.into_owned())
