@@ -57,6 +57,7 @@ fn entry_memory(n: usize) {
                 stale_if_error: Duration::from_secs(86_400),
             },
             initial_age: Duration::ZERO,
+            freshness_field: Default::default(),
         };
         cache.admit(&key, &path, new, cache.epoch());
     }
@@ -156,6 +157,7 @@ fn benches(c: &mut Criterion) {
                 stale_if_error: Duration::ZERO,
             },
             initial_age: Duration::ZERO,
+            freshness_field: Default::default(),
         };
         cache.admit(&key, &path, new, cache.epoch());
     }

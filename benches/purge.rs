@@ -85,6 +85,7 @@ fn entry(tags: &[Box<str>]) -> NewEntry {
             stale_if_error: Duration::ZERO,
         },
         initial_age: Duration::ZERO,
+        freshness_field: Default::default(),
     }
 }
 

@@ -204,11 +204,12 @@ impl Metrics {
         }
     }
 
-    /// One origin failure; `kind` is `UpstreamError::kind()`.
+    /// A stale copy the origin confirmed with a `304`.
     pub fn origin_not_modified(&self) {
         self.origin_not_modified.inc();
     }
 
+    /// One origin failure; `kind` is `UpstreamError::kind()`.
     pub fn origin_error(&self, kind: &str) {
         if let Some(i) = ERROR_KINDS.iter().position(|k| *k == kind) {
             self.origin_errors[i].inc();

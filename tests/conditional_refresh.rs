@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -135,8 +137,9 @@ async fn an_expired_copy_confirmed_by_304_is_served_and_stored() {
     assert_eq!((browser.status, browser.cache()), (304, "HIT"));
 }
 
-/// A `304` that does not confirm the copy (another `ETag`), or no longer lets it be stored
-/// (`Set-Cookie`), is followed by a plain GET, whose answer decides.
+/// A `304` that does not confirm the copy (another `ETag`, a `Vary` naming more than the
+/// copy's), or no longer lets it be stored (`Set-Cookie`), is followed by a plain GET, whose
+/// answer decides.
 #[tokio::test]
 async fn a_304_that_does_not_confirm_the_copy_is_followed_by_a_full_fetch() {
     let origin = Origin::start(|r| {
@@ -146,6 +149,8 @@ async fn a_304_that_does_not_confirm_the_copy_is_followed_by_a_full_fetch() {
             ("/cookie", true) => Reply::ok("")
                 .status(304)
                 .header("set-cookie", "session=abc"),
+            // The origin now tells apart requests the copy answered alike.
+            ("/varies-now", true) => Reply::ok("").status(304).header("vary", "accept-language"),
             (_, _) if r.count == 1 => page("s-maxage=1"),
             (_, _) => Reply::ok("the new page")
                 .cc("s-maxage=60")
@@ -154,11 +159,12 @@ async fn a_304_that_does_not_confirm_the_copy_is_followed_by_a_full_fetch() {
     })
     .await;
     let edge = Edge::start(&origin.url(), &[]).await;
-    for path in ["/moved-on", "/cookie"] {
+    let paths = ["/moved-on", "/cookie", "/varies-now"];
+    for path in paths {
         assert_eq!(get(edge.addr, path).await.cache(), "MISS");
     }
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    for path in ["/moved-on", "/cookie"] {
+    for path in paths {
         let refreshed = get(edge.addr, path).await;
         assert_eq!(
             (refreshed.status, refreshed.text().as_str()),
@@ -245,7 +251,7 @@ async fn a_confirmed_variant_keeps_its_siblings() {
         let reply = Reply::ok(if gzip { "gzip body" } else { "plain body" })
             .cc("s-maxage=1")
             .header("etag", etag)
-            .header("vary", "accept-encoding");
+            .header("vary", "rsc, accept-encoding");
         if gzip {
             reply.header("content-encoding", "gzip")
         } else {
@@ -261,7 +267,7 @@ async fn a_confirmed_variant_keeps_its_siblings() {
     let renewed = get_with(edge.addr, "/v", &gzip).await;
     assert_eq!(renewed.text(), "gzip body");
     assert_eq!(renewed.header("content-encoding"), "gzip");
-    assert_eq!(renewed.header("vary"), "accept-encoding");
+    assert_eq!(renewed.header("vary"), "rsc, accept-encoding");
     assert_eq!(origin.count("/v"), 3);
     let gzip_hit = get_with(edge.addr, "/v", &gzip).await;
     assert_eq!(
@@ -278,4 +284,150 @@ async fn a_confirmed_variant_keeps_its_siblings() {
         metric(&metrics, "isr_edge_origin_not_modified_total"),
         Some(2.0)
     );
+}
+
+/// A copy purged while its conditional refresh was on its way is not renewed by the 304: a
+/// validator (weak, or a `Last-Modified` to the second) can confirm what the purge said had
+/// changed. Here the request that found it waited behind another variant's fetch, and asked
+/// on its own after the purge.
+#[tokio::test]
+async fn a_copy_purged_during_its_refresh_is_not_renewed() {
+    let purged = Arc::new(AtomicBool::new(false));
+    let origin = Origin::start({
+        let purged = purged.clone();
+        move |r| {
+            let language = r
+                .headers
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_string();
+            let version = if purged.load(Ordering::SeqCst) {
+                "v2"
+            } else {
+                "v1"
+            };
+            let etag = format!("\"v1-{language}\"");
+            if r.headers
+                .get("if-none-match")
+                .is_some_and(|v| v == etag.as_str())
+            {
+                // The validator still matches: the origin has not re-rendered yet.
+                let reply = Reply::ok("").status(304).header("etag", &etag);
+                return if language == "en" {
+                    reply.delay(Duration::from_millis(600))
+                } else {
+                    reply
+                };
+            }
+            Reply::ok(format!("{version}-{language}"))
+                .cc("s-maxage=1")
+                .header("vary", "accept-language")
+                .header("etag", &format!("\"{version}-{language}\""))
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    const EN: [(&str, &str); 1] = [("accept-language", "en")];
+    const FR: [(&str, &str); 1] = [("accept-language", "fr")];
+    let (en, fr) = (EN, FR);
+    assert_eq!(get_with(edge.addr, "/p", &en).await.text(), "v1-en");
+    assert_eq!(get_with(edge.addr, "/p", &fr).await.text(), "v1-fr");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let leader = tokio::spawn(get_with(edge.addr, "/p", &EN));
+    assert!(eventually(Duration::from_secs(5), || origin.count("/p") == 3).await);
+    let follower = tokio::spawn(get_with(edge.addr, "/p", &FR));
+    let mut joined = false;
+    for _ in 0..100 {
+        let metrics = metrics_text(&edge).await;
+        if metric(&metrics, "isr_edge_coalesced_waits_total") == Some(1.0) {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(joined, "the fr request waits behind the en fetch");
+    purged.store(true, Ordering::SeqCst);
+    let purge = revalidate(
+        edge.addr,
+        json!({"secret": support::SECRET, "paths": ["/p"]}),
+    )
+    .await;
+    assert_eq!(purge.status, 200, "{}", purge.text());
+
+    assert_eq!(leader.await.expect("leader").text(), "v2-en");
+    assert_eq!(follower.await.expect("follower").text(), "v2-fr");
+    let again = get_with(edge.addr, "/p", &fr).await;
+    assert_eq!((again.cache(), again.text().as_str()), ("HIT", "v2-fr"));
+}
+
+/// A 304 need not repeat `CDN-Cache-Control`: its `Cache-Control` alone must not set the
+/// lifetime `CDN-Cache-Control` set (RFC 9213), so the copy stays fresh for 1 s, not 600.
+#[tokio::test]
+async fn a_304_does_not_override_cdn_cache_control_with_cache_control() {
+    let origin = Origin::start(|r| {
+        if r.headers.contains_key("if-none-match") {
+            Reply::ok("")
+                .status(304)
+                .cc("max-age=600")
+                .header("etag", ETAG)
+        } else {
+            Reply::ok("the page")
+                .cc("max-age=600")
+                .header("cdn-cache-control", "max-age=1")
+                .header("etag", ETAG)
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let renewed = get(edge.addr, "/p").await;
+    assert_eq!(renewed.text(), "the page");
+    assert_eq!(origin.count("/p"), 2);
+    let status = renewed.header("cache-status").to_string();
+    assert!(
+        status.contains("ttl=1") || status.contains("ttl=0"),
+        "{status}"
+    );
+    assert_eq!(renewed.header("cache-control"), "max-age=600");
+}
+
+/// An origin that sends `Last-Modified` and no `ETag` is asked with `If-Modified-Since`
+/// alone at every refresh, not only the first: the `ETag` made here from the body is never
+/// sent, renewed copies included (it would win over `If-Modified-Since` and fail).
+#[tokio::test]
+async fn a_last_modified_copy_stays_renewable() {
+    let origin = Origin::start(|r| {
+        if r.headers.contains_key("if-none-match") {
+            Reply::ok("rendered again").cc("s-maxage=1")
+        } else if r.headers.contains_key("if-modified-since") {
+            Reply::ok("").status(304).cc("s-maxage=1")
+        } else {
+            Reply::ok("the page")
+                .cc("s-maxage=1")
+                .header("last-modified", LAST_MODIFIED)
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let first = get(edge.addr, "/p").await;
+    assert!(!first.header("etag").is_empty());
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let renewed = get(edge.addr, "/p").await;
+        assert_eq!(renewed.text(), "the page");
+        assert_eq!(renewed.header("etag"), first.header("etag"));
+    }
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 3);
+    for request in &seen[1..] {
+        assert!(
+            request.headers.contains_key("if-modified-since")
+                && !request.headers.contains_key("if-none-match"),
+            "{:?}",
+            request.headers
+        );
+    }
 }

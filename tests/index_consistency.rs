@@ -24,6 +24,7 @@ fn new_entry(i: usize) -> NewEntry {
             stale_if_error: Duration::ZERO,
         },
         initial_age: Duration::ZERO,
+        freshness_field: Default::default(),
     }
 }
 

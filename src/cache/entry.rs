@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::interned::{self, Table};
 use super::key::{named_in_connection, vary_value};
-use super::policy::{self, Freshness, Lifetime};
+use super::policy::{self, Freshness, FreshnessField, Lifetime};
 use crate::body::{self, Body};
 
 /// How a response relates to the cache; rendered as `X-Cache` and RFC 9211 `Cache-Status`.
@@ -123,6 +123,7 @@ pub struct Entry {
     /// The stored `ETag` is the origin's (not one made here from the body), so the origin can
     /// confirm this copy with it.
     origin_etag: bool,
+    freshness_field: FreshnessField,
     /// `Cache-Status` lines from the caches before this one, stored with the head: this
     /// cache's own member is the line after them.
     upstream_statuses: u8,
@@ -496,6 +497,8 @@ pub struct NewEntry {
     pub tags: Vec<Box<str>>,
     pub lifetime: Lifetime,
     pub initial_age: Duration,
+    /// The field `lifetime` came from (see [`FreshnessField`]).
+    pub freshness_field: FreshnessField,
 }
 
 impl Entry {
@@ -509,6 +512,7 @@ impl Entry {
             status: new.status,
             is_rsc: is_rsc_content(&headers),
             origin_etag,
+            freshness_field: new.freshness_field,
             upstream_statuses: u8::try_from(headers.get_all(CACHE_STATUS).iter().count())
                 .unwrap_or(u8::MAX),
             headers: StoredHeaders::new(&headers),
@@ -626,10 +630,19 @@ impl Entry {
         added
     }
 
+    /// The kind of field this copy's lifetime came from.
+    pub fn freshness_field(&self) -> FreshnessField {
+        self.freshness_field
+    }
+
     /// Whether a `304` answering this copy's validators is about this copy (RFC 9111 section
-    /// 4.3.4): an `ETag` in it must be the stored one, or the origin has moved on.
-    pub fn confirmed_by(&self, not_modified: &HeaderMap) -> bool {
-        match not_modified.get(header::ETAG) {
+    /// 4.3.4): an `ETag` in it must be the stored one, or the origin has moved on. `vary`: the
+    /// names the 304's `Vary` lists; each must be one the copy was stored under, as a name
+    /// more means the origin now tells apart requests this copy answered alike. Fewer is
+    /// fine: Next.js's 304 lacks the `Accept-Encoding` its compression adds only to answers
+    /// with a body.
+    pub fn confirmed_by(&self, not_modified: &HeaderMap, vary: &[HeaderName]) -> bool {
+        let same_etag = match not_modified.get(header::ETAG) {
             None => true,
             Some(theirs) => {
                 self.origin_etag
@@ -640,19 +653,21 @@ impl Entry {
                         _ => false,
                     }
             }
-        }
+        };
+        same_etag && vary.iter().all(|name| self.vary_names().contains(name))
     }
 
     /// This copy again, with the fields of the origin's `304` replacing the stored ones of
     /// the same names (RFC 9111 section 3.2) and a new lifetime: the body, what describes it
-    /// (`Content-Type`, `Content-Encoding`), and the `Vary` it was stored under stay as stored.
-    /// The `Vary` of a 304 is not this variant's: Next.js's lacks the `Accept-Encoding` its
-    /// compression adds only to answers with a body. `update` must be client-facing already
-    /// (tag headers taken, browser `Cache-Control` applied).
+    /// (`Content-Type`, `Content-Encoding`), and the `Vary` it was stored under stay as stored
+    /// (see [`Entry::confirmed_by`]). An `ETag` made here is made again from the body, so the
+    /// renewed copy still never sends it to the origin. `update` must be client-facing
+    /// already (tag headers taken, browser `Cache-Control` applied).
     pub fn confirmed(
         &self,
         mut update: HeaderMap,
         lifetime: Lifetime,
+        freshness_field: FreshnessField,
         initial_age: Duration,
         tags: Vec<Box<str>>,
     ) -> NewEntry {
@@ -667,8 +682,9 @@ impl Entry {
             update.remove(name);
         }
         let mut headers = HeaderMap::with_capacity(self.headers.fields.len() + update.len());
-        self.headers
-            .render(&mut headers, |name| update.contains_key(name));
+        self.headers.render(&mut headers, |name| {
+            update.contains_key(name) || (name == header::ETAG && !self.origin_etag)
+        });
         for (name, value) in update.iter() {
             headers.append(name.clone(), value.clone());
         }
@@ -686,6 +702,7 @@ impl Entry {
             tags,
             lifetime,
             initial_age,
+            freshness_field,
         }
     }
 
@@ -1000,6 +1017,7 @@ mod tests {
                     stale_if_error: Duration::ZERO,
                 },
                 initial_age,
+                freshness_field: Default::default(),
             },
             Instant::now(),
         )
@@ -1060,6 +1078,7 @@ mod tests {
                 stale_if_error: Duration::ZERO,
             },
             initial_age: Duration::ZERO,
+            freshness_field: Default::default(),
         };
         new.headers
             .insert(header::VARY, HeaderValue::from_static("x"));

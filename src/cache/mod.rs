@@ -459,6 +459,18 @@ impl Cache {
         withdrew
     }
 
+    /// Whether `entry` is still in service under `key`: not purged, replaced, withdrawn or
+    /// evicted since it was found.
+    pub fn holds(&self, key: &str, entry: &Arc<Entry>) -> bool {
+        self.store.get(key).is_some_and(|value| {
+            value.is_live()
+                && value
+                    .entries
+                    .iter()
+                    .any(|e| Arc::ptr_eq(e, entry) && !e.is_withdrawn())
+        })
+    }
+
     /// Runs moka's pending maintenance (evictions, listener calls) now, after waiting for the
     /// background removals of large hard purges.
     pub fn sync(&self) {

@@ -175,6 +175,37 @@ pub fn effective_cache_control(headers: &HeaderMap) -> CacheControl {
         .unwrap_or_default()
 }
 
+/// The kind of response field that sets a page's freshness, lowest first: a later one wins
+/// over an earlier one (`CDN-Cache-Control` over `Surrogate-Control` over `Cache-Control`
+/// over `Expires`). A `304` renews a stored lifetime only with a field at least as strong
+/// as the one that set it: a `Cache-Control` alone must not override `CDN-Cache-Control`
+/// (RFC 9213), which the 304 need not repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum FreshnessField {
+    #[default]
+    None,
+    Expires,
+    CacheControl,
+    SurrogateControl,
+    CdnCacheControl,
+}
+
+impl FreshnessField {
+    pub fn of(headers: &HeaderMap) -> FreshnessField {
+        if headers.contains_key("cdn-cache-control") {
+            FreshnessField::CdnCacheControl
+        } else if headers.contains_key("surrogate-control") {
+            FreshnessField::SurrogateControl
+        } else if headers.contains_key(header::CACHE_CONTROL) {
+            FreshnessField::CacheControl
+        } else if headers.contains_key(header::EXPIRES) {
+            FreshnessField::Expires
+        } else {
+            FreshnessField::None
+        }
+    }
+}
+
 /// Decides whether a response to a GET may be stored and for how long.
 ///
 /// `request_has_authorization` follows RFC 9111 section 3.5: such responses are stored only

@@ -31,7 +31,7 @@ impl Proxy {
     /// Varnish does, and nginx with `proxy_cache_revalidate`); one that does not is followed
     /// by a plain GET.
     pub(super) async fn fetch_for_cache(&self, fetch: FetchRequest) -> Fetched {
-        if let Some(copy) = fetch.validate.as_deref() {
+        if let Some(copy) = &fetch.validate {
             if let Some(fetched) = self.fetch_once(&fetch, Some(copy)).await {
                 return fetched;
             }
@@ -48,7 +48,7 @@ impl Proxy {
 
     /// One GET, conditional on `copy`'s validators when it has any. `None`: the origin's `304`
     /// did not confirm `copy`, and the page must be asked for whole.
-    async fn fetch_once(&self, fetch: &FetchRequest, copy: Option<&Entry>) -> Option<Fetched> {
+    async fn fetch_once(&self, fetch: &FetchRequest, copy: Option<&Arc<Entry>>) -> Option<Fetched> {
         let Some(upstream) = self.origins.for_host(&fetch.host) else {
             return Some(Fetched::Error(
                 UpstreamError::Connect(format!("no origin for host {:?}", fetch.host)),
@@ -202,8 +202,10 @@ impl Proxy {
             })
             .collect();
         let initial_age = initial_age(&headers, &lifetime);
+        let freshness_field = FreshnessField::of(&headers);
         self.client_facing(&mut headers, true);
         let new = NewEntry {
+            freshness_field,
             status,
             headers,
             body: bytes,
@@ -217,29 +219,41 @@ impl Proxy {
     }
 
     /// The origin's `304` for `copy`: the copy renewed with the answer's fields and lifetime,
-    /// admitted. `None` when the answer does not confirm the copy (another `ETag`)
-    /// or no longer lets it be stored (`private`, `Set-Cookie`): the page is asked for whole,
-    /// and that answer decides, as it would without a copy.
+    /// admitted. `None` when the page must be asked for whole, and that answer decides, as it
+    /// would without a copy: the answer does not confirm the copy (another `ETag`, a `Vary`
+    /// naming more), no longer lets it be stored (`private`, `Set-Cookie`), or the copy is no
+    /// longer the one the cache holds (purged, replaced, withdrawn since it was found: a
+    /// validator, weak or a `Last-Modified` to the second, could confirm what a purge said
+    /// had changed).
     fn confirm(
         &self,
-        copy: &Entry,
+        copy: &Arc<Entry>,
         mut update: HeaderMap,
         fetch: &FetchRequest,
         epoch: u64,
     ) -> Option<Fetched> {
-        if !copy.confirmed_by(&update) {
+        if !copy.confirmed_by(&update, &vary_names(&update)) || !self.cache.holds(&fetch.key, copy)
+        {
             return None;
         }
         let route = self.routes.find(&fetch.page);
-        // A 304 without freshness fields leaves the stored lifetime as it was (route rule
-        // applied); RFC 9110 section 15.4.5 asks origins to send `Cache-Control` in it.
-        let lifetime =
-            if update.contains_key(header::CACHE_CONTROL) || update.contains_key(header::EXPIRES) {
-                self.lifetime(route, false, copy.status, &update).ok()?
-            } else {
-                policy::check_storable(&Method::GET, false, copy.status, &update).ok()?;
-                copy.lifetime()
-            };
+        // The lifetime is set again only by a field at least as strong as the one that set it:
+        // a 304 need not repeat a `CDN-Cache-Control`, and its `Cache-Control` (or nothing, as
+        // RFC 9110 section 15.4.5 allows) must not override it. Otherwise the stored lifetime
+        // stands (its route rule applied).
+        let field = FreshnessField::of(&update);
+        let (lifetime, field) = if field != FreshnessField::None && field >= copy.freshness_field()
+        {
+            (
+                self.lifetime(route, false, copy.status, &update).ok()?,
+                field,
+            )
+        } else {
+            if update.contains_key(header::SET_COOKIE) {
+                return None;
+            }
+            (copy.lifetime(), copy.freshness_field())
+        };
         let initial_age = initial_age(&update, &lifetime);
         let names_tags = self
             .settings
@@ -258,7 +272,7 @@ impl Proxy {
             update.remove(header::CACHE_CONTROL);
         }
         self.metrics.origin_not_modified();
-        let new = copy.confirmed(update, lifetime, initial_age, tags);
+        let new = copy.confirmed(update, lifetime, field, initial_age, tags);
         let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
         Some(Fetched::Entry(entry, stored))
     }

@@ -43,7 +43,9 @@ use crate::cache::key::{
     encoding_class, names_rsc_payload, normalize_path, normalized, page_path, primary_key_text,
     split_key, vary_value, Key,
 };
-use crate::cache::policy::{self, browser_cache_control, Freshness, FreshnessRules};
+use crate::cache::policy::{
+    self, browser_cache_control, Freshness, FreshnessField, FreshnessRules,
+};
 use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
 
 use crate::config::{BrowserCacheControl, Limits};
