@@ -431,3 +431,89 @@ async fn a_last_modified_copy_stays_renewable() {
         );
     }
 }
+
+/// Requests coalesced behind a conditional refresh all get the renewed copy from one 304; a
+/// 304 without `Cache-Control` keeps the stored lifetime (1 s here, not a default).
+#[tokio::test]
+async fn waiters_share_one_304_and_a_bare_304_keeps_the_lifetime() {
+    let origin = Origin::start(|r| {
+        if asked_conditionally(r) {
+            Reply::ok("").status(304).delay(Duration::from_millis(300))
+        } else {
+            page("s-maxage=1")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/p").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let waiting: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(get(edge.addr, "/p")))
+        .collect();
+    for request in waiting {
+        let answer = request.await.expect("request");
+        assert_eq!((answer.status, answer.text().as_str()), (200, "the page"));
+    }
+    assert_eq!(origin.count("/p"), 2);
+    let status = get(edge.addr, "/p")
+        .await
+        .header("cache-status")
+        .to_string();
+    assert!(
+        status.starts_with("isr-edge; hit")
+            && (status.contains("ttl=1") || status.contains("ttl=0")),
+        "{status}"
+    );
+}
+
+/// A soft purge marks the copy stale; the origin's 304 confirms it is still current, and it
+/// is fresh again. A 304 saying `x-nextjs-cache: STALE` (Next served its own stale copy) is
+/// stored as already stale, like such a 200, so the next request refreshes it again.
+#[tokio::test]
+async fn a_soft_purged_copy_is_renewed_and_a_next_stale_304_is_stored_stale() {
+    let origin = Origin::start(|r| {
+        if !asked_conditionally(r) {
+            return page("s-maxage=600, stale-while-revalidate=600");
+        }
+        let reply = Reply::ok("")
+            .status(304)
+            .cc("s-maxage=600, stale-while-revalidate=600");
+        if r.path == "/next-stale" && r.count == 2 {
+            reply.header("x-nextjs-cache", "STALE")
+        } else {
+            reply
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for path in ["/soft", "/next-stale"] {
+        get(edge.addr, path).await;
+        let purge = revalidate(
+            edge.addr,
+            json!({"secret": support::SECRET, "paths": [path], "mode": "soft"}),
+        )
+        .await;
+        assert_eq!(purge.status, 200, "{}", purge.text());
+        assert_eq!(get(edge.addr, path).await.cache(), "STALE", "{path}");
+        assert!(eventually(Duration::from_secs(5), || origin.count(path) == 2).await);
+    }
+    let mut soft = get(edge.addr, "/soft").await;
+    for _ in 0..50 {
+        if soft.cache() == "HIT" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        soft = get(edge.addr, "/soft").await;
+    }
+    assert_eq!((soft.cache(), soft.text().as_str()), ("HIT", "the page"));
+    assert_eq!(origin.count("/soft"), 2);
+    // Stored stale: served at once and refreshed again (the third origin request).
+    for _ in 0..100 {
+        assert_eq!(get(edge.addr, "/next-stale").await.cache(), "STALE");
+        if origin.count("/next-stale") == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(origin.count("/next-stale"), 3);
+}
