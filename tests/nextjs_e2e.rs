@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use support::{get, get_with, metric, metrics_text, revalidate, Edge, Resp, SECRET};
+use support::{get, get_with, metric, metrics_text, revalidate, send, Edge, Resp, SECRET};
 
 /// What the app's own route checks (`REVALIDATE_SECRET` of the Next process).
 const APP_SECRET: &str = "next-app-secret-0123456789abcdef0123456789";
@@ -297,6 +297,23 @@ async fn nextjs_behind_the_proxy() {
         .await
         .text()
         .contains(&product_b));
+
+    // Our API's additive forms reach the seed's route as the plain paths it understands (an
+    // object in `paths`, forwarded as received, made its `revalidatePath` throw: a 500 there,
+    // a 502 here).
+    let answer = send(
+        edge.addr,
+        "POST",
+        "/api/revalidate",
+        &[("authorization", &format!("Bearer {SECRET}"))],
+        json!({"paths": [{"path": "/products/b", "type": "page"}], "tags": ["products"]})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["origins"][0]["ok"], true);
+    let b = get(edge.addr, "/products/b").await;
+    assert!(b.text().contains(&product_b), "{}", b.text());
 
     // A page past its freshness is refreshed with its validators, and Next confirms the copy
     // with a 304 (its own `Vary` then lacks `Accept-Encoding`, which must not reject it). Over

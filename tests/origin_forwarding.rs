@@ -138,6 +138,102 @@ async fn every_origin_instance_is_told_before_the_local_eviction() {
     assert_eq!(posts(&app2).len(), 2);
 }
 
+/// The seed's route handler (shared/seeds/000, `tests/nextjs-app/app/api/revalidate`), as it
+/// behaves: it reads only `secret` and `paths`, and `revalidatePath` throws on a path that is
+/// not a string, which the route answers with a 500.
+async fn seed_route() -> Origin {
+    Origin::start(|r| {
+        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        if body["secret"] != ORIGIN_SECRET {
+            return Reply::ok(r#"{"success":false,"message":"Invalid secret"}"#).status(401);
+        }
+        if let Some(paths) = body["paths"].as_array() {
+            if !paths.iter().all(Value::is_string) {
+                return Reply::ok(
+                    r#"{"success":false,"message":"Revalidation failed","error":"e.charCodeAt is not a function"}"#,
+                )
+                .status(500);
+            }
+        }
+        Reply::ok(r#"{"success":true,"message":"Revalidated successfully"}"#)
+            .header("content-type", "application/json")
+    })
+    .await
+}
+
+/// Our API takes more than the seed route's `{secret, paths: [strings]}`; whatever form a
+/// client used, the route gets plain path strings (and the fields it ignores), so it does not
+/// fail and the caller is not told 502 for a revalidation that worked.
+#[tokio::test]
+async fn additive_forms_reach_a_seed_route_as_plain_paths() {
+    let site = Origin::start(|r| Reply::ok(format!("render {}", r.count)).cc("s-maxage=600")).await;
+    let app = seed_route().await;
+    let url = format!("{}/api/revalidate", app.url());
+    let edge = Edge::start(
+        &site.url(),
+        &[
+            "--origin-revalidate-url",
+            &url,
+            "--origin-revalidate-secret",
+            ORIGIN_SECRET,
+        ],
+    )
+    .await;
+    let bearer = format!("Bearer {SECRET}");
+    let cases = [
+        (
+            json!({"paths": [{"path": "/blog", "type": "layout"}, "/p"], "tag": "t", "mode": "soft"}),
+            json!({"secret": ORIGIN_SECRET, "paths": ["/blog", "/p"], "tag": "t", "mode": "soft"}),
+        ),
+        (
+            json!({"path": {"path": "/a", "type": "layout"}, "dry_run": false}),
+            json!({"secret": ORIGIN_SECRET, "paths": ["/a"], "dry_run": false}),
+        ),
+        (
+            json!({"path": ["/b", {"path": "/c"}], "tags": ["products"], "type": "layout"}),
+            json!({"secret": ORIGIN_SECRET, "paths": ["/b", "/c"], "tags": ["products"], "type": "layout"}),
+        ),
+        (
+            json!({"path": "/p", "warm": false}),
+            json!({"secret": ORIGIN_SECRET, "path": "/p", "paths": ["/p"], "warm": false}),
+        ),
+    ];
+    for (sent, expected) in cases {
+        get(edge.addr, "/p").await;
+        let answer = send(
+            edge.addr,
+            "POST",
+            "/api/revalidate",
+            &[("authorization", &bearer)],
+            sent.to_string(),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{sent}: {}", answer.text());
+        assert_eq!(answer.json()["origins"][0]["ok"], true, "{sent}");
+        let forwarded = body_json(posts(&app).last().expect("a forwarded call"));
+        assert_eq!(forwarded, expected, "{sent}");
+    }
+    assert_eq!(
+        get(edge.addr, "/p").await.cache(),
+        "MISS",
+        "our own eviction happened as well"
+    );
+
+    // The seed's Laravel shape is forwarded exactly as before: only the secret differs.
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/", "/products"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let forwarded = posts(&app).last().expect("a forwarded call").body.clone();
+    assert_eq!(
+        forwarded,
+        json!({"secret": ORIGIN_SECRET, "paths": ["/", "/products"]}).to_string(),
+        "byte for byte"
+    );
+}
+
 #[tokio::test]
 async fn a_failing_origin_gives_502_and_the_local_eviction_still_happens() {
     let site = Origin::start(|r| Reply::ok(format!("render {}", r.count)).cc("s-maxage=600")).await;

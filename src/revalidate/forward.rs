@@ -1,8 +1,9 @@
 //! Telling the origin's own cache. When the origin is itself an ISR cache (`next start`),
 //! evicting only our copy makes the next fetch return the origin's stale page, so before the
 //! local eviction a revalidation is also
-//! 1. forwarded to every `--origin-revalidate-url` (one per app instance), concurrently: the
-//!    JSON body as received, its `secret` replaced by `--origin-revalidate-secret`; and
+//! 1. forwarded to every `--origin-revalidate-url` (one per app instance), concurrently, as
+//!    the JSON body the seed's route handler understands (see [`forwarded_body`]), its
+//!    `secret` replaced by `--origin-revalidate-secret`; and
 //! 2. with a Next.js preview-mode id, turned into `HEAD <path>` + `x-prerender-revalidate: <id>`
 //!    to the origin for each concrete page, which makes Next regenerate that page at once (this
 //!    reaches dynamic-route pages that Next 16's `revalidatePath` leaves stale).
@@ -13,6 +14,28 @@
 //!
 //! One [`Forwarder`] serves one origin: the flags configure the default origin's, and an
 //! `[[origin]]` site may have its own ([`super::sites`] chooses which are told).
+//!
+//! **The forwarded body.** The seed's Next.js route (`app/api/revalidate/route.ts`) reads only
+//! `secret` and `paths`, and passes each item of `paths` to `revalidatePath(path, 'page')`,
+//! which throws on anything but a string (Next 16.4: `e.charCodeAt is not a function`, seen in
+//! `tests/nextjs_e2e.rs`): the route answers 500, and we would report the origin as failed
+//! although the request was fine. Our API takes more than that contract (object entries in
+//! `paths`, `path`, tags, modes...), so the body is rewritten, not forwarded as received:
+//! - `paths` lists every path the request named, as plain strings, in the request's order:
+//!   the strings and the `{"path", "type"}` objects of `paths` and of `path`. A layout is sent
+//!   as its path (the seed revalidates it as a page; a route that reads `type` still gets the
+//!   top-level one). `paths` is present when the request had `paths` or `path`, so the seed
+//!   also revalidates what a client sent as `path` alone.
+//! - `path` is kept when it is a string (routes written after the Next.js docs read it, and
+//!   the seed ignores it); a list or object form is dropped, its paths being in `paths`.
+//! - Every other field is passed through as received (`tag`, `tags`, `type`, `all`, `mode`,
+//!   `profile`, `warm`, `host`, ...): the seed's route destructures `{ secret, paths }` and
+//!   ignores the rest, so they cannot break it, and a route of its own may use them
+//!   (`revalidateTag` for `tags`).
+//!
+//! The seed's Laravel shape (`{"secret", "paths": [strings]}`) comes out as it went in, with
+//! only the secret replaced. A query-string request, which has no body, is sent as the body
+//! `body_from_request` builds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -368,8 +391,31 @@ pub fn display_url(url: &Uri) -> String {
     format!("{}{query}", crate::logging::masked_url(&shown))
 }
 
+/// The JSON body the origins get (see the module documentation): `received` is the request's
+/// JSON object (`None` for a query-string request). The caller's secret goes in when it came
+/// in a header or the query: the origin may expect it in the body, as the seed's does.
+pub fn forwarded_body(
+    received: Option<Map<String, Value>>,
+    request: &RevalidateRequest,
+) -> Map<String, Value> {
+    let Some(mut body) = received else {
+        return body_from_request(request);
+    };
+    if let Some(secret) = &request.secret {
+        body.entry("secret")
+            .or_insert_with(|| Value::String(secret.clone()));
+    }
+    if body.contains_key("paths") || body.contains_key("path") {
+        body.insert("paths".into(), json!(request.paths));
+    }
+    if body.get("path").is_some_and(|path| !path.is_string()) {
+        body.remove("path");
+    }
+    body
+}
+
 /// The JSON body forwarded for a request that came without one (GET / query-string style).
-pub fn body_from_request(request: &RevalidateRequest) -> Map<String, Value> {
+fn body_from_request(request: &RevalidateRequest) -> Map<String, Value> {
     let mut body = Map::new();
     if let Some(secret) = &request.secret {
         body.insert("secret".into(), json!(secret));
@@ -389,6 +435,42 @@ pub fn body_from_request(request: &RevalidateRequest) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forwarded(received: Value) -> Value {
+        let Value::Object(object) = received else {
+            panic!("a JSON object");
+        };
+        let request = super::super::request::parse_object(&object).expect("accepted request");
+        Value::Object(forwarded_body(Some(object), &request))
+    }
+
+    #[test]
+    fn the_forwarded_body_is_one_the_seed_route_understands() {
+        // The seed's Laravel shape goes as it came.
+        let laravel = json!({"secret": "s", "paths": ["/", "/products"]});
+        assert_eq!(forwarded(laravel.clone()), laravel);
+        // Objects become their paths; other fields pass through.
+        assert_eq!(
+            forwarded(
+                json!({"paths": [{"path": "/blog", "type": "layout"}, "/p"], "tag": "t", "mode": "soft"})
+            ),
+            json!({"paths": ["/blog", "/p"], "tag": "t", "mode": "soft"})
+        );
+        // `path` reaches the seed through `paths`; only a string `path` is kept itself.
+        assert_eq!(
+            forwarded(json!({"path": "/x", "type": "layout"})),
+            json!({"path": "/x", "paths": ["/x"], "type": "layout"})
+        );
+        assert_eq!(
+            forwarded(json!({"paths": ["/a"], "path": [{"path": "/b"}, "/c"]})),
+            json!({"paths": ["/a", "/b", "/c"]})
+        );
+        // No paths named: none added.
+        assert_eq!(
+            forwarded(json!({"tags": ["products"]})),
+            json!({"tags": ["products"]})
+        );
+    }
 
     #[test]
     fn urls_are_shown_without_query() {

@@ -138,7 +138,8 @@ impl Revalidate {
 
     async fn handle_admitted(&self, parts: Parts, body: Incoming, peer: IpAddr) -> Response<Body> {
         let query = parts.uri.query().unwrap_or("");
-        // The JSON object as received, forwarded to the origin (`None` for query-string requests).
+        // The JSON object as received, from which the body forwarded to the origin is made
+        // (`None` for query-string requests).
         let mut received = None;
         let mut parsed = match parts.method {
             Method::GET | Method::HEAD if !request::query_requests_revalidation(query) => {
@@ -417,19 +418,7 @@ impl Revalidate {
                 } else {
                     Vec::new()
                 };
-                let body = match received {
-                    // Forwarded as received, with the caller's secret when it came in a header
-                    // or the query (the origin may expect it in the body, as the seed's does).
-                    Some(mut object) => {
-                        if let Some(secret) = request.secret.as_ref() {
-                            object
-                                .entry("secret")
-                                .or_insert_with(|| Value::String(secret.clone()));
-                        }
-                        object
-                    }
-                    None => forward::body_from_request(&request),
-                };
+                let body = forward::forwarded_body(received, &request);
                 Some(forwarders.run(request.host.as_deref(), body, pages).await)
             }
             _ => None,
