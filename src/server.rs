@@ -46,6 +46,9 @@ pub fn current_worker() -> usize {
     WORKER.with(std::cell::Cell::get)
 }
 
+/// The shortest `--header-read-timeout` accepted (the configuration refuses less).
+pub const MIN_HEADER_READ_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// What a connection over `--max-connections` gets before it is closed.
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
     retry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 46\r\n\r\n\
@@ -556,7 +559,9 @@ where
     if closing {
         shut_down(connection.as_mut());
     }
-    let period = idle_after.max(Duration::from_millis(100));
+    // `Config` refuses a shorter period; the floor only keeps settings built another way from
+    // a zero period, which `interval_at` panics on.
+    let period = idle_after.max(MIN_HEADER_READ_TIMEOUT);
     let mut idle_check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     // A late check must not be followed at once by the next: each must span a whole period.
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

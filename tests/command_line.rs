@@ -91,6 +91,8 @@ fn zero_is_refused_where_it_cannot_work() {
         "--header-read-timeout",
         "--origin-idle-timeout",
         "--origin-revalidate-timeout",
+        // Was raised to 1 without a word.
+        "--revalidate-burst",
     ] {
         let (code, _, stderr) = run(&["--demo", flag, "0", "--check-config"]);
         assert_eq!(code, 2, "{flag}: {stderr}");
@@ -117,4 +119,28 @@ fn zero_is_refused_where_it_cannot_work() {
         "--check-config",
     ]);
     assert_eq!(code, 0, "0 means something for these: {stderr}");
+}
+
+/// A header-read timeout under 100 ms was raised to 100 ms without a word: the proxy ran with
+/// another value than the one it was given.
+#[test]
+fn a_header_read_timeout_under_100ms_is_refused() {
+    for value in ["99ms", "1ms"] {
+        let (code, _, stderr) = run(&["--demo", "--header-read-timeout", value, "--check-config"]);
+        assert_eq!(code, 2, "{value}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{value}: {stderr}");
+        assert!(
+            stderr.contains("--header-read-timeout: must be at least 100ms"),
+            "{value}: {stderr}"
+        );
+    }
+    let (code, _, stderr) = run(&[
+        "--demo",
+        "--header-read-timeout",
+        "100ms",
+        "--revalidate-burst",
+        "1",
+        "--check-config",
+    ]);
+    assert_eq!(code, 0, "the smallest values accepted: {stderr}");
 }

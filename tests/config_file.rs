@@ -366,6 +366,16 @@ fn check_config_names_file_line_and_key() {
             ":2: header_read_timeout: must be more than 0",
         ),
         (
+            "zero-revalidate-burst",
+            "demo = true\nrevalidate_burst = 0\n",
+            ":2: revalidate_burst: must be more than 0",
+        ),
+        (
+            "short-header-read-timeout",
+            "demo = true\n\nheader_read_timeout = \"50ms\"\n",
+            ":3: header_read_timeout: must be at least 100ms",
+        ),
+        (
             "zero-cache-size",
             "demo = true\ncache_size = \"0\"\n",
             ":2: cache_size: must be more than 0",

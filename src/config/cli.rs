@@ -103,7 +103,7 @@ pub struct Cli {
 
     /// A connection with no request started and none being answered for a whole period is
     /// closed: request heads must arrive within one to two periods (slowloris protection), and
-    /// idle keep-alive connections last as long.
+    /// idle keep-alive connections last as long. At least 100ms.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
@@ -113,7 +113,7 @@ pub struct Cli {
     #[arg(long, default_value = "10/s")]
     pub revalidate_rate: guard::PerSecond,
 
-    /// Token bucket size: revalidation requests a client may send at once.
+    /// Token bucket size: revalidation requests a client may send at once (at least 1).
     #[arg(long, default_value = "50")]
     pub revalidate_burst: u32,
 

@@ -27,6 +27,7 @@ use crate::revalidate::forward::OriginForwarding;
 use crate::revalidate::guard::{self, GuardSettings};
 use crate::revalidate::pages::{read_preview_mode_id, PreviewModeId};
 use crate::routes::Routes;
+use crate::server::MIN_HEADER_READ_TIMEOUT;
 
 /// Where requests go.
 #[derive(Debug, Clone)]
@@ -210,6 +211,16 @@ impl Config {
             });
         }
         check_not_zero(&cli)?;
+        if cli.header_read_timeout < MIN_HEADER_READ_TIMEOUT {
+            return Err(ConfigError::Limit {
+                key: "header_read_timeout",
+                message: format!(
+                    "must be at least {}: a request head must arrive within one to two periods, \
+                     which a client on a slow link cannot do in less; give e.g. 10s",
+                    humantime::format_duration(MIN_HEADER_READ_TIMEOUT)
+                ),
+            });
+        }
         let limits = Limits {
             max_header_size: usize::try_from(cli.max_header_size).unwrap_or(usize::MAX),
             max_uri_length: usize::try_from(cli.max_uri_length).unwrap_or(usize::MAX),
@@ -330,7 +341,7 @@ fn resolve_workers(requested: usize) -> usize {
 /// stored), `--stale-if-error 0`, `--default-swr 0`, `--max-stale 0` (no stale window),
 /// `--shutdown-timeout 0` (no drain), `--workers 0` (one per CPU), `--revalidate-rate 0` (off).
 fn check_not_zero(cli: &Cli) -> Result<(), ConfigError> {
-    let zero_sizes: [(&'static str, u64, &str); 4] = [
+    let zero_numbers: [(&'static str, u64, &str); 5] = [
         // moka treats a capacity of 0 as "cache disabled" and drops inserts without telling its
         // eviction listener, so the purge index would keep a record per URL forever while
         // answers still said `stored`. Any capacity above 0 evicts through the listener.
@@ -354,6 +365,12 @@ fn check_not_zero(cli: &Cli) -> Result<(), ConfigError> {
             cli.max_body_size,
             "every request with a body would get 413 (0 does not mean unlimited); give e.g. 10MiB",
         ),
+        (
+            "revalidate_burst",
+            u64::from(cli.revalidate_burst),
+            "no revalidation request would ever pass the rate limit (to turn it off, give \
+             --revalidate-rate off); give e.g. 50",
+        ),
     ];
     let zero_durations: [(&'static str, Duration, &str); 4] = [
         (
@@ -374,10 +391,10 @@ fn check_not_zero(cli: &Cli) -> Result<(), ConfigError> {
         (
             "header_read_timeout",
             cli.header_read_timeout,
-            "the timeout is not turned off: idle connections would close within 200 ms; give e.g. 10s",
+            "the timeout is not turned off: every connection would be closed at once; give e.g. 10s",
         ),
     ];
-    let zero = zero_sizes
+    let zero = zero_numbers
         .into_iter()
         .filter(|(_, value, _)| *value == 0)
         .map(|(key, _, why)| (key, why))

@@ -85,6 +85,7 @@ fn canonical(address: IpAddr) -> IpAddr {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
     pub per_second: f64,
+    /// At least 1: the configuration refuses 0 (a bucket that holds nothing refuses all).
     pub burst: u32,
 }
 
@@ -211,7 +212,7 @@ impl Guard {
         let Some(rate) = self.settings.rate else {
             return Ok(());
         };
-        let capacity = f64::from(rate.burst.max(1));
+        let capacity = f64::from(rate.burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&client) {
             // A full bucket holds no information; dropping it changes nothing for its owner.
@@ -237,7 +238,7 @@ impl Guard {
         let Some(rate) = self.settings.rate else {
             return;
         };
-        let capacity = f64::from(rate.burst.max(1));
+        let capacity = f64::from(rate.burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bucket) = buckets.get_mut(&client) {
             bucket.tokens = refill(bucket, rate, capacity, now) - 1.0;
@@ -250,7 +251,7 @@ impl Guard {
         let Some(rate) = self.settings.rate else {
             return;
         };
-        let capacity = f64::from(rate.burst.max(1));
+        let capacity = f64::from(rate.burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bucket) = buckets.get_mut(&client) {
             bucket.tokens = (refill(bucket, rate, capacity, now) + 1.0).min(capacity);
