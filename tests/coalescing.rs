@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{get, get_with, Edge, Origin, Reply};
+use support::{get, get_with, send, Edge, Origin, Reply};
 
 async fn burst(addr: std::net::SocketAddr, path: &'static str, n: usize) -> Vec<support::Resp> {
     let mut clients = Vec::with_capacity(n);
@@ -125,6 +125,65 @@ async fn waiters_get_the_origins_own_error_page() {
         assert_eq!(response.header("content-type"), "text/html");
         assert_eq!(response.cache(), "MISS");
     }
+}
+
+/// A HEAD that waited on a fetch answered with the origin's 5xx page gets the head a GET gets,
+/// `Content-Length` included (RFC 9110 section 9.3.2), and no body; so does a HEAD that
+/// started the fetch, and one answered with the proxy's own error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_requests_get_the_shared_error_pages_content_length() {
+    const PAGE: &str = "<h1>Maintenance</h1>";
+    let mut origin = Origin::start(|_| {
+        Reply::ok(PAGE)
+            .status(503)
+            .header("retry-after", "120")
+            .delay(Duration::from_millis(1000))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let addr = edge.addr;
+    let leader = tokio::spawn(async move { get(addr, "/down").await });
+    assert!(
+        support::eventually(Duration::from_secs(5), || origin.count("/down") == 1).await,
+        "the GET reached the origin"
+    );
+    let heads: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(async move { send(addr, "HEAD", "/down", &[], "").await }))
+        .collect();
+    let leader = leader.await.expect("GET client");
+    assert_eq!(leader.status, 503);
+    assert_eq!(leader.text(), PAGE);
+    assert_eq!(leader.header("content-length"), PAGE.len().to_string());
+    for head in heads {
+        let head = head.await.expect("HEAD client");
+        assert_eq!(head.status, 503);
+        assert_eq!(head.header("retry-after"), "120");
+        assert_eq!(
+            head.header("content-length"),
+            leader.header("content-length"),
+            "the GET's length"
+        );
+        assert!(head.body.is_empty());
+    }
+    assert_eq!(
+        origin.count("/down"),
+        1,
+        "the HEADs waited on the GET's fetch"
+    );
+
+    let alone = send(addr, "HEAD", "/alone", &[], "").await;
+    assert_eq!(alone.status, 503);
+    assert_eq!(alone.header("content-length"), PAGE.len().to_string());
+
+    origin.stop();
+    let own_error = get(addr, "/gone").await;
+    assert_eq!(own_error.status, 502, "{}", own_error.text());
+    let head = send(addr, "HEAD", "/gone", &[], "").await;
+    assert_eq!(head.status, 502);
+    assert_eq!(
+        head.header("content-length"),
+        own_error.body.len().to_string()
+    );
 }
 
 /// An error page that sets a cookie (a Laravel 500 sets the session of the request that caused
