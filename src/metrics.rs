@@ -53,6 +53,7 @@ pub struct Metrics {
     stale_served: [Counter; 3],
     revalidations: Family<Labels2, Counter>,
     purge_duration: Histogram,
+    warm_skipped: Counter,
     workers: Gauge,
     connections_open: Gauge,
     connections_accepted: Family<[(&'static str, String); 1], Counter>,
@@ -133,6 +134,12 @@ impl Metrics {
             "Time to apply one accepted revalidation request",
             purge_duration.clone(),
         );
+        let warm_skipped = Counter::default();
+        registry.register(
+            "warm_skipped",
+            "Purged URLs not re-fetched by warming because too many were already waiting",
+            warm_skipped.clone(),
+        );
         let workers = Gauge::default();
         registry.register(
             "workers",
@@ -163,6 +170,7 @@ impl Metrics {
             stale_served,
             revalidations,
             purge_duration,
+            warm_skipped,
             workers,
             connections_open,
             connections_accepted,
@@ -239,6 +247,11 @@ impl Metrics {
 
     pub fn purge_duration(&self, duration: Duration) {
         self.purge_duration.observe(duration.as_secs_f64());
+    }
+
+    /// URLs warming left out (see `Proxy::warm`).
+    pub fn warm_skipped(&self, urls: usize) {
+        self.warm_skipped.inc_by(urls as u64);
     }
 
     /// The Prometheus text exposition of everything above.
@@ -340,6 +353,7 @@ mod tests {
         metrics.origin_error("timeout");
         metrics.stale_served(StaleReason::SoftPurge);
         metrics.revalidation("ok", "tag");
+        metrics.warm_skipped(3);
         let text = metrics.render();
         assert!(
             text.contains("isr_edge_requests_total{cache=\"hit\"} 2"),
@@ -370,6 +384,7 @@ mod tests {
             text.contains("isr_edge_revalidations_total{outcome=\"ok\",target=\"tag\"} 1"),
             "{text}"
         );
+        assert!(text.contains("isr_edge_warm_skipped_total 3"), "{text}");
         assert!(text.contains("isr_edge_cache_entries 0"), "{text}");
         assert!(
             text.contains("isr_edge_cache_evictions_total{cause=\"size\"} 0"),

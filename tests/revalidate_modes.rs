@@ -265,3 +265,48 @@ async fn warm_refetches_each_variant_the_url_had() {
     }
     assert_eq!(origin.total(), 6, "no visitor went to the origin");
 }
+
+/// Warming is bounded for the whole process, not per purge: several purges warming at once
+/// (a deploy script purging tag after tag) never have more than 8 renders running on the
+/// origin between them. Each purge used to get 8 of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_warm_purges_share_one_bound_on_origin_fetches() {
+    const PURGES: usize = 6;
+    const PAGES: usize = 10;
+    let origin = origin(Duration::from_millis(300)).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let paths: Vec<Vec<String>> = (0..PURGES)
+        .map(|purge| (0..PAGES).map(|page| format!("/w{purge}/{page}")).collect())
+        .collect();
+    for path in paths.iter().flatten() {
+        assert_eq!(get(edge.addr, path).await.text(), "v1");
+    }
+    let purges: Vec<_> = paths
+        .iter()
+        .map(|paths| {
+            let (addr, paths) = (edge.addr, paths.clone());
+            tokio::spawn(async move {
+                revalidate(
+                    addr,
+                    json!({"secret": SECRET, "paths": paths, "warm": true}),
+                )
+                .await
+            })
+        })
+        .collect();
+    for purge in purges {
+        let answer = purge.await.expect("purge task");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.json()["evicted"], PAGES);
+    }
+    let all: Vec<String> = paths.into_iter().flatten().collect();
+    assert!(
+        eventually(Duration::from_secs(60), || all
+            .iter()
+            .all(|path| origin.count(path) == 2))
+        .await,
+        "every purged page was warmed once"
+    );
+    let max = origin.max_in_flight();
+    assert!(max <= 8, "{max} origin renders ran at once");
+}

@@ -486,9 +486,7 @@ impl Revalidate {
         if request.targets.is_empty() {
             metrics.revalidation(outcome, "none");
         }
-        if warm {
-            self.proxy.warm(to_warm);
-        }
+        let warm_skipped = if warm { self.proxy.warm(to_warm) } else { 0 };
         let mode_name = match mode {
             PurgeMode::Hard => "hard",
             PurgeMode::Soft => "soft",
@@ -545,6 +543,10 @@ impl Revalidate {
         }
         if request.targets.is_empty() {
             answer["warning"] = json!("no paths, tags or all given: nothing was revalidated");
+        }
+        if warm_skipped > 0 {
+            // Evicted all the same; a deploy script learns that these wait for a visitor.
+            answer["warm_skipped"] = json!(warm_skipped);
         }
         if let Some(report) = forwarded {
             report.write_into(&mut answer);

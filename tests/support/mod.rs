@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,7 +77,33 @@ pub struct Origin {
     pub addr: SocketAddr,
     counts: Arc<Mutex<HashMap<String, usize>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    in_flight: Arc<InFlight>,
     stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Requests being answered now (from the handler's call to the end of the reply's delay), and
+/// the most there ever were at once.
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+/// One request counted in flight until dropped (answered, or its connection gone).
+struct Answering(Arc<InFlight>);
+
+impl Answering {
+    fn start(in_flight: &Arc<InFlight>) -> Answering {
+        let now = in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
+        in_flight.max.fetch_max(now, Ordering::SeqCst);
+        Answering(in_flight.clone())
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Origin {
@@ -87,8 +114,9 @@ impl Origin {
         let addr = listener.local_addr().expect("origin addr");
         let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let in_flight: Arc<InFlight> = Arc::default();
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let (c, s) = (counts.clone(), seen.clone());
+        let (c, s, f) = (counts.clone(), seen.clone(), in_flight.clone());
         tokio::spawn(async move {
             let mut accept_stopped = stopped.clone();
             loop {
@@ -96,13 +124,19 @@ impl Origin {
                     accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
                     _ = accept_stopped.changed() => return,
                 };
-                let (handler, counts, seen) = (handler.clone(), c.clone(), s.clone());
+                let (handler, counts, seen, in_flight) =
+                    (handler.clone(), c.clone(), s.clone(), f.clone());
                 let mut connection_stopped = stopped.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let (handler, counts, seen) =
-                            (handler.clone(), counts.clone(), seen.clone());
+                        let (handler, counts, seen, in_flight) = (
+                            handler.clone(),
+                            counts.clone(),
+                            seen.clone(),
+                            in_flight.clone(),
+                        );
                         async move {
+                            let answering = Answering::start(&in_flight);
                             let (parts, body) = request.into_parts();
                             let body = body
                                 .collect()
@@ -133,6 +167,7 @@ impl Origin {
                             if !reply.delay.is_zero() {
                                 tokio::time::sleep(reply.delay).await;
                             }
+                            drop(answering);
                             let mut response = Response::new(Full::new(reply.body));
                             *response.status_mut() =
                                 StatusCode::from_u16(reply.status).expect("status");
@@ -160,6 +195,7 @@ impl Origin {
             addr,
             counts,
             seen,
+            in_flight,
             stop,
         }
     }
@@ -180,6 +216,12 @@ impl Origin {
 
     pub fn total(&self) -> usize {
         self.counts.lock().expect("counts").values().sum()
+    }
+
+    /// The most requests this origin was answering at once (each counted from its arrival to
+    /// the end of its reply's delay).
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.max.load(Ordering::SeqCst)
     }
 
     /// Every request received so far.
