@@ -165,9 +165,10 @@ impl Proxy {
                 Read::Complete(bytes) => bytes,
                 Read::TooLarge(prefix, rest) => {
                     self.withdraw_replaced_copy(fetch, asked_at);
-                    let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
-                    let idle = self.settings.limits.origin_idle_timeout;
-                    let mut response = streamed.map(|b| body::streaming(IdleTimeout::new(b, idle)));
+                    let mut response = self.streamed(http::Response::from_parts(
+                        head,
+                        PrefixedBody { prefix, rest },
+                    ));
                     self.client_facing(response.headers_mut(), false);
                     return Some(Fetched::Uncacheable(mark(
                         response,
@@ -354,13 +355,11 @@ impl Proxy {
             || varies
             || cache_control.private
             || cache_control.no_store;
-        let idle = self.settings.limits.origin_idle_timeout;
         // With a stored copy that can stand in, the body is not waited for: the copy answers,
         // and this page (streamed) only if the copy stopped being usable meanwhile.
         if personal || fetch.stale_fallback {
-            let streamed = http::Response::from_parts(head, body);
             return Some(OriginAnswer::Streamed(
-                streamed.map(|b| body::streaming(IdleTimeout::new(b, idle))),
+                self.streamed(http::Response::from_parts(head, body)),
             ));
         }
         match read_limited(body, ERROR_PAGE_MAX, timeout).await {
@@ -373,12 +372,9 @@ impl Proxy {
                     body,
                 })))
             }
-            Read::TooLarge(prefix, rest) => {
-                let streamed = http::Response::from_parts(head, PrefixedBody { prefix, rest });
-                Some(OriginAnswer::Streamed(
-                    streamed.map(|b| body::streaming(IdleTimeout::new(b, idle))),
-                ))
-            }
+            Read::TooLarge(prefix, rest) => Some(OriginAnswer::Streamed(self.streamed(
+                http::Response::from_parts(head, PrefixedBody { prefix, rest }),
+            ))),
             Read::Failed(_) => None,
         }
     }

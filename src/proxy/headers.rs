@@ -12,10 +12,20 @@ impl Proxy {
         status: CacheStatus,
         detail: Option<&str>,
     ) -> Response<Body> {
-        let idle = self.settings.limits.origin_idle_timeout;
-        let mut response = response.map(|b| body::streaming(IdleTimeout::new(b, idle)));
+        let mut response = self.streamed(response);
         self.client_facing(response.headers_mut(), false);
         mark(response, status, detail)
+    }
+
+    /// An origin answer passed on as it arrives, each wait for its next bytes bounded by
+    /// `--origin-idle-timeout` (a stalled origin must not hold a client forever).
+    pub(super) fn streamed<B>(&self, response: Response<B>) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Unpin + Send + Sync + 'static,
+        B::Error: Into<crate::body::BoxError>,
+    {
+        let idle = self.settings.limits.origin_idle_timeout;
+        response.map(|b| body::streaming(IdleTimeout::new(b, idle)))
     }
 
     /// Removes what only this cache may see; for stored pages, and answers whose
