@@ -334,6 +334,16 @@ impl Collector for CacheCollector {
             let counter = ConstCounter::new(value.load(std::sync::atomic::Ordering::Relaxed));
             counter.encode(metric.encode_family(&labels)?)?;
         }
+        let withdrawn =
+            ConstCounter::new(counts.withdrawn.load(std::sync::atomic::Ordering::Relaxed));
+        let metric = encoder.encode_descriptor(
+            "cache_withdrawn_responses",
+            "Stored responses (Vary variants) withdrawn because the origin's newer answer to a \
+             request they matched could not be stored; the URL stays while other variants do",
+            None,
+            withdrawn.metric_type(),
+        )?;
+        withdrawn.encode(metric)?;
         Ok(())
     }
 }

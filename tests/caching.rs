@@ -679,6 +679,20 @@ async fn a_variant_turned_private_is_dropped_alone() {
     assert_eq!(french.cache(), "MISS", "{}", french.header("cache-status"));
     let english = get_with(edge.addr, "/p", &[("accept-language", "en")]).await;
     assert_eq!(english.cache(), "HIT", "the English copy stays");
+    let metrics = support::metrics_text(&edge).await;
+    assert_eq!(
+        support::metric(&metrics, "isr_edge_cache_withdrawn_responses_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        support::metric(
+            &metrics,
+            "isr_edge_cache_evictions_total{cause=\"uncacheable\"}"
+        ),
+        Some(0.0),
+        "the URL keeps its English copy"
+    );
 }
 
 /// A page that grows past `--max-object-size` streams through from then on; its old, small

@@ -108,6 +108,9 @@ pub struct EvictionCounts {
     /// Dropped by the proxy because the origin's newer answer may not be stored (it turned
     /// `private`, `no-store`, set a cookie...): not a purge, nobody asked for it.
     pub uncacheable: AtomicU64,
+    /// Stored responses (one `Vary` variant each) withdrawn for that reason, including those
+    /// whose URL keeps other variants and so is not removed.
+    pub withdrawn: AtomicU64,
 }
 
 pub struct Cache {
@@ -451,7 +454,10 @@ impl Cache {
             // than the one withdrawing: it stays.
             .filter(|e| e.matches_at(request, rsc_url) && e.stored_at <= asked_at)
         {
-            withdrew |= entry.withdraw();
+            if entry.withdraw() {
+                withdrew = true;
+                self.evictions.withdrawn.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if withdrew && value.entries.iter().all(|e| e.is_withdrawn()) {
             drop_if_id(&self.store, key, value.id);
