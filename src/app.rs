@@ -52,6 +52,7 @@ impl App {
             max_object_size: config.max_object_size,
             freshness: config.freshness.clone(),
             honor_client_no_cache: config.honor_client_no_cache,
+            conditional_refresh: config.conditional_refresh,
             browser_cache_control: config.browser_cache_control,
             tag_headers: config.tag_headers.clone(),
             keep_tag_headers: config.keep_tag_headers,

@@ -518,3 +518,22 @@ async fn a_soft_purged_copy_is_renewed_and_a_next_stale_304_is_stored_stale() {
     }
     assert_eq!(origin.count("/next-stale"), 3);
 }
+
+/// `--conditional-refresh off`, for an origin whose 304s cannot be trusted: refreshes ask for
+/// the whole page.
+#[tokio::test]
+async fn conditional_refresh_can_be_turned_off() {
+    let origin = Origin::start(|_| page("s-maxage=1")).await;
+    let edge = Edge::start(&origin.url(), &["--conditional-refresh", "off"]).await;
+    get(edge.addr, "/p").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(edge.addr, "/p").await.text(), "the page");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        !seen[1].headers.contains_key("if-none-match")
+            && !seen[1].headers.contains_key("if-modified-since"),
+        "{:?}",
+        seen[1].headers
+    );
+}

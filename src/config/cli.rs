@@ -87,6 +87,12 @@ pub struct Cli {
     #[arg(long)]
     pub honor_client_no_cache: bool,
 
+    /// Refresh stored pages with their validators (If-None-Match, If-Modified-Since), so the
+    /// origin can answer 304 instead of sending the page again; `off` for an origin whose 304s
+    /// cannot be trusted.
+    #[arg(long, value_enum, default_value = "on")]
+    pub conditional_refresh: Switch,
+
     /// Cache-Control sent to browsers for stored pages: `rewrite` drops shared-cache directives
     /// so a plain reload revalidates; `origin` passes the origin's header unchanged.
     #[arg(long, value_enum, default_value = "rewrite")]
@@ -261,6 +267,12 @@ fn parse_admin_listen(text: &str) -> Result<AdminListen, String> {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

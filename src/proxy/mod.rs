@@ -70,6 +70,8 @@ pub struct ProxySettings {
     pub max_object_size: u64,
     pub freshness: FreshnessRules,
     pub honor_client_no_cache: bool,
+    /// Refreshes carry the stored copy's validators (`--conditional-refresh`).
+    pub conditional_refresh: bool,
     pub browser_cache_control: BrowserCacheControl,
     /// Response headers that carry cache tags; removed before clients see them unless
     /// `keep_tag_headers`.
@@ -357,7 +359,7 @@ impl Proxy {
                     let mut fetch =
                         self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
                     fetch.stale_fallback = true;
-                    fetch.validate = Some(entry.clone());
+                    fetch.validate = self.settings.conditional_refresh.then(|| entry.clone());
                     self.refresh_in_background(fetch);
                     return Answer::Ready(entry.to_response(
                         &parts.method,
@@ -383,7 +385,9 @@ impl Proxy {
         }
         let mut fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
         fetch.stale_fallback = expired.as_ref().is_some_and(|e| e.usable_on_error(now));
-        fetch.validate = expired.clone();
+        fetch.validate = expired
+            .clone()
+            .filter(|_| self.settings.conditional_refresh);
         let this = self.clone();
         Answer::pending(async move {
             match this.fetch_shared(fetch).await {
