@@ -34,6 +34,7 @@
 //!           Stale   -> STALE + one background refresh (single flight)
 //!           Expired / none -> single flight: leader fetches, admits if storable, followers share;
 //!                     origin failure -> stale-if-error copy, else 502/504
+//!           a refresh of a stored copy carries its validators; a 304 renews the copy
 //! admit:  purge epoch read before the fetch; if a purge selecting the URL ran meanwhile, not stored
 //! ```
 
