@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{HeaderName, Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::body::{Answer, Body};
+use crate::body::{without_body_for_head, Answer, Body};
 use crate::cache::key::{normalize_path, normalized};
 use crate::cache::Cache;
 use crate::config::Config;
@@ -106,14 +106,17 @@ impl App {
             uri: request.uri().clone(),
             started: std::time::Instant::now(),
         });
+        let method = request.method().clone();
         match self.route(request, peer) {
-            (Answer::Ready(response), answered_by) => {
-                Answer::Ready(self.finish(response, answered_by, access))
-            }
+            (Answer::Ready(response), answered_by) => Answer::Ready(self.finish(
+                without_body_for_head(&method, response),
+                answered_by,
+                access,
+            )),
             (Answer::Pending(pending), answered_by) => {
                 let app = self.clone();
                 Answer::pending(async move {
-                    let response = pending.await;
+                    let response = without_body_for_head(&method, pending.await);
                     app.finish(response, answered_by, access)
                 })
             }

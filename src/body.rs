@@ -140,3 +140,31 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
+
+/// A HEAD gets the head a GET would get, without the body (RFC 9110 section 9.3.2), its
+/// `Content-Length` included: hyper writes a GET's from the body, which the HEAD's answer no
+/// longer has (`Entry::to_response` does the same for stored pages). The origin's 5xx page
+/// shared with the requests that waited on its fetch is one such answer, canned errors others.
+/// Applied to every answer (`app`): hyper's HTTP/1 server drops a HEAD's body itself, its
+/// HTTP/2 server sends it, and clients reset the stream.
+pub fn without_body_for_head(method: &http::Method, response: Response<Body>) -> Response<Body> {
+    if method != http::Method::HEAD {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let framed = parts.headers.contains_key(header::CONTENT_LENGTH)
+        || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    // Statuses that never have content get no length (RFC 9110 section 8.6), as hyper does.
+    let status = parts.status;
+    let has_content = !(status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED);
+    if !framed && has_content {
+        if let Some(length) = http_body::Body::size_hint(&body).exact() {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+    }
+    Response::from_parts(parts, empty())
+}

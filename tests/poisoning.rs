@@ -382,3 +382,60 @@ async fn an_http2_host_other_than_the_authority_is_refused() {
     assert_eq!(h2("Shop.Example").await.0, 200);
     assert_eq!(origin.total(), 1);
 }
+
+/// A HEAD over HTTP/2 answered by one of the proxy's own pages (a refused host, a URI too
+/// long, the control API) gets its head and `Content-Length` and no body: hyper's HTTP/2
+/// server, unlike its HTTP/1 one, sends what it is given, and clients reset the stream.
+#[tokio::test]
+async fn head_over_http2_gets_no_body_from_the_proxys_own_pages() {
+    let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let long = format!("/{}", "a".repeat(9000));
+    for (path, host, status) in [
+        ("/x", Some("admin.example"), 400),
+        (long.as_str(), None, 414),
+        ("/api/revalidate", None, 200),
+        ("/x", None, 200),
+    ] {
+        let stream = tokio::net::TcpStream::connect(edge.addr)
+            .await
+            .expect("connect");
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("h2 handshake");
+        tokio::spawn(connection);
+        let mut request = http::Request::builder()
+            .method("HEAD")
+            .uri(format!("http://shop.example{path}"));
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("response");
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{}",
+            &path[..path.len().min(20)]
+        );
+        let length = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(
+            length.is_some_and(|n| n > 0),
+            "{path:.20}: {:?}",
+            response.headers()
+        );
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("a clean end of stream, no reset");
+        assert!(body.to_bytes().is_empty());
+    }
+}

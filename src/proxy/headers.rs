@@ -212,32 +212,6 @@ pub(super) fn mark(
     response
 }
 
-/// A HEAD gets the head a GET would get, without the body (RFC 9110 section 9.3.2), its
-/// `Content-Length` included: hyper writes a GET's from the body, which the HEAD's answer no
-/// longer has (`Entry::to_response` does the same for stored pages). The origin's 5xx page
-/// shared with the requests that waited on its fetch is one such answer, canned errors others.
-pub(super) fn without_body_for_head(method: &Method, response: Response<Body>) -> Response<Body> {
-    if method != Method::HEAD {
-        return response;
-    }
-    let (mut parts, body) = response.into_parts();
-    let framed = parts.headers.contains_key(header::CONTENT_LENGTH)
-        || parts.headers.contains_key(header::TRANSFER_ENCODING);
-    // Statuses that never have content get no length (RFC 9110 section 8.6), as hyper does.
-    let status = parts.status;
-    let has_content = !(status.is_informational()
-        || status == http::StatusCode::NO_CONTENT
-        || status == http::StatusCode::NOT_MODIFIED);
-    if !framed && has_content {
-        if let Some(length) = body.size_hint().exact() {
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-        }
-    }
-    Response::from_parts(parts, body::empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,7 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::body::{self, Answer, Body};
+use crate::body::{self, without_body_for_head, Answer, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
@@ -59,10 +59,7 @@ use crate::upstream::{origin_request_headers, Upstream, UpstreamError};
 mod fetch;
 mod headers;
 
-use headers::{
-    client_only_if_cached, client_wants_no_cache, has_cookie, mark, request_host,
-    without_body_for_head,
-};
+use headers::{client_only_if_cached, client_wants_no_cache, has_cookie, mark, request_host};
 
 /// The proxy's knobs (see `config` for defaults).
 #[derive(Debug, Clone)]
