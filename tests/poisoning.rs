@@ -233,6 +233,20 @@ async fn a_header_named_in_connection_cannot_poison_a_vary_variant() {
         (repeated.cache(), repeated.text().as_str()),
         ("HIT", "lang=default")
     );
+    // Nor does it get the variant made for the value it names: `/w` has only the `fr` one.
+    assert_eq!(
+        get_with(edge.addr, "/w", &[("accept-language", "fr")])
+            .await
+            .text(),
+        "lang=fr"
+    );
+    let same_value = get_with(
+        edge.addr,
+        "/w",
+        &[("accept-language", "fr"), ("connection", "Accept-Language")],
+    )
+    .await;
+    assert_eq!(same_value.text(), "lang=default");
     let victim = get_with(edge.addr, "/v", &[("accept-language", "fr")]).await;
     assert_eq!(victim.text(), "lang=fr", "cache: {}", victim.cache());
     let again = get_with(edge.addr, "/v", &[("accept-language", "fr")]).await;

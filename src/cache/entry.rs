@@ -735,10 +735,13 @@ impl Entry {
         vary.names().iter().enumerate().all(|(at, name)| {
             let stored = vary.value(at);
             // A header the request names in `Connection` would not reach the origin either: it
-            // gets the variant made for the header's absence (checked only on a mismatch, as
-            // HTTP/1.1 requests carry `Connection: keep-alive`).
-            vary_value(request, name).as_deref() == stored
-                || (stored.is_none() && named_in_connection(request, name))
+            // gets the variant made for the header's absence, and only that one.
+            let value = vary_value(request, name);
+            match (value.as_deref(), stored) {
+                (None, None) => true,
+                (Some(_), None) => named_in_connection(request, name),
+                (value, Some(_)) => value == stored && !named_in_connection(request, name),
+            }
         })
     }
 
