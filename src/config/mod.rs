@@ -370,8 +370,8 @@ fn check_not_zero(cli: &Cli) -> Result<(), ConfigError> {
         (
             "revalidate_burst",
             u64::from(cli.revalidate_burst),
-            "no revalidation request would ever pass the rate limit (to turn it off, give \
-             --revalidate-rate off); give e.g. 50",
+            "a bucket of no tokens refuses every revalidation request whenever the rate \
+             limit is on; give at least 1, e.g. 50",
         ),
     ];
     let zero_durations: [(&'static str, Duration, &str); 4] = [
