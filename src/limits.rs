@@ -59,6 +59,9 @@ pub fn bad_host(request: &http::request::Parts) -> Response<Body> {
         _ if hosts.is_empty() && request.version == http::Version::HTTP_11 => {
             "400 Bad Request: an HTTP/1.1 request must carry a Host header".to_string()
         }
+        None if hosts.is_empty() => {
+            "400 Bad Request: the request names no host: send :authority (or Host)".to_string()
+        }
         Some(authority)
             if request.version == http::Version::HTTP_2
                 && !hosts.is_empty()

@@ -366,7 +366,7 @@ async fn an_absolute_form_target_names_the_host() {
 async fn an_http2_host_other_than_the_authority_is_refused() {
     let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
     let edge = Edge::start(&origin.url(), &[]).await;
-    let h2 = |host: &'static str| async move {
+    let h2 = |target: &'static str, host: Option<&'static str>| async move {
         let stream = tokio::net::TcpStream::connect(edge.addr)
             .await
             .expect("connect");
@@ -377,9 +377,11 @@ async fn an_http2_host_other_than_the_authority_is_refused() {
         .await
         .expect("h2 handshake");
         tokio::spawn(connection);
-        let request = http::Request::builder()
-            .uri("http://shop.example/h2")
-            .header("host", host)
+        let mut request = http::Request::builder().uri(target);
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        let request = request
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .expect("request");
         let response = sender.send_request(request).await.expect("response");
@@ -390,11 +392,26 @@ async fn an_http2_host_other_than_the_authority_is_refused() {
             .unwrap_or_default();
         (status, String::from_utf8_lossy(&body).into_owned())
     };
-    let (status, text) = h2("admin.example").await;
+    let target = "http://shop.example/h2";
+    let (status, text) = h2(target, Some("admin.example")).await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("differs from :authority"), "{text}");
-    assert_eq!(h2("Shop.Example").await.0, 200);
-    assert_eq!(origin.total(), 1);
+    // The same host: in any case, with the scheme's port or without.
+    assert_eq!(h2(target, Some("Shop.Example")).await.0, 200);
+    assert_eq!(h2(target, Some("shop.example:80")).await.0, 200);
+    assert_eq!(
+        h2("http://shop.example:80/h2", Some("shop.example"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(h2(target, Some("shop.example:8080")).await.0, 400);
+    // A request naming no host at all is refused, as over HTTP/1.1.
+    let (status, text) = h2("/h2", None).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("names no host"), "{text}");
+    // Refused requests never reach it (`shop.example:80` as authority is a key of its own).
+    assert_eq!(origin.total(), 2);
 }
 
 /// A HEAD over HTTP/2 answered by one of the proxy's own pages (a refused host, a URI too

@@ -117,11 +117,7 @@ pub(super) fn request_host(parts: &Parts) -> Option<&str> {
         // malformed. Which one a server behind us reads is anyone's guess, so a page keyed
         // under one could be rendered for the other.
         if parts.version == http::Version::HTTP_2
-            && first.is_some_and(|host| {
-                !host
-                    .as_bytes()
-                    .eq_ignore_ascii_case(authority.as_str().as_bytes())
-            })
+            && first.is_some_and(|host| !same_authority(host.as_bytes(), &parts.uri))
         {
             return None;
         }
@@ -129,9 +125,31 @@ pub(super) fn request_host(parts: &Parts) -> Option<&str> {
     }
     match first {
         Some(host) => host.to_str().ok(),
-        None if parts.version == http::Version::HTTP_11 => None,
-        None => Some(""),
+        // HTTP/1.0 may name no host (one site per address); HTTP/1.1 must (RFC 9112 section
+        // 3.2), and an HTTP/2 request for a site names it in `:authority` or `Host`.
+        None if parts.version <= http::Version::HTTP_10 => Some(""),
+        None => None,
     }
+}
+
+/// Whether a `Host` value names the target's authority: the same host in any case, and the
+/// same port, a missing one being the scheme's (`localhost` and `localhost:80` over http).
+fn same_authority(host: &[u8], target: &http::Uri) -> bool {
+    let Some(authority) = target.authority() else {
+        return false;
+    };
+    let default_port = match target.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let Ok(host) = host.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    host.host().eq_ignore_ascii_case(authority.host())
+        && host.port_u16().unwrap_or(default_port) == authority.port_u16().unwrap_or(default_port)
 }
 
 /// Whether `Cache-Control` carries a directive meant for this cache, not for browsers.
