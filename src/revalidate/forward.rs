@@ -449,6 +449,13 @@ mod tests {
         // The seed's Laravel shape goes as it came.
         let laravel = json!({"secret": "s", "paths": ["/", "/products"]});
         assert_eq!(forwarded(laravel.clone()), laravel);
+        let twice = json!({"secret": "s", "paths": ["/", "/"]});
+        assert_eq!(forwarded(twice.clone()), twice);
+        // A `path` already in `paths` is not listed again.
+        assert_eq!(
+            forwarded(json!({"path": "/x", "paths": ["/x", "/z"]})),
+            json!({"path": "/x", "paths": ["/x", "/z"]})
+        );
         // Objects become their paths; other fields pass through.
         assert_eq!(
             forwarded(

@@ -236,7 +236,7 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
         match value {
             Value::String(path) => {
                 check_path(path)?;
-                request.paths.push(path.clone());
+                push_path(request, path, field);
                 request.targets.push(target_for(path.clone(), default_type));
                 Ok(())
             }
@@ -255,7 +255,7 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
                     Some(Value::String(t)) => path_type(t, "type")?,
                     Some(_) => return Err(bad("type must be \"page\" or \"layout\"")),
                 };
-                request.paths.push(path.clone());
+                push_path(request, path, field);
                 request.targets.push(target_for(path.clone(), kind));
                 Ok(())
             }
@@ -264,6 +264,13 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
             ))),
         }
     };
+    // `paths` is kept as sent (the seed's answer echoes it); a `path` already listed there is
+    // not listed twice in what is forwarded and answered.
+    fn push_path(request: &mut RevalidateRequest, path: &str, field: &str) {
+        if field != "path" || !request.paths.iter().any(|listed| listed == path) {
+            request.paths.push(path.to_owned());
+        }
+    }
     // A target field that is `null` is refused, not read as "no target": it is most often a
     // backend serialising a variable it never filled, and a 200 would hide that nothing was
     // purged. (Options such as `type`, `mode` or `warm` may be null: null means the default.)
