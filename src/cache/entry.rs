@@ -619,7 +619,12 @@ impl Entry {
             return false;
         }
         let mut added = false;
-        if let Some(etag) = self.etag().filter(|_| self.origin_etag) {
+        // Only a well-formed entity tag: `ETag: *` would be sent as `If-None-Match: *`, which
+        // every origin answers 304, and the copy would never change again.
+        if let Some(etag) = self
+            .etag()
+            .filter(|etag| self.origin_etag && is_entity_tag(etag.as_bytes()))
+        {
             request.insert(header::IF_NONE_MATCH, etag);
             added = true;
         }
@@ -958,6 +963,15 @@ fn opaque_tag(tag: &str) -> &str {
     tag.trim().trim_start_matches("W/")
 }
 
+/// `"opaque"` or `W/"opaque"` (RFC 9110 section 8.8.3).
+fn is_entity_tag(tag: &[u8]) -> bool {
+    let opaque = tag.strip_prefix(b"W/").unwrap_or(tag);
+    opaque.len() >= 2
+        && opaque.starts_with(b"\"")
+        && opaque.ends_with(b"\"")
+        && !opaque[1..opaque.len() - 1].contains(&b'"')
+}
+
 const RSC: HeaderName = HeaderName::from_static("rsc");
 
 pub fn is_rsc_request(headers: &HeaderMap) -> bool {
@@ -996,6 +1010,25 @@ mod tests {
                 cache_status_header(CacheStatus::Hit, Some(n as i64), None)
             );
         }
+    }
+
+    #[test]
+    fn only_a_well_formed_origin_etag_is_sent_as_a_validator() {
+        let sent = |etag: &str| {
+            let mut request = HeaderMap::new();
+            entry(&[("etag", etag)]).add_validators(&mut request);
+            request
+                .get(header::IF_NONE_MATCH)
+                .map(|v| v.as_bytes().to_vec())
+        };
+        assert_eq!(sent("\"v1\""), Some(b"\"v1\"".to_vec()));
+        assert_eq!(sent("W/\"v1\""), Some(b"W/\"v1\"".to_vec()));
+        for malformed in ["*", "v1", "\"", "W/v1", "\"a\"b\""] {
+            assert_eq!(sent(malformed), None, "{malformed}");
+        }
+        // The ETag made here from the body means nothing to the origin.
+        let mut request = HeaderMap::new();
+        assert!(!entry(&[]).add_validators(&mut request));
     }
 
     fn entry(headers: &[(&'static str, &str)]) -> Entry {
