@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{get, get_with, Edge, Origin, Reply};
+use support::{get, get_with, send_h2, Edge, Origin, Reply};
 
 /// An origin that, like many frameworks, trusts forwarding headers when it renders links.
 async fn gullible_origin() -> Origin {
@@ -367,30 +367,8 @@ async fn an_http2_host_other_than_the_authority_is_refused() {
     let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
     let edge = Edge::start(&origin.url(), &[]).await;
     let h2 = |target: &'static str, host: Option<&'static str>| async move {
-        let stream = tokio::net::TcpStream::connect(edge.addr)
-            .await
-            .expect("connect");
-        let (mut sender, connection) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .expect("h2 handshake");
-        tokio::spawn(connection);
-        let mut request = http::Request::builder().uri(target);
-        if let Some(host) = host {
-            request = request.header("host", host);
-        }
-        let request = request
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .expect("request");
-        let response = sender.send_request(request).await.expect("response");
-        let status = response.status().as_u16();
-        let body = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        let answer = send_h2(edge.addr, "GET", target, host).await;
+        (answer.status, answer.text())
     };
     let target = "http://shop.example/h2";
     let (status, text) = h2(target, Some("admin.example")).await;
@@ -428,45 +406,15 @@ async fn head_over_http2_gets_no_body_from_the_proxys_own_pages() {
         ("/api/revalidate", None, 200),
         ("/x", None, 200),
     ] {
-        let stream = tokio::net::TcpStream::connect(edge.addr)
-            .await
-            .expect("connect");
-        let (mut sender, connection) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .expect("h2 handshake");
-        tokio::spawn(connection);
-        let mut request = http::Request::builder()
-            .method("HEAD")
-            .uri(format!("http://shop.example{path}"));
-        if let Some(host) = host {
-            request = request.header("host", host);
-        }
-        let request = request
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .expect("request");
-        let response = sender.send_request(request).await.expect("response");
-        assert_eq!(
-            response.status().as_u16(),
-            status,
-            "{}",
-            &path[..path.len().min(20)]
-        );
-        let length = response
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let target = format!("http://shop.example{path}");
+        let answer = send_h2(edge.addr, "HEAD", &target, host).await;
+        assert_eq!(answer.status, status, "{path:.20}");
+        let length = answer.header("content-length").parse::<u64>().ok();
         assert!(
             length.is_some_and(|n| n > 0),
             "{path:.20}: {:?}",
-            response.headers()
+            answer.headers
         );
-        let body = http_body_util::BodyExt::collect(response.into_body())
-            .await
-            .expect("a clean end of stream, no reset");
-        assert!(body.to_bytes().is_empty());
+        assert!(answer.body.is_empty());
     }
 }
