@@ -145,8 +145,8 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 /// `Content-Length` included: hyper writes a GET's from the body, which the HEAD's answer no
 /// longer has (`Entry::to_response` does the same for stored pages). The origin's 5xx page
 /// shared with the requests that waited on its fetch is one such answer, canned errors others.
-/// Applied to every answer (`app`): hyper's HTTP/1 server drops a HEAD's body itself, its
-/// HTTP/2 server sends it, and clients reset the stream.
+/// Applied to every answer, once (`app`): hyper's HTTP/1 server drops a HEAD's body itself,
+/// its HTTP/2 server sends it, and clients reset the stream.
 pub fn without_body_for_head(method: &http::Method, response: Response<Body>) -> Response<Body> {
     if method != http::Method::HEAD {
         return response;
@@ -159,7 +159,10 @@ pub fn without_body_for_head(method: &http::Method, response: Response<Body>) ->
     let has_content = !(status.is_informational()
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED);
-    if !framed && has_content {
+    // Only a body that is there gives a length: an empty one is a HEAD passed through (the
+    // origin sent no body) or an answer already emptied, whose GET length is not known here,
+    // and `Content-Length: 0` would be a wrong one (RFC 9110 section 8.6).
+    if !framed && has_content && !http_body::Body::is_end_stream(&body) {
         if let Some(length) = http_body::Body::size_hint(&body).exact() {
             parts
                 .headers

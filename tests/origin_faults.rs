@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{get, send, Edge};
+use support::{get, send, send_h2, Edge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -340,4 +340,39 @@ async fn scripted_origin(answer: fn(&str) -> String) -> std::net::SocketAddr {
         }
     });
     addr
+}
+
+/// A HEAD whose GET length is not known here (a chunked page passed on unstored, a HEAD
+/// passed through to an origin that sent no length) gets no `Content-Length`, not a wrong 0
+/// (RFC 9110 section 8.6), over HTTP/1.1 and HTTP/2.
+#[tokio::test]
+async fn a_head_of_unknown_length_gets_no_content_length() {
+    let addr = scripted_origin(|request| {
+        if request.starts_with("HEAD") {
+            "HTTP/1.1 200 OK\r\ncache-control: private\r\nconnection: close\r\n\r\n".to_string()
+        } else {
+            "HTTP/1.1 200 OK\r\ncache-control: private\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_string()
+        }
+    })
+    .await;
+    let edge = Edge::start(&format!("http://{addr}"), &[]).await;
+    let target = format!("http://{}/private", edge.addr);
+    for (what, answer) in [
+        // Asked as a GET for the cache; private, so passed on without its body.
+        ("miss", send(edge.addr, "HEAD", "/private", &[], "").await),
+        // Bypassed: the HEAD itself goes to the origin.
+        (
+            "bypass",
+            send(edge.addr, "HEAD", "/private", &[("range", "bytes=0-1")], "").await,
+        ),
+        ("h2 miss", send_h2(edge.addr, "HEAD", &target, None).await),
+    ] {
+        assert_eq!(answer.status, 200, "{what}");
+        assert!(answer.body.is_empty(), "{what}");
+        assert!(
+            answer.headers.get("content-length").is_none(),
+            "{what}: {:?}",
+            answer.headers
+        );
+    }
 }

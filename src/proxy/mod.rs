@@ -36,7 +36,7 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::body::{self, without_body_for_head, Answer, Body};
+use crate::body::{self, Answer, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
@@ -324,7 +324,7 @@ impl Proxy {
         {
             if client_only_if_cached(&parts.headers) {
                 // What is bypassed is never answered from the cache: only the origin could.
-                return Answer::Ready(only_if_cached_miss(&parts.method, CacheStatus::Bypass));
+                return Answer::Ready(only_if_cached_miss(CacheStatus::Bypass));
             }
             let host = host.to_owned();
             let this = self.clone();
@@ -372,13 +372,10 @@ impl Proxy {
         let had_copy = expired.is_some();
         if client_only_if_cached(&parts.headers) {
             // RFC 9111 section 5.2.1.7: no stored response that may be served, so 504.
-            return Answer::Ready(only_if_cached_miss(
-                &parts.method,
-                CacheStatus::Miss {
-                    stored: false,
-                    expired: had_copy,
-                },
-            ));
+            return Answer::Ready(only_if_cached_miss(CacheStatus::Miss {
+                stored: false,
+                expired: had_copy,
+            }));
         }
         let mut fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
         fetch.stale_fallback = expired.as_ref().is_some_and(|e| e.usable_on_error(now));
@@ -397,7 +394,7 @@ impl Proxy {
                     },
                     Instant::now(),
                 ),
-                Fetched::Uncacheable(response) => without_body_for_head(&parts.method, response),
+                Fetched::Uncacheable(response) => response,
                 Fetched::Error(error, origin_response) => {
                     let now = Instant::now();
                     if let Some(copy) = expired.filter(|e| e.usable_on_error(now)) {
@@ -415,16 +412,13 @@ impl Proxy {
                     let response = origin_response
                         .map(OriginAnswer::response)
                         .unwrap_or_else(|| error.response());
-                    without_body_for_head(
-                        &parts.method,
-                        mark(
-                            response,
-                            CacheStatus::Miss {
-                                stored: false,
-                                expired: had_copy,
-                            },
-                            Some(error.kind()),
-                        ),
+                    mark(
+                        response,
+                        CacheStatus::Miss {
+                            stored: false,
+                            expired: had_copy,
+                        },
+                        Some(error.kind()),
                     )
                 }
             }
@@ -724,24 +718,21 @@ impl Proxy {
     }
 }
 
-/// `CONNECT` (a tunnel request: isr-edge is no forward proxy) and `OPTIONS *` (a question about
-/// this server, answered here); any other method with the `*` target is malformed.
 /// The 504 of RFC 9111 section 5.2.1.7 for a request saying `only-if-cached` that the cache
 /// cannot answer.
-fn only_if_cached_miss(method: &Method, status: CacheStatus) -> Response<Body> {
-    without_body_for_head(
-        method,
-        mark(
-            body::text(
-                http::StatusCode::GATEWAY_TIMEOUT,
-                "504 Gateway Timeout: not in the cache, and the request said only-if-cached",
-            ),
-            status,
-            Some("only-if-cached"),
+fn only_if_cached_miss(status: CacheStatus) -> Response<Body> {
+    mark(
+        body::text(
+            http::StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Timeout: not in the cache, and the request said only-if-cached",
         ),
+        status,
+        Some("only-if-cached"),
     )
 }
 
+/// `CONNECT` (a tunnel request: isr-edge is no forward proxy) and `OPTIONS *` (a question about
+/// this server, answered here); any other method with the `*` target is malformed.
 fn not_for_origin(method: &Method) -> Response<Body> {
     const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
     let mut response = if method == Method::OPTIONS {
