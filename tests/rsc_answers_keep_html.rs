@@ -91,3 +91,39 @@ async fn under_an_rsc_url_a_new_answer_replaces_one_of_the_other_type() {
     );
     assert_eq!(origin.count("/a.rsc"), 2);
 }
+
+/// `RSC: 1` named in `Connection` never reaches the origin, which renders HTML: the request
+/// is an HTML request, gets the HTML copy, and is a hit the second time (it missed every
+/// time while the RSC guard wanted a payload for it).
+#[tokio::test]
+async fn rsc_named_in_connection_is_an_html_request() {
+    let origin = Origin::start(|r| {
+        if r.headers.get("rsc").is_some_and(|v| v == "1") {
+            Reply::ok("rsc payload")
+                .cc("s-maxage=600")
+                .header("content-type", "text/x-component")
+                .header("vary", "RSC")
+        } else {
+            Reply::ok("<html>page</html>")
+                .cc("s-maxage=600")
+                .header("content-type", "text/html")
+                .header("vary", "RSC")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let hop = [("rsc", "1"), ("connection", "RSC")];
+    let first = get_with(edge.addr, "/p", &hop).await;
+    assert_eq!(first.text(), "<html>page</html>");
+    let second = get_with(edge.addr, "/p", &hop).await;
+    assert_eq!(
+        (second.cache(), second.text().as_str()),
+        ("HIT", "<html>page</html>")
+    );
+    assert_eq!(origin.count("/p"), 1);
+    // A real RSC request still gets the payload.
+    assert_eq!(
+        get_with(edge.addr, "/p", &[("rsc", "1")]).await.text(),
+        "rsc payload"
+    );
+}

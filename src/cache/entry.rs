@@ -974,8 +974,10 @@ fn is_entity_tag(tag: &[u8]) -> bool {
 
 const RSC: HeaderName = HeaderName::from_static("rsc");
 
+/// `RSC: 1`, unless the request names `RSC` in `Connection`: then it never reaches the origin,
+/// which renders HTML.
 pub fn is_rsc_request(headers: &HeaderMap) -> bool {
-    headers.get(RSC).is_some_and(|v| v.as_bytes() == b"1")
+    headers.get(RSC).is_some_and(|v| v.as_bytes() == b"1") && !named_in_connection(headers, &RSC)
 }
 
 pub fn is_rsc_content(headers: &HeaderMap) -> bool {

@@ -271,7 +271,10 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Switch {
+    /// Also `true`, as a TOML boolean reads.
+    #[value(alias = "true")]
     On,
+    #[value(alias = "false")]
     Off,
 }
 
