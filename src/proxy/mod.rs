@@ -322,15 +322,20 @@ impl Proxy {
             .bypass_reason(&parts)
             .or(route_bypass.then_some("route"))
         {
-            if client_only_if_cached(&parts.headers) {
-                // What is bypassed is never answered from the cache: only the origin could.
+            let only_if_cached = client_only_if_cached(&parts.headers);
+            if !only_if_cached {
+                let host = host.to_owned();
+                let this = self.clone();
+                return Answer::pending(
+                    async move { this.pass(parts, body, host, peer, reason).await },
+                );
+            }
+            // What is bypassed is answered by the origin only, so not at all, except a range:
+            // the whole stored page may answer it (RFC 9110 section 14.2 lets a server ignore
+            // `Range`), and it is looked up below like any other request.
+            if reason != "range" {
                 return Answer::Ready(only_if_cached_miss(CacheStatus::Bypass));
             }
-            let host = host.to_owned();
-            let this = self.clone();
-            return Answer::pending(
-                async move { this.pass(parts, body, host, peer, reason).await },
-            );
         }
         drop(body);
         let key_text = primary_key_text(host, &path, parts.uri.query());
