@@ -65,7 +65,7 @@ pub fn bad_host(request: &http::request::Parts) -> Response<Body> {
         Some(authority)
             if request.version == http::Version::HTTP_2
                 && !hosts.is_empty()
-                && crate::limits::valid_host(authority.as_str()) =>
+                && valid_host(authority.as_str()) =>
         {
             format!(
                 "400 Bad Request: Host {} differs from :authority {:?}; send the same host in both, or Host not at all",

@@ -231,11 +231,13 @@ impl Cache {
         variants
             .entries
             .iter()
-            // The URL is looked at only when the RSC guard alone turned a variant down.
+            // The URL is looked at only when the RSC guard alone turned a variant down. A
+            // withdrawn variant is passed by, not the end of the search: another may match.
             .find(|e| {
-                e.matches(request) || (key::names_rsc_payload(key) && e.matches_at(request, true))
+                !e.is_withdrawn()
+                    && (e.matches(request)
+                        || (key::names_rsc_payload(key) && e.matches_at(request, true)))
             })
-            .filter(|e| !e.is_withdrawn())
             .cloned()
     }
 
@@ -438,9 +440,8 @@ impl Cache {
     /// the answer says nothing about them, and a client must not evict what others are served.
     /// No purge epoch is bumped: this is the proxy's own bookkeeping, and must not make
     /// concurrent fetches of other URLs unstorable the way a revalidation does. `asked_at`: when
-    /// the origin was asked; copies stored since stay. When nothing
-    /// is left in service, the URL's value goes (counted as an uncacheable eviction). True if
-    /// anything was withdrawn.
+    /// the origin was asked; copies stored since stay. When nothing is left in service, the
+    /// URL's value goes (counted as an uncacheable eviction). True if anything was withdrawn.
     pub fn withdraw_answered(&self, key: &Key, request: &HeaderMap, asked_at: Instant) -> bool {
         let Some(value) = self.store.get(key.as_ref()).filter(|v| v.is_live()) else {
             return false;

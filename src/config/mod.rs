@@ -580,6 +580,30 @@ mod tests {
         assert_eq!(strip_port("site"), "site");
     }
 
+    /// `--conditional-refresh` reads on/off, and true/false as a TOML boolean writes them.
+    #[test]
+    fn conditional_refresh_reads_on_off_and_booleans() {
+        let refresh = |value: Option<&str>| {
+            let mut args = vec!["isr-edge", "--origin", "http://127.0.0.1:3000"];
+            if let Some(value) = value {
+                args.extend(["--conditional-refresh", value]);
+            }
+            Config::from_args(args, None)
+                .map(|config| config.conditional_refresh)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(refresh(None), Ok(true));
+        for (value, on) in [
+            ("on", true),
+            ("true", true),
+            ("off", false),
+            ("false", false),
+        ] {
+            assert_eq!(refresh(Some(value)), Ok(on), "{value}");
+        }
+        assert!(refresh(Some("maybe")).is_err());
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(parse_size("256MiB"), Ok(256 << 20));

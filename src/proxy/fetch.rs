@@ -36,14 +36,21 @@ impl Proxy {
                 return fetched;
             }
         }
-        self.fetch_once(&fetch, None).await.unwrap_or_else(|| {
-            Fetched::Error(
-                UpstreamError::Protocol(
-                    "origin answered 304 to a request without conditions".into(),
-                ),
-                None,
-            )
-        })
+        // Without a copy there is nothing a 304 could confirm: `fetch_once` answers it itself.
+        match self.fetch_once(&fetch, None).await {
+            Some(fetched) => fetched,
+            None => self.unasked_not_modified(),
+        }
+    }
+
+    /// A 304 to a fetch without conditions answers nothing it asked, and a client that sent
+    /// none would get an empty page: a protocol error.
+    fn unasked_not_modified(&self) -> Fetched {
+        self.metrics.origin_error("protocol");
+        Fetched::Error(
+            UpstreamError::Protocol("origin answered 304 to a request without conditions".into()),
+            None,
+        )
     }
 
     /// One GET, conditional on `copy`'s validators when it has any. `None`: the origin's `304`
@@ -103,15 +110,8 @@ impl Proxy {
                 let (head, _) = response.into_parts();
                 return self.confirm(copy, head.headers, fetch, epoch);
             }
-            // Conditions were stripped above: a 304 answers nothing this request asked, and a
-            // client that sent none would get an empty page.
-            self.metrics.origin_error("protocol");
-            return Some(Fetched::Error(
-                UpstreamError::Protocol(
-                    "origin answered 304 to a request without conditions".into(),
-                ),
-                None,
-            ));
+            // The client's conditions were stripped above.
+            return Some(self.unasked_not_modified());
         }
         if status.is_server_error() {
             self.metrics.origin_error("status");

@@ -25,7 +25,8 @@
 //!   the strings and the `{"path", "type"}` objects of `paths` and of `path`. A layout is sent
 //!   as its path (the seed revalidates it as a page; a route that reads `type` still gets the
 //!   top-level one). `paths` is present when the request had `paths` or `path`, so the seed
-//!   also revalidates what a client sent as `path` alone.
+//!   also revalidates what a client sent as `path` alone; a `path` already in `paths` is
+//!   listed once.
 //! - `path` is kept when it is a string (routes written after the Next.js docs read it, and
 //!   the seed ignores it); a list or object form is dropped, its paths being in `paths`.
 //! - Every other field is passed through as received (`tag`, `tags`, `type`, `all`, `mode`,
