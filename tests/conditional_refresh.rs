@@ -123,7 +123,7 @@ async fn an_expired_copy_confirmed_by_304_is_served_and_stored() {
     assert!(
         refreshed
             .header("cache-status")
-            .contains("fwd=stale; stored"),
+            .contains("fwd=stale; fwd-status=304; stored"),
         "{}",
         refreshed.header("cache-status")
     );
@@ -453,6 +453,12 @@ async fn waiters_share_one_304_and_a_bare_304_keeps_the_lifetime() {
     for request in waiting {
         let answer = request.await.expect("request");
         assert_eq!((answer.status, answer.text().as_str()), (200, "the page"));
+        // Every waiter was answered by the one 304, and says so.
+        assert!(
+            answer.header("cache-status").contains("fwd-status=304"),
+            "{}",
+            answer.header("cache-status")
+        );
     }
     assert_eq!(origin.count("/p"), 2);
     let status = get(edge.addr, "/p")

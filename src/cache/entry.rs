@@ -25,6 +25,9 @@ pub enum CacheStatus {
     StaleIfError,
     /// Fetched from the origin; `stored` says whether it was kept; `expired` that a copy existed.
     Miss { stored: bool, expired: bool },
+    /// An expired copy the origin confirmed with a `304`: served renewed, without its body
+    /// crossing again. Still a `MISS` for `X-Cache` (the client waited for the origin).
+    Revalidated { stored: bool },
     /// Never considered for caching (method, bypass rule).
     Bypass,
 }
@@ -34,7 +37,7 @@ impl CacheStatus {
         match self {
             CacheStatus::Hit => "HIT",
             CacheStatus::Stale | CacheStatus::StaleIfError => "STALE",
-            CacheStatus::Miss { .. } => "MISS",
+            CacheStatus::Miss { .. } | CacheStatus::Revalidated { .. } => "MISS",
             CacheStatus::Bypass => "BYPASS",
         }
     }
@@ -52,9 +55,13 @@ pub fn cache_status_header(status: CacheStatus, ttl: Option<i64>, detail: Option
         CacheStatus::StaleIfError => "fwd=stale; detail=stale-if-error",
         CacheStatus::Miss { expired: true, .. } => "fwd=stale",
         CacheStatus::Miss { expired: false, .. } => "fwd=miss",
+        // RFC 9211 section 2.3: the origin's status, as it differs from the one served.
+        CacheStatus::Revalidated { .. } => "fwd=stale; fwd-status=304",
         CacheStatus::Bypass => "fwd=bypass",
     });
-    if let CacheStatus::Miss { stored: true, .. } = status {
+    if let CacheStatus::Miss { stored: true, .. } | CacheStatus::Revalidated { stored: true } =
+        status
+    {
         out.push_str("; stored");
     }
     if let Some(ttl) = ttl {
@@ -1463,6 +1470,10 @@ mod tests {
                 None
             ),
             "isr-edge; fwd=miss; stored"
+        );
+        assert_eq!(
+            cache_status_header(CacheStatus::Revalidated { stored: true }, Some(60), None),
+            "isr-edge; fwd=stale; fwd-status=304; stored; ttl=60"
         );
         assert_eq!(
             cache_status_header(CacheStatus::Bypass, None, Some("method")),

@@ -216,7 +216,8 @@ impl Proxy {
             initial_age,
         };
         let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
-        Some(Fetched::Entry(entry, stored))
+        let confirmed = false;
+        Some(Fetched::Entry(entry, Admitted { stored, confirmed }))
     }
 
     /// The origin's `304` for `copy`: the copy renewed with the answer's fields and lifetime,
@@ -275,7 +276,8 @@ impl Proxy {
         self.metrics.origin_not_modified();
         let new = copy.confirmed(update, lifetime, field, initial_age, tags);
         let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
-        Some(Fetched::Entry(entry, stored))
+        let confirmed = true;
+        Some(Fetched::Entry(entry, Admitted { stored, confirmed }))
     }
 
     /// Whether and how long an answer is stored: the page's `[[route]]` rule, else the

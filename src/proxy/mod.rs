@@ -153,7 +153,7 @@ impl Drop for Queued {
 /// What one fetch for the cache produced, as every waiter sees it.
 #[derive(Clone)]
 enum Shared {
-    Entry(Arc<Entry>, bool),
+    Entry(Arc<Entry>, Admitted),
     /// With the origin's own error page when it was read whole.
     Error(UpstreamError, Option<Arc<ErrorPage>>),
     /// Not shareable (private, too large, ...): each waiter asks the origin itself.
@@ -162,12 +162,37 @@ enum Shared {
 
 /// What the request that started a fetch gets.
 enum Fetched {
-    /// A complete storable response; `bool` = stored.
-    Entry(Arc<Entry>, bool),
+    /// A complete storable response.
+    Entry(Arc<Entry>, Admitted),
     /// The origin failed, with its own answer (its 5xx) if it sent one.
     Error(UpstreamError, Option<OriginAnswer>),
     /// Passed through as the origin sent it.
     Uncacheable(Response<Body>),
+}
+
+/// How a fetch for the cache ended with a storable page.
+#[derive(Debug, Clone, Copy)]
+struct Admitted {
+    /// Kept in the cache (not refused by a purge that ran meanwhile).
+    stored: bool,
+    /// The stored copy, renewed by the origin's `304`.
+    confirmed: bool,
+}
+
+impl Admitted {
+    /// How the response is labelled; `expired`: the request found an expired copy.
+    fn status(self, expired: bool) -> CacheStatus {
+        if self.confirmed {
+            CacheStatus::Revalidated {
+                stored: self.stored,
+            }
+        } else {
+            CacheStatus::Miss {
+                stored: self.stored,
+                expired,
+            }
+        }
+    }
 }
 
 /// The origin's own answer to a fetch that failed (a 5xx).
@@ -210,7 +235,7 @@ impl ErrorPage {
 impl Fetched {
     fn shared(&self) -> Shared {
         match self {
-            Fetched::Entry(entry, stored) => Shared::Entry(entry.clone(), *stored),
+            Fetched::Entry(entry, admitted) => Shared::Entry(entry.clone(), *admitted),
             Fetched::Error(error, answer) => Shared::Error(
                 error.clone(),
                 match answer {
@@ -390,13 +415,10 @@ impl Proxy {
         let this = self.clone();
         Answer::pending(async move {
             match this.fetch_shared(fetch).await {
-                Fetched::Entry(entry, stored) => entry.to_response(
+                Fetched::Entry(entry, admitted) => entry.to_response(
                     &parts.method,
                     &parts.headers,
-                    CacheStatus::Miss {
-                        stored,
-                        expired: had_copy,
-                    },
+                    admitted.status(had_copy),
                     Instant::now(),
                 ),
                 Fetched::Uncacheable(response) => response,
@@ -545,10 +567,10 @@ impl Proxy {
             Joined::Follower(follower) => {
                 self.metrics.coalesced_wait();
                 match follower.outcome().await {
-                    Some(Shared::Entry(entry, stored))
+                    Some(Shared::Entry(entry, admitted))
                         if entry.matches_at(&fetch.headers, names_rsc_payload(&fetch.key)) =>
                     {
-                        Fetched::Entry(entry, stored)
+                        Fetched::Entry(entry, admitted)
                     }
                     // Of this request's encoding class: the flight key holds it.
                     Some(Shared::Error(error, page)) => {
