@@ -449,6 +449,38 @@ async fn forwarded_headers_and_hop_by_hop_hygiene() {
     assert!(!seen.headers.contains_key("x-client-hop"));
 }
 
+/// RFC 9110 section 4.2.3: `host:80` and `host:` are `host`, one page for all three; another
+/// port is another origin. A purge naming the default port reaches the page too.
+#[tokio::test]
+async fn a_default_port_in_host_is_the_same_page() {
+    let origin =
+        Origin::start(|r| Reply::ok(format!("render {}", r.count)).cc("s-maxage=60")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let first = get_with(edge.addr, "/p", &[("host", "site.example:80")]).await;
+    assert_eq!(first.cache(), "MISS");
+    assert_eq!(origin.seen()[0].headers["host"], "site.example");
+    for host in ["site.example", "Site.Example:80", "site.example:"] {
+        let again = get_with(edge.addr, "/p", &[("host", host)]).await;
+        assert_eq!(
+            (again.cache(), again.text().as_str()),
+            ("HIT", "render 1"),
+            "{host}"
+        );
+    }
+    let other_port = get_with(edge.addr, "/p", &[("host", "site.example:8080")]).await;
+    assert_eq!(other_port.cache(), "MISS");
+    assert_eq!(origin.total(), 2);
+
+    let purged = support::revalidate(
+        edge.addr,
+        serde_json::json!({"secret": support::SECRET, "paths": ["/p"], "host": "site.example:80"}),
+    )
+    .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    let after = get_with(edge.addr, "/p", &[("host", "site.example")]).await;
+    assert_eq!(after.cache(), "MISS");
+}
+
 #[tokio::test]
 async fn paths_are_normalised_into_one_key() {
     let origin = Origin::start(|_| Reply::ok("x").cc("s-maxage=60")).await;

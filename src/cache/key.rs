@@ -33,6 +33,22 @@ pub fn primary_key_text(host: &str, normalized_path: &str, query: Option<&str>) 
     key
 }
 
+/// The request's host as the cache knows it: RFC 9110 section 4.2.3 makes an `http` authority
+/// with an empty or default port (`shop.example:80`, `shop.example:`) the same origin as one
+/// without, so they share pages and purges. Other ports name other origins and are kept.
+pub fn without_default_port(host: &str) -> &str {
+    let bare = host
+        .strip_suffix(":80")
+        .or_else(|| host.strip_suffix(':'))
+        .unwrap_or(host);
+    // `shop.example::80` is no host: leave it as written, for the host check to refuse.
+    if bare.is_empty() || bare.ends_with(':') {
+        host
+    } else {
+        bare
+    }
+}
+
 /// Splits a primary key back into its host and the path-and-query part.
 pub fn split_key(key: &str) -> (&str, &str) {
     match key.find('/') {
@@ -411,6 +427,22 @@ mod tests {
         for (input, expected) in table {
             assert_eq!(normalize_path(&encode_path(input)), expected, "{input:?}");
         }
+    }
+
+    #[test]
+    fn default_ports_are_dropped() {
+        assert_eq!(without_default_port("shop.example:80"), "shop.example");
+        assert_eq!(without_default_port("shop.example:"), "shop.example");
+        assert_eq!(without_default_port("[::1]:80"), "[::1]");
+        assert_eq!(without_default_port("shop.example"), "shop.example");
+        assert_eq!(
+            without_default_port("shop.example:8080"),
+            "shop.example:8080"
+        );
+        assert_eq!(without_default_port("shop.example:180"), "shop.example:180");
+        assert_eq!(without_default_port(":80"), ":80");
+        assert_eq!(without_default_port("a::80"), "a::80");
+        assert_eq!(without_default_port(""), "");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! options. Every accepted shape is here; every refusal is a [`BadRequest`] naming what to send
 //! instead.
 
+use crate::cache::key::without_default_port;
 use crate::cache::pattern::Pattern;
 use serde_json::{Map, Value};
 
@@ -373,7 +374,7 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
     request.dry_run = boolean("dry_run")?;
     if let Some(host) = string("host")? {
         check_text(&host, "host")?;
-        request.host = Some(host.to_ascii_lowercase());
+        request.host = Some(without_default_port(&host.to_ascii_lowercase()).to_owned());
     }
     Ok(request)
 }
