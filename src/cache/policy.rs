@@ -46,17 +46,9 @@ impl CacheControl {
     }
 
     fn merge_str(&mut self, text: &str) {
-        for directive in text.split(',') {
-            let directive = directive.trim();
-            if directive.is_empty() {
-                continue;
-            }
-            let (name, value) = match directive.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-                None => (directive, None),
-            };
-            let seconds = value.and_then(parse_delta_seconds);
-            match name.to_ascii_lowercase().as_str() {
+        for directive in directives(text) {
+            let seconds = directive.value.and_then(parse_delta_seconds);
+            match directive.name.to_ascii_lowercase().as_str() {
                 "max-age" => self.max_age = seconds.or(self.max_age),
                 "s-maxage" => self.s_maxage = seconds.or(self.s_maxage),
                 "no-store" => self.no_store = true,
@@ -73,6 +65,77 @@ impl CacheControl {
             }
         }
     }
+}
+
+/// One directive of a `Cache-Control`-style field (RFC 9111 section 5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Directive<'a> {
+    /// As sent: compare it with [`Directive::is`].
+    pub name: &'a str,
+    /// Without its quotes.
+    pub value: Option<&'a str>,
+    /// The whole directive as sent, for passing it on unchanged.
+    pub text: &'a str,
+}
+
+impl Directive<'_> {
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+}
+
+/// The directives of one field value, the one splitter every reader of these fields uses. A
+/// quoted value may hold commas (`no-cache="Set-Cookie, X-Id"` is one directive); empty list
+/// items are skipped.
+pub fn directives(text: &str) -> impl Iterator<Item = Directive<'_>> {
+    let mut rest = text;
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = list_item_end(rest);
+        let item = rest[..end].trim();
+        rest = rest[end..].strip_prefix(',').unwrap_or("");
+        if item.is_empty() {
+            continue;
+        }
+        let (name, value) = match item.split_once('=') {
+            Some((name, value)) => (name.trim(), Some(value.trim().trim_matches('"'))),
+            None => (item, None),
+        };
+        return Some(Directive {
+            name,
+            value,
+            text: item,
+        });
+    })
+}
+
+/// Where the first list item of `text` ends: its first comma outside a quoted string.
+fn list_item_end(text: &str) -> usize {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, byte) in text.bytes().enumerate() {
+        match byte {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => return i,
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+/// The directives of every `name` line in `headers` (lines that are not text are skipped).
+pub fn header_directives<'a>(
+    headers: &'a HeaderMap,
+    name: impl http::header::AsHeaderName,
+) -> impl Iterator<Item = Directive<'a>> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(directives)
 }
 
 /// RFC 9111 section 1.2.2: a non-negative integer; values too large saturate rather than fail.
@@ -166,20 +229,27 @@ pub fn status_storable(status: StatusCode) -> bool {
     )
 }
 
-/// The directives that govern this cache: `CDN-Cache-Control` (RFC 9213) wins over
-/// `Surrogate-Control`, which wins over `Cache-Control`.
+/// The fields that may carry this cache's directives, strongest first: `CDN-Cache-Control`
+/// (RFC 9213) wins over `Surrogate-Control`, which wins over `Cache-Control`. The one present
+/// governs alone; the others are ignored, not merged.
+const DIRECTIVE_FIELDS: [(FreshnessField, &str); 3] = [
+    (FreshnessField::CdnCacheControl, "cdn-cache-control"),
+    (FreshnessField::SurrogateControl, "surrogate-control"),
+    (FreshnessField::CacheControl, "cache-control"),
+];
+
+/// The directives that govern this cache (see [`DIRECTIVE_FIELDS`]).
 pub fn effective_cache_control(headers: &HeaderMap) -> CacheControl {
-    CacheControl::from_headers(headers, "cdn-cache-control")
-        .or_else(|| CacheControl::from_headers(headers, "surrogate-control"))
-        .or_else(|| CacheControl::from_headers(headers, header::CACHE_CONTROL.as_str()))
+    DIRECTIVE_FIELDS
+        .iter()
+        .find_map(|(_, name)| CacheControl::from_headers(headers, name))
         .unwrap_or_default()
 }
 
 /// The kind of response field that sets a page's freshness, lowest first: a later one wins
-/// over an earlier one (`CDN-Cache-Control` over `Surrogate-Control` over `Cache-Control`
-/// over `Expires`). A `304` renews a stored lifetime only with a field at least as strong
-/// as the one that set it: a `Cache-Control` alone must not override `CDN-Cache-Control`
-/// (RFC 9213), which the 304 need not repeat.
+/// over an earlier one ([`DIRECTIVE_FIELDS`], then `Expires`). A `304` renews a stored
+/// lifetime only with a field at least as strong as the one that set it: a `Cache-Control`
+/// alone must not override `CDN-Cache-Control` (RFC 9213), which the 304 need not repeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum FreshnessField {
     #[default]
@@ -192,16 +262,14 @@ pub enum FreshnessField {
 
 impl FreshnessField {
     pub fn of(headers: &HeaderMap) -> FreshnessField {
-        if headers.contains_key("cdn-cache-control") {
-            FreshnessField::CdnCacheControl
-        } else if headers.contains_key("surrogate-control") {
-            FreshnessField::SurrogateControl
-        } else if headers.contains_key(header::CACHE_CONTROL) {
-            FreshnessField::CacheControl
-        } else if headers.contains_key(header::EXPIRES) {
-            FreshnessField::Expires
-        } else {
-            FreshnessField::None
+        let directives = DIRECTIVE_FIELDS
+            .iter()
+            .find(|(_, name)| headers.contains_key(*name))
+            .map(|(field, _)| *field);
+        match directives {
+            Some(field) => field,
+            None if headers.contains_key(header::EXPIRES) => FreshnessField::Expires,
+            None => FreshnessField::None,
         }
     }
 }
@@ -366,31 +434,15 @@ pub fn browser_cache_control(origin: Option<&str>) -> String {
     let Some(origin) = origin else {
         return "public, max-age=0, must-revalidate".to_string();
     };
-    let kept: Vec<&str> = origin
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .filter(|d| {
-            let name = d
-                .split('=')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            !SHARED_CACHE_DIRECTIVES.contains(&name.as_str())
-        })
+    let kept: Vec<Directive<'_>> = directives(origin)
+        .filter(|d| !SHARED_CACHE_DIRECTIVES.iter().any(|shared| d.is(shared)))
         .collect();
-    let has = |name: &str| {
-        kept.iter().any(|d| {
-            d.split('=')
-                .next()
-                .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
-        })
-    };
+    let has = |name: &str| kept.iter().any(|d| d.is(name));
     // What the origin said of browsers and other caches stands when it forbids storing or
     // sharing: a page stored here under `CDN-Cache-Control` may still be `private` or
     // `no-store` for everyone downstream.
     if has("no-store") || has("max-age") {
+        let kept: Vec<&str> = kept.iter().map(|d| d.text).collect();
         kept.join(", ")
     } else if has("private") {
         "private, max-age=0, must-revalidate".to_string()
@@ -449,6 +501,27 @@ mod tests {
             &FreshnessRules::default(),
             SystemTime::now(),
         )
+    }
+
+    #[test]
+    fn a_quoted_value_keeps_its_commas() {
+        let split: Vec<_> = directives(r#" no-cache="Set-Cookie, X-Id", ,max-age=5,x="a\",b""#)
+            .map(|d| (d.name, d.value))
+            .collect();
+        assert_eq!(
+            split,
+            [
+                ("no-cache", Some("Set-Cookie, X-Id")),
+                ("max-age", Some("5")),
+                ("x", Some(r#"a\",b"#)),
+            ]
+        );
+        let cc = CacheControl::parse(r#"private="Set-Cookie, max-age=9", s-maxage=3"#);
+        assert_eq!((cc.private, cc.max_age, cc.s_maxage), (true, None, Some(3)));
+        assert_eq!(
+            browser_cache_control(Some(r#"no-cache="a, b", s-maxage=9, max-age=5"#)),
+            r#"no-cache="a, b", max-age=5"#
+        );
     }
 
     #[test]

@@ -154,17 +154,11 @@ fn same_authority(host: &[u8], target: &http::Uri) -> bool {
 
 /// Whether `Cache-Control` carries a directive meant for this cache, not for browsers.
 fn names_shared_cache_directives(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|directive| directive.split('=').next().unwrap_or("").trim())
-        .any(|name| {
-            policy::SHARED_CACHE_DIRECTIVES
-                .iter()
-                .any(|shared| name.eq_ignore_ascii_case(shared))
-        })
+    policy::header_directives(headers, header::CACHE_CONTROL).any(|directive| {
+        policy::SHARED_CACHE_DIRECTIVES
+            .iter()
+            .any(|shared| directive.is(shared))
+    })
 }
 
 pub(super) fn has_cookie(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool {
@@ -190,12 +184,8 @@ pub(super) fn client_wants_no_cache(headers: &HeaderMap) -> bool {
 /// `Cache-Control: only-if-cached`: the client wants a stored response or nothing (RFC 9111
 /// section 5.2.1.7).
 pub(super) fn client_only_if_cached(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|directive| directive.trim().eq_ignore_ascii_case("only-if-cached"))
+    policy::header_directives(headers, header::CACHE_CONTROL)
+        .any(|directive| directive.is("only-if-cached"))
 }
 
 /// The header names a response's `Vary` lists, lowercased, sorted, without duplicates.
