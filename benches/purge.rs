@@ -28,7 +28,7 @@ use isr_edge::cache::index::Index;
 use isr_edge::cache::key::{primary_key, Key};
 use isr_edge::cache::pattern::Pattern;
 use isr_edge::cache::policy::Lifetime;
-use isr_edge::cache::{Cache, NewEntry, PurgeHandle, PurgeMode, Selector};
+use isr_edge::cache::{Cache, NewEntry, PurgeHandle, PurgeMode, PurgeRun, Selector};
 
 /// Pages under `/blog/`: what the layout and pattern purges match, whatever the cache size.
 const MATCHED: usize = 100;
@@ -174,7 +174,11 @@ fn benches(c: &mut Criterion) {
                 |i| admit(&big, &all[MATCHED + i as usize % (large - MATCHED)]),
                 |i| {
                     let p = &all[MATCHED + i as usize % (large - MATCHED)];
-                    let n = big.purge(&Selector::Page(&p.page), None, PurgeMode::Hard, false, 0);
+                    let n = big.purge(
+                        &Selector::Page(&p.page),
+                        None,
+                        PurgeRun::of(PurgeMode::Hard),
+                    );
                     assert_eq!(n.urls, 1);
                 },
             )
@@ -188,7 +192,7 @@ fn benches(c: &mut Criterion) {
                 iters,
                 |_| restore(&big, &all[..tagged]),
                 |_| {
-                    let n = big.purge(&Selector::Tag("hot"), None, PurgeMode::Hard, false, 0);
+                    let n = big.purge(&Selector::Tag("hot"), None, PurgeRun::of(PurgeMode::Hard));
                     assert_eq!(n.urls, tagged);
                 },
             )
@@ -210,9 +214,7 @@ fn benches(c: &mut Criterion) {
                             let n = cache.purge(
                                 &Selector::Subtree("/blog"),
                                 None,
-                                PurgeMode::Hard,
-                                false,
-                                0,
+                                PurgeRun::of(PurgeMode::Hard),
                             );
                             assert_eq!(n.urls, MATCHED);
                         },
@@ -231,9 +233,7 @@ fn benches(c: &mut Criterion) {
                             let n = cache.purge(
                                 &Selector::Pattern(&pattern, false),
                                 None,
-                                PurgeMode::Hard,
-                                false,
-                                0,
+                                PurgeRun::of(PurgeMode::Hard),
                             );
                             assert_eq!(n.urls, MATCHED);
                         },

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use isr_edge::cache::key::primary_key;
 use isr_edge::cache::policy::Lifetime;
-use isr_edge::cache::{Cache, NewEntry, PurgeMode, Selector};
+use isr_edge::cache::{Cache, NewEntry, PurgeMode, PurgeRun, Selector};
 
 fn new_entry(i: usize) -> NewEntry {
     NewEntry {
@@ -49,7 +49,7 @@ fn assert_consistent(cache: &Cache, when: &str) {
         "{when}: index holds {} keys, cache {stored}",
         cache.indexed_keys()
     );
-    let everything = cache.purge(&Selector::All, None, PurgeMode::Hard, true, 0);
+    let everything = cache.purge(&Selector::All, None, PurgeRun::dry_run(PurgeMode::Hard));
     assert_eq!(
         everything.urls, stored,
         "{when}: a purge of everything finds every stored URL"
@@ -91,14 +91,22 @@ fn the_index_never_outgrows_a_small_cache_under_churn() {
 
     // A tag purge removes every stored URL carrying it.
     let tagged = cache
-        .purge(&Selector::Tag("t3"), None, PurgeMode::Hard, true, 0)
+        .purge(
+            &Selector::Tag("t3"),
+            None,
+            PurgeRun::dry_run(PurgeMode::Hard),
+        )
         .urls;
     assert!(tagged > 0, "some t3 pages are stored");
-    let purged = cache.purge(&Selector::Tag("t3"), None, PurgeMode::Hard, false, 0);
+    let purged = cache.purge(&Selector::Tag("t3"), None, PurgeRun::of(PurgeMode::Hard));
     assert_eq!(purged.urls, tagged);
     assert_eq!(
         cache
-            .purge(&Selector::Tag("t3"), None, PurgeMode::Hard, true, 0)
+            .purge(
+                &Selector::Tag("t3"),
+                None,
+                PurgeRun::dry_run(PurgeMode::Hard)
+            )
             .urls,
         0,
         "gone at once, before moka has dropped them"
@@ -106,18 +114,30 @@ fn the_index_never_outgrows_a_small_cache_under_churn() {
     assert_consistent(&cache, "after a tag purge");
     assert_eq!(
         cache
-            .purge(&Selector::Tag("t3"), None, PurgeMode::Hard, true, 0)
+            .purge(
+                &Selector::Tag("t3"),
+                None,
+                PurgeRun::dry_run(PurgeMode::Hard)
+            )
             .urls,
         0
     );
 
     // And a layout purge of one section.
-    let section = cache.purge(&Selector::Subtree("/s5"), None, PurgeMode::Hard, false, 0);
+    let section = cache.purge(
+        &Selector::Subtree("/s5"),
+        None,
+        PurgeRun::of(PurgeMode::Hard),
+    );
     assert!(section.urls > 0);
     assert_consistent(&cache, "after a layout purge");
     assert_eq!(
         cache
-            .purge(&Selector::Subtree("/s5"), None, PurgeMode::Hard, true, 0)
+            .purge(
+                &Selector::Subtree("/s5"),
+                None,
+                PurgeRun::dry_run(PurgeMode::Hard)
+            )
             .urls,
         0
     );
@@ -130,7 +150,11 @@ fn a_lookup_after_a_purge_finds_nothing() {
     cache.sync();
     let key = primary_key("h", "/s2/p19", None);
     assert!(cache.lookup(&key, &HeaderMap::new()).is_some());
-    let count = cache.purge(&Selector::Page("/s2/p19"), None, PurgeMode::Hard, false, 0);
+    let count = cache.purge(
+        &Selector::Page("/s2/p19"),
+        None,
+        PurgeRun::of(PurgeMode::Hard),
+    );
     assert_eq!(count.urls, 1);
     assert!(cache.lookup(&key, &HeaderMap::new()).is_none());
 }
@@ -170,7 +194,11 @@ fn withdrawing_variants_during_a_purge_never_brings_a_purged_page_back() {
         let cache = cache.clone();
         std::thread::spawn(move || {
             cache
-                .purge(&Selector::Tag("all-pages"), None, PurgeMode::Hard, false, 0)
+                .purge(
+                    &Selector::Tag("all-pages"),
+                    None,
+                    PurgeRun::of(PurgeMode::Hard),
+                )
                 .urls
         })
     };

@@ -82,6 +82,41 @@ pub enum PurgeMode {
     Soft,
 }
 
+/// How one purge runs: [`PurgeRun::of`] a mode, the rest as needed
+/// (`PurgeRun { dry_run: true, ..PurgeRun::of(PurgeMode::Hard) }`).
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeRun {
+    pub mode: PurgeMode,
+    /// Counts what the purge selects and changes nothing.
+    pub dry_run: bool,
+    /// Affected keys listed in [`PurgeCount::examples`].
+    pub examples: usize,
+    /// A hard purge keeps the values it removes in [`PurgeCount::values`] (for re-warming).
+    /// Not by default: the last reference to a large purge's pages would then be dropped, and
+    /// their memory freed, on the purging request's thread (+25 % on a 10k-URL tag purge)
+    /// instead of the background removal's.
+    pub keep_values: bool,
+}
+
+impl PurgeRun {
+    pub fn of(mode: PurgeMode) -> PurgeRun {
+        PurgeRun {
+            mode,
+            dry_run: false,
+            examples: 0,
+            keep_values: false,
+        }
+    }
+
+    /// Counts only: what a purge in `mode` would select.
+    pub fn dry_run(mode: PurgeMode) -> PurgeRun {
+        PurgeRun {
+            dry_run: true,
+            ..PurgeRun::of(mode)
+        }
+    }
+}
+
 /// Counts of one purge.
 #[derive(Debug, Default, Clone)]
 pub struct PurgeCount {
@@ -93,9 +128,8 @@ pub struct PurgeCount {
     pub examples: Vec<String>,
     /// Every affected key (for re-warming).
     pub keys: Vec<Key>,
-    /// The purged values, one per key (a hard purge through [`Cache::purge_with`] asked to keep
-    /// them): re-warming asks them which variants to fetch again
-    /// ([`Variants::variant_requests`]).
+    /// The purged values, one per key, when [`PurgeRun::keep_values`] asked for them:
+    /// re-warming asks them which variants to fetch again ([`Variants::variant_requests`]).
     pub values: Vec<Arc<Variants>>,
 }
 
@@ -348,30 +382,13 @@ impl Cache {
     /// stored as fresh afterwards. A hard purge marks the selected values purged (invisible to
     /// the very next lookup, counted exactly) and removes them from moka inline when few, or in
     /// a background thread when many: a tag purge of 10k URLs answers in milliseconds.
-    pub fn purge(
-        &self,
-        selector: &Selector<'_>,
-        host: Option<&str>,
-        mode: PurgeMode,
-        dry_run: bool,
-        examples_wanted: usize,
-    ) -> PurgeCount {
-        self.purge_with(selector, host, mode, dry_run, examples_wanted, false)
-    }
-
-    /// [`Cache::purge`], keeping the values a hard purge removes in [`PurgeCount::values`] when
-    /// `keep_values` (for re-warming). Not by default: the last reference to a large purge's
-    /// pages would then be dropped, and their memory freed, on the purging request's thread
-    /// (+25 % on a 10k-URL tag purge) instead of the background removal's.
-    pub fn purge_with(
-        &self,
-        selector: &Selector<'_>,
-        host: Option<&str>,
-        mode: PurgeMode,
-        dry_run: bool,
-        examples_wanted: usize,
-        keep_values: bool,
-    ) -> PurgeCount {
+    pub fn purge(&self, selector: &Selector<'_>, host: Option<&str>, run: PurgeRun) -> PurgeCount {
+        let PurgeRun {
+            mode,
+            dry_run,
+            examples: examples_wanted,
+            keep_values,
+        } = run;
         fn counted(count: &mut PurgeCount, key: Key, responses: usize, examples_wanted: usize) {
             count.responses += responses;
             count.urls += 1;

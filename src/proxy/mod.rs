@@ -46,7 +46,7 @@ use crate::cache::key::{
 use crate::cache::policy::{
     self, browser_cache_control, Freshness, FreshnessField, FreshnessRules,
 };
-use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, Selector};
+use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, PurgeRun, Selector};
 
 use crate::config::{BrowserCacheControl, Limits};
 use crate::limits::{self as limit, Capped, IdleTimeout};
@@ -594,9 +594,7 @@ impl Proxy {
                     self.cache.purge(
                         &Selector::Page(&page),
                         Some(&host.to_ascii_lowercase()),
-                        PurgeMode::Hard,
-                        false,
-                        0,
+                        PurgeRun::of(PurgeMode::Hard),
                     );
                 }
                 self.relay(response, CacheStatus::Bypass, Some(reason))

@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 use crate::body::{self, Body};
 use crate::cache::key::{encode_path, normalize_path, page_path};
 use crate::cache::pattern::Pattern;
-use crate::cache::{PurgeCount, PurgeMode, Selector};
+use crate::cache::{PurgeCount, PurgeMode, PurgeRun, Selector};
 use crate::config::Secrets;
 use crate::proxy::Proxy;
 use guard::{Guard, GuardSettings, Refusal};
@@ -433,15 +433,13 @@ impl Revalidate {
         let mut examples = Vec::new();
         let mut per_target = Vec::with_capacity(request.targets.len());
         for target in &request.targets {
-            let count: PurgeCount = purge_target(
-                cache,
-                target,
-                host,
+            let run = PurgeRun {
                 mode,
-                request.dry_run,
-                examples_wanted,
-                warm,
-            );
+                dry_run: request.dry_run,
+                examples: examples_wanted,
+                keep_values: warm,
+            };
+            let count: PurgeCount = purge_target(cache, target, host, run);
             total += count.responses;
             let mut reported = json!({"type": target.kind(), "target": target.value()});
             // As at the top level: a dry run evicts nothing, and says what it would have.
@@ -615,10 +613,7 @@ fn purge_target(
     cache: &crate::cache::Cache,
     target: &Target,
     host: Option<&str>,
-    mode: PurgeMode,
-    dry_run: bool,
-    examples: usize,
-    keep_values: bool,
+    run: PurgeRun,
 ) -> PurgeCount {
     // `route_path`: a Next.js file-system path (from an implicit tag), where route groups and
     // slots are route syntax; a client's path is a URL path unless it has a dynamic segment.
@@ -648,35 +643,21 @@ fn purge_target(
             }
         };
         match also_tag {
-            Some(tag) => cache.purge_with(
-                &Selector::Either(&selector, &Selector::Tag(tag)),
-                host,
-                mode,
-                dry_run,
-                examples,
-                keep_values,
-            ),
-            None => cache.purge_with(&selector, host, mode, dry_run, examples, keep_values),
+            Some(tag) => cache.purge(&Selector::Either(&selector, &Selector::Tag(tag)), host, run),
+            None => cache.purge(&selector, host, run),
         }
     };
     match target {
         Target::Page(path) => purge_path(path, false, false, None),
         Target::Layout(path) => purge_path(path, true, false, None),
-        Target::All => cache.purge_with(&Selector::All, host, mode, dry_run, examples, keep_values),
+        Target::All => cache.purge(&Selector::All, host, run),
         Target::Tag(tag) => {
             let also_tag = Some(tag.as_str());
             match ImplicitTag::of(tag) {
                 Some(ImplicitTag::Layout(route)) => purge_path(route, true, true, also_tag),
                 Some(ImplicitTag::Page(route)) => purge_path(route, false, true, also_tag),
                 Some(ImplicitTag::Url(path)) => purge_path(path, false, false, also_tag),
-                None => cache.purge_with(
-                    &Selector::Tag(tag),
-                    host,
-                    mode,
-                    dry_run,
-                    examples,
-                    keep_values,
-                ),
+                None => cache.purge(&Selector::Tag(tag), host, run),
             }
         }
     }

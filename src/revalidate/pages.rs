@@ -12,7 +12,7 @@ use super::forward::Redacted;
 use super::request::{RevalidateRequest, Target};
 use crate::cache::key::{encode_path, normalize_path, page_path, split_key};
 use crate::cache::pattern::Pattern;
-use crate::cache::{Cache, PurgeMode};
+use crate::cache::{Cache, PurgeMode, PurgeRun};
 
 /// Where the Next.js preview-mode id comes from.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub fn concrete_pages(cache: &Cache, request: &RevalidateRequest) -> Vec<Page> {
             }),
             _ => {
                 let count =
-                    super::purge_target(cache, target, host, PurgeMode::Hard, true, 0, false);
+                    super::purge_target(cache, target, host, PurgeRun::dry_run(PurgeMode::Hard));
                 for key in count.keys {
                     let (key_host, path_and_query) = split_key(&key);
                     let path = path_and_query.split('?').next().unwrap_or("/");
