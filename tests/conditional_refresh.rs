@@ -434,6 +434,52 @@ async fn a_last_modified_copy_stays_renewable() {
 
 /// Requests coalesced behind a conditional refresh all get the renewed copy from one 304; a
 /// 304 without `Cache-Control` keeps the stored lifetime (1 s here, not a default).
+/// A copy made fresh by `Expires` alone stays bound to that time when a 304 leaves `Expires`
+/// out (RFC 9111 section 4.3.4): past it, every request asks again. A 304 naming a new
+/// `Expires` renews it until then.
+#[tokio::test]
+async fn a_304_without_expires_keeps_the_stored_expiry() {
+    let new_expires = Arc::new(AtomicBool::new(false));
+    let said = new_expires.clone();
+    let origin = Origin::start(move |r| {
+        let in_secs = |secs| {
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(secs))
+        };
+        if !asked_conditionally(r) {
+            return Reply::ok("the page")
+                .header("expires", &in_secs(1))
+                .header("etag", ETAG)
+                .header("last-modified", LAST_MODIFIED);
+        }
+        let not_modified = Reply::ok("").status(304);
+        if said.load(Ordering::SeqCst) {
+            not_modified.header("expires", &in_secs(60))
+        } else {
+            not_modified
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for asked in 2..=3 {
+        let renewed = get(edge.addr, "/p").await;
+        assert_eq!((renewed.status, renewed.text().as_str()), (200, "the page"));
+        assert!(
+            renewed.header("cache-status").contains("fwd-status=304"),
+            "request {asked}: {}",
+            renewed.header("cache-status")
+        );
+        assert_eq!(origin.count("/p"), asked);
+    }
+
+    new_expires.store(true, Ordering::SeqCst);
+    let renewed = get(edge.addr, "/p").await;
+    assert!(renewed.header("cache-status").contains("fwd-status=304"));
+    assert_eq!(get(edge.addr, "/p").await.cache(), "HIT");
+    assert_eq!(origin.count("/p"), 4);
+}
+
 #[tokio::test]
 async fn waiters_share_one_304_and_a_bare_304_keeps_the_lifetime() {
     let origin = Origin::start(|r| {

@@ -539,6 +539,10 @@ impl Entry {
         self.headers.get(&header::ETAG)
     }
 
+    pub fn expires(&self) -> Option<HeaderValue> {
+        self.headers.get(&header::EXPIRES)
+    }
+
     pub fn lifetime(&self) -> Lifetime {
         Lifetime {
             fresh_for: self.lifetime.fresh_for.get(),

@@ -244,11 +244,23 @@ impl Proxy {
         // RFC 9110 section 15.4.5 allows) must not override it. Otherwise the stored lifetime
         // stands (its route rule applied).
         let field = FreshnessField::of(&update);
-        let (lifetime, field) = if field != FreshnessField::None && field >= copy.freshness_field()
-        {
+        let stored_field = copy.freshness_field();
+        let (lifetime, field) = if field != FreshnessField::None && field >= stored_field {
             (
                 self.lifetime(route, false, copy.status, &update).ok()?,
                 field,
+            )
+        } else if field == FreshnessField::None && stored_field == FreshnessField::Expires {
+            // RFC 9111 section 4.3.4: the stored `Expires` stands and is measured against the
+            // 304's `Date`. The copy is fresh until the time the origin named, not for the same
+            // span again: an `Expires` at midnight does not become one a day later.
+            let mut renewed = update.clone();
+            if let Some(expires) = copy.expires() {
+                renewed.insert(header::EXPIRES, expires);
+            }
+            (
+                self.lifetime(route, false, copy.status, &renewed).ok()?,
+                stored_field,
             )
         } else {
             if update.contains_key(header::SET_COOKIE) {
