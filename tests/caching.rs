@@ -670,6 +670,34 @@ async fn a_page_answering_403_to_everyone_drops_its_copy() {
     assert_eq!((latest.status, latest.text().as_str()), (403, "forbidden"));
 }
 
+/// An expired copy whose refetch cannot be stored: `Cache-Status` says the cache went to the
+/// origin for a stale copy (`fwd=stale`), not for one it never had.
+#[tokio::test]
+async fn an_unstorable_refetch_of_an_expired_copy_says_fwd_stale() {
+    let origin = Origin::start(|r| {
+        if r.count == 1 {
+            Reply::ok("public").cc("s-maxage=1")
+        } else {
+            Reply::ok("mine").cc("private")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refetched = get(edge.addr, "/p").await;
+    assert_eq!(refetched.text(), "mine");
+    assert_eq!(
+        refetched.header("cache-status"),
+        "isr-edge; fwd=stale; detail=private"
+    );
+    let after = get(edge.addr, "/p").await;
+    assert_eq!(
+        after.header("cache-status"),
+        "isr-edge; fwd=miss; detail=private"
+    );
+}
+
 /// A variant whose refresh comes back private is dropped (it must not be served stale for the
 /// whole window), and only that variant: the others were not re-rendered.
 #[tokio::test]

@@ -26,12 +26,13 @@ impl Proxy {
     }
 
     /// One GET to the origin for the cache: storable responses are read whole and admitted.
-    /// With a stored copy to refresh (`fetch.validate`), the GET carries the copy's validators
+    /// With a stored copy to refresh (`fetch.copy`), the GET carries the copy's validators
     /// first: a `304` that confirms it renews the copy without the body crossing again (what
     /// Varnish does, and nginx with `proxy_cache_revalidate`); one that does not is followed
     /// by a plain GET.
     pub(super) async fn fetch_for_cache(&self, fetch: FetchRequest) -> Fetched {
-        if let Some(copy) = &fetch.validate {
+        let conditional = self.settings.conditional_refresh;
+        if let Some(copy) = fetch.copy.as_ref().filter(|_| conditional) {
             if let Some(fetched) = self.fetch_once(&fetch, Some(copy)).await {
                 return fetched;
             }
@@ -136,7 +137,7 @@ impl Proxy {
                     response,
                     CacheStatus::Miss {
                         stored: false,
-                        expired: false,
+                        expired: fetch.copy.is_some(),
                     },
                     Some(why.as_str()),
                 )));
@@ -153,7 +154,7 @@ impl Proxy {
                 response,
                 CacheStatus::Miss {
                     stored: false,
-                    expired: false,
+                    expired: fetch.copy.is_some(),
                 },
                 Some("too-large"),
             )));
@@ -174,7 +175,7 @@ impl Proxy {
                         response,
                         CacheStatus::Miss {
                             stored: false,
-                            expired: false,
+                            expired: fetch.copy.is_some(),
                         },
                         Some("too-large"),
                     )));

@@ -201,8 +201,8 @@ struct FetchRequest {
     /// origin's error page is not wanted then, and reading it would only delay that copy.
     stale_fallback: bool,
     /// The stored copy this request found stale or expired: the origin may confirm it with a
-    /// `304` instead of sending the page again.
-    validate: Option<Arc<Entry>>,
+    /// `304` instead of sending the page again (unless `--conditional-refresh off`).
+    copy: Option<Arc<Entry>>,
 }
 
 impl Proxy {
@@ -328,7 +328,7 @@ impl Proxy {
                     let mut fetch =
                         self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
                     fetch.stale_fallback = true;
-                    fetch.validate = self.settings.conditional_refresh.then(|| entry.clone());
+                    fetch.copy = Some(entry.clone());
                     self.refresh_in_background(fetch);
                     return Answer::Ready(entry.to_response(
                         &parts.method,
@@ -351,9 +351,7 @@ impl Proxy {
         }
         let mut fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
         fetch.stale_fallback = expired.as_ref().is_some_and(|e| e.usable_on_error(now));
-        fetch.validate = expired
-            .clone()
-            .filter(|_| self.settings.conditional_refresh);
+        fetch.copy = expired.clone();
         let this = self.clone();
         Answer::pending(async move {
             match this.fetch_shared(fetch).await {
@@ -464,7 +462,7 @@ impl Proxy {
             peer,
             headers: parts.headers.clone(),
             stale_fallback: false,
-            validate: None,
+            copy: None,
         }
     }
 

@@ -139,7 +139,7 @@ impl Proxy {
             headers,
             key: key.clone(),
             stale_fallback: false,
-            validate: None,
+            copy: None,
         };
         // A visitor's request already fetching it warms it as well.
         let Joined::Leader(flight) = self.inflight.join(&self.flight_key(&fetch)) else {
