@@ -144,3 +144,66 @@ fn a_header_read_timeout_under_100ms_is_refused() {
     ]);
     assert_eq!(code, 0, "the smallest values accepted: {stderr}");
 }
+
+/// A duration past what the clock can hold passed `--check-config` and then panicked the
+/// process: `--header-read-timeout 18446744073709551615` at the first connection (every
+/// request dropped), `--origin-timeout` at every miss (502), `--shutdown-timeout` at SIGTERM
+/// (exit 101). Each is refused at start, naming the flag, the file line and the key.
+#[test]
+fn durations_the_clock_cannot_hold_are_refused() {
+    for flag in [
+        "--default-ttl",
+        "--origin-timeout",
+        "--stale-if-error",
+        "--default-swr",
+        "--max-stale",
+        "--shutdown-timeout",
+        "--header-read-timeout",
+        "--origin-idle-timeout",
+        "--origin-revalidate-timeout",
+    ] {
+        for value in ["18446744073709551615", "9223372036854775807s", "101years"] {
+            let (code, _, stderr) = run(&["--demo", flag, value, "--check-config"]);
+            assert_eq!(code, 2, "{flag} {value}: {stderr}");
+            assert_eq!(stderr.trim().lines().count(), 1, "{flag}: {stderr}");
+            assert!(
+                stderr.contains(flag) && stderr.contains("at most 100 years"),
+                "{flag} {value}: {stderr}"
+            );
+        }
+    }
+    let (code, _, stderr) = run(&[
+        "--demo",
+        "--shutdown-timeout",
+        "36500days",
+        "--check-config",
+    ]);
+    assert_eq!(code, 0, "100 years is accepted: {stderr}");
+
+    let dir = std::env::temp_dir().join(format!("isr-edge-long-durations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (text, line, key) in [
+        (
+            "demo = true\nshutdown_timeout = 9223372036854775807\n",
+            2,
+            "shutdown_timeout",
+        ),
+        (
+            "demo = true\n[[route]]\nmatch = \"/a\"\nttl = 9223372036854775807\n",
+            4,
+            "route.ttl",
+        ),
+    ] {
+        let file = dir.join("isr-edge.toml");
+        std::fs::write(&file, text).expect("write config");
+        let path = file.to_str().expect("path");
+        let (code, _, stderr) = run(&["--config", path, "--check-config"]);
+        assert_eq!(code, 2, "{text}: {stderr}");
+        assert!(
+            stderr.contains(&format!("isr-edge.toml:{line}: {key}: "))
+                && stderr.contains("at most 100 years"),
+            "{text}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

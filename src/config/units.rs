@@ -31,14 +31,26 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// Parses `10s`, `500ms`, `24h`, or a plain number of seconds.
+/// Longest duration accepted anywhere: deadlines are added to the clock, and a sum past what
+/// the clock can hold (`18446744073709551615`, "as good as forever") panicked at the first
+/// request or at shutdown. A century is longer than any process runs.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// Parses `10s`, `500ms`, `24h`, or a plain number of seconds (at most [`MAX_DURATION`]).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{text:?} is not a duration ({e}); use e.g. 10s, 500ms, 24h"))?,
+    };
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is too long: at most 100 years ({} seconds)",
+            MAX_DURATION.as_secs()
+        ));
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is not a duration ({e}); use e.g. 10s, 500ms, 24h"))
+    Ok(duration)
 }
 
 /// [`parse_duration`] for a deadline, where 0 would fail every attempt at once.

@@ -32,12 +32,13 @@ impl<'de> Deserialize<'de> for FileDuration {
                 f.write_str("seconds (10) or a duration (\"10s\", \"5m\")")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileDuration, E> {
-                u64::try_from(v)
-                    .map(|s| FileDuration(Duration::from_secs(s)))
-                    .map_err(|_| E::custom("must not be negative"))
+                let seconds = u64::try_from(v).map_err(|_| E::custom("must not be negative"))?;
+                self.visit_u64(seconds)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<FileDuration, E> {
-                Ok(FileDuration(Duration::from_secs(v)))
+                parse_duration(&v.to_string())
+                    .map(FileDuration)
+                    .map_err(E::custom)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<FileDuration, E> {
                 parse_duration(v).map(FileDuration).map_err(E::custom)
