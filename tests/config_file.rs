@@ -406,6 +406,12 @@ fn check_config_names_file_line_and_key() {
             "[[origin]]\nhost = \"shop.example\"\nurl = \"http://127.0.0.1:1\"\n\n[[origin]]\nhost = \"Shop.Example\"\nurl = \"http://127.0.0.1:2\"\n",
             ":6: origin.host: \"shop.example\" is listed twice",
         ),
+        // The default port is dropped from requests before the lookup: both name one site.
+        (
+            "duplicate-host-default-port",
+            "[[origin]]\nhost = \"shop.example\"\nurl = \"http://127.0.0.1:1\"\n\n[[origin]]\nhost = \"shop.example:80\"\nurl = \"http://127.0.0.1:2\"\n",
+            ":6: origin.host: \"shop.example\" is listed twice",
+        ),
         (
             "two-defaults",
             "[[origin]]\nurl = \"http://127.0.0.1:1\"\n\n[[origin]]\nurl = \"http://127.0.0.1:2\"\n",
@@ -667,6 +673,35 @@ async fn unknown_host_without_default_origin_is_421() {
     let scoped = revalidate(
         edge.addr,
         json!({"secret": SECRET, "paths": ["/"], "host": "Shop.Example"}),
+    )
+    .await;
+    assert_eq!(scoped.status, 200, "{}", scoped.text());
+    assert_eq!(scoped.json()["evicted"], 1, "{}", scoped.text());
+}
+
+/// `host = "shop.example:80"` passed `--check-config`, but requests lose their default port
+/// before the lookup (`shop.example:80` is `shop.example`), so the site answered 421 to every
+/// request, with or without `:80`, and a purge scoped to it was refused.
+#[tokio::test]
+async fn a_site_host_with_the_default_port_serves_that_host() {
+    let shop = Origin::start(|r| Reply::ok(format!("shop {}", r.path)).cc("s-maxage=60")).await;
+    let path = config_file(
+        "default-port-host",
+        &format!(
+            "[[origin]]\nhost = \"shop.example:80\"\nurl = \"{}\"\n",
+            shop.url()
+        ),
+    );
+    let edge = edge_from(&["--config", path.to_str().expect("path")]).await;
+    for host in ["shop.example", "shop.example:80"] {
+        let page = get_with(edge.addr, "/a", &[("host", host)]).await;
+        assert_eq!(page.status, 200, "{host}: {}", page.text());
+        assert_eq!(page.text(), "shop /a", "{host}");
+    }
+    assert_eq!(shop.total(), 1, "one page for both spellings");
+    let scoped = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/a"], "host": "shop.example:80"}),
     )
     .await;
     assert_eq!(scoped.status, 200, "{}", scoped.text());

@@ -11,6 +11,7 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::{line_of, toml_error, FileError, FileSections, SECTIONS};
+use crate::cache::key::without_default_port;
 use crate::cache::pattern::Pattern;
 use crate::config::{parse_duration, parse_origin, parse_revalidate_url, ConfigError};
 use crate::origins::HostOrigin;
@@ -205,6 +206,9 @@ pub(super) fn sections(
             continue;
         };
         let host = host_field.get_ref().trim().to_ascii_lowercase();
+        // As requests are keyed and routed: `shop.example:80` is `shop.example`, else it
+        // would match no request (their default port is dropped before the lookup).
+        let host = without_default_port(&host).to_string();
         if host.is_empty() || host.contains(['/', ' ']) {
             let message = format!("{host:?} is not a host name; e.g. \"shop.example\"");
             return Err(at(host_field.span(), "origin.host", message));
