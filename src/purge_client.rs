@@ -80,7 +80,7 @@ pub struct RevalidateArgs {
 /// What the client printed and whether it succeeded.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The answer body (pretty JSON when it is JSON).
+    /// The answer body, pretty-printed, when it is JSON.
     pub answer: Option<String>,
     /// `None` on success; else the one-line reason.
     pub failure: Option<String>,
@@ -210,10 +210,12 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
         Ok(Ok(answer)) => answer,
     };
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let answer = match &parsed {
-        Some(value) => serde_json::to_string_pretty(value).ok(),
-        None => Some(String::from_utf8_lossy(&body).into_owned()),
-    };
+    // Only JSON goes to stdout (escaped by the serialiser): an answer that is not JSON (an
+    // HTML error page, a file) is quoted by the reason's short excerpt instead of being
+    // written whole to the terminal, escape sequences and all.
+    let answer = parsed
+        .as_ref()
+        .and_then(|value| serde_json::to_string_pretty(value).ok());
     Outcome {
         answer,
         failure: judge(status, parsed.as_ref(), &body),

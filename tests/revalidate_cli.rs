@@ -248,7 +248,7 @@ async fn a_secret_file_line_with_a_comma_is_one_secret() {
 #[tokio::test]
 async fn an_answer_that_is_not_json_is_named_in_the_reason() {
     let app = Origin::start(|_| {
-        Reply::ok("<!doctype html>\n<html><title>Shop</title></html>")
+        Reply::ok("<!doctype html>\n<html><title>Shop</title></html>\x1b]0;owned\x07\x1b[2J")
             .header("content-type", "text/html")
     })
     .await;
@@ -264,4 +264,8 @@ async fn an_answer_that_is_not_json_is_named_in_the_reason() {
         assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
     }
     assert!(!run.stderr.contains(SECRET));
+    // The page itself was written whole to stdout, its escape sequences (a new window title,
+    // a cleared screen) reaching the terminal; the reason's escaped excerpt names it instead.
+    assert!(run.stdout.is_empty(), "{:?}", run.stdout);
+    assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
 }
