@@ -438,6 +438,12 @@ fn check_config_names_file_line_and_key() {
             "demo = true\n[[route]]\nmatch = \"/search?q=shoes\"\nttl = 5\n",
             ":3: route.match: match \"/search?q=shoes\": routes match paths, not query strings",
         ),
+        // Named the [[route]] line, not the tags key's.
+        (
+            "route-tags",
+            "demo = true\n[[route]]\nmatch = \"/blog/**\"\nttl = 60\ntags = [\"blog\", \"a,b\"]\n",
+            ":5: route.tags: tags must be non-empty",
+        ),
         (
             "catch-all",
             "demo = true\n[[route]]\nmatch = \"/a/[...x]/b\"\nttl = 5\n",

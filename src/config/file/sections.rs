@@ -67,8 +67,7 @@ struct RouteFile {
     stale_if_error: Option<FileDuration>,
     #[serde(default)]
     bypass: bool,
-    #[serde(default)]
-    tags: Vec<String>,
+    tags: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -159,24 +158,27 @@ pub(super) fn sections(
             let message = format!("match {source:?}: {problem}");
             return Err(at(route.pattern.span(), "route.match", message));
         }
+        let (tags_span, tags) = match route.tags {
+            Some(tags) => (tags.span(), tags.into_inner()),
+            None => (span.clone(), Vec::new()),
+        };
         let sets_lifetime = route.ttl.is_some()
             || route.stale_while_revalidate.is_some()
             || route.stale_if_error.is_some();
-        if route.bypass && (sets_lifetime || !route.tags.is_empty()) {
+        if route.bypass && (sets_lifetime || !tags.is_empty()) {
             let message = "bypass = true never stores, so ttl, stale windows and tags do nothing";
             return Err(at(span, "route", message.into()));
         }
-        if !route.bypass && !sets_lifetime && route.tags.is_empty() {
+        if !route.bypass && !sets_lifetime && tags.is_empty() {
             let message = "sets nothing: give ttl, stale_while_revalidate, stale_if_error, tags or bypass = true";
             return Err(at(span, "route", message.into()));
         }
-        if route
-            .tags
+        if tags
             .iter()
             .any(|t| t.trim().is_empty() || t.contains([',', ' ']))
         {
             let message = "tags must be non-empty and contain no commas or spaces".into();
-            return Err(at(span, "route.tags", message));
+            return Err(at(tags_span, "route.tags", message));
         }
         routes.push(RouteRule {
             pattern: Pattern::parse(source),
@@ -184,7 +186,7 @@ pub(super) fn sections(
             stale_while_revalidate: route.stale_while_revalidate.map(|d| d.0),
             stale_if_error: route.stale_if_error.map(|d| d.0),
             bypass: route.bypass,
-            tags: route.tags.into_iter().map(Into::into).collect(),
+            tags: tags.into_iter().map(Into::into).collect(),
         });
     }
     let mut origins: Vec<HostOrigin> = Vec::with_capacity(parsed.origin.len());
