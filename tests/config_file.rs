@@ -775,3 +775,32 @@ async fn readiness_probes_every_site_origin() {
     let _ = stop.send(());
     let _ = task.await;
 }
+
+/// A secret file that holds no secret (empty, or blank lines: a secret not mounted yet) passed
+/// `--check-config`, and the proxy started answering every revalidation 503 with a warning to
+/// set --secret-file, which was set. A site's `revalidate_secret_file` was refused already.
+#[test]
+fn a_secret_file_without_a_secret_is_refused() {
+    let empty = config_file("empty-secret", "\n  \n");
+    let empty = empty.to_str().expect("path");
+    let (code, _, err) = run(&["--demo", "--secret-file", empty, "--check-config"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--secret-file") && err.contains(empty) && err.contains("holds no secret"),
+        "{err}"
+    );
+    let text = format!("demo = true\nsecret_file = {empty:?}\n");
+    let path = config_file("empty-secret-key", &text);
+    let path = path.to_str().expect("path");
+    let (code, _, err) = run(&["--config", path, "--check-config"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("{path}:2: secret_file: ")) && err.contains("holds no secret"),
+        "{err}"
+    );
+    // REVALIDATE_SECRET outranks the file's secret_file, which is then not read.
+    let secret = ("REVALIDATE_SECRET", SECRET);
+    let (code, _, err) = run(&["--config", path, "--check-config"], &[secret]);
+    assert_eq!(code, 0, "{err}");
+}

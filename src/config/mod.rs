@@ -111,6 +111,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("--secret-file: {} holds no secret; write one per line (e.g. `openssl rand -hex 32`)", .0.display())]
+    EmptySecretFile(PathBuf),
     #[error("--revalidate-path: must start with '/', got {0:?}")]
     RevalidatePath(String),
     #[error("the revalidation secret is the sample value from the seed (it ends with \"change-in-production\"); generate one with `openssl rand -hex 32`")]
@@ -133,7 +135,9 @@ impl ConfigError {
     pub fn key(&self) -> &'static str {
         match self {
             ConfigError::Origin(_) => "origin",
-            ConfigError::SecretFile { .. } | ConfigError::SampleSecret => "secret_file",
+            ConfigError::SecretFile { .. }
+            | ConfigError::EmptySecretFile(_)
+            | ConfigError::SampleSecret => "secret_file",
             ConfigError::RevalidatePath(_) => "revalidate_path",
             ConfigError::Limit { key, .. } => key,
             ConfigError::TagHeader(_) => "tag_headers",
@@ -174,7 +178,13 @@ impl Config {
                         path: path.clone(),
                         source,
                     })?;
-                Secrets::from_lines(text.lines())
+                // A file named on purpose but empty (a secret not mounted yet) started a proxy
+                // whose every revalidation was a 503, with a warning to set --secret-file.
+                let secrets = Secrets::from_lines(text.lines());
+                if !secrets.is_configured() {
+                    return Err(ConfigError::EmptySecretFile(path.clone()));
+                }
+                secrets
             }
             None => {
                 // A comma separates rotated secrets; a secret that itself contains one (as a
