@@ -412,6 +412,22 @@ fn check_config_names_file_line_and_key() {
             "[[origin]]\nhost = \"shop.example\"\nurl = \"http://127.0.0.1:1\"\n\n[[origin]]\nhost = \"shop.example:80\"\nurl = \"http://127.0.0.1:2\"\n",
             ":6: origin.host: \"shop.example\" is listed twice",
         ),
+        // Requests never name these: a wildcard, a port past 65535.
+        (
+            "wildcard-host",
+            "[[origin]]\nhost = \"*.example\"\nurl = \"http://127.0.0.1:1\"\n",
+            ":2: origin.host: \"*.example\" is not a host name",
+        ),
+        (
+            "host-port",
+            "[[origin]]\nhost = \"b.example:99999\"\nurl = \"http://127.0.0.1:1\"\n",
+            ":2: origin.host: \"b.example:99999\" is not a host name",
+        ),
+        (
+            "origin-query",
+            "[[origin]]\nhost = \"b.example\"\nurl = \"http://127.0.0.1:1/app?token=x\"\n",
+            ":3: origin.url:",
+        ),
         (
             "two-defaults",
             "[[origin]]\nurl = \"http://127.0.0.1:1\"\n\n[[origin]]\nurl = \"http://127.0.0.1:2\"\n",
@@ -557,7 +573,7 @@ async fn route_tags_are_purgeable() {
     .await;
     let path = config_file(
         "tags",
-        "[[route]]\nmatch = \"/products/**\"\nttl = 60\ntags = [\"products\"]\n",
+        "[[route]]\nmatch = \"/products/**\"\nttl = 60\ntags = [\"products\", \"summer sale\"]\n",
     );
     let edge = edge_from(&[
         "--config",
@@ -577,6 +593,13 @@ async fn route_tags_are_purgeable() {
     let answer = revalidate(edge.addr, json!({"secret": SECRET, "tags": ["origin-tag"]})).await;
     assert_eq!(answer.json()["evicted"], 1);
     assert_eq!(get(edge.addr, "/products/a").await.text(), "/products/a #3");
+    // A tag may hold spaces, as one from `revalidateTag("summer sale")` does.
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "tags": ["summer sale"]}),
+    )
+    .await;
+    assert_eq!(answer.json()["evicted"], 1, "{}", answer.text());
 }
 
 #[tokio::test]

@@ -542,6 +542,13 @@ pub(crate) fn parse_origin(text: &str) -> Result<Uri, ConfigError> {
             "{shown}: credentials in an origin URL are never sent; remove the user:password@ part"
         )));
     }
+    if uri.query().is_some() {
+        // Each request's own query is sent; one in the origin URL would be dropped unseen.
+        return Err(ConfigError::Origin(format!(
+            "{shown}: a query in an origin URL is never sent; remove the ?... part (a path \
+             prefix such as /app is kept)"
+        )));
+    }
     Ok(uri)
 }
 
@@ -566,6 +573,16 @@ mod tests {
             assert!(!error.contains("s3cr"), "{error}");
         }
         assert!(parse_revalidate_url("http://u:s3cr%2Fet@app:3000/x").is_ok());
+    }
+
+    #[test]
+    fn an_origin_url_with_a_query_is_refused() {
+        let error = parse_origin("http://app:3000/base?token=x")
+            .expect_err("query")
+            .to_string();
+        assert!(error.contains("query"), "{error}");
+        assert!(!error.contains("token=x"), "masked: {error}");
+        assert!(parse_origin("http://app:3000/base").is_ok());
     }
 
     #[test]

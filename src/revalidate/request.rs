@@ -361,11 +361,16 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
     }
     if let Some(profile) = string("profile")? {
         // Next.js vocabulary: revalidateTag(tag, "max") = stale-while-revalidate.
-        request.mode = Some(if profile == "max" {
-            PurgeMode::Soft
+        if profile == "max" {
+            if request.mode == Some(PurgeMode::Hard) {
+                return Err(bad(
+                    "mode \"hard\" and profile \"max\" (a soft purge) disagree: send one of them",
+                ));
+            }
+            request.mode = Some(PurgeMode::Soft);
         } else {
-            request.mode.unwrap_or(PurgeMode::Hard)
-        });
+            request.mode = Some(request.mode.unwrap_or(PurgeMode::Hard));
+        }
     }
     request.warm = match object.get("warm") {
         None | Some(Value::Null) => None,
@@ -512,6 +517,7 @@ mod tests {
             br#"{"path":null}"#,
             br#"{"tags":null}"#,
             br#"{"tag":null,"paths":["/"]}"#,
+            br#"{"tag":"x","mode":"hard","profile":"max"}"#,
         ];
         for body in cases {
             assert!(

@@ -175,9 +175,10 @@ pub(super) fn sections(
         }
         if tags
             .iter()
-            .any(|t| t.trim().is_empty() || t.contains([',', ' ']))
+            .any(|t| t.trim().is_empty() || t.contains(',') || t.chars().any(char::is_control))
         {
-            let message = "tags must be non-empty and contain no commas or spaces".into();
+            // A comma would split the tag in `?tags=a,b` purges.
+            let message = "tags must be non-empty and contain no commas".into();
             return Err(at(tags_span, "route.tags", message));
         }
         routes.push(RouteRule {
@@ -211,8 +212,17 @@ pub(super) fn sections(
         // As requests are keyed and routed: `shop.example:80` is `shop.example`, else it
         // would match no request (their default port is dropped before the lookup).
         let host = without_default_port(&host).to_string();
-        if host.is_empty() || host.contains(['/', ' ']) {
-            let message = format!("{host:?} is not a host name; e.g. \"shop.example\"");
+        // Requests name hosts this way too (`limits::valid_host`); anything else (a wildcard,
+        // a port past 65535) would match no request.
+        let port_ok = host
+            .rsplit_once(':')
+            .filter(|_| !host.ends_with(']'))
+            .is_none_or(|(_, port)| port.parse::<u16>().is_ok());
+        if host.is_empty() || !crate::limits::valid_host(&host) || !port_ok {
+            let message = format!(
+                "{host:?} is not a host name; e.g. \"shop.example\" or \"shop.example:8080\" \
+                 (no wildcards: list each host)"
+            );
             return Err(at(host_field.span(), "origin.host", message));
         }
         if origins.iter().any(|o| o.host == host) {
