@@ -98,17 +98,19 @@ fn is_credential_parameter(name: &str) -> bool {
 }
 
 /// Appends `query` with the value of every credential parameter replaced by `***`. Names are
-/// compared decoded, as the control API reads them: `%73ecret=` is a secret too. Returns
-/// whether anything was masked.
+/// compared decoded and trimmed, as the control API and most origins read them: `%73ecret=`
+/// and `sig%20=` are credentials too. `;` separates parameters as `&` does (some frameworks
+/// read it so). Returns whether anything was masked.
 fn push_masked_query(out: &mut String, query: &str) -> bool {
     let mut masked = false;
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
+    for piece in query.split_inclusive(['&', ';']) {
+        let pair = piece.strip_suffix(['&', ';']).unwrap_or(piece);
+        let separator = &piece[pair.len()..];
         match pair.split_once('=') {
             Some((name, _))
-                if is_credential_parameter(&crate::revalidate::request::decode_component(name)) =>
+                if is_credential_parameter(
+                    crate::revalidate::request::decode_component(name).trim(),
+                ) =>
             {
                 out.push_str(name);
                 out.push_str("=***");
@@ -116,6 +118,7 @@ fn push_masked_query(out: &mut String, query: &str) -> bool {
             }
             _ => out.push_str(pair),
         }
+        out.push_str(separator);
     }
     masked
 }
@@ -206,6 +209,13 @@ mod tests {
         assert_eq!(
             redacted_target(&encoded),
             "/api/revalidate?%73ecret=***&%53ECRE%54=***&path=/a"
+        );
+        let separated: Uri = "/p?x=1;secret=hunter2&sig%20=abc;;y=2&"
+            .parse()
+            .expect("uri");
+        assert_eq!(
+            redacted_target(&separated),
+            "/p?x=1;secret=***&sig%20=***;;y=2&"
         );
         let plain: Uri = "/blog/post".parse().expect("uri");
         assert_eq!(redacted_target(&plain), "/blog/post");
