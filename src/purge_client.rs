@@ -190,11 +190,23 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
             format!("cannot reach {}: {message}", masked_url(&args.url))
         })?;
         let status = response.status();
-        let body = response
-            .into_body()
+        // Not held whole whatever its size: the endpoint's answers are a few KiB, and anything
+        // this large is something else.
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
-            .map_err(|e| format!("reading the answer from {}: {e}", masked_url(&args.url)))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    format!(
+                        "the answer from {} is over {} MiB; is --url the revalidation endpoint \
+                         (.../api/revalidate)?",
+                        masked_url(&args.url),
+                        MAX_ANSWER_BYTES >> 20
+                    )
+                } else {
+                    format!("reading the answer from {}: {e}", masked_url(&args.url))
+                }
+            })?
             .to_bytes();
         Ok::<_, String>((status, body))
     };
@@ -221,6 +233,9 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
         failure: judge(status, parsed.as_ref(), &body),
     }
 }
+
+/// Largest answer read: a dry run listing examples for 1,000 targets is well under it.
+const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 /// Longest part of an answer that is not JSON quoted in the one-line reason.
 const EXCERPT_CHARS: usize = 80;

@@ -269,3 +269,19 @@ async fn an_answer_that_is_not_json_is_named_in_the_reason() {
     assert!(run.stdout.is_empty(), "{:?}", run.stdout);
     assert!(!run.stderr.contains('\x1b'), "{:?}", run.stderr);
 }
+
+/// An endpoint answering far more than any revalidation answer is refused once past the
+/// bound, not read whole into memory.
+#[tokio::test]
+async fn an_answer_too_large_to_be_the_endpoints_is_refused() {
+    let app = Origin::start(|_| Reply::ok(vec![b' '; 17 << 20])).await;
+    let url = format!("{}/", app.url());
+    let run = client(
+        &["--url", &url, "--path", "/"],
+        &[("REVALIDATE_SECRET", SECRET)],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("over 16 MiB"), "{}", run.stderr);
+    assert!(run.stdout.is_empty());
+}
