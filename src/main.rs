@@ -20,7 +20,10 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(StartupError::Usage(e)) => {
-            eprintln!("isr-edge: {} (see --help)", one_line(&e.to_string()));
+            eprintln!(
+                "isr-edge: {} (see --help)",
+                startup::one_line(&e.to_string())
+            );
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -81,19 +84,6 @@ fn main() -> ExitCode {
             }
         }
     })
-}
-
-/// Folds clap's multi-line error into one line: the message and the flags it names, without
-/// the usage block.
-fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
-        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
-        .collect::<Vec<_>>()
-        .join(" ")
-        .trim_start_matches("error: ")
-        .to_string()
 }
 
 /// Completes on the first SIGINT or SIGTERM; a second one exits at once.

@@ -76,6 +76,47 @@ fn line_of<'a>(text: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
 }
 
+/// Boolean environment variables take the usual spellings, `--print-config` shows what they
+/// mean, and a bad value is reported under the variable's name: the flag clap would name was
+/// never typed.
+#[test]
+fn environment_booleans_and_their_errors() {
+    for (value, on) in [
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("0", false),
+        ("off", false),
+    ] {
+        let (code, out, err) = run(
+            &["--demo", "--print-config"],
+            &[("ISR_EDGE_ACCESS_LOG", value)],
+        );
+        assert_eq!(code, 0, "{value}: {err}");
+        assert!(
+            out.contains(&format!("access_log = {on}  # env ISR_EDGE_ACCESS_LOG")),
+            "{value}: {out}"
+        );
+    }
+    let (code, _, err) = run(
+        &["--demo", "--check-config"],
+        &[("ISR_EDGE_LOG_FORMAT", "xml")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("isr-edge: ISR_EDGE_LOG_FORMAT: invalid value 'xml'")
+            && err.contains("text, json"),
+        "{err}"
+    );
+    // Typed on the command line, the flag is named as before.
+    let (code, _, err) = run(
+        &["--demo", "--log-format", "xml", "--check-config"],
+        &[("ISR_EDGE_LOG_FORMAT", "xml")],
+    );
+    assert_eq!(code, 2);
+    assert!(!err.contains("ISR_EDGE_LOG_FORMAT"), "{err}");
+}
+
 #[test]
 fn precedence_flags_over_env_over_file() {
     let path = config_file(

@@ -193,8 +193,14 @@ pub struct Cli {
     pub log_format: LogFormat,
 
     /// Log one line per request (method, path, status, cache status, duration, bytes) under the
-    /// `isr_edge::access` target. Off by default.
-    #[arg(long, env = "ISR_EDGE_ACCESS_LOG")]
+    /// `isr_edge::access` target. Off by default. ISR_EDGE_ACCESS_LOG takes 1/0, true/false,
+    /// yes/no, on/off.
+    #[arg(
+        long,
+        env = "ISR_EDGE_ACCESS_LOG",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub access_log: bool,
 
     // --- origin forwarding ---

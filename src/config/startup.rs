@@ -75,7 +75,7 @@ pub fn load(args: Vec<OsString>, env_secret: Option<String>) -> Result<Startup, 
     argv.extend(real.iter().cloned());
     let matches = Cli::command()
         .try_get_matches_from(argv)
-        .map_err(|e| explain_clap(e, file.as_ref()))?;
+        .map_err(|e| explain_clap(e, file.as_ref(), &real))?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(StartupError::Usage)?;
     if let Some(command) = cli.command.take() {
         return Ok(Startup::Client(command));
@@ -121,7 +121,11 @@ fn config_path(real: &[OsString]) -> Option<PathBuf> {
 }
 
 /// A clap error about an argument the file supplied becomes `FILE:LINE: key: message`.
-fn explain_clap(error: clap::Error, file: Option<&ConfigFile>) -> StartupError {
+fn explain_clap(error: clap::Error, file: Option<&ConfigFile>, real: &[OsString]) -> StartupError {
+    if let Some(variable) = from_environment(&error, file, real) {
+        // The flag clap names was never typed: name the variable that set it.
+        return StartupError::Invalid(format!("{variable}: {}", one_line(&error.to_string())));
+    }
     let Some(file) = file else {
         return StartupError::Usage(error);
     };
@@ -153,6 +157,32 @@ fn explain_clap(error: clap::Error, file: Option<&ConfigFile>) -> StartupError {
         }
     }
     StartupError::Usage(error)
+}
+
+/// The environment variable behind the argument a clap error is about, when neither the
+/// command line nor the file gave that argument.
+fn from_environment(
+    error: &clap::Error,
+    file: Option<&ConfigFile>,
+    real: &[OsString],
+) -> Option<String> {
+    let Some(ContextValue::String(named)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = named.trim_start_matches('-').split([' ', '=']).next()?;
+    let command = Cli::command();
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?;
+    let variable = arg.get_env()?.to_str()?;
+    let typed = real.iter().any(|a| {
+        a.to_str().is_some_and(|a| {
+            a.strip_prefix("--")
+                .is_some_and(|a| a == long || a.starts_with(&format!("{long}=")))
+        })
+    });
+    let in_file = file.is_some_and(|f| f.keys.iter().any(|k| k.id == arg.get_id().as_str()));
+    (!typed && !in_file && std::env::var_os(variable).is_some()).then(|| variable.to_string())
 }
 
 fn explain_config_error(error: &ConfigError, file: Option<&ConfigFile>) -> StartupError {
@@ -257,7 +287,11 @@ fn render(matches: &ArgMatches, file: Option<&ConfigFile>, config: &Config) -> S
             out.push_str(&format!("# {key} = \"****\"  # {source}\n"));
             continue;
         } else if matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse) {
-            raw.join("")
+            // Parsed, not as written: the environment may say `1` or `on`.
+            match matches.try_get_one::<bool>(id) {
+                Ok(Some(on)) => on.to_string(),
+                _ => raw.join(""),
+            }
         } else if matches!(arg.get_action(), ArgAction::Append) {
             format!(
                 "[{}]",
@@ -349,6 +383,19 @@ fn render_forwarding(out: &mut String, forwarding: &SiteForwarding) {
 /// A TOML basic string (JSON string escapes are valid TOML).
 fn quote(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_else(|_| format!("{text:?}"))
+}
+
+/// Folds clap's multi-line error into one line: the message and the flags it names, without
+/// the usage block.
+pub fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 #[cfg(test)]
