@@ -265,6 +265,52 @@ async fn conditional_requests_get_304_from_the_cache() {
     assert_eq!(origin.total(), 2);
 }
 
+/// `If-None-Match` is one list however many field lines carry it (RFC 9110 section 5.3), and
+/// an entity tag may contain a comma (`etagc` allows it): neither hides a match.
+#[tokio::test]
+async fn if_none_match_is_read_across_field_lines_and_quoted_commas() {
+    let origin = Origin::start(|r| match r.path.as_str() {
+        "/comma" => Reply::ok("body")
+            .cc("s-maxage=60")
+            .header("etag", "\"a,b\""),
+        _ => Reply::ok("body").cc("s-maxage=60").header("etag", "\"v1\""),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/lines").await;
+    let lines = get_with(
+        edge.addr,
+        "/lines",
+        &[
+            ("if-none-match", "\"other\""),
+            ("if-none-match", "W/\"v1\""),
+        ],
+    )
+    .await;
+    assert_eq!(
+        lines.status, 304,
+        "the second field line names the stored tag"
+    );
+    let neither = get_with(
+        edge.addr,
+        "/lines",
+        &[("if-none-match", "\"other\""), ("if-none-match", "\"v2\"")],
+    )
+    .await;
+    assert_eq!(neither.status, 200);
+
+    get(edge.addr, "/comma").await;
+    for list in ["\"a,b\"", "\"x\", \"a,b\"", "W/\"a,b\",\"y\""] {
+        let comma = get_with(edge.addr, "/comma", &[("if-none-match", list)]).await;
+        assert_eq!(comma.status, 304, "{list}");
+    }
+    for list in ["\"a\", \"b\"", "\"a,b,c\""] {
+        let other = get_with(edge.addr, "/comma", &[("if-none-match", list)]).await;
+        assert_eq!(other.status, 200, "{list}");
+    }
+    assert_eq!(origin.total(), 2);
+}
+
 #[tokio::test]
 async fn browser_cache_control_keeps_origin_max_age_and_can_be_turned_off() {
     let origin = Origin::start(|r| match r.path.as_str() {

@@ -791,16 +791,23 @@ impl Entry {
         if self.status != StatusCode::OK {
             return false;
         }
-        if let Some(inm) = request.get(header::IF_NONE_MATCH) {
+        let mut inm = request.get_all(header::IF_NONE_MATCH).iter().peekable();
+        if inm.peek().is_some() {
             let Some(etag) = self.etag() else {
                 return false;
             };
-            let Ok(inm) = inm.to_str() else { return false };
             let ours = opaque_tag(etag.to_str().unwrap_or(""));
-            return inm
-                .split(',')
-                .map(str::trim)
-                .any(|candidate| candidate == "*" || opaque_tag(candidate) == ours);
+            // One list however many field lines carry it (RFC 9110 section 5.3).
+            let mut matched = false;
+            for field in inm {
+                let Ok(field) = field.to_str() else {
+                    return false;
+                };
+                matched = matched
+                    || list_members(field)
+                        .any(|candidate| candidate == "*" || opaque_tag(candidate) == ours);
+            }
+            return matched;
         }
         // Parsed here rather than kept parsed: every stored page would pay for a field that
         // only `If-Modified-Since` without `If-None-Match` (rare: an ETag is always stored) reads.
@@ -972,6 +979,32 @@ struct KeptHead {
 
 fn opaque_tag(tag: &str) -> &str {
     tag.trim().trim_start_matches("W/")
+}
+
+/// The members of a comma-separated list of entity tags, trimmed, empty ones skipped: a comma
+/// inside a quoted tag (`"a,b"`, valid in `etagc`) does not split it.
+fn list_members(list: &str) -> impl Iterator<Item = &str> {
+    let mut rest = list;
+    std::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut quoted = false;
+        let end = rest
+            .bytes()
+            .position(|b| {
+                if b == b'"' {
+                    quoted = !quoted;
+                }
+                b == b',' && !quoted
+            })
+            .unwrap_or(rest.len());
+        let member = rest[..end].trim();
+        rest = rest.get(end + 1..).unwrap_or("");
+        if !member.is_empty() {
+            return Some(member);
+        }
+    })
 }
 
 /// `"opaque"` or `W/"opaque"` (RFC 9110 section 8.8.3).
@@ -1241,6 +1274,15 @@ mod tests {
         assert!(e.not_modified(&request(&[("if-none-match", etag)])));
         assert!(e.not_modified(&request(&[("if-none-match", &format!("\"x\", W/{etag}"))])));
         assert!(!e.not_modified(&request(&[("if-none-match", "\"other\"")])));
+        let mut lines = request(&[("if-none-match", "\"other\"")]);
+        lines.append(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_str(etag).expect("ascii"),
+        );
+        assert!(e.not_modified(&lines), "one list across field lines");
+        let comma = entry(&[("etag", "\"a,b\"")]);
+        assert!(comma.not_modified(&request(&[("if-none-match", "\"x\", W/\"a,b\"")])));
+        assert!(!comma.not_modified(&request(&[("if-none-match", "\"a\", \"b\"")])));
     }
 
     #[test]
