@@ -117,6 +117,30 @@ async fn bypass_cookies_skip_the_cache() {
     assert_eq!(anonymous.text(), "#1 ");
 }
 
+/// Browsers send cookie values with bytes that are not ASCII (`document.cookie = "city=Zürich"`
+/// sends UTF-8): a bypass cookie next to one is still a bypass cookie, or the logged-in page
+/// would be stored and served to everyone.
+#[tokio::test]
+async fn a_bypass_cookie_next_to_a_non_ascii_cookie_still_skips_the_cache() {
+    let origin =
+        Origin::start(|r| Reply::ok(format!("render {}", r.count)).cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &["--bypass-cookie", "session"]).await;
+    for cookie in ["city=Zürich; session=alice", "session=alice; city=Zürich"] {
+        let logged_in = get_with(edge.addr, "/account", &[("cookie", cookie)]).await;
+        assert_eq!(logged_in.cache(), "BYPASS", "{cookie}");
+    }
+    let anonymous = get(edge.addr, "/account").await;
+    assert_eq!(anonymous.cache(), "MISS", "no logged-in page was stored");
+    assert_eq!(anonymous.text(), "render 3");
+    let draft = get_with(
+        edge.addr,
+        "/account",
+        &[("cookie", "city=Zürich; __prerender_bypass=1")],
+    )
+    .await;
+    assert_eq!(draft.cache(), "BYPASS");
+}
+
 /// The proxy keeps header names and repeated values once per process, in bounded tables
 /// (1,024 names, 4,096 values), from the second time it sees one. Here every two pages share
 /// invented names and values: the first of each pair keeps its own copies, the second shares

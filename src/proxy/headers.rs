@@ -161,14 +161,18 @@ fn names_shared_cache_directives(headers: &HeaderMap) -> bool {
     })
 }
 
+/// Read as bytes: browsers send cookie values that are not ASCII (UTF-8 from
+/// `document.cookie`), and such a value must not hide the other cookies of its field.
 pub(super) fn has_cookie(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.split('=').next())
-        .any(|name| names.iter().any(|n| n.as_ref() == name.trim()))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| pair.split(|&b| b == b'=').next())
+        .any(|name| {
+            let name = name.trim_ascii();
+            names.iter().any(|n| n.as_ref().as_bytes() == name)
+        })
 }
 
 pub(super) fn client_wants_no_cache(headers: &HeaderMap) -> bool {

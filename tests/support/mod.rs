@@ -350,7 +350,8 @@ pub async fn send(
     for (k, v) in headers {
         request.headers_mut().append(
             HeaderName::from_bytes(k.as_bytes()).expect("name"),
-            HeaderValue::from_str(v).expect("value"),
+            // Bytes, not text: a value may carry obs-text (UTF-8 in a cookie), as browsers send.
+            HeaderValue::from_bytes(v.as_bytes()).expect("value"),
         );
     }
     collect(sender.send_request(request).await.expect("response")).await
