@@ -750,6 +750,31 @@ async fn tags_with_spaces_stay_whole() {
     );
 }
 
+/// A tag header that also names a tag with bytes outside ASCII (`revalidateTag("café")`) keeps
+/// all its tags: the field was dropped whole, so purging `products` left this page stored.
+#[tokio::test]
+async fn a_non_ascii_tag_does_not_hide_the_others_of_its_header() {
+    let origin = Origin::start(|_| {
+        Reply::ok("menu")
+            .cc("s-maxage=600")
+            .header("x-next-cache-tags", "products,café")
+            .header("surrogate-key", "menu crème")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    warm(&edge, &["/menu"], false).await;
+    for tag in ["products", "café", "menu", "crème"] {
+        assert_eq!(
+            dry_run(&edge, json!({ "tag": tag })).await["would_evict"],
+            1,
+            "{tag}"
+        );
+    }
+    let answer = revalidate(edge.addr, json!({"secret": SECRET, "tag": "products"})).await;
+    assert_eq!(answer.json()["evicted"], 1);
+    assert_eq!(status_of(&edge, "/menu").await, "MISS");
+}
+
 /// An implicit tag also reaches the pages whose origin listed it but which are stored under
 /// another URL (basePath, i18n prefixes, rewrites), each URL counted once.
 #[tokio::test]

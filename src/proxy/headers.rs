@@ -83,7 +83,7 @@ impl Proxy {
                 _ => &[',', ' '],
             };
             for value in headers.get_all(name) {
-                let Ok(text) = value.to_str() else { continue };
+                let text = header_text(value);
                 tags.extend(
                     text.split(separator)
                         .map(str::trim)
@@ -159,6 +159,16 @@ fn names_shared_cache_directives(headers: &HeaderMap) -> bool {
             .iter()
             .any(|shared| directive.is(shared))
     })
+}
+
+/// A header value as text: UTF-8 when it is, else Latin-1 byte for byte (obs-text, RFC 9110
+/// section 5.5; Node.js writes header strings so). Not `to_str`, which refuses both: a tag
+/// header naming `revalidateTag("café")` lost every tag it carried.
+fn header_text(value: &HeaderValue) -> Cow<'_, str> {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => Cow::Owned(value.as_bytes().iter().map(|&b| char::from(b)).collect()),
+    }
 }
 
 /// Read as bytes: browsers send cookie values that are not ASCII (UTF-8 from
@@ -241,6 +251,16 @@ mod tests {
         );
         let names: Vec<String> = vary_names(&headers).iter().map(|n| n.to_string()).collect();
         assert_eq!(names, ["accept-encoding", "next-router-state-tree", "rsc"]);
+    }
+
+    #[test]
+    fn header_text_reads_utf8_else_latin1() {
+        let text = |bytes: &[u8]| {
+            header_text(&HeaderValue::from_bytes(bytes).expect("value")).into_owned()
+        };
+        assert_eq!(text(b"products"), "products");
+        assert_eq!(text("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(text(b"caf\xe9"), "caf\u{e9}");
     }
 
     #[test]

@@ -174,7 +174,7 @@ impl Origin {
                             for (k, v) in reply.headers {
                                 response.headers_mut().append(
                                     HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                                    HeaderValue::from_str(&v).expect("value"),
+                                    HeaderValue::from_bytes(v.as_bytes()).expect("value"),
                                 );
                             }
                             Ok::<_, Infallible>(response)
