@@ -427,9 +427,25 @@ async fn client_no_cache_does_not_bypass_unless_allowed() {
     assert_eq!(origin.count("/r"), 1);
 
     let lenient = Edge::start(&origin.url(), &["--honor-client-no-cache"]).await;
-    let forced = get_with(lenient.addr, "/r", &[("cache-control", "no-cache")]).await;
-    assert_eq!(forced.cache(), "BYPASS");
+    get(lenient.addr, "/r").await;
     assert_eq!(origin.count("/r"), 2);
+    // A no-cache reload goes to the origin, and what it brings back is the stored page: the
+    // next visitor sees what the reload saw, not the copy it was refused.
+    let forced = get_with(lenient.addr, "/r", &[("cache-control", "no-cache")]).await;
+    assert_eq!(forced.cache(), "MISS");
+    assert_eq!(forced.text(), "3");
+    let next = get(lenient.addr, "/r").await;
+    assert_eq!(next.cache(), "HIT");
+    assert_eq!(next.text(), "3");
+    let pragma = get_with(lenient.addr, "/r", &[("pragma", "no-cache")]).await;
+    assert_eq!(pragma.text(), "4");
+    assert_eq!(get(lenient.addr, "/r").await.text(), "4");
+    // no-store: passed on, and its answer is not stored (RFC 9111 section 5.2.1.5).
+    let no_store = get_with(lenient.addr, "/r", &[("cache-control", "no-store")]).await;
+    assert_eq!(no_store.cache(), "BYPASS");
+    assert_eq!(no_store.text(), "5");
+    assert_eq!(get(lenient.addr, "/r").await.text(), "4");
+    assert_eq!(origin.count("/r"), 5);
 }
 
 #[tokio::test]

@@ -185,14 +185,20 @@ pub(super) fn has_cookie(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool
         })
 }
 
+/// `Cache-Control: no-cache` or `Pragma: no-cache`: the client wants the origin asked.
 pub(super) fn client_wants_no_cache(headers: &HeaderMap) -> bool {
     let cc = policy::CacheControl::from_headers(headers, header::CACHE_CONTROL.as_str())
         .unwrap_or_default();
     cc.no_cache
-        || cc.no_store
         || headers
             .get(header::PRAGMA)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+}
+
+/// `Cache-Control: no-store`: the answer to this request must not be stored.
+pub(super) fn client_wants_no_store(headers: &HeaderMap) -> bool {
+    policy::CacheControl::from_headers(headers, header::CACHE_CONTROL.as_str())
+        .is_some_and(|cc| cc.no_store)
 }
 
 /// `Cache-Control: only-if-cached`: the client wants a stored response or nothing (RFC 9111

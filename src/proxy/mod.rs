@@ -60,7 +60,10 @@ mod fetch;
 mod headers;
 mod warm;
 
-use headers::{client_only_if_cached, client_wants_no_cache, has_cookie, mark, request_host};
+use headers::{
+    client_only_if_cached, client_wants_no_cache, client_wants_no_store, has_cookie, mark,
+    request_host,
+};
 use warm::Warming;
 
 /// The proxy's knobs (see `config` for defaults).
@@ -307,10 +310,18 @@ impl Proxy {
         drop(body);
         let key_text = primary_key_text(host, &path, parts.uri.query());
         let now = Instant::now();
+        // With `--honor-client-no-cache`, a `no-cache` reload is not answered from the stored
+        // copy (RFC 9111 section 5.2.1.4) but refreshes it, as for an expired copy: the next
+        // visitor gets what the reload got (nginx's `proxy_cache_bypass` stores it too).
+        let refresh = self.settings.honor_client_no_cache && client_wants_no_cache(&parts.headers);
 
         let mut expired = None;
         if let Some(entry) = self.cache.lookup(&key_text, &parts.headers) {
-            match entry.freshness(now) {
+            match if refresh {
+                Freshness::Expired
+            } else {
+                entry.freshness(now)
+            } {
                 Freshness::Fresh => {
                     return Answer::Ready(entry.to_response(
                         &parts.method,
@@ -436,7 +447,9 @@ impl Proxy {
         if prerender {
             return Some("prerender-revalidate");
         }
-        if no_cache && self.settings.honor_client_no_cache && client_wants_no_cache(headers) {
+        // `no-cache` alone refreshes the stored copy (see `handle`); `no-store` forbids storing
+        // the answer, so it passes.
+        if no_cache && self.settings.honor_client_no_cache && client_wants_no_store(headers) {
             return Some("client-no-cache");
         }
         None
