@@ -440,6 +440,14 @@ async fn client_no_cache_does_not_bypass_unless_allowed() {
     let pragma = get_with(lenient.addr, "/r", &[("pragma", "no-cache")]).await;
     assert_eq!(pragma.text(), "4");
     assert_eq!(get(lenient.addr, "/r").await.text(), "4");
+    // Pragma counts only without Cache-Control (RFC 9111 section 5.4).
+    let both = get_with(
+        lenient.addr,
+        "/r",
+        &[("pragma", "no-cache"), ("cache-control", "max-age=60")],
+    )
+    .await;
+    assert_eq!(both.cache(), "HIT");
     // no-store: passed on, and its answer is not stored (RFC 9111 section 5.2.1.5).
     let no_store = get_with(lenient.addr, "/r", &[("cache-control", "no-store")]).await;
     assert_eq!(no_store.cache(), "BYPASS");

@@ -185,14 +185,15 @@ pub(super) fn has_cookie(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool
         })
 }
 
-/// `Cache-Control: no-cache` or `Pragma: no-cache`: the client wants the origin asked.
+/// `Cache-Control: no-cache`, or `Pragma: no-cache` without a `Cache-Control` (which wins
+/// over it, RFC 9111 section 5.4): the client wants the origin asked.
 pub(super) fn client_wants_no_cache(headers: &HeaderMap) -> bool {
-    let cc = policy::CacheControl::from_headers(headers, header::CACHE_CONTROL.as_str())
-        .unwrap_or_default();
-    cc.no_cache
-        || headers
+    match policy::CacheControl::from_headers(headers, header::CACHE_CONTROL.as_str()) {
+        Some(cc) => cc.no_cache,
+        None => headers
             .get(header::PRAGMA)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache")),
+    }
 }
 
 /// `Cache-Control: no-store`: the answer to this request must not be stored.
