@@ -144,6 +144,20 @@ pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> H
     for name in UNTRUSTED_REQUEST_HEADERS {
         headers.remove(name);
     }
+    // HTTP/2 clients send each cookie as a field of its own; the origin speaks HTTP/1.1 and
+    // gets them as one field joined with "; " (RFC 9113 section 8.2.3).
+    if headers.get_all(header::COOKIE).iter().nth(1).is_some() {
+        let mut joined = Vec::new();
+        for value in headers.get_all(header::COOKIE) {
+            if !joined.is_empty() {
+                joined.extend_from_slice(b"; ");
+            }
+            joined.extend_from_slice(value.as_bytes());
+        }
+        if let Ok(value) = HeaderValue::from_bytes(&joined) {
+            headers.insert(header::COOKIE, value);
+        }
+    }
     let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(previous) => format!("{previous}, {peer}"),
         None => peer.to_string(),

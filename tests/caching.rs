@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{get, get_h2, get_with, send, Edge, Origin, Reply};
+use support::{get, get_h2, get_with, send, send_h2_with, Edge, Origin, Reply};
 
 #[tokio::test]
 async fn miss_then_hit_with_cache_headers() {
@@ -549,6 +549,23 @@ async fn a_default_port_in_host_is_the_same_page() {
     assert_eq!(purged.status, 200, "{}", purged.text());
     let after = get_with(edge.addr, "/p", &[("host", "site.example")]).await;
     assert_eq!(after.cache(), "MISS");
+}
+
+/// HTTP/2 clients send each cookie as a field of its own (browsers do, for HPACK); the origin
+/// speaks HTTP/1.1 and must get them as one `Cookie` joined with "; " (RFC 9113 section
+/// 8.2.3): two `Cookie` lines are read by some servers (Apache, and so PHP) as one cookie
+/// "a=1, b=2", and the session is lost.
+#[tokio::test]
+async fn http2_cookie_fields_reach_the_origin_as_one() {
+    let origin = Origin::start(|_| Reply::ok("x").cc("private")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let target = format!("http://{}/c", edge.addr);
+    let cookies = [("cookie", "a=1"), ("cookie", "session=s3cret")];
+    let response = send_h2_with(edge.addr, "GET", &target, None, &cookies).await;
+    assert_eq!(response.status, 200);
+    let seen = &origin.seen()[0];
+    let sent: Vec<_> = seen.headers.get_all("cookie").iter().collect();
+    assert_eq!(sent, ["a=1; session=s3cret"]);
 }
 
 #[tokio::test]

@@ -388,6 +388,18 @@ pub async fn get_h2(addr: SocketAddr, path: &str) -> Resp {
 /// sent as `:authority`, and `host`, if any, as a `Host` field besides. A stream the server
 /// resets (a body after a HEAD's head, say) fails the test.
 pub async fn send_h2(addr: SocketAddr, method: &str, target: &str, host: Option<&str>) -> Resp {
+    send_h2_with(addr, method, target, host, &[]).await
+}
+
+/// [`send_h2`] with more header fields, each sent as its own field (as browsers send each
+/// cookie of `Cookie` over HTTP/2).
+pub async fn send_h2_with(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    host: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Resp {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
@@ -399,6 +411,9 @@ pub async fn send_h2(addr: SocketAddr, method: &str, target: &str, host: Option<
         .uri(target);
     if let Some(host) = host {
         request = request.header("host", host);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let request = request.body(Full::new(Bytes::new())).expect("request");
     let (parts, body) = sender
