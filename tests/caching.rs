@@ -519,8 +519,9 @@ async fn forwarded_headers_and_hop_by_hop_hygiene() {
     assert!(!seen.headers.contains_key("x-client-hop"));
 }
 
-/// RFC 9110 section 4.2.3: `host:80` and `host:` are `host`, one page for all three; another
-/// port is another origin. A purge naming the default port reaches the page too.
+/// RFC 9110 section 4.2.3: `host:80` and `host:` are `host`, and so is `host.` (the root's
+/// trailing dot): one page for all; another port is another origin. A purge naming the default
+/// port reaches the page too.
 #[tokio::test]
 async fn a_default_port_in_host_is_the_same_page() {
     let origin =
@@ -529,7 +530,7 @@ async fn a_default_port_in_host_is_the_same_page() {
     let first = get_with(edge.addr, "/p", &[("host", "site.example:80")]).await;
     assert_eq!(first.cache(), "MISS");
     assert_eq!(origin.seen()[0].headers["host"], "site.example");
-    for host in ["site.example", "Site.Example:80", "site.example:"] {
+    for host in ["site.example", "Site.Example:80", "site.example:", "site.example."] {
         let again = get_with(edge.addr, "/p", &[("host", host)]).await;
         assert_eq!(
             (again.cache(), again.text().as_str()),

@@ -33,19 +33,27 @@ pub fn primary_key_text(host: &str, normalized_path: &str, query: Option<&str>) 
     key
 }
 
-/// The request's host as the cache knows it: RFC 9110 section 4.2.3 makes an `http` authority
+/// The request's host as the cache knows it. RFC 9110 section 4.2.3 makes an `http` authority
 /// with an empty or default port (`shop.example:80`, `shop.example:`) the same origin as one
-/// without, so they share pages and purges. Other ports name other origins and are kept.
-pub fn without_default_port(host: &str) -> &str {
-    let bare = host
-        .strip_suffix(":80")
-        .or_else(|| host.strip_suffix(':'))
-        .unwrap_or(host);
-    // `shop.example::80` is no host: leave it as written, for the host check to refuse.
-    if bare.is_empty() || bare.ends_with(':') {
-        host
-    } else {
-        bare
+/// without, and a name with the root's trailing dot (`shop.example.`) is the same name (nginx
+/// drops it too): they share pages and purges. Other ports name other origins and are kept.
+/// Anything that is not a host is returned as written, for the host check to refuse.
+pub fn canonical_host(host: &str) -> Cow<'_, str> {
+    let (name, port) = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => (&host[..i], Some(&host[i + 1..])),
+        _ => (host, None),
+    };
+    if name.is_empty() || (name.contains(':') && !name.starts_with('[')) {
+        return Cow::Borrowed(host);
+    }
+    let name = match name.strip_suffix('.') {
+        Some(bare) if !bare.is_empty() && !bare.ends_with('.') => bare,
+        _ => name,
+    };
+    match port.filter(|port| !port.is_empty() && *port != "80") {
+        None => Cow::Borrowed(name),
+        Some(port) if name.len() + 1 + port.len() == host.len() => Cow::Borrowed(host),
+        Some(port) => Cow::Owned(format!("{name}:{port}")),
     }
 }
 
@@ -430,19 +438,27 @@ mod tests {
     }
 
     #[test]
-    fn default_ports_are_dropped() {
-        assert_eq!(without_default_port("shop.example:80"), "shop.example");
-        assert_eq!(without_default_port("shop.example:"), "shop.example");
-        assert_eq!(without_default_port("[::1]:80"), "[::1]");
-        assert_eq!(without_default_port("shop.example"), "shop.example");
-        assert_eq!(
-            without_default_port("shop.example:8080"),
-            "shop.example:8080"
-        );
-        assert_eq!(without_default_port("shop.example:180"), "shop.example:180");
-        assert_eq!(without_default_port(":80"), ":80");
-        assert_eq!(without_default_port("a::80"), "a::80");
-        assert_eq!(without_default_port(""), "");
+    fn hosts_are_made_canonical() {
+        for (written, canonical) in [
+            ("shop.example:80", "shop.example"),
+            ("shop.example:", "shop.example"),
+            ("shop.example.", "shop.example"),
+            ("shop.example.:80", "shop.example"),
+            ("shop.example.:8080", "shop.example:8080"),
+            ("[::1]:80", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("shop.example", "shop.example"),
+            ("shop.example:8080", "shop.example:8080"),
+            ("shop.example:180", "shop.example:180"),
+            // Not hosts: left for the host check.
+            (":80", ":80"),
+            ("a::80", "a::80"),
+            ("shop.example..", "shop.example.."),
+            (".", "."),
+            ("", ""),
+        ] {
+            assert_eq!(canonical_host(written), canonical, "{written}");
+        }
     }
 
     #[test]

@@ -221,11 +221,12 @@ impl NotStorable {
 }
 
 /// Statuses RFC 9110 section 15.1 calls heuristically cacheable, minus the ones a cache in
-/// front of Next.js must never keep (204 and 5xx: CVE-2025-49826).
+/// front of Next.js must never keep (204 and 5xx, 501 included: CVE-2025-49826; an origin's
+/// 5xx is its error page, shared with waiters but never stored).
 pub fn status_storable(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
-        200 | 203 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+        200 | 203 | 300 | 301 | 308 | 404 | 405 | 410 | 414
     )
 }
 
@@ -626,7 +627,7 @@ mod tests {
 
     #[test]
     fn status_rules() {
-        for code in [204u16, 206, 500, 502, 503, 302] {
+        for code in [204u16, 206, 500, 501, 502, 503, 302] {
             let status = StatusCode::from_u16(code).expect("valid");
             assert!(!status_storable(status), "{code}");
         }

@@ -40,8 +40,8 @@ use crate::body::{self, Answer, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
-    encoding_class, names_rsc_payload, normalize_path, normalized, page_path, primary_key_text,
-    split_key, vary_value, without_default_port, Key,
+    canonical_host, encoding_class, names_rsc_payload, normalize_path, normalized, page_path,
+    primary_key_text, split_key, vary_value, Key,
 };
 use crate::cache::policy::{
     self, browser_cache_control, Freshness, FreshnessField, FreshnessRules,
@@ -275,7 +275,8 @@ impl Proxy {
         let Some(host) = request_host(&parts).filter(|host| limit::valid_host(host)) else {
             return Answer::Ready(limit::bad_host(&parts));
         };
-        let host = without_default_port(host);
+        let host = canonical_host(host);
+        let host = host.as_ref();
         if self.origins.for_host(host).is_none() {
             return Answer::Ready(misdirected(host));
         }

@@ -2,7 +2,7 @@
 //! options. Every accepted shape is here; every refusal is a [`BadRequest`] naming what to send
 //! instead.
 
-use crate::cache::key::without_default_port;
+use crate::cache::key::canonical_host;
 use crate::cache::pattern::Pattern;
 use serde_json::{Map, Value};
 
@@ -157,8 +157,8 @@ fn check_implicit_tag(tag: &str) -> Result<(), BadRequest> {
 }
 
 fn check_text(text: &str, what: &str) -> Result<(), BadRequest> {
-    if text.is_empty() {
-        return Err(bad(format!("{what} must not be empty")));
+    if text.trim().is_empty() {
+        return Err(bad(format!("{what} must not be empty or blank")));
     }
     if text.len() > MAX_TARGET_LEN {
         return Err(bad(format!("{what} is longer than {MAX_TARGET_LEN} bytes")));
@@ -379,7 +379,7 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
     request.dry_run = boolean("dry_run")?;
     if let Some(host) = string("host")? {
         check_text(&host, "host")?;
-        request.host = Some(without_default_port(&host.to_ascii_lowercase()).to_owned());
+        request.host = Some(canonical_host(&host.to_ascii_lowercase()).into_owned());
     }
     Ok(request)
 }
@@ -518,6 +518,7 @@ mod tests {
             br#"{"tags":null}"#,
             br#"{"tag":null,"paths":["/"]}"#,
             br#"{"tag":"x","mode":"hard","profile":"max"}"#,
+            br#"{"tags":["  "]}"#,
         ];
         for body in cases {
             assert!(

@@ -11,7 +11,7 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::{line_of, toml_error, FileError, FileSections, SECTIONS};
-use crate::cache::key::without_default_port;
+use crate::cache::key::canonical_host;
 use crate::cache::pattern::Pattern;
 use crate::config::{parse_duration, parse_origin, parse_revalidate_url, ConfigError};
 use crate::origins::HostOrigin;
@@ -211,7 +211,7 @@ pub(super) fn sections(
         let host = host_field.get_ref().trim().to_ascii_lowercase();
         // As requests are keyed and routed: `shop.example:80` is `shop.example`, else it
         // would match no request (their default port is dropped before the lookup).
-        let host = without_default_port(&host).to_string();
+        let host = canonical_host(&host).into_owned();
         // Requests name hosts this way too (`limits::valid_host`); anything else (a wildcard,
         // a port past 65535) would match no request.
         let port_ok = host
