@@ -257,6 +257,17 @@ async fn conditional_requests_get_304_from_the_cache() {
     )
     .await;
     assert_eq!(older.status, 200);
+    // Without `Last-Modified`, the stored `Date` stands in for it (RFC 9111 section 4.3.2).
+    let since = |date: &str| {
+        let date = date.to_string();
+        async move {
+            get_with(edge.addr, "/plain", &[("if-modified-since", &date)])
+                .await
+                .status
+        }
+    };
+    assert_eq!(since("Fri, 01 Jan 2100 00:00:00 GMT").await, 304);
+    assert_eq!(since("Sat, 01 Jan 2000 00:00:00 GMT").await, 200);
     // The origin never saw the browser's conditional headers: the cache needs full bodies.
     assert!(origin
         .seen()
@@ -530,7 +541,12 @@ async fn a_default_port_in_host_is_the_same_page() {
     let first = get_with(edge.addr, "/p", &[("host", "site.example:80")]).await;
     assert_eq!(first.cache(), "MISS");
     assert_eq!(origin.seen()[0].headers["host"], "site.example");
-    for host in ["site.example", "Site.Example:80", "site.example:", "site.example."] {
+    for host in [
+        "site.example",
+        "Site.Example:80",
+        "site.example:",
+        "site.example.",
+    ] {
         let again = get_with(edge.addr, "/p", &[("host", host)]).await;
         assert_eq!(
             (again.cache(), again.text().as_str()),

@@ -815,8 +815,14 @@ impl Entry {
             return false;
         };
         let parse = |value: &HeaderValue| httpdate::parse_http_date(value.to_str().ok()?).ok();
-        match (parse(ims), self.headers.get(&header::LAST_MODIFIED)) {
-            (Some(ims), Some(last_modified)) => parse(&last_modified).is_some_and(|lm| lm <= ims),
+        // RFC 9111 section 4.3.2: without a `Last-Modified`, the stored `Date` says when the
+        // copy was last known current.
+        let modified = self
+            .headers
+            .get(&header::LAST_MODIFIED)
+            .or_else(|| self.headers.get(&header::DATE));
+        match (parse(ims), modified) {
+            (Some(ims), Some(modified)) => parse(&modified).is_some_and(|at| at <= ims),
             _ => false,
         }
     }
