@@ -15,6 +15,9 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::body::{self, Body, UpstreamBody};
 
+/// Most header fields read from an origin's answer.
+const ORIGIN_MAX_HEADERS: usize = 256;
+
 /// Why the origin gave no usable answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -198,6 +201,10 @@ impl Upstream {
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(60))
                     .pool_max_idle_per_host(512)
+                    // hyper's default of 100 fields made a page whose app sends more (security
+                    // headers, several `Link` and `Set-Cookie` lines) a 502 every time; the
+                    // heap-held header list this takes costs a miss, never a hit.
+                    .http1_max_headers(ORIGIN_MAX_HEADERS)
                     .build(connector.clone())
             })
             .collect();

@@ -1031,3 +1031,20 @@ async fn an_unstorable_answer_leaves_a_copy_stored_after_it_was_asked() {
     assert_eq!((after.cache(), after.text().as_str()), ("HIT", "v2"));
     assert_eq!(origin.count("/p"), 2);
 }
+
+/// An app that sends many header fields (security headers, `Link` and `Set-Cookie` lines) is
+/// still served and stored: hyper's default limit of 100 made every such page a 502.
+#[tokio::test]
+async fn an_origin_answer_with_many_header_fields_is_stored() {
+    let origin = Origin::start(|_| {
+        (0..150).fold(Reply::ok("many").cc("s-maxage=60"), |reply, i| {
+            reply.header(&format!("x-field-{i}"), "v")
+        })
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let first = get(edge.addr, "/many").await;
+    assert_eq!((first.status, first.text().as_str()), (200, "many"));
+    assert_eq!(first.header("x-field-149"), "v");
+    assert_eq!(get(edge.addr, "/many").await.cache(), "HIT");
+}

@@ -333,7 +333,10 @@ pub async fn send(
     body: impl Into<Bytes>,
 ) -> Resp {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    // As a browser reads heads: more than hyper's default of 100 fields.
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .max_headers(512)
+        .handshake(TokioIo::new(stream))
         .await
         .expect("handshake");
     tokio::spawn(connection);
