@@ -180,7 +180,8 @@ fn durations_the_clock_cannot_hold_are_refused() {
     ]);
     assert_eq!(code, 0, "100 years is accepted: {stderr}");
 
-    let dir = std::env::temp_dir().join(format!("isr-edge-long-durations-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-long-durations-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     for (text, line, key) in [
         (

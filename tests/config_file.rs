@@ -18,7 +18,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_isr-edge");
 
 /// Writes `text` to a fresh file named `isr-edge.toml` in its own temporary directory.
 fn config_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("isr-edge-test-{}-{name}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("isr-edge.toml");
     std::fs::write(&path, text).expect("write config");

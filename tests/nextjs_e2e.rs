@@ -172,7 +172,8 @@ async fn nextjs_behind_the_proxy() {
     .await
     .expect("prepare app");
 
-    let data_dir = std::env::temp_dir().join(format!("isr-edge-next-{}", std::process::id()));
+    let data_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-next-{}", std::process::id()));
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let data_file = data_dir.join("data.json");
     write_data(&data_file, "v1");

@@ -28,8 +28,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("isr-edge-nginx-{}-{nanos}", std::process::id()));
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("isr-edge-nginx-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(path.join("logs")).expect("temp dir");
         TempDir(path)
     }

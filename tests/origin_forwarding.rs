@@ -374,7 +374,8 @@ async fn fake_next() -> FakeNext {
 #[tokio::test]
 async fn pages_are_regenerated_with_x_prerender_revalidate_before_the_eviction() {
     let next = fake_next().await;
-    let dir = std::env::temp_dir().join(format!("isr-edge-forwarding-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-forwarding-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let manifest = dir.join("prerender-manifest.json");
     std::fs::write(

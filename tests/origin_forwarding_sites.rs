@@ -20,7 +20,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_isr-edge");
 
 /// A temporary directory of its own for one test.
 fn dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("isr-edge-sites-{}-{name}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-sites-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }

@@ -80,7 +80,8 @@ async fn purges_prints_the_answer_and_exits_zero() {
     assert_eq!(get(edge.addr, "/about").await.cache(), "HIT");
 
     // Tags, from a secret file.
-    let dir = std::env::temp_dir().join(format!("isr-edge-cli-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let secret_file = dir.join("secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).expect("write secret");
@@ -227,7 +228,8 @@ async fn unreachable_url_and_missing_secret_exit_non_zero() {
 #[tokio::test]
 async fn a_secret_file_line_with_a_comma_is_one_secret() {
     let origin = Origin::start(|r| Reply::ok(r.path.clone()).cc("s-maxage=60")).await;
-    let dir = std::env::temp_dir().join(format!("isr-edge-cli-comma-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-cli-comma-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let secret_file = dir.join("secret");
     std::fs::write(

@@ -268,7 +268,8 @@ async fn two_secrets_from_a_secret_file_both_work() {
     let origin = origin().await;
     let old = "file-old-0123456789abcdef0123456789";
     let new = "file-new-0123456789abcdef0123456789";
-    let path = std::env::temp_dir().join(format!("isr-edge-secrets-{}", std::process::id()));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-secrets-{}", std::process::id()));
     std::fs::write(&path, format!("{old}\n\n{new}\n")).expect("write secret file");
     let file = path.to_str().expect("utf-8 path");
     let edge = Edge::start_with_secret(&origin.url(), &["--secret-file", file], None).await;
