@@ -91,6 +91,24 @@ async fn set_cookie_responses_are_never_stored() {
     assert_eq!(origin.count("/me"), 2);
 }
 
+/// A malformed value in `Cache-Control` (a stray quote) must not hide the `private` after it:
+/// the page of one user would be stored and served to the next.
+#[tokio::test]
+async fn a_stray_quote_cannot_hide_private() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("account of user {}", r.count)).cc(r#"s-maxage=600, ext=a"b, private"#)
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let first = get(edge.addr, "/account").await;
+    assert!(
+        first.header("cache-status").contains("detail=private"),
+        "{}",
+        first.header("cache-status")
+    );
+    assert_eq!(get(edge.addr, "/account").await.text(), "account of user 2");
+}
+
 #[tokio::test]
 async fn bypass_cookies_skip_the_cache() {
     let origin = Origin::start(|r| {

@@ -800,8 +800,9 @@ impl Entry {
             // One list however many field lines carry it (RFC 9110 section 5.3).
             let mut matched = false;
             for field in inm {
+                // A line that is not text names no tag of ours; the others still may.
                 let Ok(field) = field.to_str() else {
-                    return false;
+                    continue;
                 };
                 matched = matched
                     || list_members(field)
@@ -988,7 +989,9 @@ fn opaque_tag(tag: &str) -> &str {
 }
 
 /// The members of a comma-separated list of entity tags, trimmed, empty ones skipped: a comma
-/// inside a quoted tag (`"a,b"`, valid in `etagc`) does not split it.
+/// inside a quoted tag (`"a,b"`, valid in `etagc`) does not split it. Not `policy`'s directive
+/// splitter: an entity tag has no `=` and no backslash escapes. A quote left open ends its
+/// member at the next comma, as if unquoted.
 fn list_members(list: &str) -> impl Iterator<Item = &str> {
     let mut rest = list;
     std::iter::from_fn(move || loop {
@@ -1004,6 +1007,7 @@ fn list_members(list: &str) -> impl Iterator<Item = &str> {
                 }
                 b == b',' && !quoted
             })
+            .or_else(|| quoted.then(|| rest.find(',')).flatten())
             .unwrap_or(rest.len());
         let member = rest[..end].trim();
         rest = rest.get(end + 1..).unwrap_or("");
@@ -1288,6 +1292,9 @@ mod tests {
         assert!(e.not_modified(&lines), "one list across field lines");
         let comma = entry(&[("etag", "\"a,b\"")]);
         assert!(comma.not_modified(&request(&[("if-none-match", "\"x\", W/\"a,b\"")])));
+        // A quote left open splits at the next comma; the tag after it still counts.
+        let plain = entry(&[("etag", "\"b\"")]);
+        assert!(plain.not_modified(&request(&[("if-none-match", "\"a, \"b\"")])));
         assert!(!comma.not_modified(&request(&[("if-none-match", "\"a\", \"b\"")])));
     }
 

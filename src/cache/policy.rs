@@ -48,20 +48,31 @@ impl CacheControl {
     fn merge_str(&mut self, text: &str) {
         for directive in directives(text) {
             let seconds = directive.value.and_then(parse_delta_seconds);
-            match directive.name.to_ascii_lowercase().as_str() {
-                "max-age" => self.max_age = seconds.or(self.max_age),
-                "s-maxage" => self.s_maxage = seconds.or(self.s_maxage),
-                "no-store" => self.no_store = true,
+            // Compared in place: lowercasing each name allocated once per directive, on every
+            // request that carries `Cache-Control` as well as every origin answer.
+            let is = |name: &str| directive.is(name);
+            if is("max-age") {
+                self.max_age = seconds.or(self.max_age);
+            } else if is("s-maxage") {
+                self.s_maxage = seconds.or(self.s_maxage);
+            } else if is("no-store") {
+                self.no_store = true;
+            } else if is("no-cache") {
                 // `no-cache="Set-Cookie"` (field-qualified) still forbids reuse without
                 // revalidation for us: treat it like the plain form.
-                "no-cache" => self.no_cache = true,
-                "private" => self.private = true,
-                "public" => self.public = true,
-                "must-revalidate" | "proxy-revalidate" => self.must_revalidate = true,
-                "immutable" => self.immutable = true,
-                "stale-while-revalidate" => self.stale_while_revalidate = Some(seconds),
-                "stale-if-error" => self.stale_if_error = seconds.or(self.stale_if_error),
-                _ => {}
+                self.no_cache = true;
+            } else if is("private") {
+                self.private = true;
+            } else if is("public") {
+                self.public = true;
+            } else if is("must-revalidate") || is("proxy-revalidate") {
+                self.must_revalidate = true;
+            } else if is("immutable") {
+                self.immutable = true;
+            } else if is("stale-while-revalidate") {
+                self.stale_while_revalidate = Some(seconds);
+            } else if is("stale-if-error") {
+                self.stale_if_error = seconds.or(self.stale_if_error);
             }
         }
     }
@@ -111,19 +122,44 @@ pub fn directives(text: &str) -> impl Iterator<Item = Directive<'_>> {
     })
 }
 
-/// Where the first list item of `text` ends: its first comma outside a quoted string.
+/// Where the first directive of `text` ends: its first comma outside a quoted value. A quoted
+/// string opens only where a value starts (right after `=`), and one left open does not
+/// swallow the rest of the field: the directive then ends at the first comma after its `=`,
+/// as if unquoted. A malformed value (`x=a"b`, an unterminated `"...`) never hides a `private`
+/// or `no-store` after it.
 fn list_item_end(text: &str) -> usize {
-    let (mut quoted, mut escaped) = (false, false);
-    for (i, byte) in text.bytes().enumerate() {
+    let bytes = text.as_bytes();
+    let comma_from = |from: usize| {
+        bytes[from..]
+            .iter()
+            .position(|&b| b == b',')
+            .map_or(text.len(), |i| from + i)
+    };
+    let Some(equals) = bytes.iter().position(|&b| b == b'=' || b == b',') else {
+        return text.len();
+    };
+    if bytes[equals] == b',' {
+        return equals;
+    }
+    let value = equals
+        + 1
+        + bytes[equals + 1..]
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
+    if bytes.get(value) != Some(&b'"') {
+        return comma_from(value);
+    }
+    let mut escaped = false;
+    for (i, &byte) in bytes.iter().enumerate().skip(value + 1) {
         match byte {
             _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b',' if !quoted => return i,
+            b'\\' => escaped = true,
+            b'"' => return comma_from(i + 1),
             _ => {}
         }
     }
-    text.len()
+    comma_from(value)
 }
 
 /// The directives of every `name` line in `headers` (lines that are not text are skipped).
@@ -519,6 +555,16 @@ mod tests {
         );
         let cc = CacheControl::parse(r#"private="Set-Cookie, max-age=9", s-maxage=3"#);
         assert_eq!((cc.private, cc.max_age, cc.s_maxage), (true, None, Some(3)));
+        // A quote that is not a value's, or one never closed, hides nothing after it.
+        for malformed in [
+            r#"public, s-maxage=60, x=a"b, private"#,
+            r#"public, s-maxage=60, x="unterminated, private"#,
+            r#"s-maxage=60, no-cache="a\", private"#,
+            r#"s-maxage=60, "x, private"#,
+        ] {
+            assert!(CacheControl::parse(malformed).private, "{malformed}");
+        }
+        assert!(CacheControl::parse(r#"s-maxage=60, x="a, no-store"#).no_store);
         assert_eq!(
             browser_cache_control(Some(r#"no-cache="a, b", s-maxage=9, max-age=5"#)),
             r#"no-cache="a, b", max-age=5"#
