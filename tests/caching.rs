@@ -445,6 +445,14 @@ async fn client_no_cache_does_not_bypass_unless_allowed() {
     let forced = get_with(lenient.addr, "/r", &[("cache-control", "no-cache")]).await;
     assert_eq!(forced.cache(), "MISS");
     assert_eq!(forced.text(), "3");
+    // RFC 9211 section 2.2: a fresh copy the request's directives did not allow.
+    assert!(
+        forced
+            .header("cache-status")
+            .starts_with("isr-edge; fwd=request; stored"),
+        "{}",
+        forced.header("cache-status")
+    );
     let next = get(lenient.addr, "/r").await;
     assert_eq!(next.cache(), "HIT");
     assert_eq!(next.text(), "3");
@@ -465,6 +473,32 @@ async fn client_no_cache_does_not_bypass_unless_allowed() {
     assert_eq!(no_store.text(), "5");
     assert_eq!(get(lenient.addr, "/r").await.text(), "4");
     assert_eq!(origin.count("/r"), 5);
+}
+
+/// With `--honor-client-no-cache`, a client's `no-cache` refreshes a fresh page, but cannot
+/// withdraw it: an answer the origin gives that client alone (a WAF's 403, a geo redirect)
+/// leaves the copy everyone else is served.
+#[tokio::test]
+async fn a_forced_refresh_cannot_evict_the_shared_copy() {
+    let origin = Origin::start(|r| {
+        if r.headers.contains_key("x-blocked") {
+            Reply::ok("blocked").status(403)
+        } else {
+            Reply::ok("page").cc("s-maxage=60")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &["--honor-client-no-cache"]).await;
+    get(edge.addr, "/p").await;
+    let forced = get_with(
+        edge.addr,
+        "/p",
+        &[("cache-control", "no-cache"), ("x-blocked", "1")],
+    )
+    .await;
+    assert_eq!((forced.status, forced.text().as_str()), (403, "blocked"));
+    let next = get(edge.addr, "/p").await;
+    assert_eq!((next.cache(), next.text().as_str()), ("HIT", "page"));
 }
 
 #[tokio::test]

@@ -23,13 +23,36 @@ pub enum CacheStatus {
     Stale,
     /// Stale copy served because the origin failed.
     StaleIfError,
-    /// Fetched from the origin; `stored` says whether it was kept; `expired` that a copy existed.
-    Miss { stored: bool, expired: bool },
-    /// An expired copy the origin confirmed with a `304`: served renewed, without its body
-    /// crossing again. Still a `MISS` for `X-Cache` (the client waited for the origin).
-    Revalidated { stored: bool },
+    /// Fetched from the origin, for the reason `fwd`; `stored` says whether it was kept.
+    Miss { stored: bool, fwd: Forward },
+    /// A stored copy the origin confirmed with a `304`, asked for the reason `fwd`: served
+    /// renewed, without its body crossing again. Still a `MISS` for `X-Cache` (the client
+    /// waited for the origin).
+    Revalidated { stored: bool, fwd: Forward },
     /// Never considered for caching (method, bypass rule).
     Bypass,
+}
+
+/// Why the origin was asked (RFC 9211 section 2.2, `fwd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// Nothing was stored.
+    Miss,
+    /// The stored copy was past its use.
+    Stale,
+    /// A fresh copy was stored, but the request's `no-cache` did not allow it
+    /// (`--honor-client-no-cache`).
+    Request,
+}
+
+impl Forward {
+    fn as_str(self) -> &'static str {
+        match self {
+            Forward::Miss => "fwd=miss",
+            Forward::Stale => "fwd=stale",
+            Forward::Request => "fwd=request",
+        }
+    }
 }
 
 impl CacheStatus {
@@ -53,13 +76,14 @@ pub fn cache_status_header(status: CacheStatus, ttl: Option<i64>, detail: Option
         CacheStatus::Hit => "hit",
         CacheStatus::Stale => "hit; fwd=stale; detail=background-refresh",
         CacheStatus::StaleIfError => "fwd=stale; detail=stale-if-error",
-        CacheStatus::Miss { expired: true, .. } => "fwd=stale",
-        CacheStatus::Miss { expired: false, .. } => "fwd=miss",
-        // RFC 9211 section 2.3: the origin's status, as it differs from the one served.
-        CacheStatus::Revalidated { .. } => "fwd=stale; fwd-status=304",
+        CacheStatus::Miss { fwd, .. } | CacheStatus::Revalidated { fwd, .. } => fwd.as_str(),
         CacheStatus::Bypass => "fwd=bypass",
     });
-    if let CacheStatus::Miss { stored: true, .. } | CacheStatus::Revalidated { stored: true } =
+    if let CacheStatus::Revalidated { .. } = status {
+        // RFC 9211 section 2.3: the origin's status, as it differs from the one served.
+        out.push_str("; fwd-status=304");
+    }
+    if let CacheStatus::Miss { stored: true, .. } | CacheStatus::Revalidated { stored: true, .. } =
         status
     {
         out.push_str("; stored");
@@ -1523,7 +1547,7 @@ mod tests {
             cache_status_header(
                 CacheStatus::Miss {
                     stored: true,
-                    expired: false
+                    fwd: Forward::Miss
                 },
                 None,
                 None
@@ -1531,7 +1555,14 @@ mod tests {
             "isr-edge; fwd=miss; stored"
         );
         assert_eq!(
-            cache_status_header(CacheStatus::Revalidated { stored: true }, Some(60), None),
+            cache_status_header(
+                CacheStatus::Revalidated {
+                    stored: true,
+                    fwd: Forward::Stale
+                },
+                Some(60),
+                None
+            ),
             "isr-edge; fwd=stale; fwd-status=304; stored; ttl=60"
         );
         assert_eq!(

@@ -24,7 +24,7 @@ use http::HeaderMap;
 use moka::notification::RemovalCause;
 use tokio::time::Instant;
 
-pub use entry::{CacheStatus, Entry, NewEntry};
+pub use entry::{CacheStatus, Entry, Forward, NewEntry};
 pub use index::{PurgeHandle, Selector};
 pub use key::Key;
 

@@ -83,7 +83,9 @@ pub struct Cli {
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub max_stale: Duration,
 
-    /// Let a client's `Cache-Control: no-cache` / `Pragma: no-cache` refresh the stored page from the origin (the answer is stored), and `no-store` bypass the cache.
+    /// Let a client's `Cache-Control: no-cache` / `Pragma: no-cache` refresh the stored page
+    /// from the origin (the answer is stored for everyone: for trusted clients only), and
+    /// `no-store` bypass the cache.
     #[arg(long)]
     pub honor_client_no_cache: bool,
 

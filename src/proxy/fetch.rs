@@ -137,7 +137,7 @@ impl Proxy {
                     response,
                     CacheStatus::Miss {
                         stored: false,
-                        expired: fetch.copy.is_some(),
+                        fwd: fetch.fwd,
                     },
                     Some(why.as_str()),
                 )));
@@ -154,7 +154,7 @@ impl Proxy {
                 response,
                 CacheStatus::Miss {
                     stored: false,
-                    expired: fetch.copy.is_some(),
+                    fwd: fetch.fwd,
                 },
                 Some("too-large"),
             )));
@@ -175,7 +175,7 @@ impl Proxy {
                         response,
                         CacheStatus::Miss {
                             stored: false,
-                            expired: fetch.copy.is_some(),
+                            fwd: fetch.fwd,
                         },
                         Some("too-large"),
                     )));
@@ -217,8 +217,7 @@ impl Proxy {
             initial_age,
         };
         let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
-        let confirmed = false;
-        Some(Fetched::Entry(entry, Admitted { stored, confirmed }))
+        Some(Fetched::Entry(entry, Admitted::Fetched { stored }))
     }
 
     /// The origin's `304` for `copy`: the copy renewed with the answer's fields and lifetime,
@@ -289,8 +288,7 @@ impl Proxy {
         self.metrics.origin_not_modified();
         let new = copy.confirmed(update, lifetime, field, initial_age, tags);
         let (entry, stored) = self.cache.admit(&fetch.key, &fetch.page, new, epoch);
-        let confirmed = true;
-        Some(Fetched::Entry(entry, Admitted { stored, confirmed }))
+        Some(Fetched::Entry(entry, Admitted::Confirmed { stored }))
     }
 
     /// Whether and how long an answer is stored: the page's `[[route]]` rule, else the
@@ -403,10 +401,12 @@ impl Proxy {
     fn withdraw_replaced_copy(&self, fetch: &FetchRequest, asked_at: Instant) {
         // Nor does a client with credentials speak for the others: its answer may be personal
         // (an `Authorization` the origin did not mark `public`, a session cookie answered with
-        // `Set-Cookie`) while the stored copy still serves everyone else.
+        // `Set-Cookie`) while the stored copy still serves everyone else. Nor one that asked
+        // past a fresh copy (`no-cache` with `--honor-client-no-cache`): any client could
+        // evict a page on demand whenever a WAF or a geo rule answers it alone 403 or 302.
         let credentials = fetch.headers.contains_key(header::AUTHORIZATION)
             || fetch.headers.contains_key(header::COOKIE);
-        if !credentials {
+        if !credentials && fetch.fwd != Forward::Request {
             self.cache
                 .withdraw_answered(&fetch.key, &fetch.headers, asked_at);
         }

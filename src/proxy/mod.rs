@@ -46,7 +46,7 @@ use crate::cache::key::{
 use crate::cache::policy::{
     self, browser_cache_control, Freshness, FreshnessField, FreshnessRules,
 };
-use crate::cache::{Cache, CacheStatus, Entry, NewEntry, PurgeMode, PurgeRun, Selector};
+use crate::cache::{Cache, CacheStatus, Entry, Forward, NewEntry, PurgeMode, PurgeRun, Selector};
 
 use crate::config::{BrowserCacheControl, Limits};
 use crate::limits::{self as limit, Capped, IdleTimeout};
@@ -114,27 +114,22 @@ enum Fetched {
     Uncacheable(Response<Body>),
 }
 
-/// How a fetch for the cache ended with a storable page.
+/// How a fetch for the cache ended with a storable page; `stored`: kept in the cache (not
+/// refused by a purge that ran meanwhile).
 #[derive(Debug, Clone, Copy)]
-struct Admitted {
-    /// Kept in the cache (not refused by a purge that ran meanwhile).
-    stored: bool,
-    /// The stored copy, renewed by the origin's `304`.
-    confirmed: bool,
+enum Admitted {
+    /// The origin sent the page.
+    Fetched { stored: bool },
+    /// The origin's `304` confirmed the stored copy, renewed.
+    Confirmed { stored: bool },
 }
 
 impl Admitted {
-    /// How the response is labelled; `expired`: the request found an expired copy.
-    fn status(self, expired: bool) -> CacheStatus {
-        if self.confirmed {
-            CacheStatus::Revalidated {
-                stored: self.stored,
-            }
-        } else {
-            CacheStatus::Miss {
-                stored: self.stored,
-                expired,
-            }
+    /// How the response is labelled, for a request that went to the origin because of `fwd`.
+    fn status(self, fwd: Forward) -> CacheStatus {
+        match self {
+            Admitted::Fetched { stored } => CacheStatus::Miss { stored, fwd },
+            Admitted::Confirmed { stored } => CacheStatus::Revalidated { stored, fwd },
         }
     }
 }
@@ -206,6 +201,8 @@ struct FetchRequest {
     /// The stored copy this request found stale or expired: the origin may confirm it with a
     /// `304` instead of sending the page again (unless `--conditional-refresh off`).
     copy: Option<Arc<Entry>>,
+    /// Why the origin is asked.
+    fwd: Forward,
 }
 
 impl Proxy {
@@ -316,13 +313,14 @@ impl Proxy {
         // visitor gets what the reload got (nginx's `proxy_cache_bypass` stores it too).
         let refresh = self.settings.honor_client_no_cache && client_wants_no_cache(&parts.headers);
 
-        let mut expired = None;
+        let mut passed_over = None;
+        let mut fwd = Forward::Miss;
         if let Some(entry) = self.cache.lookup(&key_text, &parts.headers) {
-            match if refresh {
-                Freshness::Expired
-            } else {
-                entry.freshness(now)
-            } {
+            match entry.freshness(now) {
+                Freshness::Fresh if refresh => {
+                    passed_over = Some(entry);
+                    fwd = Forward::Request;
+                }
                 Freshness::Fresh => {
                     return Answer::Ready(entry.to_response(
                         &parts.method,
@@ -331,7 +329,7 @@ impl Proxy {
                         now,
                     ))
                 }
-                Freshness::Stale => {
+                Freshness::Stale if !refresh => {
                     self.metrics.stale_served(if entry.is_soft_purged() {
                         StaleReason::SoftPurge
                     } else {
@@ -341,6 +339,7 @@ impl Proxy {
                         self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
                     fetch.stale_fallback = true;
                     fetch.copy = Some(entry.clone());
+                    fetch.fwd = Forward::Stale;
                     self.refresh_in_background(fetch);
                     return Answer::Ready(entry.to_response(
                         &parts.method,
@@ -349,34 +348,37 @@ impl Proxy {
                         now,
                     ));
                 }
-                Freshness::Expired => expired = Some(entry),
+                Freshness::Stale | Freshness::Expired => {
+                    passed_over = Some(entry);
+                    fwd = Forward::Stale;
+                }
             }
         }
 
-        let had_copy = expired.is_some();
         if client_only_if_cached(&parts.headers) {
             // RFC 9111 section 5.2.1.7: no stored response that may be served, so 504.
             return Answer::Ready(only_if_cached_miss(CacheStatus::Miss {
                 stored: false,
-                expired: had_copy,
+                fwd,
             }));
         }
         let mut fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
-        fetch.stale_fallback = expired.as_ref().is_some_and(|e| e.usable_on_error(now));
-        fetch.copy = expired.clone();
+        fetch.stale_fallback = passed_over.as_ref().is_some_and(|e| e.usable_on_error(now));
+        fetch.copy = passed_over.clone();
+        fetch.fwd = fwd;
         let this = self.clone();
         Answer::pending(async move {
             match this.fetch_shared(fetch).await {
                 Fetched::Entry(entry, admitted) => entry.to_response(
                     &parts.method,
                     &parts.headers,
-                    admitted.status(had_copy),
+                    admitted.status(fwd),
                     Instant::now(),
                 ),
                 Fetched::Uncacheable(response) => response,
                 Fetched::Error(error, origin_response) => {
                     let now = Instant::now();
-                    if let Some(copy) = expired.filter(|e| e.usable_on_error(now)) {
+                    if let Some(copy) = passed_over.filter(|e| e.usable_on_error(now)) {
                         let host = request_host(&parts).unwrap_or_default();
                         let path = normalized(parts.uri.path());
                         tracing::warn!(error = %error, host, path = %path, "origin failed; serving stale copy");
@@ -393,10 +395,7 @@ impl Proxy {
                         .unwrap_or_else(|| error.response());
                     mark(
                         response,
-                        CacheStatus::Miss {
-                            stored: false,
-                            expired: had_copy,
-                        },
+                        CacheStatus::Miss { stored: false, fwd },
                         Some(error.kind()),
                     )
                 }
@@ -451,7 +450,7 @@ impl Proxy {
         // `no-cache` alone refreshes the stored copy (see `handle`); `no-store` forbids storing
         // the answer, so it passes.
         if no_cache && self.settings.honor_client_no_cache && client_wants_no_store(headers) {
-            return Some("client-no-cache");
+            return Some("client-no-store");
         }
         None
     }
@@ -477,6 +476,7 @@ impl Proxy {
             headers: parts.headers.clone(),
             stale_fallback: false,
             copy: None,
+            fwd: Forward::Miss,
         }
     }
 

@@ -140,6 +140,7 @@ impl Proxy {
             key: key.clone(),
             stale_fallback: false,
             copy: None,
+            fwd: Forward::Miss,
         };
         // A visitor's request already fetching it warms it as well.
         let Joined::Leader(flight) = self.inflight.join(&self.flight_key(&fetch)) else {
