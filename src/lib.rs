@@ -11,7 +11,8 @@
 //! - [`server`]: the worker threads and their accept loops, HTTP/1.1 + h2c, graceful shutdown
 //!   (transport only)
 //! - [`app`]: composition root; routes the control API vs the proxy
-//! - [`proxy`]: the request flow (below); `fetch` (the origin fetch behind a miss), `headers`
+//! - [`proxy`]: the request flow (below); `fetch` (the origin fetch behind a miss), `headers`,
+//!   `warm` (purged pages fetched again, within one process-wide bound)
 //! - [`upstream`]: origin client, header hygiene, origin errors as 502/504
 //! - [`cache`]: key and path normalisation, entries (compact stored headers), freshness policy,
 //!   purge index (slot arena) and background `removals`, single flight
@@ -29,8 +30,8 @@
 //! app:    revalidate path -> Revalidate::handle -> (origin forwarding) -> cache.purge(targets)
 //!         anything else   -> Proxy::handle
 //! proxy:  bypass rule -> upstream (X-Cache: BYPASS); unsafe methods evict the page
-//!         key = host + path + query; lookup(key, Vary)
-//!           Fresh   -> HIT
+//!         key = canonical host + path + query; lookup(key, Vary)
+//!           Fresh   -> HIT (a `no-cache` reload with --honor-client-no-cache refreshes it)
 //!           Stale   -> STALE + one background refresh (single flight)
 //!           Expired / none -> single flight: leader fetches, admits if storable, followers share;
 //!                     origin failure -> stale-if-error copy, else 502/504

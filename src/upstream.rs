@@ -202,8 +202,9 @@ impl Upstream {
                     .pool_idle_timeout(Duration::from_secs(60))
                     .pool_max_idle_per_host(512)
                     // hyper's default of 100 fields made a page whose app sends more (security
-                    // headers, several `Link` and `Set-Cookie` lines) a 502 every time; the
-                    // heap-held header list this takes costs a miss, never a hit.
+                    // headers, several `Link` and `Set-Cookie` lines) a 502 every time. The
+                    // header list is then held on the heap, one allocation per origin answer
+                    // (misses and passed-through requests; hits never ask the origin).
                     .http1_max_headers(ORIGIN_MAX_HEADERS)
                     .build(connector.clone())
             })

@@ -432,8 +432,6 @@ async fn a_last_modified_copy_stays_renewable() {
     }
 }
 
-/// Requests coalesced behind a conditional refresh all get the renewed copy from one 304; a
-/// 304 without `Cache-Control` keeps the stored lifetime (1 s here, not a default).
 /// A copy made fresh by `Expires` alone stays bound to that time when a 304 leaves `Expires`
 /// out (RFC 9111 section 4.3.4): past it, every request asks again. A 304 naming a new
 /// `Expires` renews it until then.
@@ -480,6 +478,8 @@ async fn a_304_without_expires_keeps_the_stored_expiry() {
     assert_eq!(origin.count("/p"), 4);
 }
 
+/// Requests coalesced behind a conditional refresh all get the renewed copy from one 304; a
+/// 304 without `Cache-Control` keeps the stored lifetime (1 s here, not a default).
 #[tokio::test]
 async fn waiters_share_one_304_and_a_bare_304_keeps_the_lifetime() {
     let origin = Origin::start(|r| {

@@ -496,11 +496,16 @@ fn check_config_names_file_line_and_key() {
             "demo = true\n[[route]]\nmatch = \"/search?q=shoes\"\nttl = 5\n",
             ":3: route.match: match \"/search?q=shoes\": routes match paths, not query strings",
         ),
-        // Named the [[route]] line, not the tags key's.
+        // The tags key's line, not the [[route]] line's.
         (
             "route-tags",
             "demo = true\n[[route]]\nmatch = \"/blog/**\"\nttl = 60\ntags = [\"blog\", \"a,b\"]\n",
             ":5: route.tags: tags must be non-empty",
+        ),
+        (
+            "route-tag-spaces",
+            "demo = true\n[[route]]\nmatch = \"/blog/**\"\nttl = 60\ntags = [\"products \"]\n",
+            ":5: route.tags: tags must be non-empty, without commas, control characters or spaces around them",
         ),
         (
             "catch-all",

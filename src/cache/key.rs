@@ -50,7 +50,16 @@ pub fn canonical_host(host: &str) -> Cow<'_, str> {
         Some(bare) if !bare.is_empty() && !bare.ends_with('.') => bare,
         _ => name,
     };
-    match port.filter(|port| !port.is_empty() && *port != "80") {
+    // The port as a number: `:080` is `:80`, and `:08080` is `:8080`.
+    let port = match port.filter(|port| !port.is_empty()) {
+        None => None,
+        Some(port) => match port.parse::<u16>() {
+            Ok(80) => None,
+            Ok(number) if port.starts_with('0') => Some(Cow::Owned(number.to_string())),
+            _ => Some(Cow::Borrowed(port)),
+        },
+    };
+    match port {
         None => Cow::Borrowed(name),
         Some(port) if name.len() + 1 + port.len() == host.len() => Cow::Borrowed(host),
         Some(port) => Cow::Owned(format!("{name}:{port}")),
@@ -264,8 +273,11 @@ pub fn vary_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
     let mut joined = String::from_utf8_lossy(first.as_bytes()).trim().to_string();
+    // Joined as the origin gets them: HTTP/2 cookie fields with "; " (RFC 9113 section
+    // 8.2.3), so an h2 and an h1 browser with the same cookies share one variant.
+    let separator = if name == header::COOKIE { "; " } else { ", " };
     for v in values {
-        joined.push_str(", ");
+        joined.push_str(separator);
         joined.push_str(String::from_utf8_lossy(v.as_bytes()).trim());
     }
     Some(Cow::Owned(joined))
@@ -450,6 +462,8 @@ mod tests {
             ("shop.example", "shop.example"),
             ("shop.example:8080", "shop.example:8080"),
             ("shop.example:180", "shop.example:180"),
+            ("shop.example:080", "shop.example"),
+            ("shop.example:08080", "shop.example:8080"),
             // Not hosts: left for the host check.
             (":80", ":80"),
             ("a::80", "a::80"),
@@ -459,6 +473,32 @@ mod tests {
         ] {
             assert_eq!(canonical_host(written), canonical, "{written}");
         }
+    }
+
+    #[test]
+    fn cookie_fields_join_as_the_origin_gets_them() {
+        let mut h2 = HeaderMap::new();
+        h2.append(header::COOKIE, http::HeaderValue::from_static("a=1"));
+        h2.append(header::COOKIE, http::HeaderValue::from_static("b=2"));
+        let mut h1 = HeaderMap::new();
+        h1.insert(header::COOKIE, http::HeaderValue::from_static("a=1; b=2"));
+        assert_eq!(
+            vary_value(&h2, &header::COOKIE),
+            vary_value(&h1, &header::COOKIE)
+        );
+        let mut languages = HeaderMap::new();
+        languages.append(
+            header::ACCEPT_LANGUAGE,
+            http::HeaderValue::from_static("fr"),
+        );
+        languages.append(
+            header::ACCEPT_LANGUAGE,
+            http::HeaderValue::from_static("en"),
+        );
+        assert_eq!(
+            vary_value(&languages, &header::ACCEPT_LANGUAGE).as_deref(),
+            Some("fr, en")
+        );
     }
 
     #[test]

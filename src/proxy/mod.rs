@@ -4,9 +4,10 @@
 //! origin for the Host?    -> none: 421 (see `origins`)
 //! bypass rule?             -> forward as is (X-Cache: BYPASS); unsafe methods evict the page;
 //!                             a `[[route]]` with `bypass = true` is one (`routes`)
-//! key = host + path + query
+//! key = canonical host (no default port, no trailing dot) + path + query
 //! lookup(key, Vary)
-//!   Fresh                  -> HIT
+//!   Fresh                  -> HIT; with --honor-client-no-cache a `no-cache` request refreshes
+//!                             it instead, as below (Cache-Status fwd=request)
 //!   Stale (in SWR window)  -> STALE now, one background refresh (single flight)
 //!   Expired / none         -> single flight: the leader's task fetches, admits if storable,
 //!                             followers share its outcome; a failure falls back to the

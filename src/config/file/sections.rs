@@ -173,12 +173,17 @@ pub(super) fn sections(
             let message = "sets nothing: give ttl, stale_while_revalidate, stale_if_error, tags or bypass = true";
             return Err(at(span, "route", message.into()));
         }
-        if tags
-            .iter()
-            .any(|t| t.trim().is_empty() || t.contains(',') || t.chars().any(char::is_control))
-        {
-            // A comma would split the tag in `?tags=a,b` purges.
-            let message = "tags must be non-empty and contain no commas".into();
+        if tags.iter().any(|t| {
+            t.trim().is_empty()
+                || t.trim() != t
+                || t.contains(',')
+                || t.chars().any(char::is_control)
+        }) {
+            // A comma would split the tag in `?tags=a,b` purges; spaces around it would keep
+            // purges of the trimmed tag (as origins' tag headers are read) from reaching it.
+            let message =
+                "tags must be non-empty, without commas, control characters or spaces around them"
+                    .into();
             return Err(at(tags_span, "route.tags", message));
         }
         routes.push(RouteRule {
