@@ -192,11 +192,11 @@ async fn accept_encoding_is_folded_into_classes() {
         &[("accept-encoding", "gzip, deflate, br, zstd")],
     )
     .await;
-    assert_eq!(chrome.text(), "encoded for br");
+    assert_eq!(chrome.text(), "encoded for br,gzip");
     let firefox = get_with(edge.addr, "/e", &[("accept-encoding", "br, gzip, deflate")]).await;
     assert_eq!(
         (firefox.cache(), firefox.text().as_str()),
-        ("HIT", "encoded for br")
+        ("HIT", "encoded for br,gzip")
     );
     assert_eq!(
         get_with(edge.addr, "/e", &[("accept-encoding", "gzip")])
@@ -206,6 +206,54 @@ async fn accept_encoding_is_folded_into_classes() {
     );
     assert_eq!(get(edge.addr, "/e").await.text(), "encoded for none");
     assert_eq!(origin.count("/e"), 3);
+}
+
+/// Next.js's `next start` compresses with gzip only. A browser accepting both br and gzip (every
+/// browser: "gzip, deflate, br, zstd") must reach the origin accepting gzip too, or such an
+/// origin answers it uncompressed; a client accepting br alone must never get gzip.
+#[tokio::test]
+async fn browsers_get_gzip_from_an_origin_without_brotli() {
+    let origin = Origin::start(|r| {
+        let gzip = r
+            .headers
+            .get_all("accept-encoding")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|coding| coding.trim().eq_ignore_ascii_case("gzip"));
+        let reply = Reply::ok(if gzip { "gzipped" } else { "plain" })
+            .cc("s-maxage=60")
+            .header("vary", "Accept-Encoding");
+        if gzip {
+            reply.header("content-encoding", "gzip")
+        } else {
+            reply
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let chrome = get_with(
+        edge.addr,
+        "/g",
+        &[("accept-encoding", "gzip, deflate, br, zstd")],
+    )
+    .await;
+    assert_eq!(chrome.header("content-encoding"), "gzip");
+    assert_eq!(chrome.text(), "gzipped");
+    let firefox = get_with(edge.addr, "/g", &[("accept-encoding", "gzip, deflate, br")]).await;
+    assert_eq!(
+        (firefox.cache(), firefox.header("content-encoding")),
+        ("HIT", "gzip")
+    );
+    let brotli_only = get_with(edge.addr, "/g", &[("accept-encoding", "br")]).await;
+    assert_eq!(
+        (
+            brotli_only.header("content-encoding"),
+            brotli_only.text().as_str()
+        ),
+        ("", "plain")
+    );
+    assert_eq!(origin.count("/g"), 2);
 }
 
 #[tokio::test]

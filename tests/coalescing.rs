@@ -230,7 +230,7 @@ async fn an_encoded_error_page_stays_within_its_encoding() {
         let reply = Reply::ok("maintenance")
             .status(503)
             .delay(Duration::from_millis(400));
-        // The edge asks for the client's class only (`br` for "gzip, br").
+        // The edge asks for the client's class only (`br,gzip` for "gzip, br").
         match r.headers.get("accept-encoding") {
             Some(class) => reply.header("content-encoding", class.to_str().unwrap_or("")),
             None => reply,
@@ -247,7 +247,7 @@ async fn an_encoded_error_page_stays_within_its_encoding() {
     let plain = get(edge.addr, "/down").await;
     let first = first.await.expect("first client");
     assert_eq!(origin.count("/down"), 2, "one fetch per encoding class");
-    assert_eq!(first.header("content-encoding"), "br");
+    assert_eq!(first.header("content-encoding"), "br,gzip");
     assert_eq!(plain.status, 503);
     assert_eq!(plain.header("content-encoding"), "", "{}", plain.text());
     assert_eq!(plain.text(), "maintenance");
@@ -285,7 +285,7 @@ async fn each_encoding_class_is_coalesced_on_its_own() {
     }
     for client in clients {
         let (encoding, response) = client.await.expect("client");
-        let class = encoding.split(',').next().unwrap_or("").trim();
+        let class = encoding.replace(' ', "");
         assert_eq!(response.text(), format!("page {class}"));
     }
     assert_eq!(origin.count("/mixed"), 3, "one origin request per class");

@@ -203,7 +203,7 @@ async fn an_uncacheable_answer_does_not_void_concurrent_fetches_of_other_pages()
 }
 
 /// Warming fetches every variant the purged URL had, with the request headers it was made
-/// for: a browser's `br` page and a client-side navigation's RSC payload come back as HITs,
+/// for: a browser's `br,gzip` page and a client-side navigation's RSC payload come back as HITs,
 /// not only the plain page no browser asks for.
 #[tokio::test]
 async fn warm_refetches_each_variant_the_url_had() {
@@ -249,7 +249,7 @@ async fn warm_refetches_each_variant_the_url_had() {
         origin.total()
     );
     for (headers, body) in [
-        (browser, "html br v2"),
+        (browser, "html br,gzip v2"),
         (navigation, "rsc v2"),
         (&[][..], "html identity v2"),
     ] {

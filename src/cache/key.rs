@@ -296,9 +296,12 @@ pub fn named_in_connection(request: &HeaderMap, name: &HeaderName) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
-/// `br`, `gzip` or `identity`: the encodings an origin is likely to produce.
+/// `br,gzip`, `br`, `gzip` or `identity`: the encodings an origin is likely to produce, as the
+/// `Accept-Encoding` a fetch for the class sends. A client accepting both (every browser) asks
+/// for both: an origin without brotli (Next.js's `next start` compresses with gzip only) must
+/// still compress, and a client accepting br alone must never get gzip.
 pub fn encoding_class(headers: &HeaderMap) -> &'static str {
-    let mut gzip = false;
+    let (mut br, mut gzip) = (false, false);
     for value in headers.get_all(header::ACCEPT_ENCODING) {
         let Ok(text) = value.to_str() else { continue };
         for coding in text.split(',') {
@@ -315,17 +318,20 @@ pub fn encoding_class(headers: &HeaderMap) -> &'static str {
                 continue;
             }
             if name.eq_ignore_ascii_case("br") {
-                return "br";
+                br = true;
             }
             if name.eq_ignore_ascii_case("gzip") {
                 gzip = true;
             }
         }
     }
-    if gzip {
-        "gzip"
-    } else {
-        "identity"
+    match (br, gzip) {
+        // No space after the comma: re-warming replays the class as the header value, and
+        // does not replay values joined with ", " (see `Entry::variant_request`).
+        (true, true) => "br,gzip",
+        (true, false) => "br",
+        (false, true) => "gzip",
+        (false, false) => "identity",
     }
 }
 
@@ -519,7 +525,9 @@ mod tests {
             );
             encoding_class(&h)
         };
-        assert_eq!(class("gzip, deflate, br, zstd"), "br");
+        assert_eq!(class("gzip, deflate, br, zstd"), "br,gzip");
+        assert_eq!(class("br, gzip, deflate"), "br,gzip");
+        assert_eq!(class("br"), "br");
         assert_eq!(class("gzip"), "gzip");
         assert_eq!(class("br;q=0, gzip"), "gzip");
         assert_eq!(
