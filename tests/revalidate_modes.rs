@@ -266,6 +266,62 @@ async fn warm_refetches_each_variant_the_url_had() {
     assert_eq!(origin.total(), 6, "no visitor went to the origin");
 }
 
+/// Next.js 16 answers an RSC request whose `_rsc` does not match the hash of its router
+/// headers, `Next-Url` included, with a 307, yet lists no `Next-Url` in `Vary`. A client-side
+/// navigation (which sends `Next-Url`) is re-warmed with the `Next-Url` it was made for, so
+/// the next navigation is a HIT, not a miss behind a warming fetch Next refused.
+#[tokio::test]
+async fn warm_refetches_a_navigation_with_its_next_url() {
+    let version = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let current = version.clone();
+    let origin = Origin::start(move |r| {
+        let v = current.load(std::sync::atomic::Ordering::Relaxed);
+        let Some(next_url) = r.headers.get("next-url").and_then(|v| v.to_str().ok()) else {
+            return Reply::ok("").status(307).header("location", "/n?_rsc");
+        };
+        Reply::ok(format!("rsc v{v} from {next_url}"))
+            .cc("s-maxage=600")
+            .header("content-type", "text/x-component")
+            .header(
+                "vary",
+                "rsc, next-router-state-tree, next-router-prefetch, next-router-segment-prefetch, Accept-Encoding",
+            )
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let navigation: &[(&str, &str)] = &[("rsc", "1"), ("next-url", "/links")];
+    let first = get_with(edge.addr, "/n?_rsc=h1", navigation).await;
+    assert_eq!(
+        (first.cache(), first.text().as_str()),
+        ("MISS", "rsc v1 from /links")
+    );
+    version.store(2, std::sync::atomic::Ordering::Relaxed);
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/n"], "warm": true}),
+    )
+    .await
+    .json();
+    assert_eq!(answer["evicted"], 1);
+    assert!(
+        eventually(Duration::from_secs(5), || origin.total() == 2).await,
+        "the navigation re-fetched"
+    );
+    let mut r = get_with(edge.addr, "/n?_rsc=h1", navigation).await;
+    for _ in 0..50 {
+        if r.cache() == "HIT" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        r = get_with(edge.addr, "/n?_rsc=h1", navigation).await;
+    }
+    assert_eq!(
+        (r.cache(), r.text().as_str()),
+        ("HIT", "rsc v2 from /links")
+    );
+    assert_eq!(origin.total(), 2, "no visitor went to the origin");
+}
+
 /// Warming is bounded for the whole process, not per purge: several purges warming at once
 /// (a deploy script purging tag after tag) never have more than 8 renders running on the
 /// origin between them. Each purge used to get 8 of its own.

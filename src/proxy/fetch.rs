@@ -4,7 +4,11 @@
 
 use super::headers::{mark, vary_names};
 use super::*;
+use crate::cache::entry::is_rsc_content;
 use crate::cache::key::named_in_connection;
+
+/// Next.js's `Next-Url` request header (the page a client-side navigation starts from).
+const NEXT_URL: HeaderName = HeaderName::from_static("next-url");
 
 impl Proxy {
     /// Sends one request to the origin, counting it, its latency and its failure kind.
@@ -188,7 +192,7 @@ impl Proxy {
 
         let mut headers = head.headers;
         let tags = self.page_tags(&mut headers, route);
-        let vary = vary_names(&headers)
+        let mut vary = vary_names(&headers)
             .into_iter()
             .map(|name| {
                 // A header the client named in `Connection` never reached the origin: the page
@@ -202,7 +206,22 @@ impl Proxy {
                 };
                 (name, value)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Next.js checks an RSC request's `_rsc` against a hash of its router headers,
+        // `Next-Url` included, and answers a 307 when they disagree, but does not list
+        // `Next-Url` in `Vary` (outside interception routes). A payload fetched with one is
+        // kept for it as if it were listed, so re-warming sends it back (without it, Next
+        // answered the warming fetch with a 307 and the next navigation missed). Requests
+        // sharing an `_rsc` value share their `Next-Url`: hits are the same.
+        if is_rsc_request(&fetch.headers)
+            && is_rsc_content(&headers)
+            && !vary.iter().any(|(name, _)| name == NEXT_URL)
+            && !named_in_connection(&fetch.headers, &NEXT_URL)
+        {
+            if let Some(next_url) = vary_value(&fetch.headers, &NEXT_URL) {
+                vary.push((NEXT_URL, Some(next_url.into_owned())));
+            }
+        }
         let initial_age = initial_age(&headers, &lifetime);
         let freshness_field = FreshnessField::of(&headers);
         self.client_facing(&mut headers, true);
