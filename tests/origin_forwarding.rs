@@ -472,6 +472,69 @@ async fn pages_are_regenerated_with_x_prerender_revalidate_before_the_eviction()
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A Next.js app with `trailingSlash: true` serves `/products/a/` and answers `/products/a`
+/// with a 308 to it, regenerating nothing, `x-prerender-revalidate` or not. The proxy keeps
+/// pages under their path without the slash, so it asked there, reported success and fetched
+/// Next's old render again; it now follows that redirect.
+#[tokio::test]
+async fn regeneration_follows_a_trailing_slash_redirect() {
+    let data_version = Arc::new(AtomicUsize::new(1));
+    let rendered: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let data = data_version.clone();
+    let next = Origin::start(move |r| {
+        if !r.path.ends_with('/') {
+            return Reply::ok("")
+                .status(308)
+                .header("location", &format!("{}/", r.path));
+        }
+        let render = || format!("{} v{}", r.path, data.load(Ordering::SeqCst));
+        let mut pages = rendered.lock().expect("rendered pages");
+        if r.method == "HEAD"
+            && r.headers
+                .get("x-prerender-revalidate")
+                .is_some_and(|v| v == PREVIEW_ID)
+        {
+            pages.insert(r.path.clone(), render());
+            return Reply::ok("").header("x-nextjs-cache", "REVALIDATED");
+        }
+        let body = pages.entry(r.path.clone()).or_insert_with(render).clone();
+        Reply::ok(body)
+            .cc("s-maxage=3600, stale-while-revalidate=31532400")
+            .header("x-nextjs-cache", "HIT")
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("isr-edge-slash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let manifest = dir.join("prerender-manifest.json");
+    std::fs::write(
+        &manifest,
+        json!({"version": 4, "routes": {}, "preview": {"previewModeId": PREVIEW_ID}}).to_string(),
+    )
+    .expect("write manifest");
+    let manifest_arg = manifest.to_string_lossy().into_owned();
+    let edge = Edge::start(&next.url(), &["--next-prerender-manifest", &manifest_arg]).await;
+    assert_eq!(
+        get(edge.addr, "/products/a/").await.text(),
+        "/products/a/ v1"
+    );
+    data_version.store(2, Ordering::SeqCst);
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/products/a/"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let answer = answer.json();
+    assert_eq!(answer["regenerated"][0]["cache"], "REVALIDATED", "{answer}");
+    assert_eq!(answer["regenerated"][0]["status"], 200, "{answer}");
+    let page = get(edge.addr, "/products/a/").await;
+    assert_eq!(
+        (page.cache(), page.text().as_str()),
+        ("MISS", "/products/a/ v2")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn a_wrong_manifest_path_is_refused_at_start() {
     let error = isr_edge::config::Config::from_args(

@@ -265,7 +265,26 @@ impl Forwarder {
     }
 
     /// `HEAD <path>` with `x-prerender-revalidate`: Next renders the page now and stores it.
+    /// A Next.js app with `trailingSlash: true` serves `/p/` and answers `/p` (the page path
+    /// purges name) with a 308 to it, regenerating nothing: that redirect is followed, once.
     async fn head(&self, page: &Page, id: HeaderValue, deadline: Instant) -> CallResult {
+        let result = self.head_at(page, &page.path, id.clone(), deadline).await;
+        match result.location.as_deref() {
+            Some(location) if toggles_trailing_slash(&page.path, location) => {
+                let location = location.to_string();
+                self.head_at(page, &location, id, deadline).await
+            }
+            _ => result,
+        }
+    }
+
+    async fn head_at(
+        &self,
+        page: &Page,
+        path: &str,
+        id: HeaderValue,
+        deadline: Instant,
+    ) -> CallResult {
         let mut headers = HeaderMap::new();
         headers.insert("x-prerender-revalidate", id);
         if let Some(host) = page
@@ -276,15 +295,14 @@ impl Forwarder {
         {
             headers.insert(header::HOST, host);
         }
-        let request = match self.origin.request(
-            Method::HEAD,
-            &page.path,
-            headers,
-            crate::body::empty_upstream(),
-        ) {
-            Ok(r) => r,
-            Err(e) => return failed(e.to_string()),
-        };
+        let request =
+            match self
+                .origin
+                .request(Method::HEAD, path, headers, crate::body::empty_upstream())
+            {
+                Ok(r) => r,
+                Err(e) => return failed(e.to_string()),
+            };
         // A page that no longer exists regenerates as a 404: that is a successful revalidation.
         let result = call(
             &self.client,
@@ -295,12 +313,21 @@ impl Forwarder {
         )
         .await;
         if result.ok {
-            tracing::info!(target: "isr_edge::audit", path = %page.path, status = result.status, ok = result.ok, cache = result.cache.as_deref(), "asked the origin to regenerate");
+            tracing::info!(target: "isr_edge::audit", path = %path, status = result.status, ok = result.ok, cache = result.cache.as_deref(), "asked the origin to regenerate");
         } else {
-            tracing::warn!(target: "isr_edge::audit", path = %page.path, status = result.status, ok = result.ok, error = result.error.as_deref(), "the origin did not regenerate the page");
+            tracing::warn!(target: "isr_edge::audit", path = %path, status = result.status, ok = result.ok, error = result.error.as_deref(), "the origin did not regenerate the page");
         }
         result
     }
+}
+
+/// Whether a redirect's `Location` names `path` itself with a trailing slash added or removed
+/// (a path on the same origin, no query).
+fn toggles_trailing_slash(path: &str, location: &str) -> bool {
+    location.starts_with('/')
+        && !location.starts_with("//")
+        && !location.contains(['?', '#'])
+        && (location.strip_suffix('/') == Some(path) || path.strip_suffix('/') == Some(location))
 }
 
 fn boxed(body: Bytes) -> UpstreamBody {
@@ -328,6 +355,12 @@ async fn call(
         .get("x-nextjs-cache")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let location = status
+        .is_redirection()
+        .then(|| response.headers().get(header::LOCATION))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let ok = is_ok(status);
     let body = Limited::new(response.into_body(), 64 * 1024).collect();
     let text = match timeout_at(deadline, body).await {
@@ -350,6 +383,7 @@ async fn call(
         ok,
         error,
         cache,
+        location,
     }
 }
 

@@ -22,6 +22,9 @@ pub struct CallResult {
     /// The origin's `x-nextjs-cache` (`REVALIDATED` when Next regenerated the page).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
+    /// A redirect's `Location`, for the caller to decide whether to follow it.
+    #[serde(skip)]
+    pub location: Option<String>,
 }
 
 /// Everything the origin was told, for the answer.
@@ -89,6 +92,7 @@ pub fn failed(error: String) -> CallResult {
         ok: false,
         error: Some(error),
         cache: None,
+        location: None,
     }
 }
 
