@@ -220,6 +220,8 @@ impl Proxy {
         {
             if let Some(next_url) = vary_value(&fetch.headers, &NEXT_URL) {
                 vary.push((NEXT_URL, Some(next_url.into_owned())));
+                // Sorted as `vary_names` gives them, so pages varying alike share one list.
+                vary.sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
             }
         }
         let initial_age = initial_age(&headers, &lifetime);
