@@ -127,3 +127,31 @@ async fn rsc_named_in_connection_is_an_html_request() {
         "rsc payload"
     );
 }
+
+/// An answer an RSC request could never be served from the cache (HTML to `RSC: 1`, as a Pages
+/// Router page or Next's empty 404 to a segment prefetch gives) is passed on unstored, saying
+/// so: stored, it took memory, said `stored`, and every such request went to the origin all
+/// the same. The HTML copy of the URL is untouched.
+#[tokio::test]
+async fn an_answer_no_request_like_it_can_be_served_is_not_stored() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("<html>render {}</html>", r.count))
+            .cc("s-maxage=600")
+            .header("content-type", "text/html")
+            .header("vary", "rsc")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/p").await.cache(), "MISS");
+    let rsc = get_with(edge.addr, "/p", &[("rsc", "1")]).await;
+    assert_eq!(rsc.status, 200);
+    assert_eq!(
+        rsc.header("cache-status"),
+        "isr-edge; fwd=miss; detail=rsc-mismatch"
+    );
+    let html = get(edge.addr, "/p").await;
+    assert_eq!(
+        (html.cache(), html.text().as_str()),
+        ("HIT", "<html>render 1</html>")
+    );
+}

@@ -147,6 +147,23 @@ impl Proxy {
                 )));
             }
         };
+        // An answer a request like this one could never be served from the cache (the RSC
+        // guard of `Entry::matches_at`: Next's empty 404 to a segment prefetch, a Pages Router
+        // page's HTML to `RSC: 1`) is passed on unstored: stored, it would take memory, say
+        // `stored`, and send every such request to the origin all the same. It says nothing
+        // of the copy the other kind of request is served, so nothing is withdrawn.
+        if !names_rsc_payload(&fetch.key)
+            && is_rsc_content(response.headers()) != is_rsc_request(&fetch.headers)
+        {
+            return Some(Fetched::Uncacheable(self.relay(
+                response,
+                CacheStatus::Miss {
+                    stored: false,
+                    fwd: fetch.fwd,
+                },
+                Some("rsc-mismatch"),
+            )));
+        }
         let declared_length = response
             .headers()
             .get(header::CONTENT_LENGTH)
