@@ -321,12 +321,8 @@ pub fn vary_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'
 /// `Accept-Encoding` never is: the edge sends the origin its own (the encoding class).
 pub fn named_in_connection(request: &HeaderMap, name: &HeaderName) -> bool {
     name != header::ACCEPT_ENCODING
-        && request
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+        && crate::upstream::connection_tokens(request)
+            .any(|token| token.eq_ignore_ascii_case(name.as_str()))
 }
 
 /// `br,gzip`, `br`, `gzip` or `identity`: the encodings an origin is likely to produce, as the
