@@ -69,6 +69,11 @@ impl Proxy {
         };
         let epoch = self.cache.epoch();
         let asked_at = Instant::now();
+        // How every answer passed on without being stored is labelled.
+        let unstored = CacheStatus::Miss {
+            stored: false,
+            fwd: fetch.fwd,
+        };
         let mut headers = origin_request_headers(&fetch.headers, &fetch.host, fetch.peer);
         // A fetch for the cache is a plain GET without a body, whatever the client sent: a
         // client's `Content-Length` with no body behind it would hold the origin (and every
@@ -139,10 +144,7 @@ impl Proxy {
                 }
                 return Some(Fetched::Uncacheable(self.relay(
                     response,
-                    CacheStatus::Miss {
-                        stored: false,
-                        fwd: fetch.fwd,
-                    },
+                    unstored,
                     Some(why.as_str()),
                 )));
             }
@@ -157,10 +159,7 @@ impl Proxy {
         {
             return Some(Fetched::Uncacheable(self.relay(
                 response,
-                CacheStatus::Miss {
-                    stored: false,
-                    fwd: fetch.fwd,
-                },
+                unstored,
                 Some("rsc-mismatch"),
             )));
         }
@@ -173,10 +172,7 @@ impl Proxy {
             self.withdraw_replaced_copy(fetch, asked_at);
             return Some(Fetched::Uncacheable(self.relay(
                 response,
-                CacheStatus::Miss {
-                    stored: false,
-                    fwd: fetch.fwd,
-                },
+                unstored,
                 Some("too-large"),
             )));
         }
@@ -194,10 +190,7 @@ impl Proxy {
                     self.client_facing(response.headers_mut(), false);
                     return Some(Fetched::Uncacheable(mark(
                         response,
-                        CacheStatus::Miss {
-                            stored: false,
-                            fwd: fetch.fwd,
-                        },
+                        unstored,
                         Some("too-large"),
                     )));
                 }
@@ -291,20 +284,20 @@ impl Proxy {
         } else if field == FreshnessField::None && stored_field == FreshnessField::Expires {
             // RFC 9111 section 4.3.4: the stored `Expires` stands and is measured against the
             // 304's `Date`. The copy is fresh until the time the origin named, not for the same
-            // span again: an `Expires` at midnight does not become one a day later.
-            let mut renewed = update.clone();
+            // span again: an `Expires` at midnight does not become one a day later. Set among
+            // the 304's fields, it renews the copy with the value it already had.
             if let Some(expires) = copy.expires() {
-                renewed.insert(header::EXPIRES, expires);
+                update.insert(header::EXPIRES, expires);
             }
             (
-                self.lifetime(route, false, copy.status, &renewed).ok()?,
+                self.lifetime(route, false, copy.status, &update).ok()?,
                 stored_field,
             )
         } else {
             if update.contains_key(header::SET_COOKIE) {
                 return None;
             }
-            (copy.lifetime(), copy.freshness_field())
+            (copy.lifetime(), stored_field)
         };
         let initial_age = initial_age(&update, &lifetime);
         let names_tags = self
