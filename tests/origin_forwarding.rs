@@ -16,6 +16,21 @@ use support::{get, get_with, revalidate, send, Edge, Origin, Reply, Seen, SECRET
 const ORIGIN_SECRET: &str = "origin-side-secret-0123456789abcdef";
 const PREVIEW_ID: &str = "f5a1c0ffee0123456789abcdef012345";
 
+/// A `prerender-manifest.json` naming `PREVIEW_ID`, as `next build` writes it, in a
+/// directory of its own.
+fn preview_manifest(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let manifest = dir.join("prerender-manifest.json");
+    std::fs::write(
+        &manifest,
+        json!({"version": 4, "routes": {}, "preview": {"previewModeId": PREVIEW_ID}}).to_string(),
+    )
+    .expect("write manifest");
+    manifest
+}
+
 /// An app instance's revalidation route: answers after `delay` with `status`.
 async fn app_instance(status: u16, delay: Duration) -> Origin {
     Origin::start(move |_| {
@@ -374,15 +389,7 @@ async fn fake_next() -> FakeNext {
 #[tokio::test]
 async fn pages_are_regenerated_with_x_prerender_revalidate_before_the_eviction() {
     let next = fake_next().await;
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("isr-edge-forwarding-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let manifest = dir.join("prerender-manifest.json");
-    std::fs::write(
-        &manifest,
-        json!({"version": 4, "routes": {}, "preview": {"previewModeId": PREVIEW_ID}}).to_string(),
-    )
-    .expect("write manifest");
+    let manifest = preview_manifest("forwarding");
     let manifest_arg = manifest.to_string_lossy().into_owned();
     let edge = Edge::start(
         &next.origin.url(),
@@ -469,7 +476,7 @@ async fn pages_are_regenerated_with_x_prerender_revalidate_before_the_eviction()
         .as_str()
         .is_some_and(|e| e.contains("previewModeId")));
     assert_eq!(answer["evicted"], 1);
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(manifest.parent().expect("its directory"));
 }
 
 /// A Next.js app with `trailingSlash: true` serves `/products/a/` and answers `/products/a`
@@ -503,14 +510,7 @@ async fn regeneration_follows_a_trailing_slash_redirect() {
             .header("x-nextjs-cache", "HIT")
     })
     .await;
-    let dir = std::env::temp_dir().join(format!("isr-edge-slash-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let manifest = dir.join("prerender-manifest.json");
-    std::fs::write(
-        &manifest,
-        json!({"version": 4, "routes": {}, "preview": {"previewModeId": PREVIEW_ID}}).to_string(),
-    )
-    .expect("write manifest");
+    let manifest = preview_manifest("slash");
     let manifest_arg = manifest.to_string_lossy().into_owned();
     let edge = Edge::start(&next.url(), &["--next-prerender-manifest", &manifest_arg]).await;
     assert_eq!(
@@ -532,7 +532,7 @@ async fn regeneration_follows_a_trailing_slash_redirect() {
         (page.cache(), page.text().as_str()),
         ("MISS", "/products/a/ v2")
     );
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(manifest.parent().expect("its directory"));
 }
 
 #[tokio::test]
