@@ -86,7 +86,8 @@ pub fn bad_host(request: &http::request::Parts) -> Response<Body> {
 }
 
 /// Whether `host` is `host[:port]` as a `Host` header carries it: a name or IPv4 address of
-/// letters, digits, `-`, `.`, `_`, `~`, or a bracketed IPv6 literal, then an optional port.
+/// letters, digits, `-`, `.`, `_`, `~`, or a bracketed IPv6 literal, then an optional port
+/// (at most 65535).
 /// The cache key is the host followed by the path, so a host with `/` in it (or `?`, `#`, `@`)
 /// could spell another URL's key: `Host: a.example/x` with `/y` is `a.example` with `/x/y`.
 pub fn valid_host(host: &str) -> bool {
@@ -114,7 +115,15 @@ pub fn valid_host(host: &str) -> bool {
     name_ok
         && match port.split_first() {
             None => true,
-            Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+            // A port is at most 65535: `:99999` names no server, and would key pages apart.
+            Some((b':', digits)) => {
+                digits.len() <= 5
+                    && digits.iter().all(u8::is_ascii_digit)
+                    && digits
+                        .iter()
+                        .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
+                        <= u32::from(u16::MAX)
+            }
             Some(_) => false,
         }
 }
@@ -361,6 +370,7 @@ mod tests {
             "[2001:db8::1]",
             "my_host.internal",
             "host:",
+            "host:65535",
         ] {
             assert!(valid_host(host), "{host}");
         }
@@ -373,6 +383,8 @@ mod tests {
             "shop example",
             "shop.example:80:81",
             "shop.example:123456",
+            "shop.example:65536",
+            "shop.example:99999",
             "[::1",
             "[::1]x",
             "[]",

@@ -219,11 +219,7 @@ pub(super) fn sections(
         let host = canonical_host(&host).into_owned();
         // Requests name hosts this way too (`limits::valid_host`); anything else (a wildcard,
         // a port past 65535) would match no request.
-        let port_ok = host
-            .rsplit_once(':')
-            .filter(|_| !host.ends_with(']'))
-            .is_none_or(|(_, port)| port.parse::<u16>().is_ok());
-        if host.is_empty() || !crate::limits::valid_host(&host) || !port_ok {
+        if host.is_empty() || !crate::limits::valid_host(&host) {
             let message = format!(
                 "{host:?} is not a host name; e.g. \"shop.example\" or \"shop.example:8080\" \
                  (no wildcards: list each host)"
