@@ -92,8 +92,15 @@ pub struct Cli {
     /// Refresh stored pages with their validators (If-None-Match, If-Modified-Since), so the
     /// origin can answer 304 instead of sending the page again; `off` for an origin whose 304s
     /// cannot be trusted.
-    #[arg(long, value_enum, default_value = "on")]
-    pub conditional_refresh: Switch,
+    #[arg(
+        long,
+        default_value = "on",
+        value_name = "on|off",
+        hide_possible_values = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub conditional_refresh: bool,
 
     /// Cache-Control sent to browsers for stored pages: `rewrite` drops shared-cache directives
     /// so a plain reload revalidates; `origin` passes the origin's header unchanged.
@@ -275,15 +282,6 @@ fn parse_admin_listen(text: &str) -> Result<AdminListen, String> {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Switch {
-    /// Also `true`, as a TOML boolean reads.
-    #[value(alias = "true")]
-    On,
-    #[value(alias = "false")]
-    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -292,7 +292,7 @@ impl Config {
             },
             origin_timeout: cli.origin_timeout,
             honor_client_no_cache: cli.honor_client_no_cache,
-            conditional_refresh: cli.conditional_refresh == cli::Switch::On,
+            conditional_refresh: cli.conditional_refresh,
             browser_cache_control: cli.browser_cache_control,
             shutdown_timeout: cli.shutdown_timeout,
             header_read_timeout: cli.header_read_timeout,
