@@ -1,6 +1,7 @@
 //! A stored response: status, client-facing headers, body, the Vary values it was made for, its
 //! tags and lifetime; how it is rendered as a HIT/STALE response or a 304.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -143,9 +144,10 @@ pub struct Entry {
     /// The request header values this variant was made for, by the names in its `Vary`;
     /// `None` when its `Vary` names no header (or there is none).
     vary: Option<Box<VaryKey>>,
-    pub tags: Box<[Box<str>]>,
+    /// Boxed once more so that pages without tags (most outside Next.js) pay one word.
+    tags: Option<Box<Tags>>,
     lifetime: StoredLifetime,
-    pub stored_at: Instant,
+    stored_at: StoredAt,
     /// Age the response already had when it arrived (origin `Age`, or `fresh_for` when the origin
     /// said it served a stale copy).
     initial_age: Millis,
@@ -256,6 +258,46 @@ impl Millis {
     }
 }
 
+/// An entry's tags (see [`Entry::tags`]).
+#[derive(Debug)]
+struct Tags(Box<[Box<str>]>);
+
+/// An instant to the millisecond, rounded down, as an offset from one instant of the process:
+/// 8 bytes where an `Instant` takes 16, for the store time every page carries. Signed, so an
+/// instant from before that reference (a test's paused clock) is kept too.
+#[derive(Debug, Clone, Copy)]
+struct StoredAt(i64);
+
+impl StoredAt {
+    fn reference() -> Instant {
+        static REFERENCE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        Instant::from_std(*REFERENCE.get_or_init(std::time::Instant::now))
+    }
+
+    fn of(at: Instant) -> StoredAt {
+        let reference = StoredAt::reference();
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        match at.checked_duration_since(reference) {
+            Some(after) => StoredAt(millis(after)),
+            // Before the reference: rounded away from it, so still down.
+            None => StoredAt(-millis(
+                (reference - at).saturating_add(Duration::from_nanos(999_999)),
+            )),
+        }
+    }
+
+    fn get(self) -> Instant {
+        let reference = StoredAt::reference();
+        let offset = Duration::from_millis(self.0.unsigned_abs());
+        let at = if self.0 >= 0 {
+            reference.checked_add(offset)
+        } else {
+            reference.checked_sub(offset)
+        };
+        at.unwrap_or(reference)
+    }
+}
+
 /// [`Lifetime`] as a page stores it.
 #[derive(Debug)]
 struct StoredLifetime {
@@ -285,14 +327,14 @@ impl StoredLifetime {
 struct StoredHeaders {
     block: Bytes,
     fields: Box<[StoredField]>,
-    /// Names the process table had no room for, in order of first use (usually none).
-    own_names: Box<[HeaderName]>,
 }
 
 /// One stored field: 12 bytes where a `HeaderName` alone is 32.
 #[derive(Debug)]
 struct StoredField {
-    /// An id in [`interned::names`], or with [`OWN`] set, a position in `own_names`.
+    /// An id in [`interned::names`], or with [`OWN`] set, the length of a name the process
+    /// table had no room for (rare), kept in the block just before the value: a page pays for
+    /// such a name only when it has one, not a list pointer on every page.
     name: u16,
     /// A range of the block, or when `start` is [`SHARED_VALUE`], `end` is an id in
     /// [`interned::values`].
@@ -331,25 +373,26 @@ impl StoredHeaders {
         let kept = || headers.iter().filter(|(name, _)| !per_response(name));
         let mut block = Vec::new();
         let mut fields = Vec::with_capacity(kept().count());
-        let mut own_names: Vec<HeaderName> = Vec::new();
         for (name, value) in kept() {
             let name_id = match names.intern(name) {
                 Some(id) if id < OWN => id,
                 _ => {
-                    let position = own_names.iter().position(|own| own == name);
-                    let position = position.unwrap_or(own_names.len());
-                    let Some(id) = u16::try_from(position).ok().filter(|id| *id < OWN) else {
+                    let Some(len) = u16::try_from(name.as_str().len())
+                        .ok()
+                        .filter(|len| *len < OWN)
+                    else {
                         continue;
                     };
-                    if position == own_names.len() {
-                        own_names.push(name.clone());
-                    }
-                    id | OWN
+                    block.extend_from_slice(name.as_str().as_bytes());
+                    len | OWN
                 }
             };
+            // An own name sits just before its value, so that value is always in the block
+            // (still offered to the table, which keeps a value the second time it sees it).
             let shared = interned::shares_values(name)
                 .then(|| values.intern(value))
-                .flatten();
+                .flatten()
+                .filter(|_| name_id & OWN == 0);
             let (start, end) = match shared {
                 Some(id) => (SHARED_VALUE, u32::from(id)),
                 None => {
@@ -379,15 +422,31 @@ impl StoredHeaders {
             // No spare capacity kept (a `Vec` with spare room becomes a shared `Bytes` at once).
             block: Bytes::from(block.into_boxed_slice()),
             fields: fields.into_boxed_slice(),
-            own_names: own_names.into_boxed_slice(),
         }
     }
 
-    fn name(&self, field: &StoredField) -> Option<&HeaderName> {
+    /// The bytes of an own name (see [`StoredField::name`]); `None` for a table id.
+    fn own_name(&self, field: &StoredField) -> Option<&[u8]> {
         if field.name & OWN == 0 {
-            interned::names().get(field.name)
-        } else {
-            self.own_names.get(usize::from(field.name & !OWN))
+            return None;
+        }
+        let end = field.start as usize;
+        let start = end.checked_sub(usize::from(field.name & !OWN))?;
+        self.block.get(start..end)
+    }
+
+    fn name(&self, field: &StoredField) -> Option<Cow<'static, HeaderName>> {
+        match self.own_name(field) {
+            None => interned::names().get(field.name).map(Cow::Borrowed),
+            // Valid by construction (copied from a `HeaderName`).
+            Some(bytes) => HeaderName::from_bytes(bytes).ok().map(Cow::Owned),
+        }
+    }
+
+    fn is_named(&self, field: &StoredField, name: &HeaderName) -> bool {
+        match self.own_name(field) {
+            None => interned::names().get(field.name) == Some(name),
+            Some(bytes) => bytes == name.as_str().as_bytes(),
         }
     }
 
@@ -405,7 +464,7 @@ impl StoredHeaders {
     fn get(&self, name: &HeaderName) -> Option<HeaderValue> {
         self.fields
             .iter()
-            .find(|f| self.name(f) == Some(name))
+            .find(|f| self.is_named(f, name))
             .and_then(|f| self.value(f))
     }
 
@@ -416,7 +475,7 @@ impl StoredHeaders {
                 continue;
             };
             if let Some(value) = self.value(field) {
-                map.append(name.clone(), value);
+                map.append(name.into_owned(), value);
             }
         }
     }
@@ -433,13 +492,7 @@ impl StoredHeaders {
     }
 
     fn weight(&self) -> usize {
-        self.block.len()
-            + self.fields.len() * std::mem::size_of::<StoredField>()
-            + self
-                .own_names
-                .iter()
-                .map(|name| name.as_str().len() + std::mem::size_of::<HeaderName>())
-                .sum::<usize>()
+        self.block.len() + self.fields.len() * std::mem::size_of::<StoredField>()
     }
 }
 
@@ -549,9 +602,9 @@ impl Entry {
             headers: StoredHeaders::new(&headers),
             body: new.body,
             vary: VaryKey::new(new.vary),
-            tags: new.tags.into_boxed_slice(),
+            tags: (!new.tags.is_empty()).then(|| Box::new(Tags(new.tags.into_boxed_slice()))),
             lifetime: StoredLifetime::of(&new.lifetime),
-            stored_at: now,
+            stored_at: StoredAt::of(now),
             initial_age: Millis::of(new.initial_age),
             soft_purged: AtomicBool::new(false),
             withdrawn: AtomicBool::new(false),
@@ -585,7 +638,18 @@ impl Entry {
     }
 
     pub fn age(&self, now: Instant) -> Duration {
-        self.initial_age.get() + now.saturating_duration_since(self.stored_at)
+        self.initial_age.get() + now.saturating_duration_since(self.stored_at())
+    }
+
+    /// When this copy was stored (to the millisecond, earlier rather than later: an age is
+    /// never under-counted).
+    pub fn stored_at(&self) -> Instant {
+        self.stored_at.get()
+    }
+
+    /// The tags it was stored with (the origin's and the route's).
+    pub fn tags(&self) -> &[Box<str>] {
+        self.tags.as_deref().map_or(&[], |tags| &tags.0)
     }
 
     pub fn freshness(&self, now: Instant) -> Freshness {
@@ -806,7 +870,7 @@ impl Entry {
     pub fn weight(&self) -> usize {
         let headers = self.headers.weight();
         let vary = self.vary.as_deref().map_or(0, VaryKey::weight);
-        let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
+        let tags: usize = self.tags().iter().map(|t| t.len() + 16).sum();
         self.body.len() + headers + vary + tags + std::mem::size_of::<Entry>()
     }
 
@@ -1144,8 +1208,8 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn per_page_sizes() {
-        // With the `Arc` counts, 192 bytes: mimalloc's 192-byte class.
-        assert!(std::mem::size_of::<Entry>() <= 176);
+        // With the `Arc` counts, 160 bytes: mimalloc's 160-byte class (the next is 192).
+        assert!(std::mem::size_of::<Entry>() <= 144);
         assert!(std::mem::size_of::<VaryKey>() <= 40);
         assert!(std::mem::size_of::<StoredField>() <= 12);
         // A typical page head (as the bench origin sends it, plus the ETag added on admission):
@@ -1175,7 +1239,23 @@ mod tests {
                 + page.etag().expect("etag made").len()
         );
         assert_eq!(page.headers.fields.len(), 5, "the four fields and the ETag");
-        assert!(page.headers.own_names.is_empty());
+        assert!(page.headers.fields.iter().all(|f| f.name & OWN == 0));
+    }
+
+    #[test]
+    fn a_store_time_is_kept_to_the_millisecond_and_never_later() {
+        let reference = StoredAt::reference();
+        for at in [
+            reference,
+            reference + Duration::from_micros(2_500),
+            reference + Duration::from_secs(86_400 * 365),
+            reference - Duration::from_micros(2_500),
+            reference - Duration::from_millis(7),
+        ] {
+            let kept = StoredAt::of(at).get();
+            assert!(kept <= at, "{kept:?} after {at:?}");
+            assert!(at - kept < Duration::from_millis(1), "{kept:?} {at:?}");
+        }
     }
 
     fn varied(vary: &[(&'static str, Option<&str>)]) -> Entry {
@@ -1338,7 +1418,7 @@ mod tests {
         let e = stored(HeaderMap::new(), Duration::from_millis(1500));
         assert_eq!(e.lifetime().fresh_for, Duration::from_secs(10));
         assert_eq!(
-            e.ttl(e.stored_at),
+            e.ttl(e.stored_at()),
             9,
             "10 s fresh, 1.5 s old: 9 whole seconds left"
         );
@@ -1351,8 +1431,12 @@ mod tests {
         map.append("content-type", HeaderValue::from_static("text/html"));
         map.append("x-powered-by", HeaderValue::from_static("again"));
         let own = StoredHeaders::with_tables(&map, &Table::new(0, 0), &Table::new(0, 0));
-        assert_eq!(own.own_names.len(), 2, "each name kept once");
-        assert_eq!(own.block.len(), "Next.jstext/htmlagain".len());
+        assert_eq!(
+            &own.block[..],
+            b"x-powered-byNext.jsx-powered-byagaincontent-typetext/html",
+            "each name just before its value"
+        );
+        assert!(own.fields.iter().all(|f| f.name & OWN != 0));
         let mut rendered = HeaderMap::new();
         own.render(&mut rendered, |_| false);
         let pairs: Vec<_> = rendered.iter().collect();
@@ -1362,6 +1446,12 @@ mod tests {
             own.get(&header::CONTENT_TYPE),
             Some(HeaderValue::from_static("text/html"))
         );
+        assert_eq!(
+            own.get(&HeaderName::from_static("x-powered-by")),
+            Some(HeaderValue::from_static("Next.js")),
+            "the first line of a name"
+        );
+        assert_eq!(own.get(&HeaderName::from_static("x-nope")), None);
     }
 
     #[test]
@@ -1382,7 +1472,7 @@ mod tests {
         // The second page with these names and values shares them.
         let stored = stored(map, Duration::ZERO);
         assert!(
-            stored.headers.own_names.is_empty(),
+            stored.headers.fields.iter().all(|f| f.name & OWN == 0),
             "every name in the process table"
         );
         assert!(

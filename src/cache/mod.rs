@@ -39,13 +39,44 @@ const MAX_VARIANTS: usize = 16;
 pub struct Variants {
     /// Unique per stored value; the index uses it to ignore stale eviction notices.
     id: u64,
-    entries: Box<[Arc<Entry>]>,
+    entries: VariantList,
     weight: u32,
     /// Set by a hard purge: from then on the value is gone for lookups and admissions; moka
     /// drops it shortly after (see [`Cache::purge`]). The index record reaches it through a
     /// weak pointer, so a purge sets it without a moka lookup, and a lookup reads it where it
     /// already is (no allocation of its own, no second pointer to follow).
     purged: AtomicBool,
+}
+
+/// A URL's variants: the usual single one without a list allocation of its own.
+#[derive(Debug)]
+enum VariantList {
+    One(Arc<Entry>),
+    Many(Box<[Arc<Entry>]>),
+}
+
+impl From<Vec<Arc<Entry>>> for VariantList {
+    fn from(mut entries: Vec<Arc<Entry>>) -> VariantList {
+        match (entries.pop(), entries.is_empty()) {
+            (Some(only), true) => VariantList::One(only),
+            (Some(last), false) => {
+                entries.push(last);
+                VariantList::Many(entries.into_boxed_slice())
+            }
+            (None, _) => VariantList::Many(Box::default()),
+        }
+    }
+}
+
+impl std::ops::Deref for VariantList {
+    type Target = [Arc<Entry>];
+
+    fn deref(&self) -> &[Arc<Entry>] {
+        match self {
+            VariantList::One(entry) => std::slice::from_ref(entry),
+            VariantList::Many(entries) => entries,
+        }
+    }
 }
 
 impl Variants {
@@ -299,7 +330,7 @@ impl Cache {
         let entry = Arc::new(Entry::new(new, now));
         if self
             .purges
-            .selected_since(epoch_at_start, key, page, Some(&entry.tags))
+            .selected_since(epoch_at_start, key, page, Some(entry.tags()))
         {
             return (entry, false);
         }
@@ -342,7 +373,7 @@ impl Cache {
                 .min(u32::MAX as usize) as u32;
             let mut tags: Vec<Box<str>> = entries
                 .iter()
-                .flat_map(|e| e.tags.iter().cloned())
+                .flat_map(|e| e.tags().iter().cloned())
                 .collect();
             tags.sort();
             tags.dedup();
@@ -351,7 +382,7 @@ impl Cache {
             // comes after and finds the record.
             let value = Arc::new(Variants {
                 id: value_id,
-                entries: entries.into_boxed_slice(),
+                entries: entries.into(),
                 weight,
                 purged: AtomicBool::new(false),
             });
@@ -470,7 +501,7 @@ impl Cache {
             .iter()
             // A copy stored after the origin was asked came from an answer that may be newer
             // than the one withdrawing: it stays.
-            .filter(|e| e.matches_at(request, rsc_url) && e.stored_at <= asked_at)
+            .filter(|e| e.matches_at(request, rsc_url) && e.stored_at() <= asked_at)
         {
             if entry.withdraw() {
                 withdrew = true;

@@ -308,7 +308,7 @@ impl Proxy {
         let tags = if names_tags {
             self.page_tags(&mut update, route)
         } else {
-            copy.tags.to_vec()
+            copy.tags().to_vec()
         };
         let has_cache_control = update.contains_key(header::CACHE_CONTROL);
         self.client_facing(&mut update, true);
