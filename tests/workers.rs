@@ -6,7 +6,8 @@ mod support;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use support::{eventually, get, metric, metrics_text, Edge, Origin, Reply};
+use serde_json::json;
+use support::{eventually, get, metric, metrics_text, revalidate, Edge, Origin, Reply, SECRET};
 
 /// Scrapes `sample` until it equals `want` (up to ~5 s); returns the last value seen.
 async fn metric_reaches(edge: &Edge, sample: &str, want: f64) -> Option<f64> {
@@ -195,4 +196,63 @@ fn workers_flag_resolves_and_rejects_junk() {
     assert!(error.to_string().contains("--workers"), "{error}");
     let error = config(&["--workers", "100000"]).expect_err("absurd count refused");
     assert!(error.to_string().contains("--workers: at most"), "{error}");
+}
+
+/// `n` GETs of `path` at once, each on its own connection (so spread over the workers); their
+/// bodies.
+async fn bodies_at_once(edge: &Edge, path: &'static str, n: usize) -> Vec<String> {
+    let clients: Vec<_> = (0..n).map(|_| tokio::spawn(get(edge.addr, path))).collect();
+    let mut bodies = Vec::new();
+    for client in clients {
+        bodies.push(client.await.expect("client").text());
+    }
+    bodies
+}
+
+/// Each worker remembers the pages it serves most (in front of the cache they share): a purge,
+/// and a refresh replacing a page, reach every worker at once, however hot the page was there.
+#[tokio::test]
+async fn a_page_hot_on_every_worker_is_purged_and_replaced_on_all_of_them() {
+    let origin =
+        Origin::start(|seen| Reply::ok(format!("v{}", seen.count)).cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &["--workers", "2"]).await;
+    assert_eq!(get(edge.addr, "/hot").await.text(), "v1");
+    for _ in 0..3 {
+        assert!(bodies_at_once(&edge, "/hot", 16)
+            .await
+            .iter()
+            .all(|b| b == "v1"));
+    }
+
+    let purged = revalidate(edge.addr, json!({"secret": SECRET, "paths": ["/hot"]})).await;
+    assert_eq!(purged.status, 200);
+    for _ in 0..3 {
+        let bodies = bodies_at_once(&edge, "/hot", 16).await;
+        assert!(
+            bodies.iter().all(|b| b == "v2"),
+            "after a purge: {bodies:?}"
+        );
+    }
+
+    // A soft purge: the old copy goes on being served while one refresh runs; once the new
+    // copy is in, no worker serves the old one again.
+    let soft = json!({"secret": SECRET, "paths": ["/hot"], "mode": "soft"});
+    assert_eq!(revalidate(edge.addr, soft).await.status, 200);
+    let mut replaced = false;
+    for _ in 0..250 {
+        if get(edge.addr, "/hot").await.text() == "v3" {
+            replaced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(replaced, "the refresh replaced the page");
+    for _ in 0..3 {
+        let bodies = bodies_at_once(&edge, "/hot", 16).await;
+        assert!(
+            bodies.iter().all(|b| b == "v3"),
+            "after the refresh: {bodies:?}"
+        );
+    }
+    assert_eq!(origin.count("/hot"), 3);
 }

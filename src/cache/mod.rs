@@ -7,6 +7,7 @@
 //! every variant at once.
 
 pub mod entry;
+mod hot;
 pub mod index;
 pub mod inflight;
 mod interned;
@@ -46,6 +47,9 @@ pub struct Variants {
     /// weak pointer, so a purge sets it without a moka lookup, and a lookup reads it where it
     /// already is (no allocation of its own, no second pointer to follow).
     purged: AtomicBool,
+    /// Set when moka lets go of the value (replaced, evicted, removed): the per-worker tables
+    /// of hot URLs then ask moka again (see `hot`).
+    retired: AtomicBool,
 }
 
 /// A URL's variants: the usual single one without a list allocation of its own.
@@ -96,6 +100,16 @@ impl Variants {
     /// Whether this value is still served (not purged).
     pub(crate) fn is_live(&self) -> bool {
         !self.purged.load(Ordering::Acquire)
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// Past moka's expiry (see [`KeepFor`]): moka no longer returns it, though it may not have
+    /// dropped it yet.
+    fn expired(&self, now: Instant) -> bool {
+        self.entries.iter().all(|e| e.outlived(now))
     }
 
     /// Marks the value purged; true if it was live until now.
@@ -179,6 +193,8 @@ pub struct EvictionCounts {
 }
 
 pub struct Cache {
+    /// Tells this cache's URLs from another's in the per-worker tables of hot URLs.
+    id: u64,
     store: moka::sync::Cache<Key, Arc<Variants>>,
     index: Arc<Index>,
     /// Every purge, so a fetch that started before one selecting its URL is not kept as fresh.
@@ -266,6 +282,7 @@ impl Cache {
             })
             .expire_after(KeepFor)
             .eviction_listener(move |key: Arc<Key>, value: Arc<Variants>, cause| {
+                value.retired.store(true, Ordering::Release);
                 let counter = match cause {
                     RemovalCause::Replaced => return,
                     RemovalCause::Size => &listener_counts.size,
@@ -277,7 +294,9 @@ impl Cache {
                 listener_index.remove(&key, value.id);
             })
             .build();
+        static NEXT_CACHE: AtomicU64 = AtomicU64::new(1);
         Cache {
+            id: NEXT_CACHE.fetch_add(1, Ordering::Relaxed),
             store,
             index,
             purges: purge_log::PurgeLog::default(),
@@ -289,7 +308,19 @@ impl Cache {
 
     /// The stored variant for this request, if any.
     pub fn lookup(&self, key: &str, request: &HeaderMap) -> Option<Arc<Entry>> {
-        let variants = self.store.get(key)?;
+        self.lookup_at(key, request, Instant::now())
+    }
+
+    /// [`Cache::lookup`] at `now`, as the caller already read the clock.
+    pub fn lookup_at(&self, key: &str, request: &HeaderMap, now: Instant) -> Option<Arc<Entry>> {
+        let variants = match hot::find(self.id, key, now) {
+            hot::Remembered::Value(variants) => variants,
+            hot::Remembered::Ask => {
+                let variants = self.store.get(key);
+                hot::remember(self.id, key, variants.as_ref());
+                variants?
+            }
+        };
         if !variants.is_live() {
             return None;
         }
@@ -385,6 +416,7 @@ impl Cache {
                 entries: entries.into(),
                 weight,
                 purged: AtomicBool::new(false),
+                retired: AtomicBool::new(false),
             });
             let handle = PurgeHandle {
                 id: value_id,

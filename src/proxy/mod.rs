@@ -316,7 +316,7 @@ impl Proxy {
 
         let mut passed_over = None;
         let mut fwd = Forward::Miss;
-        if let Some(entry) = self.cache.lookup(&key_text, &parts.headers) {
+        if let Some(entry) = self.cache.lookup_at(&key_text, &parts.headers, now) {
             match entry.freshness(now) {
                 Freshness::Fresh if refresh => {
                     passed_over = Some(entry);

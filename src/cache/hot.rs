@@ -1,0 +1,210 @@
+//! A per-worker table of recently hit URLs in front of moka. A hit on one of them skips moka's
+//! `get`: its hash, its read recording and the housekeeping the recordings trigger, about a
+//! twelfth of a hit's instructions (`benches/instructions.sh`).
+//!
+//! The table never answers what moka would not. It points at moka's values weakly (a value
+//! moka dropped is gone here too, and the table keeps no page alive), and every value is marked
+//! when it leaves moka: purged ([`Variants::is_live`]), or replaced, evicted or removed
+//! ([`Variants::is_retired`], set by the eviction listener, which moka calls before the call
+//! that replaced or removed it returns). A value past moka's own expiry, which moka stops
+//! returning before it drops it, is passed by here too.
+//!
+//! One hit in [`SAMPLE`] on a remembered URL still goes through moka, so its eviction policy
+//! goes on seeing hot pages as hot (it would otherwise evict the most-hit pages first).
+
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
+
+use tokio::time::Instant;
+
+use super::Variants;
+
+/// 4,096 URLs per worker (~400 KB with their keys), so the bench's 1,000 hot pages all fit.
+const SETS: usize = 1024;
+const WAYS: usize = 4;
+/// One hit in this many on a remembered URL is also recorded by moka.
+const SAMPLE: u32 = 16;
+
+thread_local! {
+    static TABLE: RefCell<Box<[Set]>> = RefCell::new((0..SETS).map(|_| Set::default()).collect());
+}
+
+#[derive(Default)]
+struct Set {
+    ways: [Option<Way>; WAYS],
+    /// Bit per way: hit since the clock hand last passed it.
+    used: u8,
+    hand: u8,
+}
+
+struct Way {
+    /// The cache it belongs to (a process may hold several: tests do).
+    cache: u64,
+    hash: u64,
+    key: Box<str>,
+    value: Weak<Variants>,
+    hits: u32,
+}
+
+/// What the table knows of `key` in cache `cache`.
+pub(super) enum Remembered {
+    /// A value still in moka.
+    Value(Arc<Variants>),
+    /// Ask moka (it is not here, gone, or this hit is one moka should record).
+    Ask,
+}
+
+pub(super) fn find(cache: u64, key: &str, now: Instant) -> Remembered {
+    let hash = hash(key);
+    TABLE.with(|table| {
+        let Ok(mut table) = table.try_borrow_mut() else {
+            return Remembered::Ask;
+        };
+        let set = &mut table[set_of(hash)];
+        let Some(way) = set.ways.iter().position(|way| {
+            way.as_ref()
+                .is_some_and(|w| w.hash == hash && w.cache == cache && &*w.key == key)
+        }) else {
+            return Remembered::Ask;
+        };
+        set.used |= 1 << way;
+        let Some(remembered) = set.ways[way].as_mut() else {
+            return Remembered::Ask;
+        };
+        remembered.hits = remembered.hits.wrapping_add(1);
+        if remembered.hits % SAMPLE == 0 {
+            return Remembered::Ask;
+        }
+        match remembered.value.upgrade() {
+            // A purged value is moka's to answer for too: it may hold a newer one by now.
+            Some(value) if value.is_live() && !value.is_retired() && !value.expired(now) => {
+                Remembered::Value(value)
+            }
+            _ => {
+                set.ways[way] = None;
+                Remembered::Ask
+            }
+        }
+    })
+}
+
+/// Remembers what moka answered for `key` (or that it answered nothing).
+pub(super) fn remember(cache: u64, key: &str, value: Option<&Arc<Variants>>) {
+    let hash = hash(key);
+    TABLE.with(|table| {
+        let Ok(mut table) = table.try_borrow_mut() else {
+            return;
+        };
+        let set = &mut table[set_of(hash)];
+        let existing = set.ways.iter().position(|way| {
+            way.as_ref()
+                .is_some_and(|w| w.hash == hash && w.cache == cache && &*w.key == key)
+        });
+        match (existing, value) {
+            (Some(way), Some(value)) => {
+                if let Some(remembered) = set.ways[way].as_mut() {
+                    remembered.value = Arc::downgrade(value);
+                }
+            }
+            (Some(way), None) => set.ways[way] = None,
+            (None, Some(value)) => {
+                let way = set.way_to_take();
+                set.ways[way] = Some(Way {
+                    cache,
+                    hash,
+                    key: key.into(),
+                    value: Arc::downgrade(value),
+                    hits: 0,
+                });
+            }
+            (None, None) => {}
+        }
+    })
+}
+
+impl Set {
+    /// An empty way, else the first the clock hand finds not hit since it last passed (so a URL
+    /// hit once, a crawler's, goes before the ones hit again and again).
+    fn way_to_take(&mut self) -> usize {
+        if let Some(way) = self.ways.iter().position(Option::is_none) {
+            return way;
+        }
+        loop {
+            let way = usize::from(self.hand);
+            self.hand = (self.hand + 1) % WAYS as u8;
+            if self.used & (1 << way) == 0 {
+                return way;
+            }
+            self.used &= !(1 << way);
+        }
+    }
+}
+
+fn set_of(hash: u64) -> usize {
+    (hash >> (64 - SETS.trailing_zeros())) as usize
+}
+
+/// A fast hash of the key's bytes. Keys come from clients, but a crafted set of colliding keys
+/// only takes each other's ways in one worker's table: those hits then ask moka, as without the
+/// table.
+fn hash(key: &str) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = key.len() as u64;
+    let mut chunks = key.as_bytes().chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let mut word = [0u8; 8];
+    let rest = chunks.remainder();
+    word[..rest.len()].copy_from_slice(rest);
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    // A finishing mix (MurmurHash3's), so every input bit reaches the top bits the set is read
+    // from.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_keeps_urls_hit_again_over_new_ones() {
+        let mut set = Set::default();
+        for way in 0..WAYS {
+            assert_eq!(set.way_to_take(), way, "empty ways first");
+            set.ways[way] = Some(Way {
+                cache: 1,
+                hash: 0,
+                key: "k".into(),
+                value: Weak::new(),
+                hits: 0,
+            });
+        }
+        set.used = 0b1011;
+        assert_eq!(set.way_to_take(), 2, "the one not hit since");
+        set.used = 0b1111;
+        let taken = set.way_to_take();
+        assert!(
+            taken < WAYS,
+            "every way hit: the hand goes round once and takes one"
+        );
+    }
+
+    #[test]
+    fn keys_spread_over_the_sets() {
+        // The bench's keys: 1,000 pages differing in their last digits.
+        let mut counts = vec![0usize; SETS];
+        for i in 0..1000 {
+            counts[set_of(hash(&format!("127.0.0.1:8080/kb/1/w-{i}")))] += 1;
+        }
+        let left_out: usize = counts.iter().map(|n| n.saturating_sub(WAYS)).sum();
+        // A random hash leaves ~4 out (sets past four of a Poisson(1)); a poor one, hundreds.
+        assert!(left_out <= 15, "{left_out} of 1,000 keys find no way");
+    }
+}
