@@ -41,8 +41,8 @@ use crate::body::{self, Answer, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
-    canonical_host, encoding_class, names_rsc_payload, normalize_path, normalized, page_path,
-    primary_key_text, split_key, vary_value, Key,
+    canonical_host, encoding_class, names_rsc_payload, normalized, page_path, primary_key_text,
+    split_key, vary_value, Key,
 };
 use crate::cache::policy::{
     self, browser_cache_control, Freshness, FreshnessField, FreshnessRules,
@@ -294,10 +294,11 @@ impl Proxy {
             let only_if_cached = client_only_if_cached(&parts.headers);
             if !only_if_cached {
                 let host = host.to_owned();
+                let path = path.into_owned();
                 let this = self.clone();
-                return Answer::pending(
-                    async move { this.pass(parts, body, host, peer, reason).await },
-                );
+                return Answer::pending(async move {
+                    this.pass(parts, path, body, host, peer, reason).await
+                });
             }
             // What is bypassed is answered by the origin only, so not at all, except a range:
             // the whole stored page may answer it (RFC 9110 section 14.2 lets a server ignore
@@ -551,10 +552,13 @@ impl Proxy {
         }
     }
 
-    /// Forwards a request the cache does not handle, streaming both bodies.
+    /// Forwards a request the cache does not handle, streaming both bodies. `path`: the
+    /// request's path normalised (`cache::key::normalized`), as a fetch for the cache sends it:
+    /// the raw one could climb out of the origin's base path (`/app` + `/../admin`).
     async fn pass(
         &self,
         mut parts: Parts,
+        path: String,
         body: Incoming,
         host: String,
         peer: IpAddr,
@@ -580,20 +584,23 @@ impl Proxy {
             );
         }
         let headers = origin_request_headers(&parts.headers, &host, peer);
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or("/");
+        let path_and_query = match parts.uri.query() {
+            Some(query) => Cow::Owned(format!("{path}?{query}")),
+            None => Cow::Borrowed(path.as_str()),
+        };
         let uploading = parts.extensions.remove::<Uploading>();
         let (capped, exceeded) = Capped::new(body, max_body);
         let capped = capped.holding(uploading);
         let upstream_body = capped.boxed();
-        let request =
-            match upstream.request(parts.method.clone(), path_and_query, headers, upstream_body) {
-                Ok(r) => r,
-                Err(e) => return mark(e.response(), CacheStatus::Bypass, Some(reason)),
-            };
+        let request = match upstream.request(
+            parts.method.clone(),
+            &path_and_query,
+            headers,
+            upstream_body,
+        ) {
+            Ok(r) => r,
+            Err(e) => return mark(e.response(), CacheStatus::Bypass, Some(reason)),
+        };
         match self.send_origin(upstream, request).await {
             Ok(response) => {
                 let unsafe_method = !matches!(
@@ -603,7 +610,7 @@ impl Proxy {
                 let status = response.status();
                 // RFC 9111 section 4.4: a successful unsafe request invalidates what it changed.
                 if unsafe_method && (status.is_success() || status.is_redirection()) {
-                    let page = page_path(&normalize_path(parts.uri.path())).into_owned();
+                    let page = page_path(&path).into_owned();
                     self.cache.purge(
                         &Selector::Page(&page),
                         Some(&host.to_ascii_lowercase()),
