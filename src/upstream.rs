@@ -282,8 +282,10 @@ impl Upstream {
     }
 }
 
-/// A transfer coding other than `chunked` in the response's `Transfer-Encoding`, if any.
-fn foreign_transfer_coding(headers: &HeaderMap) -> Option<String> {
+/// A transfer coding other than `chunked` in a message's `Transfer-Encoding`, if any: only
+/// `chunked` is undone (by hyper), and the header itself is hop-by-hop, so a body in any other
+/// coding would be passed on as if it were not coded.
+pub fn foreign_transfer_coding(headers: &HeaderMap) -> Option<String> {
     list_tokens(headers, header::TRANSFER_ENCODING)
         .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("chunked"))
         .map(str::to_string)

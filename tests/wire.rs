@@ -56,3 +56,30 @@ async fn passed_requests_cannot_climb_out_of_the_origin_base_path() {
     .map(|(method, target)| (method.to_string(), target.to_string()));
     assert_eq!(targets, expected);
 }
+
+/// RFC 9112 section 6.1: only `chunked` is undone on the way in, and `Transfer-Encoding` is
+/// hop-by-hop. A body sent `gzip, chunked` forwarded without its coding would be taken by the
+/// origin for plain content: 501, the origin never hears of it. Plain `chunked` still passes.
+#[tokio::test]
+async fn a_request_body_in_a_transfer_coding_other_than_chunked_is_refused() {
+    let origin = Origin::start(|r| Reply::ok(format!("got {:?}", r.body))).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let coded = raw(
+        edge.addr,
+        "POST /form HTTP/1.1\r\nhost: site.example\r\ntransfer-encoding: gzip, chunked\r\n\
+         connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(coded.starts_with("HTTP/1.1 501"), "{coded}");
+    assert!(coded.contains("\"gzip\""), "{coded}");
+    assert_eq!(origin.total(), 0);
+    let chunked = raw(
+        edge.addr,
+        "POST /form HTTP/1.1\r\nhost: site.example\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(chunked.starts_with("HTTP/1.1 200"), "{chunked}");
+    assert!(chunked.ends_with("got b\"abc\""), "{chunked}");
+    assert_eq!(origin.total(), 1);
+}

@@ -55,7 +55,7 @@ use crate::metrics::{Metrics, StaleReason};
 use crate::origins::{misdirected, Origins};
 use crate::routes::{RouteRule, Routes};
 use crate::server::Uploading;
-use crate::upstream::{origin_request_headers, Upstream, UpstreamError};
+use crate::upstream::{foreign_transfer_coding, origin_request_headers, Upstream, UpstreamError};
 
 mod fetch;
 mod headers;
@@ -571,6 +571,21 @@ impl Proxy {
             // Not a forward proxy.
             return mark(
                 not_for_origin(&parts.method),
+                CacheStatus::Bypass,
+                Some(reason),
+            );
+        }
+        if let Some(coding) = foreign_transfer_coding(&parts.headers) {
+            // RFC 9112 section 6.1: a server that does not understand a request's transfer
+            // coding answers 501. Forwarded, the body would lose its `Transfer-Encoding`
+            // (hop-by-hop) and the origin would read the coded bytes as the content.
+            return mark(
+                body::text(
+                    http::StatusCode::NOT_IMPLEMENTED,
+                    &format!(
+                        "501 Not Implemented: request bodies may only be sent chunked, not in transfer coding {coding:?}"
+                    ),
+                ),
                 CacheStatus::Bypass,
                 Some(reason),
             );
