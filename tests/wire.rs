@@ -83,3 +83,32 @@ async fn a_request_body_in_a_transfer_coding_other_than_chunked_is_refused() {
     assert!(chunked.ends_with("got b\"abc\""), "{chunked}");
     assert_eq!(origin.total(), 1);
 }
+
+/// A lax client may send a path's UTF-8 bytes raw (`GET /café`), where a browser sends
+/// `/caf%C3%A9`: both are one page, stored once, and a purge of `/café` (as a person writes
+/// it) reaches what either stored. Raw, it was a key of its own no page purge could reach,
+/// served stale until it expired.
+#[tokio::test]
+async fn a_path_sent_raw_is_the_same_page_as_its_escaped_form_and_purges_reach_it() {
+    let origin =
+        Origin::start(|r| Reply::ok(format!("{} #{}", r.target, r.count)).cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let raw_request = "GET /caf\u{e9} HTTP/1.1\r\nhost: site.example\r\nconnection: close\r\n\r\n";
+    let first = raw(edge.addr, raw_request).await;
+    assert!(first.contains("x-cache: MISS"), "{first}");
+    assert!(first.ends_with("/caf%C3%A9 #1"), "{first}");
+    let escaped = get_with(edge.addr, "/caf%C3%A9", &[("host", "site.example")]).await;
+    assert_eq!(
+        (escaped.cache(), escaped.text().as_str()),
+        ("HIT", "/caf%C3%A9 #1")
+    );
+    let purged = revalidate(
+        edge.addr,
+        serde_json::json!({ "secret": SECRET, "paths": ["/caf\u{e9}"] }),
+    )
+    .await;
+    assert_eq!(purged.json()["evicted"], 1, "{}", purged.text());
+    let again = raw(edge.addr, raw_request).await;
+    assert!(again.contains("x-cache: MISS"), "{again}");
+    assert!(again.ends_with("/caf%C3%A9 #2"), "{again}");
+}
