@@ -108,18 +108,19 @@ const UNTRUSTED_REQUEST_HEADERS: [&str; 24] = [
 ];
 
 /// The names a message's `Connection` header lists (trimmed, as sent).
-pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     list_tokens(headers, header::CONNECTION)
 }
 
-/// The comma-separated elements of every `name` field, trimmed (empty ones included).
-fn list_tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+/// The comma-separated elements of every `name` field, trimmed (empty ones included). Read as
+/// bytes: a field with a byte that is not visible ASCII in it still lists the others (`to_str`
+/// refused the whole field, and a header it named as hop-by-hop reached the origin).
+fn list_tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(name)
         .into_iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
 }
 
 /// Removes hop-by-hop headers, including any named by `Connection`, and a `Content-Length`
@@ -130,7 +131,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(header::CONTENT_LENGTH);
     }
     let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
         .collect();
     for name in named {
         headers.remove(name);
@@ -287,8 +288,8 @@ impl Upstream {
 /// coding would be passed on as if it were not coded.
 pub fn foreign_transfer_coding(headers: &HeaderMap) -> Option<String> {
     list_tokens(headers, header::TRANSFER_ENCODING)
-        .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("chunked"))
-        .map(str::to_string)
+        .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"))
+        .map(|coding| String::from_utf8_lossy(coding).into_owned())
 }
 
 /// An error and its sources on one line, for answers and logs.

@@ -112,3 +112,25 @@ async fn a_path_sent_raw_is_the_same_page_as_its_escaped_form_and_purges_reach_i
     assert!(again.contains("x-cache: MISS"), "{again}");
     assert!(again.ends_with("/caf%C3%A9 #2"), "{again}");
 }
+
+/// A `Connection` field is read whatever else it holds: with a non-ASCII byte in one of its
+/// names, it still names `x-hop`, which must not reach the origin.
+#[tokio::test]
+async fn a_connection_field_is_read_past_a_non_ascii_byte() {
+    let origin = Origin::start(|_| Reply::ok("page")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let answer = raw(
+        edge.addr,
+        "GET /hop HTTP/1.1\r\nhost: site.example\r\nconnection: x-caf\u{e9}, x-hop\r\n\
+         x-hop: secret\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        !seen[0].headers.contains_key("x-hop"),
+        "{:?}",
+        seen[0].headers
+    );
+}

@@ -344,7 +344,7 @@ pub fn vary_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'
 pub fn named_in_connection(request: &HeaderMap, name: &HeaderName) -> bool {
     name != header::ACCEPT_ENCODING
         && crate::upstream::connection_tokens(request)
-            .any(|token| token.eq_ignore_ascii_case(name.as_str()))
+            .any(|token| token.eq_ignore_ascii_case(name.as_str().as_bytes()))
 }
 
 /// `br,gzip`, `br`, `gzip` or `identity`: the encodings an origin is likely to produce, as the
