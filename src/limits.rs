@@ -174,12 +174,43 @@ pub fn declared_too_large(headers: &HeaderMap, limit: u64) -> bool {
         .is_some_and(|len| len > limit)
 }
 
+/// The 400 for a request body that broke its own framing (a bad chunk size, a chunk longer
+/// than it said) or ended before its length: the client's fault, not the origin's.
+pub fn unreadable_body() -> Response<Body> {
+    body::text(
+        StatusCode::BAD_REQUEST,
+        "400 Bad Request: the request body is malformed or ended before its declared length",
+    )
+}
+
+/// Why a client body forwarded through [`Capped`] failed, if it did. The origin request fails
+/// with it, and the answer (413, 400) and the metrics must then blame the client: a 502 and an
+/// origin error would let any client make a healthy origin look broken.
+#[derive(Debug, Default)]
+pub struct BodyFault {
+    too_large: AtomicBool,
+    unreadable: AtomicBool,
+}
+
+impl BodyFault {
+    /// More than the limit arrived.
+    pub fn too_large(&self) -> bool {
+        self.too_large.load(Ordering::Relaxed)
+    }
+
+    /// The body could not be read from the client (malformed framing, cut short).
+    pub fn unreadable(&self) -> bool {
+        self.unreadable.load(Ordering::Relaxed)
+    }
+}
+
 /// A client request body that fails once more than `limit` bytes arrived, and records that
-/// it did (so the proxy answers 413 rather than 502 when the origin request fails for it).
+/// it did, or that it could not be read (so the proxy answers 413 or 400 rather than 502 when
+/// the origin request fails for it).
 pub struct Capped<B> {
     inner: B,
     remaining: u64,
-    exceeded: Arc<AtomicBool>,
+    fault: Arc<BodyFault>,
     /// Keeps the client's connection counted as receiving until the body ends.
     uploading: Option<Uploading>,
 }
@@ -189,15 +220,15 @@ pub struct Capped<B> {
 pub struct TooLarge;
 
 impl<B> Capped<B> {
-    pub fn new(inner: B, limit: u64) -> (Capped<B>, Arc<AtomicBool>) {
-        let exceeded = Arc::new(AtomicBool::new(false));
+    pub fn new(inner: B, limit: u64) -> (Capped<B>, Arc<BodyFault>) {
+        let fault = Arc::new(BodyFault::default());
         let capped = Capped {
             inner,
             remaining: limit,
-            exceeded: exceeded.clone(),
+            fault: fault.clone(),
             uploading: None,
         };
-        (capped, exceeded)
+        (capped, fault)
     }
 
     /// Holds `uploading` until the body ends, fails or is dropped.
@@ -223,6 +254,7 @@ where
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Ready(Some(Err(e))) => {
                 self.uploading = None;
+                self.fault.unreadable.store(true, Ordering::Relaxed);
                 return Poll::Ready(Some(Err(e.into())));
             }
             Poll::Ready(None) => {
@@ -234,7 +266,7 @@ where
         if let Some(data) = frame.data_ref() {
             let len = data.len() as u64;
             if len > self.remaining {
-                self.exceeded.store(true, Ordering::Relaxed);
+                self.fault.too_large.store(true, Ordering::Relaxed);
                 return Poll::Ready(Some(Err(Box::new(TooLarge))));
             }
             self.remaining -= len;

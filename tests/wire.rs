@@ -134,3 +134,29 @@ async fn a_connection_field_is_read_past_a_non_ascii_byte() {
         seen[0].headers
     );
 }
+
+/// A request body that breaks its own framing (a chunk size that overflows, a chunk longer
+/// than it said) is the client's fault: 400, and no origin error counted. It was a 502 "origin
+/// sent an invalid response" and an `isr_edge_origin_errors_total{kind="protocol"}`: any
+/// client could make a healthy origin look broken on the dashboards.
+#[tokio::test]
+async fn a_malformed_request_body_is_a_400_not_an_origin_error() {
+    let origin = Origin::start(|_| Reply::ok("done")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for body in ["ffffffffffffffffff\r\nabc\r\n", "3\r\nabcdef\r\n0\r\n\r\n"] {
+        let answer = raw(
+            edge.addr,
+            &format!(
+                "POST /form HTTP/1.1\r\nhost: site.example\r\ntransfer-encoding: chunked\r\n\
+                 connection: close\r\n\r\n{body}"
+            ),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{body:?}: {answer}");
+    }
+    let text = metrics_text(&edge).await;
+    for kind in ["connect", "timeout", "protocol", "body", "status"] {
+        let sample = format!("isr_edge_origin_errors_total{{kind=\"{kind}\"}}");
+        assert_eq!(metric(&text, &sample).unwrap_or(0.0), 0.0, "{sample}");
+    }
+}

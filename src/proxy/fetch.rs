@@ -12,10 +12,13 @@ const NEXT_URL: HeaderName = HeaderName::from_static("next-url");
 
 impl Proxy {
     /// Sends one request to the origin, counting it, its latency and its failure kind.
+    /// `client_body`: how the client's body forwarded with it fared; a failure caused by that
+    /// body (too large, malformed, cut short) is not counted against the origin.
     pub(super) async fn send_origin(
         &self,
         upstream: &Upstream,
         request: http::Request<crate::body::UpstreamBody>,
+        client_body: Option<&limit::BodyFault>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let started = Instant::now();
         let result = upstream.send(request).await;
@@ -23,7 +26,11 @@ impl Proxy {
             Ok(_) => self.metrics.origin_request(Some(started.elapsed())),
             Err(error) => {
                 self.metrics.origin_request(None);
-                self.metrics.origin_error(error.kind());
+                let clients_fault =
+                    client_body.is_some_and(|body| body.too_large() || body.unreadable());
+                if !clients_fault {
+                    self.metrics.origin_error(error.kind());
+                }
             }
         }
         result
@@ -110,7 +117,7 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return Some(Fetched::Error(e, None)),
         };
-        let response = match self.send_origin(upstream, request).await {
+        let response = match self.send_origin(upstream, request, None).await {
             Ok(r) => r,
             Err(e) => return Some(Fetched::Error(e, None)),
         };

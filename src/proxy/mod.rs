@@ -604,7 +604,7 @@ impl Proxy {
             None => Cow::Borrowed(path.as_str()),
         };
         let uploading = parts.extensions.remove::<Uploading>();
-        let (capped, exceeded) = Capped::new(body, max_body);
+        let (capped, fault) = Capped::new(body, max_body);
         let capped = capped.holding(uploading);
         let upstream_body = capped.boxed();
         let request = match upstream.request(
@@ -616,7 +616,7 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return mark(e.response(), CacheStatus::Bypass, Some(reason)),
         };
-        match self.send_origin(upstream, request).await {
+        match self.send_origin(upstream, request, Some(&fault)).await {
             Ok(response) => {
                 let unsafe_method = !matches!(
                     parts.method,
@@ -634,11 +634,14 @@ impl Proxy {
                 }
                 self.relay(response, CacheStatus::Bypass, Some(reason))
             }
-            Err(_) if exceeded.load(std::sync::atomic::Ordering::Relaxed) => mark(
+            Err(_) if fault.too_large() => mark(
                 limit::payload_too_large(max_body),
                 CacheStatus::Bypass,
                 Some(reason),
             ),
+            Err(_) if fault.unreadable() => {
+                mark(limit::unreadable_body(), CacheStatus::Bypass, Some(reason))
+            }
             Err(e) => mark(e.response(), CacheStatus::Bypass, Some(reason)),
         }
     }
