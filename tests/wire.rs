@@ -160,3 +160,27 @@ async fn a_malformed_request_body_is_a_400_not_an_origin_error() {
         assert_eq!(metric(&text, &sample).unwrap_or(0.0), 0.0, "{sample}");
     }
 }
+
+/// RFC 9112 section 3.2.3: the authority-form target (`host:port`, no path) is for CONNECT
+/// only. `GET evil.example:80` was read as the page `/` of `evil.example`, fetched and
+/// stored; a form post so targeted purged that page. 400, the origin never asked.
+#[tokio::test]
+async fn the_authority_form_is_refused_but_for_connect() {
+    let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for request in [
+        "GET site.example:80 HTTP/1.1\r\nhost: site.example\r\n",
+        "HEAD site.example:80 HTTP/1.1\r\nhost: site.example\r\n",
+        "POST site.example:80 HTTP/1.1\r\nhost: site.example\r\ncontent-length: 0\r\n",
+    ] {
+        let answer = raw(edge.addr, &format!("{request}connection: close\r\n\r\n")).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{request:?}: {answer}");
+    }
+    let connect = raw(
+        edge.addr,
+        "CONNECT site.example:443 HTTP/1.1\r\nhost: site.example:443\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(connect.starts_with("HTTP/1.1 405"), "{connect}");
+    assert_eq!(origin.total(), 0);
+}

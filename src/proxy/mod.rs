@@ -270,6 +270,21 @@ impl Proxy {
                 Some("target"),
             ));
         }
+        if parts.uri.authority().is_some()
+            && parts.uri.scheme().is_none()
+            && parts.method != Method::CONNECT
+        {
+            // RFC 9112 section 3.2.3: `host:port` alone is CONNECT's target; a `GET host:80`
+            // would otherwise be read as the page `/` of that host, and stored.
+            return Answer::Ready(mark(
+                body::text(
+                    http::StatusCode::BAD_REQUEST,
+                    "400 Bad Request: a host:port target is for CONNECT only; send a path or an absolute URL",
+                ),
+                CacheStatus::Bypass,
+                Some("target"),
+            ));
+        }
         let Some(host) = request_host(&parts).filter(|host| limit::valid_host(host)) else {
             return Answer::Ready(limit::bad_host(&parts));
         };
