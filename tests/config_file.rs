@@ -557,6 +557,32 @@ async fn route_ttl_stores_headerless_pages() {
     assert_eq!(origin.count("/about"), 2);
 }
 
+/// A route is written as a person writes a path; browsers send `/café` escaped
+/// (`/caf%C3%A9`), some clients raw or in lower-case hex: one rule for all of them.
+#[tokio::test]
+async fn a_route_written_with_non_ascii_matches_what_browsers_send() {
+    let origin = Origin::start(|r| Reply::ok(format!("{} #{}", r.path, r.count))).await;
+    let path = config_file(
+        "non-ascii",
+        "[[route]]\nmatch = \"/café/[slug]\"\nttl = 60\n\n[[route]]\nmatch = \"/na%c3%afve\"\nttl = 60\n",
+    );
+    let edge = edge_from(&[
+        "--config",
+        path.to_str().expect("path"),
+        "--origin",
+        &origin.url(),
+    ])
+    .await;
+    for page in ["/caf%C3%A9/menu", "/na%C3%AFve"] {
+        assert_eq!(get(edge.addr, page).await.cache(), "MISS", "{page}");
+        assert_eq!(
+            get(edge.addr, page).await.cache(),
+            "HIT",
+            "{page}: the rule applies"
+        );
+    }
+}
+
 #[tokio::test]
 async fn route_ttl_never_stores_private_or_cookies() {
     let origin = Origin::start(|r| match r.path.as_str() {

@@ -184,3 +184,50 @@ async fn the_authority_form_is_refused_but_for_connect() {
     assert!(connect.starts_with("HTTP/1.1 405"), "{connect}");
     assert_eq!(origin.total(), 0);
 }
+
+/// A TRACE echoes the request back, cookies and credentials included (cross-site tracing): it
+/// is refused, as nginx does, and never reaches the origin.
+#[tokio::test]
+async fn trace_is_refused_and_not_passed_on() {
+    let origin = Origin::start(|_| Reply::ok("echo")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let answer = raw(
+        edge.addr,
+        "TRACE /a HTTP/1.1\r\nhost: site.example\r\ncookie: session=secret\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("\r\nallow: "),
+        "{answer}"
+    );
+    assert!(!answer.contains("secret"), "{answer}");
+    assert_eq!(origin.total(), 0);
+}
+
+/// An absolute target in a scheme other than http(s) names nothing the origin serves: read as
+/// http it was fetched and stored as that page.
+#[tokio::test]
+async fn a_target_in_another_scheme_is_refused() {
+    let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for target in [
+        "ftp://site.example/x",
+        "ws://site.example/x",
+        "file://site.example/x",
+    ] {
+        let answer = raw(
+            edge.addr,
+            &format!("GET {target} HTTP/1.1\r\nhost: site.example\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
+    }
+    let http = raw(
+        edge.addr,
+        "GET http://site.example/x HTTP/1.1\r\nhost: site.example\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(http.starts_with("HTTP/1.1 200"), "{http}");
+    assert_eq!(origin.total(), 1);
+}

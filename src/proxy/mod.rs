@@ -285,6 +285,20 @@ impl Proxy {
                 Some("target"),
             ));
         }
+        if parts.uri.scheme_str().is_some_and(|scheme| {
+            !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https")
+        }) {
+            // An absolute target in another scheme (`ftp://host/x`) names nothing an HTTP
+            // origin serves; read as `http`, it would be fetched and stored as that page.
+            return Answer::Ready(mark(
+                body::text(
+                    http::StatusCode::BAD_REQUEST,
+                    "400 Bad Request: only http and https targets are served; send a path",
+                ),
+                CacheStatus::Bypass,
+                Some("target"),
+            ));
+        }
         let Some(host) = request_host(&parts).filter(|host| limit::valid_host(host)) else {
             return Answer::Ready(limit::bad_host(&parts));
         };
@@ -582,8 +596,10 @@ impl Proxy {
         let Some(upstream) = self.origins.for_host(&host) else {
             return misdirected(&host);
         };
-        if parts.method == Method::CONNECT {
-            // Not a forward proxy.
+        if parts.method == Method::CONNECT || parts.method == Method::TRACE {
+            // Not a forward proxy; and a TRACE would echo the request back, cookies and
+            // credentials included, for a script to read (cross-site tracing): nginx refuses
+            // it too.
             return mark(
                 not_for_origin(&parts.method),
                 CacheStatus::Bypass,
@@ -685,6 +701,11 @@ fn not_for_origin(method: &Method) -> Response<Body> {
         body::text(
             http::StatusCode::METHOD_NOT_ALLOWED,
             "405 Method Not Allowed: this is a reverse proxy, not a tunnel",
+        )
+    } else if method == Method::TRACE {
+        body::text(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed: TRACE is not passed on (it would echo cookies back)",
         )
     } else {
         body::text(

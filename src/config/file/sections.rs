@@ -11,7 +11,7 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::{line_of, toml_error, FileError, FileSections, SECTIONS};
-use crate::cache::key::canonical_host;
+use crate::cache::key::{canonical_host, encode_path, normalize_path};
 use crate::cache::pattern::Pattern;
 use crate::config::{parse_duration, parse_origin, parse_revalidate_url, ConfigError};
 use crate::origins::HostOrigin;
@@ -187,7 +187,10 @@ pub(super) fn sections(
             return Err(at(tags_span, "route.tags", message));
         }
         routes.push(RouteRule {
-            pattern: Pattern::parse(source),
+            // Written as a person writes a path (`/café`, `/a%c3%a9`): matched against
+            // requests' paths in the form the cache keys them (`/caf%C3%A9`), as purge
+            // patterns are.
+            pattern: Pattern::parse(&normalize_path(&encode_path(source))),
             ttl: route.ttl.map(|d| d.0),
             stale_while_revalidate: route.stale_while_revalidate.map(|d| d.0),
             stale_if_error: route.stale_if_error.map(|d| d.0),
