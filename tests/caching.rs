@@ -1130,3 +1130,32 @@ async fn an_origin_answer_with_many_header_fields_is_stored() {
     assert_eq!(first.header("x-field-149"), "v");
     assert_eq!(get(edge.addr, "/many").await.cache(), "HIT");
 }
+
+/// Under size pressure the cache keeps the pages hit most: a stream of pages asked for once or
+/// twice (a crawler) pushes out the others, not a handful of pages every visitor asks for.
+#[tokio::test]
+async fn hot_pages_outlive_a_stream_of_one_off_pages_in_a_full_cache() {
+    let origin = Origin::start(|_| Reply::ok(vec![b'x'; 1024]).cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &["--cache-size", "32KiB", "--workers", "1"]).await;
+    let hot = ["/hot/a", "/hot/b", "/hot/c", "/hot/d"];
+    for i in 0..3000 {
+        if i % 16 == 0 {
+            for page in hot {
+                assert_eq!(get(edge.addr, page).await.status, 200);
+            }
+        }
+        let one_off = format!("/crawled/{i}");
+        assert_eq!(get(edge.addr, &one_off).await.status, 200);
+        if i > 0 {
+            let previous = format!("/crawled/{}", i - 1);
+            assert_eq!(get(edge.addr, &previous).await.status, 200);
+        }
+    }
+    let fetched: Vec<usize> = hot.iter().map(|page| origin.count(page)).collect();
+    // Each was asked for 188 times, any other page at most twice: fetched once each (twice at
+    // most, as moka's frequency estimates are probabilistic).
+    assert!(
+        fetched.iter().sum::<usize>() <= 2 * hot.len(),
+        "hot pages fetched {fetched:?} times"
+    );
+}

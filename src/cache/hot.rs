@@ -9,8 +9,11 @@
 //! that replaced or removed it returns). A value past moka's own expiry, which moka stops
 //! returning before it drops it, is passed by here too.
 //!
-//! One hit in [`SAMPLE`] on a remembered URL still goes through moka, so its eviction policy
-//! goes on seeing hot pages as hot (it would otherwise evict the most-hit pages first).
+//! The cache consults the table only while moka is less than half full (`Cache::lookup_at`):
+//! from then on moka counts every read to decide what to evict, and a sample of the hits would
+//! make the most-hit pages look as cold as pages asked for once (a crawler's), which it then
+//! evicted first. Below that, one hit in [`SAMPLE`] on a remembered URL still goes through moka,
+//! so its read order is roughly right by the time it fills.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
