@@ -349,7 +349,8 @@ struct StoredHeaders {
 struct StoredField {
     /// An id in [`interned::names`], or with [`OWN`] set, the length of a name the process
     /// table had no room for (rare), kept in the block just before the value: a page pays for
-    /// such a name only when it has one, not a list pointer on every page.
+    /// such a name only when it has one, not a list pointer on every page. [`LONG_NAME`] for
+    /// names of 32 KiB or more.
     name: u16,
     /// A range of the block, or when `start` is [`SHARED_VALUE`], `end` is an id in
     /// [`interned::values`].
@@ -359,6 +360,9 @@ struct StoredField {
 
 /// Marks a name id as the page's own.
 const OWN: u16 = 0x8000;
+/// An own name's length that says the name is 32 KiB or longer: its length is then in the two
+/// bytes (little-endian) between it and its value.
+const LONG_NAME: u16 = 0x7fff;
 /// Marks a value as shared.
 const SHARED_VALUE: u32 = u32::MAX;
 
@@ -392,14 +396,17 @@ impl StoredHeaders {
             let name_id = match names.intern(name) {
                 Some(id) if id < OWN => id,
                 _ => {
-                    let Some(len) = u16::try_from(name.as_str().len())
-                        .ok()
-                        .filter(|len| *len < OWN)
-                    else {
+                    // At most 64 KiB (`http`'s limit), so always kept.
+                    let Ok(len) = u16::try_from(name.as_str().len()) else {
                         continue;
                     };
                     block.extend_from_slice(name.as_str().as_bytes());
-                    len | OWN
+                    if len < LONG_NAME {
+                        len | OWN
+                    } else {
+                        block.extend_from_slice(&len.to_le_bytes());
+                        LONG_NAME | OWN
+                    }
                 }
             };
             // An own name sits just before its value, so that value is always in the block
@@ -445,8 +452,14 @@ impl StoredHeaders {
         if field.name & OWN == 0 {
             return None;
         }
-        let end = field.start as usize;
-        let start = end.checked_sub(usize::from(field.name & !OWN))?;
+        let mut end = field.start as usize;
+        let mut len = field.name & !OWN;
+        if len == LONG_NAME {
+            let at = end.checked_sub(2)?;
+            len = u16::from_le_bytes(self.block.get(at..end)?.try_into().ok()?);
+            end = at;
+        }
+        let start = end.checked_sub(usize::from(len))?;
         self.block.get(start..end)
     }
 
@@ -1490,6 +1503,35 @@ mod tests {
             "the first line of a name"
         );
         assert_eq!(own.get(&HeaderName::from_static("x-nope")), None);
+    }
+
+    #[test]
+    fn a_name_of_32_kib_or_more_is_kept_like_any_other() {
+        // A field name may be up to 64 KiB (`http`'s limit) and an origin answer up to hyper's
+        // 400 KB read buffer: such a name was dropped from the stored copy, so hits lacked a
+        // field the miss had.
+        let mut map = HeaderMap::new();
+        let long = "x".repeat(usize::from(u16::MAX));
+        let short = "y".repeat(0x7fff);
+        for name in [&long, &short] {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("name");
+            map.append(name, HeaderValue::from_static("v"));
+        }
+        map.append("x-after", HeaderValue::from_static("after"));
+        let own = StoredHeaders::with_tables(&map, &Table::new(0, 0), &Table::new(0, 0));
+        let mut rendered = HeaderMap::new();
+        own.render(&mut rendered, |_| false);
+        let pairs: Vec<_> = rendered.iter().collect();
+        let expected: Vec<_> = map.iter().collect();
+        assert_eq!(pairs, expected);
+        for name in [&long, &short] {
+            let name = HeaderName::from_bytes(name.as_bytes()).expect("name");
+            assert_eq!(own.get(&name), Some(HeaderValue::from_static("v")));
+        }
+        assert_eq!(
+            own.get(&HeaderName::from_static("x-after")),
+            Some(HeaderValue::from_static("after"))
+        );
     }
 
     #[test]
