@@ -27,6 +27,10 @@ const SETS: usize = 1024;
 const WAYS: usize = 4;
 /// One hit in this many on a remembered URL is also recorded by moka.
 const SAMPLE: u32 = 16;
+/// Longer keys are not remembered (their hits ask moka): clients choose the URLs, and the
+/// table's copies of the keys are outside `--cache-size`; this bounds them to 2 MiB a worker
+/// where a request line of 32 KiB made it 128 MiB.
+const MAX_KEY: usize = 512;
 
 thread_local! {
     static TABLE: RefCell<Box<[Set]>> = RefCell::new((0..SETS).map(|_| Set::default()).collect());
@@ -58,6 +62,9 @@ pub(super) enum Remembered {
 }
 
 pub(super) fn find(cache: u64, key: &str, now: Instant) -> Remembered {
+    if key.len() > MAX_KEY {
+        return Remembered::Ask;
+    }
     let hash = hash(key);
     TABLE.with(|table| {
         let Ok(mut table) = table.try_borrow_mut() else {
@@ -93,6 +100,9 @@ pub(super) fn find(cache: u64, key: &str, now: Instant) -> Remembered {
 
 /// Remembers what moka answered for `key` (or that it answered nothing).
 pub(super) fn remember(cache: u64, key: &str, value: Option<&Arc<Variants>>) {
+    if key.len() > MAX_KEY {
+        return;
+    }
     let hash = hash(key);
     TABLE.with(|table| {
         let Ok(mut table) = table.try_borrow_mut() else {
@@ -197,6 +207,37 @@ mod tests {
             taken < WAYS,
             "every way hit: the hand goes round once and takes one"
         );
+    }
+
+    /// Bytes of keys the calling thread's table holds.
+    fn held_key_bytes() -> usize {
+        TABLE.with(|table| {
+            table
+                .borrow()
+                .iter()
+                .flat_map(|set| set.ways.iter().flatten())
+                .map(|way| way.key.len())
+                .sum()
+        })
+    }
+
+    #[test]
+    fn long_urls_cannot_make_the_table_large() {
+        // A client picks the URLs: a cached page under 4,096 long query strings, each asked for
+        // twice, filled every way with a 16 KiB key (64 MiB a worker, outside --cache-size).
+        let value = Arc::new(Variants {
+            id: 1,
+            entries: super::super::VariantList::Many(Box::default()),
+            weight: 0,
+            purged: Default::default(),
+            retired: Default::default(),
+        });
+        let query = "q".repeat(16 << 10);
+        for i in 0..SETS * WAYS {
+            remember(7, &format!("h/page?{i}&{query}"), Some(&value));
+        }
+        let held = held_key_bytes();
+        assert!(held <= SETS * WAYS * MAX_KEY, "{held} bytes of keys");
     }
 
     #[test]
