@@ -231,3 +231,40 @@ async fn a_target_in_another_scheme_is_refused() {
     assert!(http.starts_with("HTTP/1.1 200"), "{http}");
     assert_eq!(origin.total(), 1);
 }
+
+/// RFC 9110 section 7.6.2: an OPTIONS with `Max-Forwards: 0` is answered here; with more hops
+/// left it reaches the origin with one fewer.
+#[tokio::test]
+async fn options_honours_max_forwards() {
+    let origin = Origin::start(|r| {
+        let hops = r
+            .headers
+            .get("max-forwards")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        Reply::ok(format!("hops {hops}"))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let here = raw(
+        edge.addr,
+        "OPTIONS /a HTTP/1.1\r\nhost: site.example\r\nmax-forwards: 0\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(here.starts_with("HTTP/1.1 200"), "{here}");
+    assert!(here.to_ascii_lowercase().contains("\r\nallow: "), "{here}");
+    assert_eq!(origin.total(), 0, "answered without the origin");
+    let on = raw(
+        edge.addr,
+        "OPTIONS /a HTTP/1.1\r\nhost: site.example\r\nmax-forwards: 3\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(on.ends_with("hops 2"), "{on}");
+    let plain = raw(
+        edge.addr,
+        "OPTIONS /a HTTP/1.1\r\nhost: site.example\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(plain.ends_with("hops none"), "{plain}");
+}

@@ -606,6 +606,18 @@ impl Proxy {
                 Some(reason),
             );
         }
+        // RFC 9110 section 7.6.2: an OPTIONS with no hops left is for this server to answer;
+        // otherwise the origin gets one hop fewer.
+        let max_forwards = (parts.method == Method::OPTIONS)
+            .then(|| max_forwards(&parts.headers))
+            .flatten();
+        if max_forwards == Some(0) {
+            return mark(
+                not_for_origin(&parts.method),
+                CacheStatus::Bypass,
+                Some(reason),
+            );
+        }
         if let Some(coding) = foreign_transfer_coding(&parts.headers) {
             // RFC 9112 section 6.1: a server that does not understand a request's transfer
             // coding answers 501. Forwarded, the body would lose its `Transfer-Encoding`
@@ -629,7 +641,10 @@ impl Proxy {
                 Some(reason),
             );
         }
-        let headers = origin_request_headers(&parts.headers, &host, peer);
+        let mut headers = origin_request_headers(&parts.headers, &host, peer);
+        if let Some(hops) = max_forwards {
+            headers.insert(header::MAX_FORWARDS, http::HeaderValue::from(hops - 1));
+        }
         let path_and_query = match parts.uri.query() {
             Some(query) => Cow::Owned(format!("{path}?{query}")),
             None => Cow::Borrowed(path.as_str()),
@@ -693,6 +708,18 @@ fn only_if_cached_miss(status: CacheStatus) -> Response<Body> {
 
 /// `CONNECT` (a tunnel request: isr-edge is no forward proxy) and `OPTIONS *` (a question about
 /// this server, answered here); any other method with the `*` target is malformed.
+/// The request's `Max-Forwards` (one field of digits), if it has a readable one.
+fn max_forwards(headers: &http::HeaderMap) -> Option<u64> {
+    let mut fields = headers.get_all(header::MAX_FORWARDS).iter();
+    let only = fields.next().filter(|_| fields.next().is_none())?;
+    let text = only.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Digits past u64 are as many hops as anyone will see.
+    Some(text.parse().unwrap_or(u64::MAX))
+}
+
 fn not_for_origin(method: &Method) -> Response<Body> {
     const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
     let mut response = if method == Method::OPTIONS {
