@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{get, get_with, send_h2, Edge, Origin, Reply};
+use support::{get, get_with, raw, send_h2, Edge, Origin, Reply};
 
 /// An origin that, like many frameworks, trusts forwarding headers when it renders links.
 async fn gullible_origin() -> Origin {
@@ -331,22 +331,6 @@ async fn a_second_host_and_made_up_forwarding_headers_never_reach_the_origin() {
     for name in made_up {
         assert!(!seen.headers.contains_key(name), "origin got {name}");
     }
-}
-
-/// One request over its own connection, read until the server closes it.
-async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut received = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut received),
-    )
-    .await
-    .expect("the server closes the connection")
-    .expect("read");
-    String::from_utf8_lossy(&received).into_owned()
 }
 
 /// RFC 9112 section 3.2: an HTTP/1.1 request without `Host` is a 400, not a page stored under

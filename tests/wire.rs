@@ -5,22 +5,6 @@ mod support;
 
 use support::*;
 
-/// One request over its own connection, read until the server closes it.
-async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut received = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut received),
-    )
-    .await
-    .expect("the server closes the connection")
-    .expect("read");
-    String::from_utf8_lossy(&received).into_owned()
-}
-
 /// A request the cache does not handle goes to the origin at its normalised path, as a fetch
 /// for the cache does: with an origin base path (`--origin http://app:3000/app`), a raw
 /// `/../admin` (or `%2e%2e`) would reach `/app/../admin`, a page outside the app.

@@ -262,42 +262,8 @@ impl Proxy {
     ) -> Answer {
         // The hit path borrows host and path from the request and builds the key once, as a
         // plain string; the shared `Key` is made only when the origin is asked.
-        if parts.uri.path() == "*" {
-            // `OPTIONS *` asks about this server; `*` names nothing on the origin.
-            return Answer::Ready(mark(
-                not_for_origin(&parts.method),
-                CacheStatus::Bypass,
-                Some("target"),
-            ));
-        }
-        if parts.uri.authority().is_some()
-            && parts.uri.scheme().is_none()
-            && parts.method != Method::CONNECT
-        {
-            // RFC 9112 section 3.2.3: `host:port` alone is CONNECT's target; a `GET host:80`
-            // would otherwise be read as the page `/` of that host, and stored.
-            return Answer::Ready(mark(
-                body::text(
-                    http::StatusCode::BAD_REQUEST,
-                    "400 Bad Request: a host:port target is for CONNECT only; send a path or an absolute URL",
-                ),
-                CacheStatus::Bypass,
-                Some("target"),
-            ));
-        }
-        if parts.uri.scheme_str().is_some_and(|scheme| {
-            !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https")
-        }) {
-            // An absolute target in another scheme (`ftp://host/x`) names nothing an HTTP
-            // origin serves; read as `http`, it would be fetched and stored as that page.
-            return Answer::Ready(mark(
-                body::text(
-                    http::StatusCode::BAD_REQUEST,
-                    "400 Bad Request: only http and https targets are served; send a path",
-                ),
-                CacheStatus::Bypass,
-                Some("target"),
-            ));
+        if let Some(refusal) = refused_target(&parts) {
+            return Answer::Ready(mark(refusal, CacheStatus::Bypass, Some("target")));
         }
         let Some(host) = request_host(&parts).filter(|host| limit::valid_host(host)) else {
             return Answer::Ready(limit::bad_host(&parts));
@@ -708,6 +674,33 @@ fn only_if_cached_miss(status: CacheStatus) -> Response<Body> {
 
 /// `CONNECT` (a tunnel request: isr-edge is no forward proxy) and `OPTIONS *` (a question about
 /// this server, answered here); any other method with the `*` target is malformed.
+/// The answer to a request target that names nothing on the origin, if this one does not.
+fn refused_target(parts: &Parts) -> Option<Response<Body>> {
+    let why = if parts.uri.path() == "*" {
+        // `OPTIONS *` asks about this server.
+        return Some(not_for_origin(&parts.method));
+    } else if parts.uri.authority().is_some()
+        && parts.uri.scheme().is_none()
+        && parts.method != Method::CONNECT
+    {
+        // RFC 9112 section 3.2.3: `host:port` alone is CONNECT's target; a `GET host:80`
+        // would otherwise be read as the page `/` of that host, and stored.
+        "a host:port target is for CONNECT only; send a path or an absolute URL"
+    } else if parts.uri.scheme_str().is_some_and(|scheme| {
+        !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https")
+    }) {
+        // `ftp://host/x` names nothing an HTTP origin serves; read as `http`, it would be
+        // fetched and stored as that page.
+        "only http and https targets are served; send a path"
+    } else {
+        return None;
+    };
+    Some(body::text(
+        http::StatusCode::BAD_REQUEST,
+        &format!("400 Bad Request: {why}"),
+    ))
+}
+
 /// The request's `Max-Forwards` (one field of digits), if it has a readable one.
 fn max_forwards(headers: &http::HeaderMap) -> Option<u64> {
     let mut fields = headers.get_all(header::MAX_FORWARDS).iter();

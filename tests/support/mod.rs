@@ -488,3 +488,19 @@ pub fn metric(text: &str, sample: &str) -> Option<f64> {
                 .ok()
         })
 }
+
+/// One request over its own connection, read until the server closes it.
+pub async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut received),
+    )
+    .await
+    .expect("the server closes the connection")
+    .expect("read");
+    String::from_utf8_lossy(&received).into_owned()
+}
