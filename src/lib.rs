@@ -31,6 +31,7 @@
 //!         anything else   -> Proxy::handle
 //! proxy:  bypass rule -> upstream (X-Cache: BYPASS); unsafe methods evict the page
 //!         key = canonical host + path + query; lookup(key, Vary)
+//!           (the worker's table of hot URLs first while the cache is under half full, then moka)
 //!           Fresh   -> HIT (a `no-cache` reload with --honor-client-no-cache refreshes it)
 //!           Stale   -> STALE + one background refresh (single flight)
 //!           Expired / none -> single flight: leader fetches, admits if storable, followers share;
