@@ -183,13 +183,25 @@ pub fn unreadable_body() -> Response<Body> {
     )
 }
 
+/// The 408 for a request body that stopped arriving: the origin timeout ran out while the
+/// origin was still waiting for the client's next bytes.
+pub fn body_timed_out() -> Response<Body> {
+    body::text(
+        StatusCode::REQUEST_TIMEOUT,
+        "408 Request Timeout: the request body stopped arriving before the origin could answer",
+    )
+}
+
 /// Why a client body forwarded through [`Capped`] failed, if it did. The origin request fails
-/// with it, and the answer (413, 400) and the metrics must then blame the client: a 502 and an
-/// origin error would let any client make a healthy origin look broken.
+/// with it, and the answer (413, 400, 408) and the metrics must then blame the client: a 502 or
+/// 504 and an origin error would let any client make a healthy origin look broken.
 #[derive(Debug, Default)]
 pub struct BodyFault {
     too_large: AtomicBool,
     unreadable: AtomicBool,
+    /// The last read of the client's body found nothing yet: the origin request is waiting on
+    /// the client, not the other way round (an origin that stops reading stops asking).
+    awaiting_client: AtomicBool,
 }
 
 impl BodyFault {
@@ -201,6 +213,20 @@ impl BodyFault {
     /// The body could not be read from the client (malformed framing, cut short).
     pub fn unreadable(&self) -> bool {
         self.unreadable.load(Ordering::Relaxed)
+    }
+
+    /// The body was still being waited for from the client (it stalled or trickles): an origin
+    /// timeout now is the client's doing.
+    pub fn awaiting_client(&self) -> bool {
+        self.awaiting_client.load(Ordering::Relaxed)
+    }
+
+    /// Whether `error`, failing the origin request this body went with, is the client's doing.
+    pub fn caused(&self, error: &crate::upstream::UpstreamError) -> bool {
+        self.too_large()
+            || self.unreadable()
+            || (matches!(error, crate::upstream::UpstreamError::Timeout(_))
+                && self.awaiting_client())
     }
 }
 
@@ -250,7 +276,11 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        self.fault
+            .awaiting_client
+            .store(polled.is_pending(), Ordering::Relaxed);
+        let frame = match polled {
             Poll::Ready(Some(Ok(frame))) => frame,
             Poll::Ready(Some(Err(e))) => {
                 self.uploading = None;

@@ -252,3 +252,115 @@ async fn options_honours_max_forwards() {
     .await;
     assert!(plain.ends_with("hops none"), "{plain}");
 }
+
+/// A request body that stops arriving is the client's fault, as a malformed one is: when the
+/// origin timeout runs out while the origin is still waiting for the client's next bytes, the
+/// answer is a 408 and no origin timeout is counted (any client could otherwise make a healthy
+/// origin look slow on the dashboards by stalling an upload). An origin that does not answer a
+/// request it has whole is still a 504 counted against it.
+#[tokio::test]
+async fn a_stalled_request_body_is_a_408_not_an_origin_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start(|r| {
+        Reply::ok("done").delay(std::time::Duration::from_secs(if r.path == "/slow" {
+            3
+        } else {
+            0
+        }))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &["--origin-timeout", "1s"]).await;
+    let mut stream = tokio::net::TcpStream::connect(edge.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /form HTTP/1.1\r\nhost: site.example\r\ncontent-length: 10\r\n\
+              connection: close\r\n\r\nabc",
+        )
+        .await
+        .expect("write");
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut received),
+    )
+    .await
+    .expect("the server closes the connection")
+    .expect("read");
+    let stalled = String::from_utf8_lossy(&received);
+    assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled}");
+    let text = metrics_text(&edge).await;
+    let timeouts = "isr_edge_origin_errors_total{kind=\"timeout\"}";
+    assert_eq!(metric(&text, timeouts).unwrap_or(0.0), 0.0, "{timeouts}");
+
+    let slow = raw(
+        edge.addr,
+        "POST /slow HTTP/1.1\r\nhost: site.example\r\ncontent-length: 3\r\n\
+         connection: close\r\n\r\nabc",
+    )
+    .await;
+    assert!(slow.starts_with("HTTP/1.1 504"), "{slow}");
+    let text = metrics_text(&edge).await;
+    assert_eq!(metric(&text, timeouts), Some(1.0), "{timeouts}");
+}
+
+/// The other side of the 408: an origin that stops reading an upload the client sends as fast
+/// as it can leaves the proxy waiting on the origin, not the client. 504, counted against it.
+#[tokio::test]
+async fn an_origin_that_stops_reading_an_upload_is_still_a_504() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = listener.local_addr().expect("addr");
+    let stuck = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            // The head, a little of the body, then nothing: never read again, never answer.
+            let _ = stream.read(&mut [0u8; 1024]).await;
+            held.push(stream);
+        }
+    });
+    let edge = Edge::start(&format!("http://{origin}"), &["--origin-timeout", "1s"]).await;
+    let (mut from_edge, mut to_edge) = tokio::net::TcpStream::connect(edge.addr)
+        .await
+        .expect("connect")
+        .into_split();
+    let length = 9_000_000;
+    let upload = tokio::spawn(async move {
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nhost: site.example\r\ncontent-length: {length}\r\n\
+             connection: close\r\n\r\n"
+        );
+        to_edge.write_all(head.as_bytes()).await.expect("head");
+        let chunk = vec![b'x'; 64 << 10];
+        let mut sent = 0;
+        while sent < length {
+            let n = chunk.len().min(length - sent);
+            if to_edge.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+            sent += n;
+        }
+    });
+    // The head is enough: the connection stays open while the rest of the upload drains.
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buffer = [0u8; 1024];
+        while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+            match from_edge.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    upload.abort();
+    stuck.abort();
+    let answer = String::from_utf8_lossy(&received);
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    let text = metrics_text(&edge).await;
+    let timeouts = "isr_edge_origin_errors_total{kind=\"timeout\"}";
+    assert_eq!(metric(&text, timeouts), Some(1.0), "{timeouts}");
+}

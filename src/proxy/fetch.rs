@@ -13,7 +13,7 @@ const NEXT_URL: HeaderName = HeaderName::from_static("next-url");
 impl Proxy {
     /// Sends one request to the origin, counting it, its latency and its failure kind.
     /// `client_body`: how the client's body forwarded with it fared; a failure caused by that
-    /// body (too large, malformed, cut short) is not counted against the origin.
+    /// body (too large, malformed, cut short, stalled) is not counted against the origin.
     pub(super) async fn send_origin(
         &self,
         upstream: &Upstream,
@@ -26,9 +26,7 @@ impl Proxy {
             Ok(_) => self.metrics.origin_request(Some(started.elapsed())),
             Err(error) => {
                 self.metrics.origin_request(None);
-                let clients_fault =
-                    client_body.is_some_and(|body| body.too_large() || body.unreadable());
-                if !clients_fault {
+                if !client_body.is_some_and(|body| body.caused(error)) {
                     self.metrics.origin_error(error.kind());
                 }
             }

@@ -654,6 +654,10 @@ impl Proxy {
             Err(_) if fault.unreadable() => {
                 mark(limit::unreadable_body(), CacheStatus::Bypass, Some(reason))
             }
+            // The origin waited on the client's body until the timeout: the client stalled.
+            Err(UpstreamError::Timeout(_)) if fault.awaiting_client() => {
+                mark(limit::body_timed_out(), CacheStatus::Bypass, Some(reason))
+            }
             Err(e) => mark(e.response(), CacheStatus::Bypass, Some(reason)),
         }
     }
