@@ -162,6 +162,18 @@ impl App {
             Cow::Borrowed(_) => None,
             Cow::Owned(path) => Some(path),
         };
+        // Bytes sent raw are escaped (`é` is `%C3%A9`): the limit holds for the URI as the
+        // origin would get it too, or a long raw path would pass here and fail to be sent.
+        let query = parts.uri.query().map_or(0, |q| q.len() + 1);
+        if normal_path
+            .as_ref()
+            .is_some_and(|path| path.len() + query > self.max_uri_length)
+        {
+            return (
+                Answer::Ready(limits::uri_too_long(self.max_uri_length)),
+                AnsweredBy::Limits,
+            );
+        }
         if is_control {
             let app = self.clone();
             let answer =

@@ -364,3 +364,24 @@ async fn an_origin_that_stops_reading_an_upload_is_still_a_504() {
     let timeouts = "isr_edge_origin_errors_total{kind=\"timeout\"}";
     assert_eq!(metric(&text, timeouts), Some(1.0), "{timeouts}");
 }
+
+/// The URI limit holds for a path as the origin gets it: one sent as raw UTF-8 is escaped to
+/// three bytes a byte, and its escaped form is what must fit (a long raw path otherwise passed
+/// the limit and then could not be sent: a 502 blaming the origin).
+#[tokio::test]
+async fn the_uri_limit_counts_a_raw_path_as_it_is_escaped() {
+    let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &["--max-uri-length", "1KiB"]).await;
+    let request = |path: String| {
+        format!("GET /{path} HTTP/1.1\r\nhost: site.example\r\nconnection: close\r\n\r\n")
+    };
+    // 800 bytes raw, 2,400 escaped.
+    let long = raw(edge.addr, &request("\u{e9}".repeat(400))).await;
+    assert!(long.starts_with("HTTP/1.1 414"), "{long}");
+    let escaped = raw(edge.addr, &request("%C3%A9".repeat(400))).await;
+    assert!(escaped.starts_with("HTTP/1.1 414"), "{escaped}");
+    assert_eq!(origin.total(), 0);
+    // 200 bytes raw, 600 escaped.
+    let short = raw(edge.addr, &request("\u{e9}".repeat(100))).await;
+    assert!(short.starts_with("HTTP/1.1 200"), "{short}");
+}
