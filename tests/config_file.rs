@@ -44,6 +44,12 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// The proxy in front of `origin`, configured by a file holding `text`.
+async fn edge_with_file(name: &str, text: &str, origin: &str) -> Edge {
+    let path = config_file(name, text);
+    edge_from(&["--config", path.to_str().expect("path"), "--origin", origin]).await
+}
+
 /// The proxy, in-process, configured exactly as `main` would from these arguments.
 async fn edge_from(args: &[&str]) -> Edge {
     // No admin listener: many proxies share this test process.
@@ -527,16 +533,11 @@ fn check_config_names_file_line_and_key() {
 async fn route_ttl_stores_headerless_pages() {
     // An origin that sends no caching headers at all (a Laravel/PHP app rendering HTML).
     let origin = Origin::start(|r| Reply::ok(format!("{} #{}", r.path, r.count))).await;
-    let path = config_file(
+    let edge = edge_with_file(
         "ttl",
         "[[route]]\nmatch = \"/products/[slug]\"\nttl = 60\nstale_while_revalidate = \"30s\"\n",
-    );
-    let edge = edge_from(&[
-        "--config",
-        path.to_str().expect("path"),
-        "--origin",
         &origin.url(),
-    ])
+    )
     .await;
     let first = get(edge.addr, "/products/a").await;
     assert_eq!(first.cache(), "MISS");
@@ -562,17 +563,7 @@ async fn route_ttl_stores_headerless_pages() {
 #[tokio::test]
 async fn a_route_written_with_non_ascii_matches_what_browsers_send() {
     let origin = Origin::start(|r| Reply::ok(format!("{} #{}", r.path, r.count))).await;
-    let path = config_file(
-        "non-ascii",
-        "[[route]]\nmatch = \"/café/[slug]\"\nttl = 60\n\n[[route]]\nmatch = \"/na%c3%afve\"\nttl = 60\n",
-    );
-    let edge = edge_from(&[
-        "--config",
-        path.to_str().expect("path"),
-        "--origin",
-        &origin.url(),
-    ])
-    .await;
+    let edge = edge_with_file("non-ascii", "[[route]]\nmatch = \"/café/[slug]\"\nttl = 60\n\n[[route]]\nmatch = \"/na%c3%afve\"\nttl = 60\n", &origin.url()).await;
     for page in ["/caf%C3%A9/menu", "/na%C3%AFve"] {
         assert_eq!(get(edge.addr, page).await.cache(), "MISS", "{page}");
         assert_eq!(
@@ -590,13 +581,11 @@ async fn route_ttl_never_stores_private_or_cookies() {
         _ => Reply::ok("session").header("set-cookie", "sid=1"),
     })
     .await;
-    let path = config_file("private", "[[route]]\nmatch = \"/p/*\"\nttl = 60\n");
-    let edge = edge_from(&[
-        "--config",
-        path.to_str().expect("path"),
-        "--origin",
+    let edge = edge_with_file(
+        "private",
+        "[[route]]\nmatch = \"/p/*\"\nttl = 60\n",
         &origin.url(),
-    ])
+    )
     .await;
     for page in ["/p/private", "/p/cookie"] {
         get(edge.addr, page).await;
@@ -610,17 +599,7 @@ async fn route_ttl_never_stores_private_or_cookies() {
 async fn route_bypass_and_first_match_wins() {
     let origin =
         Origin::start(|r| Reply::ok(format!("{} #{}", r.path, r.count)).cc("s-maxage=60")).await;
-    let path = config_file(
-        "bypass",
-        "[[route]]\nmatch = \"/products/sale\"\nbypass = true\n\n[[route]]\nmatch = \"/products/[slug]\"\nttl = 5\n",
-    );
-    let edge = edge_from(&[
-        "--config",
-        path.to_str().expect("path"),
-        "--origin",
-        &origin.url(),
-    ])
-    .await;
+    let edge = edge_with_file("bypass", "[[route]]\nmatch = \"/products/sale\"\nbypass = true\n\n[[route]]\nmatch = \"/products/[slug]\"\nttl = 5\n", &origin.url()).await;
     get(edge.addr, "/products/sale").await;
     let sale = get(edge.addr, "/products/sale").await;
     assert_eq!(sale.cache(), "BYPASS");
@@ -644,16 +623,11 @@ async fn route_tags_are_purgeable() {
         Reply::ok(format!("{} #{}", r.path, r.count)).header("cache-tag", "origin-tag")
     })
     .await;
-    let path = config_file(
+    let edge = edge_with_file(
         "tags",
         "[[route]]\nmatch = \"/products/**\"\nttl = 60\ntags = [\"products\", \"summer sale\"]\n",
-    );
-    let edge = edge_from(&[
-        "--config",
-        path.to_str().expect("path"),
-        "--origin",
         &origin.url(),
-    ])
+    )
     .await;
     for page in ["/products/a", "/products/b/c", "/about"] {
         get(edge.addr, page).await;
