@@ -174,22 +174,34 @@ pub fn declared_too_large(headers: &HeaderMap, limit: u64) -> bool {
         .is_some_and(|len| len > limit)
 }
 
-/// The 400 for a request body that broke its own framing (a bad chunk size, a chunk longer
-/// than it said) or ended before its length: the client's fault, not the origin's.
-pub fn unreadable_body() -> Response<Body> {
-    body::text(
-        StatusCode::BAD_REQUEST,
-        "400 Bad Request: the request body is malformed or ended before its declared length",
-    )
+/// How a client body made its origin request fail: the client's fault, not the origin's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// More than the limit arrived: 413.
+    TooLarge,
+    /// It broke its own framing (a bad chunk size, a chunk longer than it said) or ended
+    /// before its length: 400.
+    Unreadable,
+    /// It stopped arriving: the origin timeout ran out while the origin was still waiting for
+    /// the client's next bytes: 408.
+    Stalled,
 }
 
-/// The 408 for a request body that stopped arriving: the origin timeout ran out while the
-/// origin was still waiting for the client's next bytes.
-pub fn body_timed_out() -> Response<Body> {
-    body::text(
-        StatusCode::REQUEST_TIMEOUT,
-        "408 Request Timeout: the request body stopped arriving before the origin could answer",
-    )
+impl ClientFault {
+    /// The answer; `limit` is the body limit a 413 names.
+    pub fn response(self, limit: u64) -> Response<Body> {
+        match self {
+            ClientFault::TooLarge => payload_too_large(limit),
+            ClientFault::Unreadable => body::text(
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: the request body is malformed or ended before its declared length",
+            ),
+            ClientFault::Stalled => body::text(
+                StatusCode::REQUEST_TIMEOUT,
+                "408 Request Timeout: the request body stopped arriving before the origin could answer",
+            ),
+        }
+    }
 }
 
 /// Why a client body forwarded through [`Capped`] failed, if it did. The origin request fails
@@ -205,28 +217,22 @@ pub struct BodyFault {
 }
 
 impl BodyFault {
-    /// More than the limit arrived.
-    pub fn too_large(&self) -> bool {
-        self.too_large.load(Ordering::Relaxed)
-    }
-
-    /// The body could not be read from the client (malformed framing, cut short).
-    pub fn unreadable(&self) -> bool {
-        self.unreadable.load(Ordering::Relaxed)
-    }
-
-    /// The body was still being waited for from the client (it stalled or trickles): an origin
-    /// timeout now is the client's doing.
-    pub fn awaiting_client(&self) -> bool {
-        self.awaiting_client.load(Ordering::Relaxed)
-    }
-
-    /// Whether `error`, failing the origin request this body went with, is the client's doing.
-    pub fn caused(&self, error: &crate::upstream::UpstreamError) -> bool {
-        self.too_large()
-            || self.unreadable()
-            || (matches!(error, crate::upstream::UpstreamError::Timeout(_))
-                && self.awaiting_client())
+    /// Whether `error`, failing the origin request this body went with, is the client's
+    /// doing, and how: the one place the answer and the metrics both ask.
+    pub fn fault_for(&self, error: &crate::upstream::UpstreamError) -> Option<ClientFault> {
+        if self.too_large.load(Ordering::Relaxed) {
+            Some(ClientFault::TooLarge)
+        } else if self.unreadable.load(Ordering::Relaxed) {
+            Some(ClientFault::Unreadable)
+        } else if matches!(error, crate::upstream::UpstreamError::Timeout(_))
+            && self.awaiting_client.load(Ordering::Relaxed)
+        {
+            // An origin that stops reading an upload stops asking for it, so the last read
+            // was not left waiting: that stays the origin's timeout.
+            Some(ClientFault::Stalled)
+        } else {
+            None
+        }
     }
 }
 

@@ -26,7 +26,7 @@ impl Proxy {
             Ok(_) => self.metrics.origin_request(Some(started.elapsed())),
             Err(error) => {
                 self.metrics.origin_request(None);
-                if !client_body.is_some_and(|body| body.caused(error)) {
+                if client_body.and_then(|body| body.fault_for(error)).is_none() {
                     self.metrics.origin_error(error.kind());
                 }
             }

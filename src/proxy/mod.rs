@@ -646,19 +646,13 @@ impl Proxy {
                 }
                 self.relay(response, CacheStatus::Bypass, Some(reason))
             }
-            Err(_) if fault.too_large() => mark(
-                limit::payload_too_large(max_body),
-                CacheStatus::Bypass,
-                Some(reason),
-            ),
-            Err(_) if fault.unreadable() => {
-                mark(limit::unreadable_body(), CacheStatus::Bypass, Some(reason))
+            Err(e) => {
+                let answer = match fault.fault_for(&e) {
+                    Some(client) => client.response(max_body),
+                    None => e.response(),
+                };
+                mark(answer, CacheStatus::Bypass, Some(reason))
             }
-            // The origin waited on the client's body until the timeout: the client stalled.
-            Err(UpstreamError::Timeout(_)) if fault.awaiting_client() => {
-                mark(limit::body_timed_out(), CacheStatus::Bypass, Some(reason))
-            }
-            Err(e) => mark(e.response(), CacheStatus::Bypass, Some(reason)),
         }
     }
 }
