@@ -274,31 +274,29 @@ impl StoredAt {
         Instant::from_std(*REFERENCE.get_or_init(std::time::Instant::now))
     }
 
-    fn of(at: Instant) -> StoredAt {
+    /// `at` in whole milliseconds from the reference, rounded down or `up`.
+    fn offset(at: Instant, up: bool) -> i64 {
         let reference = StoredAt::reference();
-        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let whole = |d: Duration, up: bool| {
+            let part = u128::from(up && d.subsec_nanos() % 1_000_000 != 0);
+            i64::try_from(d.as_millis() + part).unwrap_or(i64::MAX)
+        };
         match at.checked_duration_since(reference) {
-            Some(after) => StoredAt(millis(after)),
-            // Before the reference: rounded away from it, so still down.
-            None => StoredAt(-millis(
-                (reference - at).saturating_add(Duration::from_nanos(999_999)),
-            )),
+            Some(after) => whole(after, up),
+            // Before the reference, down is away from it.
+            None => -whole(reference - at, !up),
         }
     }
 
-    /// Whole milliseconds from this instant to `now`, rounded up (so never less than the time
-    /// that passed): one clock subtraction, no `Instant` rebuilt, for ages read several times
-    /// a hit.
+    fn of(at: Instant) -> StoredAt {
+        StoredAt(StoredAt::offset(at, false))
+    }
+
+    /// Whole milliseconds from this instant to `now`, `now` rounded up (so never less than the
+    /// time that passed): one clock subtraction, no `Instant` rebuilt, for ages read several
+    /// times a hit.
     fn millis_to(self, now: Instant) -> u64 {
-        let reference = StoredAt::reference();
-        let now = match now.checked_duration_since(reference) {
-            Some(after) => {
-                let up = u128::from(after.subsec_nanos() % 1_000_000 != 0);
-                i64::try_from(after.as_millis() + up).unwrap_or(i64::MAX)
-            }
-            None => -i64::try_from((reference - now).as_millis()).unwrap_or(i64::MAX),
-        };
-        u64::try_from(now.saturating_sub(self.0)).unwrap_or(0)
+        u64::try_from(StoredAt::offset(now, true).saturating_sub(self.0)).unwrap_or(0)
     }
 
     fn get(self) -> Instant {

@@ -1,6 +1,6 @@
 //! A per-worker table of recently hit URLs in front of moka. A hit on one of them skips moka's
-//! `get`: its hash, its read recording and the housekeeping the recordings trigger, about a
-//! twelfth of a hit's instructions (`benches/instructions.sh`).
+//! `get`: its hash, its read recording and the housekeeping the recordings trigger (~1,060
+//! instructions; the table takes ~350, so ~5 % of a hit: `benches/instructions.sh`).
 //!
 //! The table never answers what moka would not. It points at moka's values weakly (a value
 //! moka dropped is gone here too, and the table keeps no page alive), and every value is marked
@@ -53,67 +53,58 @@ struct Way {
     hits: u32,
 }
 
-/// What the table knows of `key` in cache `cache`.
-pub(super) enum Remembered {
-    /// A value still in moka.
-    Value(Arc<Variants>),
-    /// Ask moka (it is not here, gone, or this hit is one moka should record).
-    Ask,
+/// A URL of one cache as the table looks it up: hashed once for [`find`] and [`remember`].
+pub(super) struct HotKey<'a> {
+    cache: u64,
+    key: &'a str,
+    hash: u64,
 }
 
-pub(super) fn find(cache: u64, key: &str, now: Instant) -> Remembered {
-    if key.len() > MAX_KEY {
-        return Remembered::Ask;
+impl HotKey<'_> {
+    /// `None` for keys the table does not remember (see [`MAX_KEY`]).
+    pub(super) fn of(cache: u64, key: &str) -> Option<HotKey<'_>> {
+        (key.len() <= MAX_KEY).then(|| HotKey {
+            cache,
+            key,
+            hash: hash(key),
+        })
     }
-    let hash = hash(key);
+}
+
+/// The value remembered for `key`, while it is still moka's; `None`: ask moka (it is not
+/// here, is gone, or this hit is one moka should record).
+pub(super) fn find(key: &HotKey, now: Instant) -> Option<Arc<Variants>> {
     TABLE.with(|table| {
-        let Ok(mut table) = table.try_borrow_mut() else {
-            return Remembered::Ask;
-        };
-        let set = &mut table[set_of(hash)];
-        let Some(way) = set.ways.iter().position(|way| {
-            way.as_ref()
-                .is_some_and(|w| w.hash == hash && w.cache == cache && &*w.key == key)
-        }) else {
-            return Remembered::Ask;
-        };
+        let mut table = table.try_borrow_mut().ok()?;
+        let set = &mut table[set_of(key.hash)];
+        let way = set.way_of(key)?;
         set.used |= 1 << way;
-        let Some(remembered) = set.ways[way].as_mut() else {
-            return Remembered::Ask;
-        };
+        let remembered = set.ways[way].as_mut()?;
         remembered.hits = remembered.hits.wrapping_add(1);
         if remembered.hits % SAMPLE == 0 {
-            return Remembered::Ask;
+            return None;
         }
         match remembered.value.upgrade() {
             // A purged value is moka's to answer for too: it may hold a newer one by now.
             Some(value) if value.is_live() && !value.is_retired() && !value.expired(now) => {
-                Remembered::Value(value)
+                Some(value)
             }
             _ => {
                 set.ways[way] = None;
-                Remembered::Ask
+                None
             }
         }
     })
 }
 
 /// Remembers what moka answered for `key` (or that it answered nothing).
-pub(super) fn remember(cache: u64, key: &str, value: Option<&Arc<Variants>>) {
-    if key.len() > MAX_KEY {
-        return;
-    }
-    let hash = hash(key);
+pub(super) fn remember(key: &HotKey, value: Option<&Arc<Variants>>) {
     TABLE.with(|table| {
         let Ok(mut table) = table.try_borrow_mut() else {
             return;
         };
-        let set = &mut table[set_of(hash)];
-        let existing = set.ways.iter().position(|way| {
-            way.as_ref()
-                .is_some_and(|w| w.hash == hash && w.cache == cache && &*w.key == key)
-        });
-        match (existing, value) {
+        let set = &mut table[set_of(key.hash)];
+        match (set.way_of(key), value) {
             (Some(way), Some(value)) => {
                 if let Some(remembered) = set.ways[way].as_mut() {
                     remembered.value = Arc::downgrade(value);
@@ -123,9 +114,9 @@ pub(super) fn remember(cache: u64, key: &str, value: Option<&Arc<Variants>>) {
             (None, Some(value)) => {
                 let way = set.way_to_take();
                 set.ways[way] = Some(Way {
-                    cache,
-                    hash,
-                    key: key.into(),
+                    cache: key.cache,
+                    hash: key.hash,
+                    key: key.key.into(),
                     value: Arc::downgrade(value),
                     hits: 0,
                 });
@@ -136,6 +127,13 @@ pub(super) fn remember(cache: u64, key: &str, value: Option<&Arc<Variants>>) {
 }
 
 impl Set {
+    fn way_of(&self, key: &HotKey) -> Option<usize> {
+        self.ways.iter().position(|way| {
+            way.as_ref()
+                .is_some_and(|w| w.hash == key.hash && w.cache == key.cache && *w.key == *key.key)
+        })
+    }
+
     /// An empty way, else the first the clock hand finds not hit since it last passed (so a URL
     /// hit once, a crawler's, goes before the ones hit again and again).
     fn way_to_take(&mut self) -> usize {
@@ -234,7 +232,10 @@ mod tests {
         });
         let query = "q".repeat(16 << 10);
         for i in 0..SETS * WAYS {
-            remember(7, &format!("h/page?{i}&{query}"), Some(&value));
+            let key = format!("h/page?{i}&{query}");
+            if let Some(key) = HotKey::of(7, &key) {
+                remember(&key, Some(&value));
+            }
         }
         let held = held_key_bytes();
         assert!(held <= SETS * WAYS * MAX_KEY, "{held} bytes of keys");

@@ -321,16 +321,18 @@ impl Cache {
         // once full, evicts by those counts and by read order: every hit must then reach it.
         // Hits answered by the tables, 15 in 16, made the pages hit most look as cold as the
         // pages a crawler asks for once, and moka evicted them for those.
-        let variants = if self.store.weighted_size() >= self.hot_below {
-            self.store.get(key)?
-        } else {
-            match hot::find(self.id, key, now) {
-                hot::Remembered::Value(variants) => variants,
-                hot::Remembered::Ask => {
-                    let variants = self.store.get(key);
-                    hot::remember(self.id, key, variants.as_ref());
-                    variants?
+        let hot_key = (self.store.weighted_size() < self.hot_below)
+            .then(|| hot::HotKey::of(self.id, key))
+            .flatten();
+        let remembered = hot_key.as_ref().and_then(|hot_key| hot::find(hot_key, now));
+        let variants = match remembered {
+            Some(variants) => variants,
+            None => {
+                let variants = self.store.get(key);
+                if let Some(hot_key) = &hot_key {
+                    hot::remember(hot_key, variants.as_ref());
                 }
+                variants?
             }
         };
         if !variants.is_live() {
