@@ -59,6 +59,7 @@ use crate::upstream::{foreign_transfer_coding, origin_request_headers, Upstream,
 
 mod fetch;
 mod headers;
+mod range;
 mod warm;
 
 use headers::{
@@ -113,6 +114,9 @@ enum Fetched {
     Error(UpstreamError, Option<OriginAnswer>),
     /// Passed through as the origin sent it.
     Uncacheable(Response<Body>),
+    /// The fetch this range request waited on could not be shared: it goes to the origin on its
+    /// own, with its `Range` (a page too large to store is not downloaded whole for a part).
+    Unshared,
 }
 
 /// How a fetch for the cache ended with a storable page; `stored`: kept in the cache (not
@@ -183,7 +187,7 @@ impl Fetched {
                     _ => None,
                 },
             ),
-            Fetched::Uncacheable(_) => Shared::Uncacheable,
+            Fetched::Uncacheable(_) | Fetched::Unshared => Shared::Uncacheable,
         }
     }
 }
@@ -204,6 +208,8 @@ struct FetchRequest {
     copy: Option<Arc<Entry>>,
     /// Why the origin is asked.
     fwd: Forward,
+    /// A GET with a `Range`: the fetch is for the whole page, which the request is cut from.
+    ranged: bool,
 }
 
 impl Proxy {
@@ -282,27 +288,23 @@ impl Proxy {
                 .routes
                 .find(&page_path(&path))
                 .is_some_and(|rule| rule.bypass);
-        if let Some(reason) = self
-            .bypass_reason(&parts)
-            .or(route_bypass.then_some("route"))
-        {
-            let only_if_cached = client_only_if_cached(&parts.headers);
-            if !only_if_cached {
-                let host = host.to_owned();
-                let path = path.into_owned();
-                let this = self.clone();
-                return Answer::pending(async move {
-                    this.pass(parts, path, body, host, peer, reason).await
-                });
-            }
-            // What is bypassed is answered by the origin only, so not at all, except a range:
-            // the whole stored page may answer it (RFC 9110 section 14.2 lets a server ignore
-            // `Range`), and it is looked up below like any other request.
-            if reason != "range" {
+        let screen = self.screen(&parts);
+        if let Some(reason) = screen.bypass.or(route_bypass.then_some("route")) {
+            if client_only_if_cached(&parts.headers) {
+                // What is bypassed is answered by the origin only, so not at all.
                 return Answer::Ready(only_if_cached_miss(CacheStatus::Bypass));
             }
+            let host = host.to_owned();
+            let path = path.into_owned();
+            let this = self.clone();
+            return Answer::pending(async move {
+                this.pass(parts, path, body, host, peer, reason).await
+            });
         }
-        drop(body);
+        // RFC 9110 section 14.2: ranges are defined for GET only; a HEAD is answered whole.
+        let ranged = screen.range && parts.method == Method::GET;
+        // Only a range request may still go to the origin as sent (see `Fetched::Unshared`).
+        let body = ranged.then_some(body);
         let key_text = primary_key_text(host, &path, parts.uri.query());
         let now = Instant::now();
         // With `--honor-client-no-cache`, a `no-cache` reload is not answered from the stored
@@ -319,12 +321,9 @@ impl Proxy {
                     fwd = Forward::Request;
                 }
                 Freshness::Fresh => {
-                    return Answer::Ready(entry.to_response(
-                        &parts.method,
-                        &parts.headers,
-                        CacheStatus::Hit,
-                        now,
-                    ))
+                    let response =
+                        entry.to_response(&parts.method, &parts.headers, CacheStatus::Hit, now);
+                    return Answer::Ready(cut(ranged, response, &parts.headers));
                 }
                 Freshness::Stale if !refresh => {
                     self.metrics.stale_served(if entry.is_soft_purged() {
@@ -338,12 +337,9 @@ impl Proxy {
                     fetch.copy = Some(entry.clone());
                     fetch.fwd = Forward::Stale;
                     self.refresh_in_background(fetch);
-                    return Answer::Ready(entry.to_response(
-                        &parts.method,
-                        &parts.headers,
-                        CacheStatus::Stale,
-                        now,
-                    ));
+                    let response =
+                        entry.to_response(&parts.method, &parts.headers, CacheStatus::Stale, now);
+                    return Answer::Ready(cut(ranged, response, &parts.headers));
                 }
                 Freshness::Stale | Freshness::Expired => {
                     passed_over = Some(entry);
@@ -363,29 +359,42 @@ impl Proxy {
         fetch.stale_fallback = passed_over.as_ref().is_some_and(|e| e.usable_on_error(now));
         fetch.copy = passed_over.clone();
         fetch.fwd = fwd;
+        fetch.ranged = ranged;
+        let passing = body.map(|body| (body, path.into_owned(), host.to_owned()));
         let this = self.clone();
         Answer::pending(async move {
-            match this.fetch_shared(fetch).await {
-                Fetched::Entry(entry, admitted) => entry.to_response(
-                    &parts.method,
-                    &parts.headers,
-                    admitted.status(fwd),
-                    Instant::now(),
+            match (this.fetch_shared(fetch).await, passing) {
+                (Fetched::Entry(entry, admitted), _) => {
+                    let status = admitted.status(fwd);
+                    let response =
+                        entry.to_response(&parts.method, &parts.headers, status, Instant::now());
+                    cut(ranged, response, &parts.headers)
+                }
+                // The page, asked for whole, could not be stored: rather than send all of it
+                // (a video past `--max-object-size`), the range goes to the origin as asked.
+                (unwanted @ (Fetched::Uncacheable(_) | Fetched::Unshared), Some(passing)) => {
+                    // Dropped first: its origin connection is not held through the second ask.
+                    drop(unwanted);
+                    let (body, path, host) = passing;
+                    this.pass(parts, path, body, host, peer, "range").await
+                }
+                (Fetched::Uncacheable(response), None) => response,
+                // Made for range requests only, which are passed above.
+                (Fetched::Unshared, None) => mark(
+                    UpstreamError::Protocol("no answer for this request".into()).response(),
+                    CacheStatus::Miss { stored: false, fwd },
+                    None,
                 ),
-                Fetched::Uncacheable(response) => response,
-                Fetched::Error(error, origin_response) => {
+                (Fetched::Error(error, origin_response), _) => {
                     let now = Instant::now();
                     if let Some(copy) = passed_over.filter(|e| e.usable_on_error(now)) {
                         let host = request_host(&parts).unwrap_or_default();
                         let path = normalized(parts.uri.path());
                         tracing::warn!(error = %error, host, path = %path, "origin failed; serving stale copy");
                         this.metrics.stale_served(StaleReason::StaleIfError);
-                        return copy.to_response(
-                            &parts.method,
-                            &parts.headers,
-                            CacheStatus::StaleIfError,
-                            now,
-                        );
+                        let status = CacheStatus::StaleIfError;
+                        let response = copy.to_response(&parts.method, &parts.headers, status, now);
+                        return cut(ranged, response, &parts.headers);
                     }
                     let response = origin_response
                         .map(OriginAnswer::response)
@@ -400,11 +409,14 @@ impl Proxy {
         })
     }
 
-    /// Requests that never use the cache, with the reason shown in `Cache-Status`. Runs on every
-    /// hit: names are constants, so a lookup hashes instead of parsing a name first.
-    fn bypass_reason(&self, parts: &Parts) -> Option<&'static str> {
+    /// One look at the request's method and field names: whether the cache is bypassed (the
+    /// reason is shown in `Cache-Status`) and whether a range is asked for. Runs on every hit.
+    fn screen(&self, parts: &Parts) -> Screen {
         if parts.method != Method::GET && parts.method != Method::HEAD {
-            return Some("method");
+            return Screen {
+                bypass: Some("method"),
+                range: false,
+            };
         }
         let headers = &parts.headers;
         // One pass over the request's field names instead of a hash lookup per name asked
@@ -424,32 +436,27 @@ impl Proxy {
                 _ => {}
             }
         }
-        if range {
-            return Some("range");
-        }
-        if action {
-            return Some("server-action");
-        }
-        if upgrade {
-            return Some("upgrade");
-        }
-        if cookie && has_cookie(headers, &["__prerender_bypass", "__next_preview_data"]) {
-            return Some("draft-mode");
-        }
-        if cookie && has_cookie(headers, &self.settings.bypass_cookies) {
-            return Some("cookie");
-        }
-        // Next.js on-demand regeneration; the header itself is stripped (upstream.rs), so the
-        // origin serves this client as any other, but the answer must not be stored.
-        if prerender {
-            return Some("prerender-revalidate");
-        }
-        // `no-cache` alone refreshes the stored copy (see `handle`); `no-store` forbids storing
-        // the answer, so it passes.
-        if no_cache && self.settings.honor_client_no_cache && client_wants_no_store(headers) {
-            return Some("client-no-store");
-        }
-        None
+        let bypass = if action {
+            Some("server-action")
+        } else if upgrade {
+            Some("upgrade")
+        } else if cookie && has_cookie(headers, &["__prerender_bypass", "__next_preview_data"]) {
+            Some("draft-mode")
+        } else if cookie && has_cookie(headers, &self.settings.bypass_cookies) {
+            Some("cookie")
+        } else if prerender {
+            // Next.js on-demand regeneration; the header itself is stripped (upstream.rs), so
+            // the origin serves this client as any other, but the answer must not be stored.
+            Some("prerender-revalidate")
+        } else if no_cache && self.settings.honor_client_no_cache && client_wants_no_store(headers)
+        {
+            // `no-cache` alone refreshes the stored copy (see `handle`); `no-store` forbids
+            // storing the answer, so it passes.
+            Some("client-no-store")
+        } else {
+            None
+        };
+        Screen { bypass, range }
     }
 
     fn fetch_request(
@@ -474,6 +481,7 @@ impl Proxy {
             stale_fallback: false,
             copy: None,
             fwd: Forward::Miss,
+            ranged: false,
         }
     }
 
@@ -527,6 +535,8 @@ impl Proxy {
                     Some(Shared::Error(error, page)) => {
                         Fetched::Error(error, page.map(OriginAnswer::Read))
                     }
+                    // A range of a page that cannot be stored is asked for as a range.
+                    Some(Shared::Uncacheable) if fetch.ranged => Fetched::Unshared,
                     // Uncacheable, a Vary mismatch, or an abandoned leader: ask on our own.
                     _ => self.fetch_for_cache(fetch).await,
                 }
@@ -654,6 +664,23 @@ impl Proxy {
                 mark(answer, CacheStatus::Bypass, Some(reason))
             }
         }
+    }
+}
+
+/// What `Proxy::screen` found in a request.
+struct Screen {
+    /// Why the cache is bypassed, as `Cache-Status` shows it.
+    bypass: Option<&'static str>,
+    /// A `Range` field is present.
+    range: bool,
+}
+
+/// `response`, made from a stored page, cut to the request's `Range` when it has one.
+fn cut(ranged: bool, response: Response<Body>, request: &HeaderMap) -> Response<Body> {
+    if ranged {
+        range::answer(response, request)
+    } else {
+        response
     }
 }
 

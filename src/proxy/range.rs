@@ -1,0 +1,322 @@
+//! Range requests answered from a whole page (RFC 9110 section 14): one satisfiable range is a
+//! `206` with `Content-Range`, several are one `multipart/byteranges` `206`, none a `416`.
+//!
+//! The cache stores and fetches whole pages only, as nginx's `proxy_cache` and Varnish do: a
+//! range request that misses fetches the page without its `Range`, and every later range of it
+//! is a hit. Only a stored `200` is cut; anything else (a `404` page, a `304`) answers as it is,
+//! which RFC 9110 section 14.2 allows for any range request.
+
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::{self, Body};
+
+/// More range-specs than this in one `Range` is a broken client or an attempt to make the
+/// server assemble many small parts (RFC 9110 section 14.2 lets a server ignore it): the whole
+/// page is sent instead.
+const MAX_RANGE_SPECS: usize = 64;
+
+/// What a `Range` field asks of a body `len` bytes long.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Ranges {
+    /// Not a byte-range set this cache serves (another unit, malformed, too many specs): the
+    /// whole page answers.
+    Whole,
+    /// Well formed, but no range starts inside the body: `416`.
+    Unsatisfiable,
+    /// Inclusive `(first, last)` offsets inside the body, in ascending order, overlapping and
+    /// adjacent ranges merged (RFC 9110 section 15.3.7.2 lets a server coalesce them).
+    Parts(Vec<(u64, u64)>),
+}
+
+/// Reads a `Range` field value against a body of `len` bytes.
+pub(super) fn parse(field: &[u8], len: u64) -> Ranges {
+    let Some((unit, set)) = split_once(field, b'=') else {
+        return Ranges::Whole;
+    };
+    // An empty body has no byte to cut; sending it whole is always allowed.
+    if !unit.trim_ascii().eq_ignore_ascii_case(b"bytes") || len == 0 {
+        return Ranges::Whole;
+    }
+    let mut parts = Vec::new();
+    let mut specs = 0;
+    // A list: empty elements (`bytes=0-1,,2-3`) are allowed and skipped (RFC 9110 5.6.1).
+    for spec in set.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+        if spec.is_empty() {
+            continue;
+        }
+        specs += 1;
+        if specs > MAX_RANGE_SPECS {
+            return Ranges::Whole;
+        }
+        let Some((first, last)) = split_once(spec, b'-') else {
+            return Ranges::Whole;
+        };
+        let range = match (number(first), number(last)) {
+            // `-N`: the last N bytes; `-0` selects nothing.
+            (None, Some(suffix)) if first.is_empty() => {
+                (suffix > 0).then(|| (len - suffix.min(len), len - 1))
+            }
+            // `F-`: from F to the end.
+            (Some(first), None) if last.is_empty() => (first < len).then(|| (first, len - 1)),
+            (Some(first), Some(last)) if first <= last => {
+                (first < len).then(|| (first, last.min(len - 1)))
+            }
+            // `5-3`, `-`, `a-b`: the whole field is invalid, and ignored.
+            _ => return Ranges::Whole,
+        };
+        parts.extend(range);
+    }
+    if specs == 0 {
+        return Ranges::Whole;
+    }
+    if parts.is_empty() {
+        return Ranges::Unsatisfiable;
+    }
+    parts.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
+    for (first, last) in parts {
+        match merged.last_mut() {
+            Some(previous) if first <= previous.1.saturating_add(1) => {
+                previous.1 = previous.1.max(last);
+            }
+            _ => merged.push((first, last)),
+        }
+    }
+    Ranges::Parts(merged)
+}
+
+/// Cuts the ranges a GET's `Range` asks for out of `response`, a whole page with its body in
+/// memory. Anything else is returned as it is: no `Range` (or two of them), an `If-Range` the
+/// page does not match, a status other than `200`, a streamed body.
+pub(super) fn answer(response: Response<Body>, request: &HeaderMap) -> Response<Body> {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let mut fields = request.get_all(header::RANGE).iter();
+    let (Some(field), None) = (fields.next(), fields.next()) else {
+        return response;
+    };
+    if !if_range_holds(request, response.headers()) {
+        return response;
+    }
+    let (mut head, body) = response.into_parts();
+    let Body::Full(Some(bytes)) = body else {
+        return Response::from_parts(head, body);
+    };
+    let len = bytes.len() as u64;
+    let ranges = parse(field.as_bytes(), len);
+    let body = match ranges {
+        Ranges::Whole => body::full(bytes),
+        Ranges::Unsatisfiable => {
+            head.status = StatusCode::RANGE_NOT_SATISFIABLE;
+            // An empty body: what described the page's bytes would describe nothing (a
+            // `Content-Encoding: gzip` on no bytes fails to decode).
+            for name in [
+                header::CONTENT_LENGTH,
+                header::CONTENT_TYPE,
+                header::CONTENT_ENCODING,
+            ] {
+                head.headers.remove(name);
+            }
+            head.headers
+                .insert(header::CONTENT_RANGE, content_range(None, len));
+            body::empty()
+        }
+        Ranges::Parts(parts) => {
+            head.status = StatusCode::PARTIAL_CONTENT;
+            head.headers.remove(header::CONTENT_LENGTH);
+            match parts.as_slice() {
+                &[(first, last)] => {
+                    head.headers.insert(
+                        header::CONTENT_RANGE,
+                        content_range(Some((first, last)), len),
+                    );
+                    body::full(bytes.slice(first as usize..=last as usize))
+                }
+                _ => {
+                    let content_type = head.headers.remove(header::CONTENT_TYPE);
+                    head.headers
+                        .insert(header::CONTENT_TYPE, multipart_content_type());
+                    body::full(multipart(&bytes, &parts, content_type.as_ref()))
+                }
+            }
+        }
+    };
+    Response::from_parts(head, body)
+}
+
+/// RFC 9110 section 13.1.5: without `If-Range` a range is served; with one, only while the page
+/// is the one the client holds part of, by a strong `ETag` match or its exact `Last-Modified`.
+/// Otherwise the client gets the whole page, never parts of two versions.
+fn if_range_holds(request: &HeaderMap, page: &HeaderMap) -> bool {
+    let mut fields = request.get_all(header::IF_RANGE).iter();
+    let Some(condition) = fields.next() else {
+        return true;
+    };
+    if fields.next().is_some() {
+        return false;
+    }
+    let condition = condition.as_bytes().trim_ascii();
+    if condition.starts_with(b"\"") {
+        // Strong comparison: a weak tag on either side never matches.
+        return page
+            .get(header::ETAG)
+            .is_some_and(|etag| etag.as_bytes().trim_ascii() == condition);
+    }
+    if condition.starts_with(b"W/") {
+        return false;
+    }
+    let date = |bytes: &[u8]| {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| httpdate::parse_http_date(text.trim()).ok())
+    };
+    match (date(condition), page.get(header::LAST_MODIFIED)) {
+        (Some(asked), Some(modified)) => date(modified.as_bytes()) == Some(asked),
+        _ => false,
+    }
+}
+
+/// `bytes first-last/len`, or `bytes */len` for a `416`.
+fn content_range(range: Option<(u64, u64)>, len: u64) -> HeaderValue {
+    let text = match range {
+        Some((first, last)) => format!("bytes {first}-{last}/{len}"),
+        None => format!("bytes */{len}"),
+    };
+    // Digits, spaces, `-`, `/` and `*` only.
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("bytes */0"))
+}
+
+/// A boundary no page is likely to contain: random per process, as nginx's is a counter.
+fn boundary() -> &'static str {
+    static BOUNDARY: OnceLock<String> = OnceLock::new();
+    BOUNDARY.get_or_init(|| {
+        let state = RandomState::new();
+        format!(
+            "isr-edge-{:016x}{:016x}",
+            state.hash_one(1u8),
+            state.hash_one(2u8)
+        )
+    })
+}
+
+fn multipart_content_type() -> HeaderValue {
+    HeaderValue::try_from(format!("multipart/byteranges; boundary={}", boundary()))
+        .unwrap_or_else(|_| HeaderValue::from_static("multipart/byteranges"))
+}
+
+/// The `multipart/byteranges` body (RFC 9110 section 14.6): each part with the page's
+/// `Content-Type` and its own `Content-Range`.
+fn multipart(bytes: &Bytes, parts: &[(u64, u64)], content_type: Option<&HeaderValue>) -> Bytes {
+    let boundary = boundary();
+    let data: u64 = parts.iter().map(|(first, last)| last - first + 1).sum();
+    let mut out = BytesMut::with_capacity(data as usize + parts.len() * 128 + 64);
+    let len = bytes.len();
+    for &(first, last) in parts {
+        let _ = write!(out, "\r\n--{boundary}\r\n");
+        if let Some(content_type) = content_type {
+            out.put_slice(b"content-type: ");
+            out.put_slice(content_type.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        let _ = write!(out, "content-range: bytes {first}-{last}/{len}\r\n\r\n");
+        out.put_slice(&bytes[first as usize..=last as usize]);
+    }
+    let _ = write!(out, "\r\n--{boundary}--\r\n");
+    out.freeze()
+}
+
+fn split_once(bytes: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
+    let at = bytes.iter().position(|&b| b == separator)?;
+    Some((&bytes[..at], &bytes[at + 1..]))
+}
+
+/// `1*DIGIT`; digits past `u64` saturate (a range past any body's end).
+fn number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0u64, |n, &d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(field: &str, len: u64) -> Ranges {
+        parse(field.as_bytes(), len)
+    }
+
+    #[test]
+    fn byte_ranges_resolve_against_the_length() {
+        assert_eq!(parts("bytes=0-499", 1000), Ranges::Parts(vec![(0, 499)]));
+        assert_eq!(parts("bytes=500-", 1000), Ranges::Parts(vec![(500, 999)]));
+        assert_eq!(parts("bytes=-200", 1000), Ranges::Parts(vec![(800, 999)]));
+        assert_eq!(parts("bytes=-2000", 1000), Ranges::Parts(vec![(0, 999)]));
+        assert_eq!(
+            parts("bytes=990-5000", 1000),
+            Ranges::Parts(vec![(990, 999)])
+        );
+        // Digits past u64 are past any end.
+        assert_eq!(
+            parts("bytes=0-99999999999999999999999", 10),
+            Ranges::Parts(vec![(0, 9)])
+        );
+        assert_eq!(
+            parts("bytes=99999999999999999999999-", 10),
+            Ranges::Unsatisfiable
+        );
+    }
+
+    #[test]
+    fn several_ranges_are_sorted_and_merged_where_they_touch() {
+        assert_eq!(
+            parts("bytes=500-600, 0-9 ,601-700,,-1", 1000),
+            Ranges::Parts(vec![(0, 9), (500, 700), (999, 999)])
+        );
+        assert_eq!(
+            parts("bytes=0-5,3-4,1000-", 1000),
+            Ranges::Parts(vec![(0, 5)])
+        );
+    }
+
+    #[test]
+    fn nothing_inside_the_body_is_unsatisfiable() {
+        assert_eq!(parts("bytes=1000-", 1000), Ranges::Unsatisfiable);
+        assert_eq!(parts("bytes=-0", 1000), Ranges::Unsatisfiable);
+        assert_eq!(parts("bytes=-0,2000-3000", 1000), Ranges::Unsatisfiable);
+    }
+
+    #[test]
+    fn what_is_not_a_byte_range_set_asks_for_the_whole_page() {
+        for field in [
+            "bytes",
+            "items=0-1",
+            "bytes=",
+            "bytes=,",
+            "bytes=5-3",
+            "bytes=-",
+            "bytes=1",
+            "bytes=a-1",
+            "bytes=0-1,x",
+            "bytes=+1-2",
+            "bytes=0x1-2",
+        ] {
+            assert_eq!(parts(field, 1000), Ranges::Whole, "{field}");
+        }
+        // An empty body has nothing to cut.
+        assert_eq!(parts("bytes=0-1", 0), Ranges::Whole);
+        let many = format!("bytes={}", vec!["0-0"; MAX_RANGE_SPECS + 1].join(","));
+        assert_eq!(parts(&many, 1000), Ranges::Whole);
+        let most = format!("bytes={}", vec!["0-0"; MAX_RANGE_SPECS].join(","));
+        assert_eq!(parts(&most, 1000), Ranges::Parts(vec![(0, 0)]));
+    }
+}

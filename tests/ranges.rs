@@ -1,0 +1,287 @@
+//! Range requests (RFC 9110 section 14): cut from the stored page, which a miss fetches whole;
+//! a page that cannot be stored is asked for as the range.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+const PAGE: &str = "0123456789abcdef";
+const ETAG: &str = "\"v1\"";
+const MODIFIED: &str = "Sat, 21 Nov 2026 10:00:00 GMT";
+
+/// A stored 16-byte page with an ETag and a Last-Modified.
+async fn stored_page() -> (Origin, Edge) {
+    let origin = Origin::start(|_| {
+        Reply::ok(PAGE)
+            .cc("s-maxage=600")
+            .header("content-type", "text/plain")
+            .header("etag", ETAG)
+            .header("last-modified", MODIFIED)
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    (origin, edge)
+}
+
+#[tokio::test]
+async fn a_range_misses_once_for_the_whole_page_and_is_then_cut_from_it() {
+    let (origin, edge) = stored_page().await;
+    let first = get_with(edge.addr, "/v", &[("range", "bytes=2-5")]).await;
+    assert_eq!(
+        (first.status, first.cache(), first.text().as_str()),
+        (206, "MISS", "2345")
+    );
+    assert_eq!(first.header("content-range"), "bytes 2-5/16");
+    assert_eq!(first.header("content-length"), "4");
+    assert_eq!(first.header("etag"), ETAG);
+    assert_eq!(first.header("content-type"), "text/plain");
+    // The origin was asked for the whole page, not the range.
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].headers.get("range").is_none(),
+        "{:?}",
+        seen[0].headers
+    );
+
+    for (range, part, content_range) in [
+        ("bytes=-3", "def", "bytes 13-15/16"),
+        ("bytes=10-", "abcdef", "bytes 10-15/16"),
+        ("bytes=0-0", "0", "bytes 0-0/16"),
+        // Past the end: up to the end.
+        ("bytes=14-99", "ef", "bytes 14-15/16"),
+        ("bytes=-99", PAGE, "bytes 0-15/16"),
+        // Overlapping and adjacent ranges merge into one.
+        ("bytes=0-3, 2-5,6-7", "01234567", "bytes 0-7/16"),
+        ("BYTES = 1-2", "12", "bytes 1-2/16"),
+    ] {
+        let answer = get_with(edge.addr, "/v", &[("range", range)]).await;
+        assert_eq!(
+            (answer.status, answer.cache(), answer.text().as_str()),
+            (206, "HIT", part),
+            "{range}"
+        );
+        assert_eq!(answer.header("content-range"), content_range, "{range}");
+    }
+    // A plain request still gets the whole page, with no trace of ranges.
+    let whole = get(edge.addr, "/v").await;
+    assert_eq!((whole.status, whole.text().as_str()), (200, PAGE));
+    assert!(whole.headers.get("content-range").is_none());
+    assert_eq!(origin.total(), 1);
+}
+
+#[tokio::test]
+async fn several_ranges_are_one_multipart_answer() {
+    let (_origin, edge) = stored_page().await;
+    let answer = get_with(edge.addr, "/v", &[("range", "bytes=12-13,0-1")]).await;
+    assert_eq!(answer.status, 206);
+    assert!(answer.headers.get("content-range").is_none());
+    let content_type = answer.header("content-type");
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{content_type}"));
+    // In ascending order, each part typed as the page and with its own range.
+    let expected = format!(
+        "\r\n--{boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes 0-1/16\r\n\r\n01\
+         \r\n--{boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes 12-13/16\r\n\r\ncd\
+         \r\n--{boundary}--\r\n"
+    );
+    assert_eq!(answer.text(), expected);
+    assert_eq!(answer.header("content-length"), expected.len().to_string());
+}
+
+#[tokio::test]
+async fn a_range_past_the_end_is_416_and_one_not_understood_gets_the_whole_page() {
+    let (origin, edge) = stored_page().await;
+    assert_eq!(get(edge.addr, "/v").await.cache(), "MISS");
+    for range in ["bytes=16-", "bytes=99-100", "bytes=-0", "bytes=16-20, 30-"] {
+        let answer = get_with(edge.addr, "/v", &[("range", range)]).await;
+        assert_eq!((answer.status, answer.cache()), (416, "HIT"), "{range}");
+        assert_eq!(answer.header("content-range"), "bytes */16", "{range}");
+        assert!(answer.body.is_empty(), "{range}");
+        assert!(answer.headers.get("content-type").is_none(), "{range}");
+    }
+    // Another unit, malformed, or a range the other way round: ignored (RFC 9110 section 14.2).
+    for range in [
+        "items=0-1",
+        "bytes=5-3",
+        "bytes=a-b",
+        "bytes=",
+        "bytes=-",
+        "bytes 0-1",
+    ] {
+        let answer = get_with(edge.addr, "/v", &[("range", range)]).await;
+        assert_eq!(
+            (answer.status, answer.text().as_str()),
+            (200, PAGE),
+            "{range}"
+        );
+    }
+    // Range is defined for GET only: a HEAD is answered as a HEAD.
+    let head = send(edge.addr, "HEAD", "/v", &[("range", "bytes=0-1")], "").await;
+    assert_eq!((head.status, head.header("content-length")), (200, "16"));
+    assert!(head.headers.get("content-range").is_none());
+    assert_eq!(origin.total(), 1);
+}
+
+#[tokio::test]
+async fn if_range_serves_the_range_only_while_the_page_is_the_one_the_client_has_part_of() {
+    let (_origin, edge) = stored_page().await;
+    for (if_range, status) in [
+        (ETAG, 206),
+        ("\"v0\"", 200),
+        // Weak tags never match (strong comparison).
+        ("W/\"v1\"", 200),
+        (MODIFIED, 206),
+        ("Sat, 21 Nov 2026 09:59:59 GMT", 200),
+        ("yesterday", 200),
+    ] {
+        let answer = get_with(
+            edge.addr,
+            "/v",
+            &[("range", "bytes=0-1"), ("if-range", if_range)],
+        )
+        .await;
+        assert_eq!(answer.status, status, "{if_range}");
+        let body = if status == 206 { "01" } else { PAGE };
+        assert_eq!(answer.text(), body, "{if_range}");
+    }
+    // A matching If-None-Match is answered first (RFC 9110 section 13.2.2): 304, no range.
+    let cached = get_with(
+        edge.addr,
+        "/v",
+        &[("range", "bytes=0-1"), ("if-none-match", ETAG)],
+    )
+    .await;
+    assert_eq!(cached.status, 304);
+    assert!(cached.headers.get("content-range").is_none());
+}
+
+/// Pages that are not `200` are sent whole: a range of a 404 page means nothing.
+#[tokio::test]
+async fn only_a_stored_200_is_cut() {
+    let origin = Origin::start(|_| Reply::ok("not here").status(404).cc("s-maxage=60")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for cache in ["MISS", "HIT"] {
+        let answer = get_with(edge.addr, "/gone", &[("range", "bytes=0-2")]).await;
+        assert_eq!(
+            (answer.status, answer.cache(), answer.text().as_str()),
+            (404, cache, "not here")
+        );
+    }
+}
+
+/// An origin answering ranges itself (as a static file server does), for pages the cache does
+/// not store.
+fn ranged_origin(
+    page: &'static str,
+    cache_control: &'static str,
+) -> impl Fn(&Seen) -> Reply + Send + Sync + 'static {
+    move |request| {
+        let range = request
+            .headers
+            .get("range")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("bytes="))
+            .and_then(|value| value.split_once('-'))
+            .and_then(|(first, last)| Some((first.parse::<usize>().ok()?, last.parse().ok()?)));
+        match range {
+            Some((first, last)) => Reply::ok(&page[first..=last])
+                .status(206)
+                .cc(cache_control)
+                .header(
+                    "content-range",
+                    &format!("bytes {first}-{last}/{}", page.len()),
+                ),
+            None => Reply::ok(page).cc(cache_control),
+        }
+    }
+}
+
+/// A page too large to store, or private, is not sent whole to a client that asked for part of
+/// it: the range goes to the origin as asked (a video past `--max-object-size` is not downloaded
+/// whole for each seek).
+#[tokio::test]
+async fn a_range_of_a_page_that_cannot_be_stored_is_asked_of_the_origin() {
+    let big = Origin::start(ranged_origin(PAGE, "s-maxage=600")).await;
+    let edge = Edge::start(&big.url(), &["--max-object-size", "8"]).await;
+    let answer = get_with(edge.addr, "/video", &[("range", "bytes=4-7")]).await;
+    assert_eq!(
+        (answer.status, answer.text().as_str()),
+        (206, "4567"),
+        "{:?}",
+        answer.headers
+    );
+    assert_eq!(answer.header("content-range"), "bytes 4-7/16");
+    let ranges: Vec<Option<String>> = big
+        .seen()
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("range")
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    // First the whole page for the cache (too large: dropped at its head), then the range.
+    assert_eq!(ranges, [None, Some("bytes=4-7".to_string())]);
+
+    let private = Origin::start(ranged_origin(PAGE, "private, max-age=60")).await;
+    let edge = Edge::start(&private.url(), &[]).await;
+    let answer = get_with(edge.addr, "/account.pdf", &[("range", "bytes=0-2")]).await;
+    assert_eq!((answer.status, answer.text().as_str()), (206, "012"));
+    assert_eq!(answer.header("cache-control"), "private, max-age=60");
+}
+
+/// Range requests for one cold URL share one fetch of the whole page, each getting its part.
+#[tokio::test]
+async fn concurrent_ranges_of_a_cold_page_make_one_origin_request() {
+    let origin = Origin::start(|_| {
+        Reply::ok(PAGE)
+            .cc("s-maxage=600")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let addr = edge.addr;
+    let requests: Vec<_> = (0..16usize)
+        .map(|first| {
+            let range = format!("bytes={first}-{first}");
+            tokio::spawn(async move { get_with(addr, "/cold", &[("range", &range)]).await })
+        })
+        .collect();
+    for (first, request) in requests.into_iter().enumerate() {
+        let answer = request.await.expect("request task");
+        assert_eq!(answer.status, 206, "{first}");
+        assert_eq!(answer.body[..], PAGE.as_bytes()[first..=first]);
+    }
+    assert_eq!(origin.total(), 1);
+}
+
+/// Ranges over HTTP/2, and from a copy served stale while the origin fails.
+#[tokio::test]
+async fn ranges_are_cut_over_http2_and_from_a_copy_kept_for_a_failing_origin() {
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fails = failing.clone();
+    let origin = Origin::start(move |_| {
+        if fails.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::ok("down").status(503)
+        } else {
+            Reply::ok(PAGE).cc("max-age=1, stale-if-error=600")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let target = format!("http://{}/v", edge.addr);
+    let h2 = send_h2_with(edge.addr, "GET", &target, None, &[("range", "bytes=3-4")]).await;
+    assert_eq!((h2.status, h2.text().as_str()), (206, "34"));
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let kept = get_with(edge.addr, "/v", &[("range", "bytes=-2")]).await;
+    assert_eq!(
+        (kept.status, kept.cache(), kept.text().as_str()),
+        (206, "STALE", "ef")
+    );
+    assert_eq!(origin.total(), 2);
+}
