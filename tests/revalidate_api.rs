@@ -316,6 +316,53 @@ async fn unsafe_methods_pass_through_and_evict_the_page() {
     }
 }
 
+/// The origin acted on a form post whatever became of the client that sent it: one that goes
+/// away once the post is sent (closes its connection, resets its HTTP/2 stream) still has the
+/// page purged when the origin answers.
+#[tokio::test]
+async fn an_unsafe_request_whose_client_went_away_still_evicts_the_page() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::start(|r| match r.method.as_str() {
+        "GET" => Reply::ok(format!("page {}", r.count)).cc("s-maxage=600"),
+        _ => Reply::ok("saved").delay(std::time::Duration::from_millis(400)),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let posts = || origin.seen().iter().filter(|r| r.method == "POST").count();
+    for (round, client) in ["HTTP/1.1 close", "HTTP/2 reset"].into_iter().enumerate() {
+        get(edge.addr, "/items").await;
+        assert_eq!(get(edge.addr, "/items").await.cache(), "HIT", "{client}");
+        if round == 0 {
+            let mut stream = tokio::net::TcpStream::connect(edge.addr)
+                .await
+                .expect("connect");
+            let post = format!(
+                "POST /items HTTP/1.1\r\nhost: {}\r\ncontent-length: 0\r\n\r\n",
+                edge.addr
+            );
+            stream.write_all(post.as_bytes()).await.expect("send");
+            assert!(
+                support::eventually(std::time::Duration::from_secs(5), || posts() == 1).await,
+                "{client}: the post reached the origin"
+            );
+            drop(stream);
+        } else {
+            let target = format!("http://{}/items", edge.addr);
+            let addr = edge.addr;
+            let client_task =
+                tokio::spawn(async move { support::send_h2(addr, "POST", &target, None).await });
+            assert!(
+                support::eventually(std::time::Duration::from_secs(5), || posts() == 2).await,
+                "{client}: the post reached the origin"
+            );
+            client_task.abort();
+        }
+        // The origin answers 400 ms after it got the post; the client is long gone by then.
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        assert_eq!(get(edge.addr, "/items").await.cache(), "MISS", "{client}");
+    }
+}
+
 #[tokio::test]
 async fn warm_on_revalidate_refetches_in_the_background() {
     let origin = Origin::start(|r| Reply::ok(format!("v{}", r.count)).cc("s-maxage=600")).await;

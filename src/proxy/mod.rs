@@ -561,7 +561,7 @@ impl Proxy {
     /// request's path normalised (`cache::key::normalized`), as a fetch for the cache sends it:
     /// the raw one could climb out of the origin's base path (`/app` + `/../admin`).
     async fn pass(
-        &self,
+        self: &Arc<Self>,
         mut parts: Parts,
         path: String,
         body: Incoming,
@@ -638,24 +638,42 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return mark(e.response(), CacheStatus::Bypass, Some(reason)),
         };
-        match self.send_origin(upstream, request, Some(&fault)).await {
-            Ok(response) => {
-                let unsafe_method = !matches!(
-                    parts.method,
-                    Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-                );
-                let status = response.status();
-                // RFC 9111 section 4.4: a successful unsafe request invalidates what it changed.
-                if unsafe_method && (status.is_success() || status.is_redirection()) {
-                    let page = page_path(&path).into_owned();
-                    self.cache.purge(
-                        &Selector::Page(&page),
-                        Some(&host.to_ascii_lowercase()),
-                        PurgeRun::of(PurgeMode::Hard),
-                    );
+        let unsafe_method = !matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        );
+        // RFC 9111 section 4.4: a successful unsafe request invalidates what it changed.
+        let changes =
+            unsafe_method.then(|| (page_path(&path).into_owned(), host.to_ascii_lowercase()));
+        let exchange = {
+            let (this, upstream, fault) = (self.clone(), upstream.clone(), fault.clone());
+            async move {
+                let result = this.send_origin(&upstream, request, Some(&fault)).await;
+                if let (Ok(response), Some((page, host))) = (&result, changes) {
+                    let status = response.status();
+                    if status.is_success() || status.is_redirection() {
+                        this.cache.purge(
+                            &Selector::Page(&page),
+                            Some(&host),
+                            PurgeRun::of(PurgeMode::Hard),
+                        );
+                    }
                 }
-                self.relay(response, CacheStatus::Bypass, Some(reason))
+                result
             }
+        };
+        // An unsafe request runs to the origin's answer in a task of its own: a client that
+        // goes away once it is sent (a closed connection, an HTTP/2 reset) must not leave the
+        // page the origin then changed in the cache.
+        let result = if unsafe_method {
+            tokio::spawn(exchange).await.unwrap_or_else(|_| {
+                Err(UpstreamError::Protocol("origin request task ended".into()))
+            })
+        } else {
+            exchange.await
+        };
+        match result {
+            Ok(response) => self.relay(response, CacheStatus::Bypass, Some(reason)),
             Err(e) => {
                 let answer = match fault.fault_for(&e) {
                     Some(client) => client.response(max_body),
