@@ -226,6 +226,20 @@ async fn a_range_of_a_page_that_cannot_be_stored_is_asked_of_the_origin() {
         .collect();
     // First the whole page for the cache (too large: dropped at its head), then the range.
     assert_eq!(ranges, [None, Some("bytes=4-7".to_string())]);
+    // Known unstorable now: the next range goes to the origin as the range at once, and a
+    // plain request still asks for the page for the cache.
+    let again = get_with(edge.addr, "/video", &[("range", "bytes=0-1")]).await;
+    assert_eq!((again.status, again.text().as_str()), (206, "01"));
+    assert_eq!(get(edge.addr, "/video").await.text(), PAGE);
+    let ranges: Vec<Option<String>> = big.seen()[2..]
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("range")
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    assert_eq!(ranges, [Some("bytes=0-1".to_string()), None]);
 
     let private = Origin::start(ranged_origin(PAGE, "private, max-age=60")).await;
     let edge = Edge::start(&private.url(), &[]).await;

@@ -206,7 +206,17 @@ pub struct Cache {
     evictions: Arc<EvictionCounts>,
     /// Removes large hard purges from moka in the background.
     removals: removals::Removals,
+    /// URLs whose last answer from the origin could not be stored (see [`Cache::note_unstorable`]).
+    unstorable: moka::sync::Cache<Key, ()>,
 }
+
+/// How long a URL found unstorable is remembered: Varnish keeps its hit-for-miss objects two
+/// minutes; an origin that starts sending a storable page is heard at the next whole-page miss
+/// anyway, whatever this says.
+const UNSTORABLE_FOR: Duration = Duration::from_secs(60);
+
+/// URLs remembered as unstorable at most (a few dozen bytes each).
+const UNSTORABLE_URLS: u64 = 10_000;
 
 /// Hard purges selecting more URLs than this hand the removal from moka to a thread: the
 /// answer (and every request after it) only waits for the values to be marked purged.
@@ -307,7 +317,24 @@ impl Cache {
             next_id: AtomicU64::new(1),
             evictions,
             removals: removals::Removals::default(),
+            unstorable: moka::sync::Cache::builder()
+                .max_capacity(UNSTORABLE_URLS)
+                .time_to_live(UNSTORABLE_FOR)
+                .build(),
         }
+    }
+
+    /// Remembers for a minute that the origin's answer for `key` (host, path and query) could not
+    /// be stored: a range of it is then asked of the origin as the range at once, instead of
+    /// after a whole-page fetch whose answer would be dropped (a video past
+    /// `--max-object-size`, a page the origin marks private).
+    pub fn note_unstorable(&self, key: &Key) {
+        self.unstorable.insert(key.clone(), ());
+    }
+
+    /// Whether `key`'s page was found unstorable within the last minute.
+    pub fn known_unstorable(&self, key: &str) -> bool {
+        self.unstorable.contains_key(key)
     }
 
     /// The stored variant for this request, if any.

@@ -355,12 +355,24 @@ impl Proxy {
                 fwd,
             }));
         }
+        let body = match body {
+            // A range of a page found unstorable a moment ago goes to the origin as asked,
+            // without a whole-page fetch first (Varnish's hit-for-miss).
+            Some(body) if self.cache.known_unstorable(&key_text) => {
+                let (host, path, this) = (host.to_owned(), path.into_owned(), self.clone());
+                return Answer::pending(async move {
+                    this.pass(parts, path, body, host, peer, "range").await
+                });
+            }
+            body => body,
+        };
         let mut fetch = self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
         fetch.stale_fallback = passed_over.as_ref().is_some_and(|e| e.usable_on_error(now));
         fetch.copy = passed_over.clone();
         fetch.fwd = fwd;
         fetch.ranged = ranged;
         let passing = body.map(|body| (body, path.into_owned(), host.to_owned()));
+        let key = fetch.key.clone();
         let this = self.clone();
         Answer::pending(async move {
             match (this.fetch_shared(fetch).await, passing) {
@@ -375,10 +387,14 @@ impl Proxy {
                 (unwanted @ (Fetched::Uncacheable(_) | Fetched::Unshared), Some(passing)) => {
                     // Dropped first: its origin connection is not held through the second ask.
                     drop(unwanted);
+                    this.cache.note_unstorable(&key);
                     let (body, path, host) = passing;
                     this.pass(parts, path, body, host, peer, "range").await
                 }
-                (Fetched::Uncacheable(response), None) => response,
+                (Fetched::Uncacheable(response), None) => {
+                    this.cache.note_unstorable(&key);
+                    response
+                }
                 // Made for range requests only, which are passed above.
                 (Fetched::Unshared, None) => mark(
                     UpstreamError::Protocol("no answer for this request".into()).response(),
