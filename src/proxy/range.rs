@@ -6,13 +6,17 @@
 //! is a hit. Only a stored `200` is cut; anything else (a `404` page, a `304`) answers as it is,
 //! which RFC 9110 section 14.2 allows for any range request.
 
-use std::fmt::Write as _;
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
+use http_body::{Frame, SizeHint};
 
 use crate::body::{self, Body};
 
@@ -143,7 +147,7 @@ pub(super) fn answer(response: Response<Body>, request: &HeaderMap) -> Response<
                     let content_type = head.headers.remove(header::CONTENT_TYPE);
                     head.headers
                         .insert(header::CONTENT_TYPE, multipart_content_type());
-                    body::full(multipart(&bytes, &parts, content_type.as_ref()))
+                    body::streaming(multipart(&bytes, &parts, content_type.as_ref()))
                 }
             }
         }
@@ -212,24 +216,61 @@ fn multipart_content_type() -> HeaderValue {
 }
 
 /// The `multipart/byteranges` body (RFC 9110 section 14.6): each part with the page's
-/// `Content-Type` and its own `Content-Range`.
-fn multipart(bytes: &Bytes, parts: &[(u64, u64)], content_type: Option<&HeaderValue>) -> Bytes {
+/// `Content-Type` and its own `Content-Range`. The parts' bytes are slices of the stored page,
+/// not a copy: a copy is as large as the page (`bytes=0-0,2-`), and every client that asks and
+/// then reads slowly (256 streams on one HTTP/2 connection) would hold its own, where a whole
+/// page or a single range holds only a reference to the stored one.
+fn multipart(bytes: &Bytes, parts: &[(u64, u64)], content_type: Option<&HeaderValue>) -> Chunks {
     let boundary = boundary();
-    let data: u64 = parts.iter().map(|(first, last)| last - first + 1).sum();
-    let mut out = BytesMut::with_capacity(data as usize + parts.len() * 128 + 64);
     let len = bytes.len();
+    let mut chunks = VecDeque::with_capacity(parts.len() * 2 + 1);
     for &(first, last) in parts {
-        let _ = write!(out, "\r\n--{boundary}\r\n");
+        let mut head = format!("\r\n--{boundary}\r\n").into_bytes();
         if let Some(content_type) = content_type {
-            out.put_slice(b"content-type: ");
-            out.put_slice(content_type.as_bytes());
-            out.put_slice(b"\r\n");
+            head.extend_from_slice(b"content-type: ");
+            head.extend_from_slice(content_type.as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
-        let _ = write!(out, "content-range: bytes {first}-{last}/{len}\r\n\r\n");
-        out.put_slice(&bytes[first as usize..=last as usize]);
+        head.extend_from_slice(
+            format!("content-range: bytes {first}-{last}/{len}\r\n\r\n").as_bytes(),
+        );
+        chunks.push_back(Bytes::from(head));
+        chunks.push_back(bytes.slice(first as usize..=last as usize));
     }
-    let _ = write!(out, "\r\n--{boundary}--\r\n");
-    out.freeze()
+    chunks.push_back(Bytes::from(format!("\r\n--{boundary}--\r\n")));
+    let remaining = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+    Chunks { chunks, remaining }
+}
+
+/// A body sent as the chunks it was made of, its length known up front (so it is sent with a
+/// `Content-Length`, and logged with its size).
+struct Chunks {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let chunk = self.chunks.pop_front();
+        if let Some(chunk) = &chunk {
+            self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+        }
+        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 fn split_once(bytes: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
@@ -293,6 +334,34 @@ mod tests {
         assert_eq!(parts("bytes=1000-", 1000), Ranges::Unsatisfiable);
         assert_eq!(parts("bytes=-0", 1000), Ranges::Unsatisfiable);
         assert_eq!(parts("bytes=-0,2000-3000", 1000), Ranges::Unsatisfiable);
+    }
+
+    /// The parts of a multipart answer are the stored page's own bytes, not a copy: a copy of
+    /// an 8 MiB page per `bytes=0-0,2-` request would be held by every client that reads it
+    /// slowly, where a whole page or a single range holds only a reference.
+    #[tokio::test]
+    async fn multipart_parts_are_slices_of_the_stored_page() {
+        use http_body_util::BodyExt;
+        let page = Bytes::from(vec![b'x'; 1 << 20]);
+        let mut request = HeaderMap::new();
+        request.insert(header::RANGE, HeaderValue::from_static("bytes=0-0,2-"));
+        let response = answer(Response::new(body::full(page.clone())), &request);
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+        let mut body = response.into_body();
+        let declared = http_body::Body::size_hint(&body).exact();
+        let stored = page[..].as_ptr_range();
+        let (mut sent, mut shared) = (0, 0);
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.expect("a frame").into_data() else {
+                continue;
+            };
+            sent += data.len();
+            if stored.contains(&data.as_ptr()) {
+                shared += data.len();
+            }
+        }
+        assert_eq!(declared, Some(sent as u64), "the length is known up front");
+        assert_eq!(shared, page.len() - 1, "the page's bytes are not copied");
     }
 
     #[test]
