@@ -33,8 +33,9 @@ pub(super) enum Ranges {
     Whole,
     /// Well formed, but no range starts inside the body: `416`.
     Unsatisfiable,
-    /// Inclusive `(first, last)` offsets inside the body, in ascending order, overlapping and
-    /// adjacent ranges merged (RFC 9110 section 15.3.7.2 lets a server coalesce them).
+    /// Inclusive `(first, last)` offsets inside the body, in the order the request named them,
+    /// overlapping and adjacent ranges merged (RFC 9110 section 15.3.7.2 lets a server coalesce
+    /// them), none empty.
     Parts(Vec<(u64, u64)>),
 }
 
@@ -82,17 +83,25 @@ pub(super) fn parse(field: &[u8], len: u64) -> Ranges {
     if parts.is_empty() {
         return Ranges::Unsatisfiable;
     }
-    parts.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
-    for (first, last) in parts {
+    // Merged in ascending order, then sent in the order the request named them, as nginx
+    // sends them: RFC 9110 section 15.3.7.2 says parts SHOULD come in the request's order (a
+    // client may take them by position rather than by their `Content-Range`), a merged part
+    // where the first of its ranges was named.
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_unstable_by_key(|&at| parts[at]);
+    let mut merged: Vec<(usize, (u64, u64))> = Vec::with_capacity(parts.len());
+    for at in order {
+        let (first, last) = parts[at];
         match merged.last_mut() {
-            Some(previous) if first <= previous.1.saturating_add(1) => {
+            Some((named_at, previous)) if first <= previous.1.saturating_add(1) => {
                 previous.1 = previous.1.max(last);
+                *named_at = (*named_at).min(at);
             }
-            _ => merged.push((first, last)),
+            _ => merged.push((at, (first, last))),
         }
     }
-    Ranges::Parts(merged)
+    merged.sort_unstable_by_key(|&(named_at, _)| named_at);
+    Ranges::Parts(merged.into_iter().map(|(_, range)| range).collect())
 }
 
 /// Cuts the ranges a GET's `Range` asks for out of `response`, a whole page with its body in
@@ -318,10 +327,15 @@ mod tests {
     }
 
     #[test]
-    fn several_ranges_are_sorted_and_merged_where_they_touch() {
+    fn several_ranges_are_merged_where_they_touch_and_kept_in_the_requests_order() {
         assert_eq!(
             parts("bytes=500-600, 0-9 ,601-700,,-1", 1000),
-            Ranges::Parts(vec![(0, 9), (500, 700), (999, 999)])
+            Ranges::Parts(vec![(500, 700), (0, 9), (999, 999)])
+        );
+        // A merged part goes where the first of its ranges was named.
+        assert_eq!(
+            parts("bytes=900-950,100-200,0-150,960-", 1000),
+            Ranges::Parts(vec![(900, 950), (0, 200), (960, 999)])
         );
         assert_eq!(
             parts("bytes=0-5,3-4,1000-", 1000),
