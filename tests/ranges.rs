@@ -399,3 +399,37 @@ async fn many_ranges_over_a_large_page_are_each_sent_whole() {
     }
     assert_eq!(origin.total(), 1);
 }
+
+/// A part's head does not carry what describes the whole page's content: a `Content-Digest`
+/// (RFC 9530: of the message's content, now a part) would fail every check of a part, and an
+/// origin's `Accept-Ranges: none` contradicts the `206`. The representation's `Repr-Digest`
+/// stays, and the whole page keeps all of them.
+#[tokio::test]
+async fn a_part_does_not_carry_the_digest_of_the_whole_page() {
+    let origin = Origin::start(|_| {
+        Reply::ok(PAGE)
+            .cc("s-maxage=600")
+            .header("content-digest", "sha-256=:whole=:")
+            .header("content-md5", "d2hvbGU=")
+            .header("repr-digest", "sha-256=:whole=:")
+            .header("accept-ranges", "none")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let whole = get(edge.addr, "/v").await;
+    assert_eq!(whole.header("content-digest"), "sha-256=:whole=:");
+    assert_eq!(whole.header("content-md5"), "d2hvbGU=");
+    for (range, status) in [
+        ("bytes=0-1", 206),
+        ("bytes=0-1,4-5", 206),
+        ("bytes=99-", 416),
+    ] {
+        let answer = get_with(edge.addr, "/v", &[("range", range)]).await;
+        assert_eq!((answer.status, answer.cache()), (status, "HIT"), "{range}");
+        for name in ["content-digest", "content-md5"] {
+            assert!(answer.headers.get(name).is_none(), "{range}: {name}");
+        }
+        assert_eq!(answer.header("repr-digest"), "sha-256=:whole=:", "{range}");
+        assert_eq!(answer.header("accept-ranges"), "bytes", "{range}");
+    }
+}

@@ -124,17 +124,16 @@ pub(super) fn answer(response: Response<Body>, request: &HeaderMap) -> Response<
     };
     let len = bytes.len() as u64;
     let ranges = parse(field.as_bytes(), len);
+    if ranges != Ranges::Whole {
+        not_of_the_whole(&mut head.headers);
+    }
     let body = match ranges {
         Ranges::Whole => body::full(bytes),
         Ranges::Unsatisfiable => {
             head.status = StatusCode::RANGE_NOT_SATISFIABLE;
             // An empty body: what described the page's bytes would describe nothing (a
             // `Content-Encoding: gzip` on no bytes fails to decode).
-            for name in [
-                header::CONTENT_LENGTH,
-                header::CONTENT_TYPE,
-                header::CONTENT_ENCODING,
-            ] {
+            for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING] {
                 head.headers.remove(name);
             }
             head.headers
@@ -143,7 +142,6 @@ pub(super) fn answer(response: Response<Body>, request: &HeaderMap) -> Response<
         }
         Ranges::Parts(parts) => {
             head.status = StatusCode::PARTIAL_CONTENT;
-            head.headers.remove(header::CONTENT_LENGTH);
             match parts.as_slice() {
                 &[(first, last)] => {
                     head.headers.insert(
@@ -163,6 +161,21 @@ pub(super) fn answer(response: Response<Body>, request: &HeaderMap) -> Response<
     };
     Response::from_parts(head, body)
 }
+
+/// A `206` or `416` made from a page's head: the fields that describe the whole page's content
+/// go. `Content-Digest` and `Content-MD5` are computed over the message's content (RFC 9530
+/// section 2), which is now a part or nothing: a client that checks them would reject every
+/// range. (`Repr-Digest` is of the representation, the same for every part: it stays.) And an
+/// origin's `Accept-Ranges: none` is not what this answer says: it says `bytes`.
+fn not_of_the_whole(headers: &mut HeaderMap) {
+    for name in [header::CONTENT_LENGTH, CONTENT_DIGEST, CONTENT_MD5] {
+        headers.remove(name);
+    }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+}
+
+const CONTENT_DIGEST: header::HeaderName = header::HeaderName::from_static("content-digest");
+const CONTENT_MD5: header::HeaderName = header::HeaderName::from_static("content-md5");
 
 /// RFC 9110 section 13.1.5: without `If-Range` a range is served; with one, only while the page
 /// is the one the client holds part of, by a strong `ETag` match or its exact `Last-Modified`.
