@@ -433,3 +433,42 @@ async fn a_part_does_not_carry_the_digest_of_the_whole_page() {
         assert_eq!(answer.header("accept-ranges"), "bytes", "{range}");
     }
 }
+
+/// RFC 9110 section 13.1.5: an `If-Range` date holds only when the page's `Last-Modified` is a
+/// strong validator, which a cache knows by its `Date` being at least a second later (section
+/// 8.8.2.2). A page dated the second it was modified (rendered and sent at once) could change
+/// again within that second under the same date: the client gets the whole page, not a part
+/// that may belong to another version than the one it holds.
+#[tokio::test]
+async fn an_if_range_date_holds_only_for_a_last_modified_a_second_before_the_page_was_sent() {
+    let origin = Origin::start(|request| {
+        let now = std::time::SystemTime::now();
+        let modified = if request.path == "/rendered-now" {
+            now
+        } else {
+            now - Duration::from_secs(3600)
+        };
+        Reply::ok(PAGE)
+            .cc("s-maxage=600")
+            .header("date", &httpdate::fmt_http_date(now))
+            .header("last-modified", &httpdate::fmt_http_date(modified))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for (path, status) in [("/rendered-now", 200), ("/older", 206)] {
+        let modified = get(edge.addr, path)
+            .await
+            .header("last-modified")
+            .to_string();
+        assert!(!modified.is_empty(), "{path}");
+        let answer = get_with(
+            edge.addr,
+            path,
+            &[("range", "bytes=0-1"), ("if-range", &modified)],
+        )
+        .await;
+        assert_eq!((answer.status, answer.cache()), (status, "HIT"), "{path}");
+        let body = if status == 206 { "01" } else { PAGE };
+        assert_eq!(answer.text(), body, "{path}");
+    }
+}

@@ -178,7 +178,8 @@ const CONTENT_DIGEST: header::HeaderName = header::HeaderName::from_static("cont
 const CONTENT_MD5: header::HeaderName = header::HeaderName::from_static("content-md5");
 
 /// RFC 9110 section 13.1.5: without `If-Range` a range is served; with one, only while the page
-/// is the one the client holds part of, by a strong `ETag` match or its exact `Last-Modified`.
+/// is the one the client holds part of, by a strong `ETag` match or its exact `Last-Modified`
+/// when that is a strong validator.
 /// Otherwise the client gets the whole page, never parts of two versions.
 fn if_range_holds(request: &HeaderMap, page: &HeaderMap) -> bool {
     let mut fields = request.get_all(header::IF_RANGE).iter();
@@ -203,10 +204,22 @@ fn if_range_holds(request: &HeaderMap, page: &HeaderMap) -> bool {
             .ok()
             .and_then(|text| httpdate::parse_http_date(text.trim()).ok())
     };
-    match (date(condition), page.get(header::LAST_MODIFIED)) {
-        (Some(asked), Some(modified)) => date(modified.as_bytes()) == Some(asked),
-        _ => false,
-    }
+    let field = |name| {
+        page.get(name)
+            .and_then(|value: &HeaderValue| date(value.as_bytes()))
+    };
+    let (Some(asked), Some(modified)) = (date(condition), field(header::LAST_MODIFIED)) else {
+        return false;
+    };
+    // Step 1 of 13.1.5: a date that is not a strong validator is false. A cache may take a
+    // `Last-Modified` as strong only when the stored `Date` is at least a second after it
+    // (RFC 9110 section 8.8.2.2): a page rendered in the second it says it was modified (an
+    // origin that sends both as the time of rendering) may change again within that second
+    // under the same date, and the client would join parts of two versions.
+    let strong = field(header::DATE)
+        .zip(modified.checked_add(std::time::Duration::from_secs(1)))
+        .is_some_and(|(sent, one_second_later)| sent >= one_second_later);
+    strong && asked == modified
 }
 
 /// `bytes first-last/len`, or `bytes */len` for a `416`.
@@ -361,6 +374,31 @@ mod tests {
         assert_eq!(parts("bytes=1000-", 1000), Ranges::Unsatisfiable);
         assert_eq!(parts("bytes=-0", 1000), Ranges::Unsatisfiable);
         assert_eq!(parts("bytes=-0,2000-3000", 1000), Ranges::Unsatisfiable);
+    }
+
+    #[test]
+    fn an_if_range_date_needs_a_page_sent_a_second_after_it_was_modified() {
+        let fields = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for &(name, value) in pairs {
+                map.append(name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        const MODIFIED: &str = "Sat, 21 Nov 2026 10:00:00 GMT";
+        let request = fields(&[("range", "bytes=0-1"), ("if-range", MODIFIED)]);
+        for (date, holds) in [
+            (Some("Sat, 21 Nov 2026 10:00:01 GMT"), true),
+            (Some("Sat, 21 Nov 2026 10:00:00 GMT"), false),
+            // Nothing tells that the date is strong.
+            (None, false),
+        ] {
+            let mut page = fields(&[("last-modified", MODIFIED)]);
+            if let Some(date) = date {
+                page.insert(header::DATE, HeaderValue::from_static(date));
+            }
+            assert_eq!(if_range_holds(&request, &page), holds, "{date:?}");
+        }
     }
 
     /// The parts of a multipart answer are the stored page's own bytes, not a copy: a copy of
