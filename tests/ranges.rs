@@ -201,7 +201,7 @@ fn ranged_origin(
             .and_then(|value| value.strip_prefix("bytes="))
             .and_then(|value| value.split_once('-'))
             .and_then(|(first, last)| Some((first.parse::<usize>().ok()?, last.parse().ok()?)));
-        match range {
+        let reply = match range {
             Some((first, last)) => Reply::ok(&page[first..=last])
                 .status(206)
                 .cc(cache_control)
@@ -210,7 +210,8 @@ fn ranged_origin(
                     &format!("bytes {first}-{last}/{}", page.len()),
                 ),
             None => Reply::ok(page).cc(cache_control),
-        }
+        };
+        reply.header("accept-ranges", "bytes")
     }
 }
 
@@ -471,4 +472,76 @@ async fn an_if_range_date_holds_only_for_a_last_modified_a_second_before_the_pag
         let body = if status == 206 { "01" } else { PAGE };
         assert_eq!(answer.text(), body, "{path}");
     }
+}
+
+/// A range of an answer that cannot be stored is asked of the origin again only when that can
+/// give a part: a `200` from an origin that says `Accept-Ranges: bytes`. A `404`, a redirect,
+/// or a page rendered per request (which says nothing of ranges) would come back the same, and
+/// any client could double the origin's work on any URL by adding a `Range`: the first answer
+/// is the client's, whole (RFC 9110 section 14.2).
+#[tokio::test]
+async fn an_unstorable_answer_that_cannot_have_parts_is_not_asked_for_twice() {
+    let origin = Origin::start(|request| match request.path.as_str() {
+        "/missing" => Reply::ok("no such page").status(404),
+        "/moved" => Reply::ok("").status(302).header("location", "/there"),
+        "/unranged" => Reply::ok(PAGE).cc("private, no-store"),
+        "/ranged" => ranged_origin(PAGE, "private, no-store")(request),
+        _ => Reply::ok("").status(500),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for (path, status, body, asked) in [
+        ("/missing", 404, "no such page", 1),
+        ("/moved", 302, "", 1),
+        ("/unranged", 200, PAGE, 1),
+        // One that serves ranges is asked for the part.
+        ("/ranged", 206, "23", 2),
+    ] {
+        let answer = get_with(edge.addr, path, &[("range", "bytes=2-3")]).await;
+        assert_eq!(
+            (answer.status, answer.text().as_str()),
+            (status, body),
+            "{path}"
+        );
+        assert_eq!(origin.count(path), asked, "{path}");
+    }
+}
+
+/// Range requests that waited on a fetch whose answer could not be stored each ask the origin
+/// for their range once: none of them fetches the whole page again.
+#[tokio::test]
+async fn followers_of_a_fetch_that_could_not_be_stored_ask_for_their_range_once() {
+    let ranges = ranged_origin(PAGE, "private, max-age=60");
+    let origin = Origin::start(move |request| {
+        let reply = ranges(request);
+        if request.headers.contains_key("range") {
+            reply
+        } else {
+            reply.delay(Duration::from_millis(300))
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let addr = edge.addr;
+    let requests: Vec<_> = (0..6usize)
+        .map(|first| {
+            let range = format!("bytes={first}-{}", first + 1);
+            tokio::spawn(async move { get_with(addr, "/private", &[("range", &range)]).await })
+        })
+        .collect();
+    for (first, request) in requests.into_iter().enumerate() {
+        let answer = request.await.expect("request task");
+        assert_eq!(answer.status, 206, "{first}");
+        assert_eq!(answer.body[..], PAGE.as_bytes()[first..=first + 1]);
+    }
+    let seen = origin.seen();
+    let whole = seen
+        .iter()
+        .filter(|r| !r.headers.contains_key("range"))
+        .count();
+    assert_eq!(
+        (whole, seen.len()),
+        (1, 7),
+        "one fetch of the page, one per range"
+    );
 }

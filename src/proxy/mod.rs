@@ -383,15 +383,23 @@ impl Proxy {
                     cut(ranged, response, &parts.headers)
                 }
                 // The page, asked for whole, could not be stored: rather than send all of it
-                // (a video past `--max-object-size`), the range goes to the origin as asked.
-                (unwanted @ (Fetched::Uncacheable(_) | Fetched::Unshared), Some(passing)) => {
+                // (a video past `--max-object-size`), the range goes to the origin as asked,
+                // if the origin would answer it (see `origin_serves_range`).
+                (Fetched::Uncacheable(response), Some(passing))
+                    if origin_serves_range(&response) =>
+                {
                     // Dropped first: its origin connection is not held through the second ask.
-                    drop(unwanted);
+                    drop(response);
                     this.cache.note_unstorable(&key);
                     let (body, path, host) = passing;
                     this.pass(parts, path, body, host, peer, "range").await
                 }
-                (Fetched::Uncacheable(response), None) => {
+                // A follower: it asked nothing yet, so it asks once, as the range.
+                (Fetched::Unshared, Some(passing)) => {
+                    let (body, path, host) = passing;
+                    this.pass(parts, path, body, host, peer, "range").await
+                }
+                (Fetched::Uncacheable(response), _) => {
                     this.cache.note_unstorable(&key);
                     response
                 }
@@ -707,6 +715,24 @@ struct Screen {
     bypass: Option<&'static str>,
     /// A `Range` field is present.
     range: bool,
+}
+
+/// Whether the origin's answer to the whole page, which could not be stored, is worth asking
+/// again as the range a client wants: only a `200` can have parts (a `404`, a redirect, a `401`
+/// would only come back again), and only from an origin that says it serves byte ranges (RFC
+/// 9110 section 14.3; static file servers and object stores do, a rendered page does not and
+/// would be rendered twice). Otherwise the answer at hand is the client's, whole, as RFC 9110
+/// section 14.2 allows: asked again, any uncacheable URL cost the origin two requests for one
+/// whenever a client added a `Range`.
+fn origin_serves_range(response: &Response<Body>) -> bool {
+    response.status() == http::StatusCode::OK
+        && response
+            .headers()
+            .get_all(header::ACCEPT_RANGES)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|unit| unit.trim().eq_ignore_ascii_case("bytes"))
 }
 
 /// `response`, made from a stored page, cut to the request's `Range` when it has one.
