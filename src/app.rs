@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{HeaderName, Request, Response, Uri};
+use http::{HeaderName, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::body::{without_body_for_head, Answer, Body};
@@ -111,30 +111,50 @@ impl App {
             (Answer::Ready(response), answered_by) => Answer::Ready(self.finish(
                 without_body_for_head(&method, response),
                 answered_by,
+                None,
+                access,
+            )),
+            (Answer::Labelled(response, x_cache), answered_by) => Answer::Ready(self.finish(
+                without_body_for_head(&method, response),
+                answered_by,
+                Some(x_cache),
                 access,
             )),
             (Answer::Pending(pending), answered_by) => {
                 let app = self.clone();
                 Answer::pending(async move {
                     let response = without_body_for_head(&method, pending.await);
-                    app.finish(response, answered_by, access)
+                    app.finish(response, answered_by, None, access)
                 })
             }
         }
     }
 
+    /// `x_cache`: the response's `X-Cache` value when the answer came labelled with it (see
+    /// `Answer::Labelled`); otherwise it is read from the response.
     fn finish(
         &self,
         response: Response<Body>,
         answered_by: AnsweredBy,
+        x_cache: Option<&'static str>,
         access: Option<AccessStart>,
     ) -> Response<Body> {
-        let x_cache = response.headers().get(X_CACHE).map(|v| v.as_bytes());
+        let field = match x_cache {
+            Some(_) => None,
+            None => response.headers().get(X_CACHE),
+        };
+        let counted = match x_cache {
+            Some(known) => Some(known.as_bytes()),
+            None => field.map(HeaderValue::as_bytes),
+        };
         self.proxy
             .metrics()
-            .request(x_cache, answered_by == AnsweredBy::ControlApi);
+            .request(counted, answered_by == AnsweredBy::ControlApi);
         if let Some(access) = access {
-            logging::access(&access, &response);
+            let cache = x_cache
+                .or_else(|| field.and_then(|v| v.to_str().ok()))
+                .unwrap_or("-");
+            logging::access(&access, &response, cache);
         }
         response
     }

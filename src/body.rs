@@ -71,6 +71,10 @@ impl http_body::Body for Body {
 /// keeps it out of the connection's per-request state.
 pub enum Answer {
     Ready(Response<Body>),
+    /// Ready, with the `X-Cache` value the response carries (a page served from the cache): the
+    /// request counters and the access log take it from here, where finding the field among
+    /// the response's was a hashed lookup on every hit.
+    Labelled(Response<Body>, &'static str),
     Pending(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
 }
 
@@ -82,7 +86,7 @@ impl Answer {
     /// The response, waiting for it if it is not ready.
     pub async fn response(self) -> Response<Body> {
         match self {
-            Answer::Ready(response) => response,
+            Answer::Ready(response) | Answer::Labelled(response, _) => response,
             Answer::Pending(pending) => pending.await,
         }
     }

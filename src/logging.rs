@@ -46,18 +46,15 @@ pub struct AccessStart {
 
 /// Writes the access line for one answered request. `bytes` is the body length when it is
 /// known up front (stored, buffered and canned responses; streamed ones with a
-/// `Content-Length`), else absent. `duration_ms` runs to the response head.
-pub fn access(start: &AccessStart, response: &http::Response<Body>) {
+/// `Content-Length`), else absent. `duration_ms` runs to the response head. `cache`: the
+/// response's `X-Cache` value, `-` without one.
+pub fn access(start: &AccessStart, response: &http::Response<Body>, cache: &str) {
     let headers = response.headers();
     let bytes = response
         .body()
         .size_hint()
         .exact()
         .or_else(|| content_length(headers));
-    let cache = headers
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
     let duration_ms = start.started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(
         target: "isr_edge::access",

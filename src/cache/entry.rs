@@ -947,7 +947,7 @@ impl Entry {
         }
     }
 
-    /// Renders the stored response for one request.
+    /// Renders the stored response for one request; its `X-Cache` is `status.x_cache()`.
     pub fn to_response(
         &self,
         method: &Method,

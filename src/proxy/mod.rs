@@ -321,9 +321,12 @@ impl Proxy {
                     fwd = Forward::Request;
                 }
                 Freshness::Fresh => {
-                    let response =
-                        entry.to_response(&parts.method, &parts.headers, CacheStatus::Hit, now);
-                    return Answer::Ready(cut(ranged, response, &parts.headers));
+                    let status = CacheStatus::Hit;
+                    let response = entry.to_response(&parts.method, &parts.headers, status, now);
+                    return Answer::Labelled(
+                        cut(ranged, response, &parts.headers),
+                        status.x_cache(),
+                    );
                 }
                 Freshness::Stale if !refresh => {
                     self.metrics.stale_served(if entry.is_soft_purged() {
@@ -337,9 +340,12 @@ impl Proxy {
                     fetch.copy = Some(entry.clone());
                     fetch.fwd = Forward::Stale;
                     self.refresh_in_background(fetch);
-                    let response =
-                        entry.to_response(&parts.method, &parts.headers, CacheStatus::Stale, now);
-                    return Answer::Ready(cut(ranged, response, &parts.headers));
+                    let status = CacheStatus::Stale;
+                    let response = entry.to_response(&parts.method, &parts.headers, status, now);
+                    return Answer::Labelled(
+                        cut(ranged, response, &parts.headers),
+                        status.x_cache(),
+                    );
                 }
                 Freshness::Stale | Freshness::Expired => {
                     passed_over = Some(entry);
