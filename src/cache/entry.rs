@@ -955,7 +955,21 @@ impl Entry {
         status: CacheStatus,
         now: Instant,
     ) -> Response<Body> {
-        let not_modified = self.not_modified(request);
+        self.render(method, request, true, status, now)
+    }
+
+    /// [`Entry::to_response`] for a caller that has already seen the request's field names:
+    /// `conditional` false says it carries neither `If-None-Match` nor `If-Modified-Since`, so
+    /// they are not looked up (two hashed lookups on every hit, for fields most hits lack).
+    pub fn render(
+        &self,
+        method: &Method,
+        request: &HeaderMap,
+        conditional: bool,
+        status: CacheStatus,
+        now: Instant,
+    ) -> Response<Body> {
+        let not_modified = conditional && self.not_modified(request);
         let body = if not_modified || method == Method::HEAD {
             body::empty()
         } else {

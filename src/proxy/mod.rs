@@ -322,7 +322,13 @@ impl Proxy {
                 }
                 Freshness::Fresh => {
                     let status = CacheStatus::Hit;
-                    let response = entry.to_response(&parts.method, &parts.headers, status, now);
+                    let response = entry.render(
+                        &parts.method,
+                        &parts.headers,
+                        screen.conditional,
+                        status,
+                        now,
+                    );
                     return Answer::Labelled(
                         cut(ranged, response, &parts.headers),
                         status.x_cache(),
@@ -341,7 +347,13 @@ impl Proxy {
                     fetch.fwd = Forward::Stale;
                     self.refresh_in_background(fetch);
                     let status = CacheStatus::Stale;
-                    let response = entry.to_response(&parts.method, &parts.headers, status, now);
+                    let response = entry.render(
+                        &parts.method,
+                        &parts.headers,
+                        screen.conditional,
+                        status,
+                        now,
+                    );
                     return Answer::Labelled(
                         cut(ranged, response, &parts.headers),
                         status.x_cache(),
@@ -440,12 +452,14 @@ impl Proxy {
     }
 
     /// One look at the request's method and field names: whether the cache is bypassed (the
-    /// reason is shown in `Cache-Status`) and whether a range is asked for. Runs on every hit.
+    /// reason is shown in `Cache-Status`), whether a range is asked for, and whether the request
+    /// is conditional. Runs on every hit.
     fn screen(&self, parts: &Parts) -> Screen {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Screen {
                 bypass: Some("method"),
                 range: false,
+                conditional: true,
             };
         }
         let headers = &parts.headers;
@@ -453,9 +467,11 @@ impl Proxy {
         // about: a page view sends a dozen fields, most hits ask about none of them.
         let (mut range, mut action, mut upgrade, mut cookie, mut prerender, mut no_cache) =
             (false, false, false, false, false, false);
+        let mut conditional = false;
         for name in headers.keys() {
             match name.as_str() {
                 "range" => range = true,
+                "if-none-match" | "if-modified-since" => conditional = true,
                 "next-action" => action = true,
                 "upgrade" => upgrade = true,
                 "cookie" => cookie = true,
@@ -486,7 +502,11 @@ impl Proxy {
         } else {
             None
         };
-        Screen { bypass, range }
+        Screen {
+            bypass,
+            range,
+            conditional,
+        }
     }
 
     fn fetch_request(
@@ -721,6 +741,9 @@ struct Screen {
     bypass: Option<&'static str>,
     /// A `Range` field is present.
     range: bool,
+    /// An `If-None-Match` or `If-Modified-Since` field is present: a stored page may be
+    /// answered `304`.
+    conditional: bool,
 }
 
 /// Whether the origin's answer to the whole page, which could not be stored, is worth asking
