@@ -679,8 +679,9 @@ impl Entry {
         self.tags.as_deref().map_or(&[], |tags| &tags.0)
     }
 
-    pub fn freshness(&self, now: Instant) -> Freshness {
-        policy::freshness(&self.lifetime(), self.age(now), self.is_soft_purged())
+    /// `age`: [`Entry::age`] now, which the caller also renders the copy with.
+    pub fn freshness_at_age(&self, age: Duration) -> Freshness {
+        policy::freshness(&self.lifetime(), age, self.is_soft_purged())
     }
 
     pub fn usable_on_error(&self, now: Instant) -> bool {
@@ -955,19 +956,20 @@ impl Entry {
         status: CacheStatus,
         now: Instant,
     ) -> Response<Body> {
-        self.render(method, request, true, status, now)
+        self.render(method, request, true, status, self.age(now))
     }
 
-    /// [`Entry::to_response`] for a caller that has already seen the request's field names:
-    /// `conditional` false says it carries neither `If-None-Match` nor `If-Modified-Since`, so
-    /// they are not looked up (two hashed lookups on every hit, for fields most hits lack).
+    /// [`Entry::to_response`] for a caller that has already seen the request's field names and
+    /// the copy's age (each found once per hit): `conditional` false says it carries neither
+    /// `If-None-Match` nor `If-Modified-Since`, so they are not looked up (two hashed lookups on
+    /// every hit, for fields most hits lack); `age` is [`Entry::age`].
     pub fn render(
         &self,
         method: &Method,
         request: &HeaderMap,
         conditional: bool,
         status: CacheStatus,
-        now: Instant,
+        age: Duration,
     ) -> Response<Body> {
         let not_modified = conditional && self.not_modified(request);
         let body = if not_modified || method == Method::HEAD {
@@ -981,7 +983,6 @@ impl Entry {
         } else {
             self.status
         };
-        let age = self.age(now);
         let ttl = self.ttl_at_age(age);
         let small = small_values();
         let age = match small.age.get(age.as_secs() as usize) {

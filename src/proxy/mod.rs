@@ -315,7 +315,8 @@ impl Proxy {
         let mut passed_over = None;
         let mut fwd = Forward::Miss;
         if let Some(entry) = self.cache.lookup_at(&key_text, &parts.headers, now) {
-            match entry.freshness(now) {
+            let age = entry.age(now);
+            match entry.freshness_at_age(age) {
                 Freshness::Fresh if refresh => {
                     passed_over = Some(entry);
                     fwd = Forward::Request;
@@ -327,7 +328,7 @@ impl Proxy {
                         &parts.headers,
                         screen.conditional,
                         status,
-                        now,
+                        age,
                     );
                     return Answer::Labelled(
                         cut(ranged, response, &parts.headers),
@@ -352,7 +353,7 @@ impl Proxy {
                         &parts.headers,
                         screen.conditional,
                         status,
-                        now,
+                        age,
                     );
                     return Answer::Labelled(
                         cut(ranged, response, &parts.headers),
