@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::body::{without_body_for_head, Answer, Body};
+use crate::body::{strip_body_for_head, Answer, Body};
 use crate::cache::key::{normalize_path, normalized};
 use crate::cache::Cache;
 use crate::config::Config;
@@ -108,37 +108,38 @@ impl App {
         });
         let method = request.method().clone();
         match self.route(request, peer) {
-            (Answer::Ready(response), answered_by) => Answer::Ready(self.finish(
-                without_body_for_head(&method, response),
-                answered_by,
-                None,
-                access,
-            )),
-            (Answer::Labelled(response, x_cache), answered_by) => Answer::Ready(self.finish(
-                without_body_for_head(&method, response),
-                answered_by,
-                Some(x_cache),
-                access,
-            )),
+            (Answer::Ready(mut response), answered_by) => {
+                strip_body_for_head(&method, &mut response);
+                self.finish(&response, answered_by, None, access);
+                Answer::Ready(response)
+            }
+            (Answer::Labelled(mut response, x_cache), answered_by) => {
+                strip_body_for_head(&method, &mut response);
+                self.finish(&response, answered_by, Some(x_cache), access);
+                Answer::Ready(response)
+            }
             (Answer::Pending(pending), answered_by) => {
                 let app = self.clone();
                 Answer::pending(async move {
-                    let response = without_body_for_head(&method, pending.await);
-                    app.finish(response, answered_by, None, access)
+                    let mut response = pending.await;
+                    strip_body_for_head(&method, &mut response);
+                    app.finish(&response, answered_by, None, access);
+                    response
                 })
             }
         }
     }
 
-    /// `x_cache`: the response's `X-Cache` value when the answer came labelled with it (see
-    /// `Answer::Labelled`); otherwise it is read from the response.
+    /// Counts the answered request and writes its access-log line. `x_cache`: the response's
+    /// `X-Cache` value when the answer came labelled with it (see `Answer::Labelled`);
+    /// otherwise it is read from the response.
     fn finish(
         &self,
-        response: Response<Body>,
+        response: &Response<Body>,
         answered_by: AnsweredBy,
         x_cache: Option<&'static str>,
         access: Option<AccessStart>,
-    ) -> Response<Body> {
+    ) {
         let field = match x_cache {
             Some(_) => None,
             None => response.headers().get(X_CACHE),
@@ -154,9 +155,8 @@ impl App {
             let cache = x_cache
                 .or_else(|| field.and_then(|v| v.to_str().ok()))
                 .unwrap_or("-");
-            logging::access(&access, &response, cache);
+            logging::access(&access, response, cache);
         }
-        response
     }
 
     /// The answer, and who gave it (for the request counters).

@@ -151,27 +151,26 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 /// shared with the requests that waited on its fetch is one such answer, canned errors others.
 /// Applied to every answer, once (`app`): hyper's HTTP/1 server drops a HEAD's body itself,
 /// its HTTP/2 server sends it, and clients reset the stream.
-pub fn without_body_for_head(method: &http::Method, response: Response<Body>) -> Response<Body> {
+pub fn strip_body_for_head(method: &http::Method, response: &mut Response<Body>) {
     if method != http::Method::HEAD {
-        return response;
+        return;
     }
-    let (mut parts, body) = response.into_parts();
-    let framed = parts.headers.contains_key(header::CONTENT_LENGTH)
-        || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let framed = response.headers().contains_key(header::CONTENT_LENGTH)
+        || response.headers().contains_key(header::TRANSFER_ENCODING);
     // Statuses that never have content get no length (RFC 9110 section 8.6), as hyper does.
-    let status = parts.status;
+    let status = response.status();
     let has_content = !(status.is_informational()
         || status == http::StatusCode::NO_CONTENT
         || status == http::StatusCode::NOT_MODIFIED);
     // Only a body that is there gives a length: an empty one is a HEAD passed through (the
     // origin sent no body) or an answer already emptied, whose GET length is not known here,
     // and `Content-Length: 0` would be a wrong one (RFC 9110 section 8.6).
+    let body = std::mem::replace(response.body_mut(), empty());
     if !framed && has_content && !http_body::Body::is_end_stream(&body) {
         if let Some(length) = http_body::Body::size_hint(&body).exact() {
-            parts
-                .headers
+            response
+                .headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         }
     }
-    Response::from_parts(parts, empty())
 }
