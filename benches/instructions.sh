@@ -17,7 +17,7 @@ SECS=${2:-8}
 KEYS=${KEYS:-200}
 CONNS=${CONNS:-8}
 SIM=()
-[[ ${CACHE_SIM:-0} == 1 ]] && SIM=(--cache-sim=yes --LL=524288,8,64)
+[[ ${CACHE_SIM:-0} == 1 ]] && SIM=(--cache-sim=yes ${CACHE_SIZES:---LL=524288,8,64})
 BENCH=$(cd "$(dirname "$0")/../../shared/bench" && pwd)
 TARGET=${BENCH_TARGET_DIR:-/tmp/bench-origin-target}
 if [[ ! -x $TARGET/release/bench-origin || ! -x $TARGET/release/burst ]]; then

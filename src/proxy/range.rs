@@ -123,7 +123,15 @@ pub(super) fn answer(response: Response<Body>, request: &HeaderMap) -> Response<
         return Response::from_parts(head, body);
     };
     let len = bytes.len() as u64;
-    let ranges = parse(field.as_bytes(), len);
+    let mut ranges = parse(field.as_bytes(), len);
+    // Several ranges of a compressed variant: a `multipart/byteranges` body under the page's
+    // `Content-Encoding` reads as if the multipart body itself were compressed, and a client
+    // that decodes it fails. The whole page answers instead (Varnish never sends multipart).
+    if matches!(&ranges, Ranges::Parts(parts) if parts.len() > 1)
+        && head.headers.contains_key(header::CONTENT_ENCODING)
+    {
+        ranges = Ranges::Whole;
+    }
     if ranges != Ranges::Whole {
         not_of_the_whole(&mut head.headers);
     }
