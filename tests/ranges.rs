@@ -583,3 +583,45 @@ async fn several_ranges_of_a_compressed_variant_get_the_whole_variant() {
         .header("content-type")
         .starts_with("multipart/byteranges"));
 }
+
+/// The memory of URLs found unstorable keeps range requests from fetching the page whole for a
+/// minute, so only an answer that speaks for the URL may set it: one about the request that got
+/// it (its credentials, an RSC request's answer to a page that has none, a `429` for one
+/// client) says nothing of the page, and any client could send one a minute to keep a video
+/// that video players only ever ask for in ranges from ever being stored.
+#[tokio::test]
+async fn one_client_s_unstorable_answer_does_not_keep_ranges_from_the_cache() {
+    let origin = Origin::start(|request| {
+        if request.headers.contains_key("x-flood") {
+            return Reply::ok("slow down").status(429);
+        }
+        // A static file server's answer: storable (no `public`, so not for credentials).
+        ranged_origin(PAGE, "max-age=600")(request)
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for (n, poison) in [
+        ("authorization", "Bearer x"),
+        ("rsc", "1"),
+        ("x-flood", "1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = format!("/video{n}");
+        let first = get_with(edge.addr, &path, &[poison]).await;
+        assert_eq!(first.cache(), "MISS", "{poison:?}");
+        let range = get_with(edge.addr, &path, &[("range", "bytes=2-3")]).await;
+        assert_eq!(
+            (range.status, range.cache(), range.text().as_str()),
+            (206, "MISS", "23"),
+            "{poison:?}: the range fetched the page for the cache"
+        );
+        let again = get_with(edge.addr, &path, &[("range", "bytes=4-5")]).await;
+        assert_eq!(
+            (again.status, again.cache(), again.text().as_str()),
+            (206, "HIT", "45"),
+            "{poison:?}"
+        );
+    }
+}

@@ -428,9 +428,10 @@ impl Proxy {
         }
     }
 
-    /// The origin's answer cannot be stored (private now, too large...): the stored copy this
-    /// request would get must not outlive it, or it would be served stale for the whole stale
-    /// window while every refresh is thrown away. Not a purge: bumping the epoch here (on every
+    /// The origin's answer cannot be stored (private now, too large...), and it is the page's
+    /// state, not an answer to this request alone: the URL is noted as unstorable, and the
+    /// stored copy this request would get must not outlive it, or it would be served stale for
+    /// the whole stale window while every refresh is thrown away. Not a purge: bumping the epoch here (on every
     /// private page) would make every concurrent fetch of other URLs unstorable. Only the
     /// variants this request matches go (`Cache::withdraw_answered`): an RSC request's answer
     /// says nothing about the HTML copy, nor one `Accept-Language` about another.
@@ -445,6 +446,11 @@ impl Proxy {
         if !credentials && fetch.fwd != Forward::Request {
             self.cache
                 .withdraw_answered(&fetch.key, &fetch.headers, asked_at);
+            // The same answers, and only they, speak for the URL in the memory of pages found
+            // unstorable (see `Cache::note_unstorable`): noted by one client's credentials, an
+            // RSC request's answer, or a 429 for one client, it would send everyone's ranges
+            // past the cache, and a client could keep a video from ever being stored.
+            self.cache.note_unstorable(&fetch.key);
         }
     }
 }

@@ -391,7 +391,6 @@ impl Proxy {
         fetch.fwd = fwd;
         fetch.ranged = ranged;
         let passing = body.map(|body| (body, path.into_owned(), host.to_owned()));
-        let key = fetch.key.clone();
         let this = self.clone();
         Answer::pending(async move {
             match (this.fetch_shared(fetch).await, passing) {
@@ -409,7 +408,6 @@ impl Proxy {
                 {
                     // Dropped first: its origin connection is not held through the second ask.
                     drop(response);
-                    this.cache.note_unstorable(&key);
                     let (body, path, host) = passing;
                     this.pass(parts, path, body, host, peer, "range").await
                 }
@@ -418,10 +416,9 @@ impl Proxy {
                     let (body, path, host) = passing;
                     this.pass(parts, path, body, host, peer, "range").await
                 }
-                (Fetched::Uncacheable(response), _) => {
-                    this.cache.note_unstorable(&key);
-                    response
-                }
+                // The fetch noted the URL as unstorable if the answer speaks for it (not for
+                // this request's credentials alone, say: `withdraw_replaced_copy`).
+                (Fetched::Uncacheable(response), _) => response,
                 // Made for range requests only, which are passed above.
                 (Fetched::Unshared, None) => mark(
                     UpstreamError::Protocol("no answer for this request".into()).response(),
