@@ -439,3 +439,49 @@ async fn a_body_that_never_arrives_is_answered_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("did not arrive"), "{text}");
 }
+
+/// Unsafe requests whose clients went away run on to the origin's answer (above), but no more
+/// of them at once than `--max-connections`: an HTTP/2 client that posts and resets the stream
+/// frees the stream at once (HTTP/2 "rapid reset"), and could otherwise keep any number of
+/// origin requests and origin connections open over one connection, each until the origin
+/// answers or times out.
+#[tokio::test]
+async fn unsafe_requests_whose_clients_went_away_are_not_run_past_the_connection_limit() {
+    use http_body_util::Full;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let origin = Origin::start(|r| match r.method.as_str() {
+        "GET" => Reply::ok("page").cc("s-maxage=600"),
+        _ => Reply::ok("saved").delay(std::time::Duration::from_millis(2000)),
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &["--max-connections", "4"]).await;
+    let posts = || origin.seen().iter().filter(|r| r.method == "POST").count();
+    let stream = tokio::net::TcpStream::connect(edge.addr)
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    for n in 1..=12 {
+        let request = http::Request::post(format!("http://{}/items", edge.addr))
+            .body(Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let answer = sender.send_request(request);
+        tokio::pin!(answer);
+        tokio::select! {
+            _ = &mut answer => panic!("post {n} answered before the origin"),
+            arrived = support::eventually(std::time::Duration::from_secs(5), || posts() == n) => {
+                assert!(arrived, "post {n} reached the origin");
+            }
+        }
+        // Dropping the answer resets the stream (RST_STREAM, CANCEL).
+    }
+    // Time for the edge to drop the origin requests it must.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let at_origin = origin.in_flight_now();
+    assert!(at_origin <= 4, "{at_origin} posts still at the origin");
+    // The edge still serves.
+    assert_eq!(get(edge.addr, "/items").await.status, 200);
+}

@@ -34,7 +34,8 @@ use http::{Method, Response};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::body::{self, Answer, Body};
@@ -94,6 +95,8 @@ pub struct Proxy {
     settings: ProxySettings,
     metrics: Arc<Metrics>,
     warming: Arc<Warming>,
+    /// Unsafe exchanges still running for clients that went away (see [`Orphan`]).
+    orphans: Arc<Semaphore>,
 }
 
 /// What one fetch for the cache produced, as every waiter sees it.
@@ -225,6 +228,10 @@ impl Proxy {
             origins,
             routes: Routes::default(),
             inflight: Inflight::default(),
+            // As many as the connection limit lets run with their clients there.
+            orphans: Arc::new(Semaphore::new(
+                settings.limits.max_connections.min(Semaphore::MAX_PERMITS),
+            )),
             settings,
             warming: Arc::new(Warming::default()),
         }
@@ -714,9 +721,23 @@ impl Proxy {
         // goes away once it is sent (a closed connection, an HTTP/2 reset) must not leave the
         // page the origin then changed in the cache.
         let result = if unsafe_method {
-            tokio::spawn(exchange).await.unwrap_or_else(|_| {
+            let (adopt, adopted) = oneshot::channel();
+            let task = tokio::spawn(async move {
+                let result = exchange.await;
+                // Gives back the orphan permit it was given if its client went away.
+                drop(adopted);
+                result
+            });
+            let mut orphan = Orphan {
+                task: task.abort_handle(),
+                adopt: Some(adopt),
+                orphans: self.orphans.clone(),
+            };
+            let result = task.await.unwrap_or_else(|_| {
                 Err(UpstreamError::Protocol("origin request task ended".into()))
-            })
+            });
+            orphan.adopt = None;
+            result
         } else {
             exchange.await
         };
@@ -728,6 +749,44 @@ impl Proxy {
                     None => e.response(),
                 };
                 mark(answer, CacheStatus::Bypass, Some(reason))
+            }
+        }
+    }
+}
+
+/// An unsafe request's exchange with the origin, run in a task of its own (see `Proxy::pass`),
+/// while its client waits for the answer. If the client goes away (its request's future is
+/// dropped), the task runs on only with one of the proxy's orphan permits, held to its end,
+/// and is aborted when none is left: an HTTP/2 client that posts and resets the stream frees
+/// the stream at once ("rapid reset"), and without a bound could keep any number of origin
+/// requests and connections open over one connection, each until the origin answers or times
+/// out. An aborted exchange is what every exchange was before: dropped with its client.
+struct Orphan {
+    task: AbortHandle,
+    /// Hands the task its permit; `None` once the client got the answer.
+    adopt: Option<oneshot::Sender<OwnedSemaphorePermit>>,
+    orphans: Arc<Semaphore>,
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        let Some(adopt) = self.adopt.take() else {
+            return;
+        };
+        if self.task.is_finished() {
+            return;
+        }
+        match self.orphans.clone().try_acquire_owned() {
+            // A task that ended meanwhile refuses it, and the permit is back at once.
+            Ok(permit) => {
+                let _ = adopt.send(permit);
+            }
+            Err(_) => {
+                // Debug, not warn: a client doing this on purpose would flood the log.
+                tracing::debug!(
+                    "too many unsafe requests outlive their clients; dropping this one's"
+                );
+                self.task.abort();
             }
         }
     }

@@ -224,6 +224,12 @@ impl Origin {
         self.in_flight.max.load(Ordering::SeqCst)
     }
 
+    /// Requests being answered now (until the end of their reply's delay, or their connection
+    /// is gone).
+    pub fn in_flight_now(&self) -> usize {
+        self.in_flight.now.load(Ordering::SeqCst)
+    }
+
     /// Every request received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("seen").clone()
