@@ -215,8 +215,15 @@ pub struct Cache {
 /// anyway, whatever this says.
 const UNSTORABLE_FOR: Duration = Duration::from_secs(60);
 
-/// URLs remembered as unstorable at most (a few dozen bytes each).
-const UNSTORABLE_URLS: u64 = 10_000;
+/// Bytes of URLs remembered as unstorable at most, each weighed as its key plus
+/// `UNSTORABLE_OVERHEAD`: some 16,000 URLs of a typical length. Weighed, not counted: a key is
+/// as long as the client's target (up to `--max-uri-length`, 8 KiB by default), and ten
+/// thousand of them, each noted by a request for a private page with a query of its own, were
+/// 80 MiB that no `--cache-size` accounts for.
+const UNSTORABLE_BYTES: u64 = 2 << 20;
+
+/// What moka keeps per remembered URL besides its key, roughly.
+const UNSTORABLE_OVERHEAD: usize = 64;
 
 /// Hard purges selecting more URLs than this hand the removal from moka to a thread: the
 /// answer (and every request after it) only waits for the values to be marked purged.
@@ -318,7 +325,10 @@ impl Cache {
             evictions,
             removals: removals::Removals::default(),
             unstorable: moka::sync::Cache::builder()
-                .max_capacity(UNSTORABLE_URLS)
+                .max_capacity(UNSTORABLE_BYTES)
+                .weigher(|key: &Key, _: &()| {
+                    u32::try_from(key.len() + UNSTORABLE_OVERHEAD).unwrap_or(u32::MAX)
+                })
                 .time_to_live(UNSTORABLE_FOR)
                 .build(),
         }
@@ -627,5 +637,24 @@ impl Cache {
 
     pub fn evictions(&self) -> &EvictionCounts {
         &self.evictions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memory of URLs found unstorable is bounded in bytes, whatever the URLs' length.
+    #[test]
+    fn long_urls_noted_unstorable_stay_within_the_byte_bound() {
+        let cache = Cache::new(1 << 20);
+        let query = "q".repeat(8 << 10);
+        for n in 0..1_000 {
+            cache.note_unstorable(&Key::from(format!("shop.example/private?{n}{query}")));
+        }
+        cache.unstorable.run_pending_tasks();
+        let held: usize = cache.unstorable.iter().map(|(key, ())| key.len()).sum();
+        assert!(held as u64 <= UNSTORABLE_BYTES, "{held} bytes of URLs held");
+        assert!(cache.unstorable.entry_count() > 0);
     }
 }
