@@ -42,8 +42,8 @@ use crate::body::{self, Answer, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
-    canonical_host, encoding_class, names_rsc_payload, normalized, page_path, primary_key_text,
-    split_key, vary_value, Key,
+    canonical_host, encoding_class, is_plain_host, names_rsc_payload, normalized, page_path,
+    primary_key_text, push_plain_key, split_key, vary_value, Key,
 };
 use crate::cache::policy::{
     self, browser_cache_control, Freshness, FreshnessField, FreshnessRules,
@@ -278,10 +278,18 @@ impl Proxy {
         if let Some(refusal) = refused_target(&parts) {
             return Answer::Ready(mark(refusal, CacheStatus::Bypass, Some("target")));
         }
-        let Some(host) = request_host(&parts).filter(|host| limit::valid_host(host)) else {
+        let Some(written) = request_host(&parts) else {
             return Answer::Ready(limit::bad_host(&parts));
         };
-        let host = canonical_host(host);
+        let plain = is_plain_host(written);
+        if !plain && !limit::valid_host(written) {
+            return Answer::Ready(limit::bad_host(&parts));
+        }
+        let host = if plain {
+            Cow::Borrowed(written)
+        } else {
+            canonical_host(written)
+        };
         let host = host.as_ref();
         if self.origins.for_host(host).is_none() {
             return Answer::Ready(misdirected(host));
@@ -312,7 +320,13 @@ impl Proxy {
         let ranged = screen.range && parts.method == Method::GET;
         // Only a range request may still go to the origin as sent (see `Fetched::Unshared`).
         let body = ranged.then_some(body);
-        let key_text = primary_key_text(host, &path, parts.uri.query());
+        let key_text = if plain {
+            let mut key = String::new();
+            push_plain_key(&mut key, host, &path, parts.uri.query());
+            key
+        } else {
+            primary_key_text(host, &path, parts.uri.query())
+        };
         let now = Instant::now();
         // With `--honor-client-no-cache`, a `no-cache` reload is not answered from the stored
         // copy (RFC 9111 section 5.2.1.4) but refreshes it, as for an expired copy: the next
