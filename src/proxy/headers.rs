@@ -106,7 +106,17 @@ impl Proxy {
 pub(super) fn request_host(parts: &Parts) -> Option<&str> {
     let mut fields = parts.headers.get_all(header::HOST).iter();
     let first = fields.next();
-    if fields.next().is_some() {
+    host_given(parts, first, fields.next().is_some())
+}
+
+/// [`request_host`] for a request whose `Host` fields were seen already: `first` the first,
+/// `more` whether there was another.
+pub(super) fn host_given<'a>(
+    parts: &'a Parts,
+    first: Option<&'a HeaderValue>,
+    more: bool,
+) -> Option<&'a str> {
+    if more {
         return None;
     }
     if let Some(authority) = parts.uri.authority() {

@@ -64,8 +64,8 @@ mod range;
 mod warm;
 
 use headers::{
-    client_only_if_cached, client_wants_no_cache, client_wants_no_store, has_cookie, mark,
-    request_host,
+    client_only_if_cached, client_wants_no_cache, client_wants_no_store, has_cookie, host_given,
+    mark, request_host,
 };
 use warm::Warming;
 
@@ -278,7 +278,13 @@ impl Proxy {
         if let Some(refusal) = refused_target(&parts) {
             return Answer::Ready(mark(refusal, CacheStatus::Bypass, Some("target")));
         }
-        let Some(written) = request_host(&parts) else {
+        let Screen {
+            host: written,
+            bypass,
+            range,
+            conditional,
+        } = self.screen(&parts);
+        let Some(written) = written else {
             return Answer::Ready(limit::bad_host(&parts));
         };
         let plain = is_plain_host(written);
@@ -303,8 +309,7 @@ impl Proxy {
                 .routes
                 .find(&page_path(&path))
                 .is_some_and(|rule| rule.bypass);
-        let screen = self.screen(&parts);
-        if let Some(reason) = screen.bypass.or(route_bypass.then_some("route")) {
+        if let Some(reason) = bypass.or(route_bypass.then_some("route")) {
             if client_only_if_cached(&parts.headers) {
                 // What is bypassed is answered by the origin only, so not at all.
                 return Answer::Ready(only_if_cached_miss(CacheStatus::Bypass));
@@ -317,7 +322,7 @@ impl Proxy {
             });
         }
         // RFC 9110 section 14.2: ranges are defined for GET only; a HEAD is answered whole.
-        let ranged = screen.range && parts.method == Method::GET;
+        let ranged = range && parts.method == Method::GET;
         // Only a range request may still go to the origin as sent (see `Fetched::Unshared`).
         let body = ranged.then_some(body);
         let key_text = if plain {
@@ -344,13 +349,8 @@ impl Proxy {
                 }
                 Freshness::Fresh => {
                     let status = CacheStatus::Hit;
-                    let response = entry.render(
-                        &parts.method,
-                        &parts.headers,
-                        screen.conditional,
-                        status,
-                        age,
-                    );
+                    let response =
+                        entry.render(&parts.method, &parts.headers, conditional, status, age);
                     return Answer::Labelled(
                         cut(ranged, response, &parts.headers),
                         status.x_cache(),
@@ -369,13 +369,8 @@ impl Proxy {
                     fetch.fwd = Forward::Stale;
                     self.refresh_in_background(fetch);
                     let status = CacheStatus::Stale;
-                    let response = entry.render(
-                        &parts.method,
-                        &parts.headers,
-                        screen.conditional,
-                        status,
-                        age,
-                    );
+                    let response =
+                        entry.render(&parts.method, &parts.headers, conditional, status, age);
                     return Answer::Labelled(
                         cut(ranged, response, &parts.headers),
                         status.x_cache(),
@@ -470,12 +465,13 @@ impl Proxy {
         })
     }
 
-    /// One look at the request's method and field names: whether the cache is bypassed (the
-    /// reason is shown in `Cache-Status`), whether a range is asked for, and whether the request
-    /// is conditional. Runs on every hit.
-    fn screen(&self, parts: &Parts) -> Screen {
+    /// One look at the request's method and fields: its host (see `request_host`), whether the
+    /// cache is bypassed (the reason is shown in `Cache-Status`), whether a range is asked for,
+    /// and whether the request is conditional. Runs on every hit.
+    fn screen<'a>(&self, parts: &'a Parts) -> Screen<'a> {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Screen {
+                host: request_host(parts),
                 bypass: Some("method"),
                 range: false,
                 conditional: true,
@@ -487,8 +483,13 @@ impl Proxy {
         let (mut range, mut action, mut upgrade, mut cookie, mut prerender, mut no_cache) =
             (false, false, false, false, false, false);
         let mut conditional = false;
-        for name in headers.keys() {
+        // `Host` too: a hashed lookup of it cost ~250 instructions a hit. Each value of a
+        // field comes by in turn, so a second `Host` is seen.
+        let (mut host, mut more_hosts) = (None, false);
+        for (name, value) in headers {
             match name.as_str() {
+                "host" if host.is_some() => more_hosts = true,
+                "host" => host = Some(value),
                 "range" => range = true,
                 "if-none-match" | "if-modified-since" => conditional = true,
                 "next-action" => action = true,
@@ -522,6 +523,7 @@ impl Proxy {
             None
         };
         Screen {
+            host: host_given(parts, host, more_hosts),
             bypass,
             range,
             conditional,
@@ -807,7 +809,9 @@ impl Drop for Orphan {
 }
 
 /// What `Proxy::screen` found in a request.
-struct Screen {
+struct Screen<'a> {
+    /// The host it names, as `request_host` finds it.
+    host: Option<&'a str>,
     /// Why the cache is bypassed, as `Cache-Status` shows it.
     bypass: Option<&'static str>,
     /// A `Range` field is present.
