@@ -43,7 +43,7 @@ use crate::cache::entry::{cache_status_header, is_rsc_request};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
     canonical_host, encoding_class, is_plain_host, names_rsc_payload, normalized, page_path,
-    primary_key_text, push_plain_key, split_key, vary_value, Key,
+    primary_key, primary_key_text, push_plain_key, split_key, vary_value, Key,
 };
 use crate::cache::policy::{
     self, browser_cache_control, Freshness, FreshnessField, FreshnessRules,
@@ -273,8 +273,8 @@ impl Proxy {
         body: Incoming,
         peer: IpAddr,
     ) -> Answer {
-        // The hit path borrows host and path from the request and builds the key once, as a
-        // plain string; the shared `Key` is made only when the origin is asked.
+        // The hit path borrows host and path from the request and builds the key in place (see
+        // `with_plain_key`); the shared `Key` is made only when the origin is asked.
         if let Some(refusal) = refused_target(&parts) {
             return Answer::Ready(mark(refusal, CacheStatus::Bypass, Some("target")));
         }
@@ -325,13 +325,6 @@ impl Proxy {
         let ranged = range && parts.method == Method::GET;
         // Only a range request may still go to the origin as sent (see `Fetched::Unshared`).
         let body = ranged.then_some(body);
-        let key_text = if plain {
-            let mut key = String::new();
-            push_plain_key(&mut key, host, &path, parts.uri.query());
-            key
-        } else {
-            primary_key_text(host, &path, parts.uri.query())
-        };
         let now = Instant::now();
         // With `--honor-client-no-cache`, a `no-cache` reload is not answered from the stored
         // copy (RFC 9111 section 5.2.1.4) but refreshes it, as for an expired copy: the next
@@ -340,7 +333,16 @@ impl Proxy {
 
         let mut passed_over = None;
         let mut fwd = Forward::Miss;
-        if let Some(entry) = self.cache.lookup_at(&key_text, &parts.headers, now) {
+        let query = parts.uri.query();
+        let found = if plain {
+            with_plain_key(host, &path, query, |key| {
+                self.cache.lookup_at(key, &parts.headers, now)
+            })
+        } else {
+            let key = primary_key_text(host, &path, query);
+            self.cache.lookup_at(&key, &parts.headers, now)
+        };
+        if let Some(entry) = found {
             let age = entry.age(now);
             match entry.freshness_at_age(age) {
                 Freshness::Fresh if refresh => {
@@ -362,8 +364,8 @@ impl Proxy {
                     } else {
                         StaleReason::Swr
                     });
-                    let mut fetch =
-                        self.fetch_request(&parts, key_text.into(), &path, host.to_owned(), peer);
+                    let key = primary_key(host, &path, query);
+                    let mut fetch = self.fetch_request(&parts, key, &path, host.to_owned(), peer);
                     fetch.stale_fallback = true;
                     fetch.copy = Some(entry.clone());
                     fetch.fwd = Forward::Stale;
@@ -390,6 +392,7 @@ impl Proxy {
                 fwd,
             }));
         }
+        let key_text = primary_key_text(host, &path, query);
         let body = match body {
             // A range of a page found unstorable a moment ago goes to the origin as asked,
             // without a whole-page fetch first (Varnish's hit-for-miss).
@@ -806,6 +809,37 @@ impl Drop for Orphan {
             }
         }
     }
+}
+
+thread_local! {
+    /// The key a plain host's request is looked up by. Most requests are hits, which need their
+    /// key for the lookup only: a string of its own cost each one an allocation and a free.
+    /// Holds the longest key this thread has seen, which `--max-uri-length` and the request
+    /// head's size limit bound.
+    static LOOKUP_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// `look` with the primary key of a host [`is_plain_host`] accepted, the normalised path and
+/// the query, built in [`LOOKUP_KEY`].
+fn with_plain_key<T>(
+    host: &str,
+    path: &str,
+    query: Option<&str>,
+    look: impl FnOnce(&str) -> T,
+) -> T {
+    LOOKUP_KEY.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut key) => {
+            key.clear();
+            push_plain_key(&mut key, host, path, query);
+            look(&key)
+        }
+        // A lookup that led to another on this thread: never so far, but not a panic if so.
+        Err(_) => {
+            let mut key = String::new();
+            push_plain_key(&mut key, host, path, query);
+            look(&key)
+        }
+    })
 }
 
 /// What `Proxy::screen` found in a request.
