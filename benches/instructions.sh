@@ -8,7 +8,9 @@
 # KEYS misses, once with the same misses and then wrk over CONNS keep-alive connections on those
 # KEYS URLs (1 KiB bodies) for SECONDS. Prints (second run - first run) / hits.
 # CACHE_SIM=1 also simulates the caches (32 KiB L1s, a 512 KiB last level: one core's L2 on
-# this machine) and prints misses per hit: KEYS=1000 CONNS=64 (or 256) is the bench's own load.
+# the first machine) and prints misses per hit: KEYS=1000 CONNS=64 (or 256) is the bench's own
+# load. CACHE_SIZES replaces the sizes (valgrind's --I1/--D1/--LL options), e.g. this
+# machine's: CACHE_SIZES="--I1=65536,8,64 --D1=49152,12,64 --LL=2097152,16,64".
 # BINARY=origin counts the bench origin itself the same way (the origin-direct row's server:
 # the least work a hyper server does per request).
 set -euo pipefail
