@@ -70,5 +70,5 @@ print(f"{hits} hits; {per_hit[0]:,.0f} instructions per hit")
 if len(per_hit) == 9:
     # callgrind's order: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
     print(f"misses per hit: L1 instructions {per_hit[3]:,.0f}, L1 data {per_hit[4] + per_hit[5]:,.0f}, "
-          f"last level (512 KiB) instructions {per_hit[6]:,.1f}, data {per_hit[7] + per_hit[8]:,.1f}")
+          f"last level instructions {per_hit[6]:,.1f}, data {per_hit[7] + per_hit[8]:,.1f}")
 PY
