@@ -12,7 +12,8 @@
 //!   (transport only)
 //! - [`app`]: composition root; routes the control API vs the proxy
 //! - [`proxy`]: the request flow (below); `fetch` (the origin fetch behind a miss), `headers`,
-//!   `warm` (purged pages fetched again, within one process-wide bound)
+//!   `range` (range requests cut from stored pages), `warm` (purged pages fetched again, within
+//!   one process-wide bound)
 //! - [`upstream`]: origin client, header hygiene, origin errors as 502/504
 //! - [`cache`]: key and path normalisation, entries (compact stored headers), freshness policy,
 //!   purge index (slot arena) and background `removals`, single flight
@@ -36,6 +37,8 @@
 //!           Stale   -> STALE + one background refresh (single flight)
 //!           Expired / none -> single flight: leader fetches, admits if storable, followers share;
 //!                     origin failure -> stale-if-error copy, else 502/504
+//!           a `Range` is cut from the stored or fetched page (206/416); a page that cannot be
+//!           stored is asked for as the range (at once for a minute: hit-for-miss)
 //!           a refresh of a stored copy carries its validators; a 304 renews the copy
 //! admit:  purge epoch read before the fetch; if a purge selecting the URL ran meanwhile, not stored
 //! ```

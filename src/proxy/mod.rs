@@ -14,6 +14,8 @@
 //!                             expired copy while stale-if-error allows (STALE), else 502/504
 //! refresh of a stored copy -> conditional on its own validators; a 304 that confirms it renews
 //!                             it (its fields and lifetime) without the body crossing again
+//! a GET with `Range`       -> looked up and fetched as the whole page, then cut (`range`);
+//!                             a page that cannot be stored: the range is asked of the origin
 //! ```
 //! A matching `[[route]]` sets the lifetime and adds tags at admission (`routes`).
 //! Storable responses are read whole (up to `--max-object-size`) before the client gets them,
