@@ -116,16 +116,19 @@ pub fn valid_host(host: &str) -> bool {
         && match port.split_first() {
             None => true,
             // A port is at most 65535: `:99999` names no server, and would key pages apart.
-            Some((b':', digits)) => {
-                digits.len() <= 5
-                    && digits.iter().all(u8::is_ascii_digit)
-                    && digits
-                        .iter()
-                        .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
-                        <= u32::from(u16::MAX)
-            }
+            Some((b':', digits)) => is_port_number(digits),
             Some(_) => false,
         }
+}
+
+/// Digits of a port, at most 65535 (leading zeros allowed: `:080` is port 80).
+pub fn is_port_number(digits: &[u8]) -> bool {
+    digits.len() <= 5
+        && digits.iter().all(u8::is_ascii_digit)
+        && digits
+            .iter()
+            .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
+            <= u32::from(u16::MAX)
 }
 
 /// Bytes of a host name or IPv4 address: letters, digits, `-`, `.`, `_`, `~`.

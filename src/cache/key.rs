@@ -133,13 +133,8 @@ pub fn is_plain_host(host: &str) -> bool {
         // A port other than the default one, without leading zeros, at most 65535.
         Some((b':', digits)) => {
             matches!(digits.first(), Some(b'1'..=b'9'))
-                && digits.len() <= 5
                 && digits != b"80"
-                && digits.iter().all(u8::is_ascii_digit)
-                && digits
-                    .iter()
-                    .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
-                    <= u32::from(u16::MAX)
+                && crate::limits::is_port_number(digits)
         }
         Some(_) => false,
     }
