@@ -215,6 +215,17 @@ fn ranged_origin(
     }
 }
 
+/// The `Range` each request the origin saw carried, if any.
+fn ranges_asked(seen: &[Seen]) -> Vec<Option<String>> {
+    seen.iter()
+        .map(|r| {
+            r.headers
+                .get("range")
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
 /// A page too large to store, or private, is not sent whole to a client that asked for part of
 /// it: the range goes to the origin as asked (a video past `--max-object-size` is not downloaded
 /// whole for each seek).
@@ -230,15 +241,7 @@ async fn a_range_of_a_page_that_cannot_be_stored_is_asked_of_the_origin() {
         answer.headers
     );
     assert_eq!(answer.header("content-range"), "bytes 4-7/16");
-    let ranges: Vec<Option<String>> = big
-        .seen()
-        .iter()
-        .map(|r| {
-            r.headers
-                .get("range")
-                .map(|v| v.to_str().unwrap_or_default().to_string())
-        })
-        .collect();
+    let ranges = ranges_asked(&big.seen());
     // First the whole page for the cache (too large: dropped at its head), then the range.
     assert_eq!(ranges, [None, Some("bytes=4-7".to_string())]);
     // Known unstorable now: the next range goes to the origin as the range at once, and a
@@ -246,14 +249,7 @@ async fn a_range_of_a_page_that_cannot_be_stored_is_asked_of_the_origin() {
     let again = get_with(edge.addr, "/video", &[("range", "bytes=0-1")]).await;
     assert_eq!((again.status, again.text().as_str()), (206, "01"));
     assert_eq!(get(edge.addr, "/video").await.text(), PAGE);
-    let ranges: Vec<Option<String>> = big.seen()[2..]
-        .iter()
-        .map(|r| {
-            r.headers
-                .get("range")
-                .map(|v| v.to_str().unwrap_or_default().to_string())
-        })
-        .collect();
+    let ranges = ranges_asked(&big.seen()[2..]);
     assert_eq!(ranges, [Some("bytes=0-1".to_string()), None]);
 
     let private = Origin::start(ranged_origin(PAGE, "private, max-age=60")).await;
