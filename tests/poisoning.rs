@@ -334,7 +334,8 @@ async fn a_second_host_and_made_up_forwarding_headers_never_reach_the_origin() {
 }
 
 /// RFC 9112 section 3.2: an HTTP/1.1 request without `Host` is a 400, not a page stored under
-/// no host; HTTP/1.0 has no such rule.
+/// no host, and so is one with an empty `Host` (an http URI's host is never empty, RFC 9110
+/// section 4.2.1); HTTP/1.0 has no such rule.
 #[tokio::test]
 async fn an_http11_request_without_host_is_refused() {
     let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
@@ -346,6 +347,13 @@ async fn an_http11_request_without_host_is_refused() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("must carry a Host header"), "{answer}");
+    let empty = raw(
+        edge.addr,
+        "GET /no-host HTTP/1.1\r\nhost: \r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(empty.starts_with("HTTP/1.1 400"), "{empty}");
+    assert!(empty.contains("Host \"\" is not one host name"), "{empty}");
     assert_eq!(origin.total(), 0);
     let old = raw(edge.addr, "GET /no-host HTTP/1.0\r\n\r\n").await;
     assert!(old.starts_with("HTTP/1.0 200"), "{old}");

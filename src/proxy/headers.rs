@@ -101,8 +101,8 @@ impl Proxy {
 /// The request's host: the authority of its target when it has one (HTTP/2 `:authority`, an
 /// HTTP/1.1 absolute-form target, which RFC 9112 section 3.2.2 says wins over `Host`), else
 /// `Host`. `None` (a 400) when it sent two `Host` fields (an origin reading the other one
-/// would render another site under this one's key) or, on HTTP/1.1, none (RFC 9112 section
-/// 3.2). An HTTP/1.0 request without one is keyed under no host.
+/// would render another site under this one's key) or, on HTTP/1.1, none or an empty one (RFC
+/// 9112 section 3.2). An HTTP/1.0 request without one is keyed under no host.
 pub(super) fn request_host(parts: &Parts) -> Option<&str> {
     let mut fields = parts.headers.get_all(header::HOST).iter();
     let first = fields.next();
@@ -134,6 +134,9 @@ pub(super) fn host_given<'a>(
         return Some(authority.as_str());
     }
     match first {
+        // RFC 9110 section 4.2.1: an http URI's host is never empty, so an HTTP/1.1 `Host:`
+        // with nothing in it names no site, as a missing one does.
+        Some(host) if host.is_empty() && parts.version >= http::Version::HTTP_11 => None,
         Some(host) => host.to_str().ok(),
         // HTTP/1.0 may name no host (one site per address); HTTP/1.1 must (RFC 9112 section
         // 3.2), and an HTTP/2 request for a site names it in `:authority` or `Host`.
