@@ -107,27 +107,30 @@ impl App {
             started: std::time::Instant::now(),
         });
         let method = request.method().clone();
-        match self.route(request, peer) {
-            (Answer::Ready(mut response), answered_by) => {
-                strip_body_for_head(&method, &mut response);
-                self.finish(&response, answered_by, None, access);
-                Answer::Ready(response)
+        // A ready answer is finished where it lies and handed on as it came, not taken apart
+        // and rebuilt: each rebuild was a copy of the whole response on every hit.
+        let (mut answer, answered_by) = self.route(request, peer);
+        match &mut answer {
+            Answer::Ready(response) => {
+                strip_body_for_head(&method, response);
+                self.finish(response, answered_by, None, access);
             }
-            (Answer::Labelled(mut response, x_cache), answered_by) => {
-                strip_body_for_head(&method, &mut response);
-                self.finish(&response, answered_by, Some(x_cache), access);
-                Answer::Ready(response)
+            Answer::Labelled(response, x_cache) => {
+                strip_body_for_head(&method, response);
+                self.finish(response, answered_by, Some(*x_cache), access);
             }
-            (Answer::Pending(pending), answered_by) => {
+            Answer::Pending(pending) => {
+                let pending = std::mem::replace(pending, Box::pin(std::future::pending()));
                 let app = self.clone();
-                Answer::pending(async move {
+                return Answer::pending(async move {
                     let mut response = pending.await;
                     strip_body_for_head(&method, &mut response);
                     app.finish(&response, answered_by, None, access);
                     response
-                })
+                });
             }
         }
+        answer
     }
 
     /// Counts the answered request and writes its access-log line. `x_cache`: the response's

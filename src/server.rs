@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use http::Response;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -18,7 +19,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::body::{Body, BodyError};
+use crate::body::{Answer, Body, BodyError};
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -266,14 +267,7 @@ impl Worker {
                             // Whoever forwards the body holds this until it ends (see `Uploading`).
                             request.extensions_mut().insert(Uploading::begin(&tracked));
                         }
-                        let answer = app.handle(request, peer);
-                        async move {
-                            let response = answer.response().await;
-                            // Counted until its body is sent, not just its head.
-                            Ok::<_, Infallible>(
-                                response.map(|body| Tracked { body, _in_flight: in_flight }),
-                            )
-                        }
+                        Served::new(app.handle(request, peer), in_flight)
                     });
                     let connection = builder.serve_connection(TokioIo::new(Watched { stream, activity: activity.clone() }), service).into_owned();
                     let stop = connection_stop.clone();
@@ -449,6 +443,57 @@ impl tokio::io::AsyncWrite for Watched {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// The service's future. Not an async block awaiting [`Answer::response`]: that held the
+/// answer and the awaited future's own copy of it side by side (544 bytes), and hyper moves
+/// the service's future into its connection state on every request, a hit included. This is
+/// a response already made (a hit's) or the box of one still coming.
+enum Served {
+    Ready(Option<Response<Tracked>>),
+    Pending(
+        Pin<Box<dyn Future<Output = Response<Body>> + Send>>,
+        Option<InFlight>,
+    ),
+}
+
+impl Served {
+    fn new(answer: Answer, in_flight: InFlight) -> Served {
+        match answer {
+            // Counted until its body is sent, not just its head.
+            Answer::Ready(response) | Answer::Labelled(response, _) => {
+                Served::Ready(Some(response.map(|body| Tracked {
+                    body,
+                    _in_flight: in_flight,
+                })))
+            }
+            Answer::Pending(pending) => Served::Pending(pending, Some(in_flight)),
+        }
+    }
+}
+
+impl Future for Served {
+    type Output = Result<Response<Tracked>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            // Taken once: hyper never polls a finished future again, and if anything did, it
+            // would wait forever rather than bring the worker down.
+            Served::Ready(response) => response
+                .take()
+                .map_or(Poll::Pending, |r| Poll::Ready(Ok(r))),
+            Served::Pending(pending, in_flight) => {
+                let response = std::task::ready!(pending.as_mut().poll(cx));
+                let Some(in_flight) = in_flight.take() else {
+                    return Poll::Pending;
+                };
+                Poll::Ready(Ok(response.map(|body| Tracked {
+                    body,
+                    _in_flight: in_flight,
+                })))
+            }
+        }
     }
 }
 
