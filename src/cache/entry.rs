@@ -862,7 +862,14 @@ impl Entry {
     /// headers say, so the RSC guard, which keeps the two apart under one URL, has nothing to
     /// keep apart there (it kept such URLs from ever being hit).
     pub fn matches_at(&self, request: &HeaderMap, rsc_url: bool) -> bool {
-        if !rsc_url && self.is_rsc != is_rsc_request(request) {
+        self.matches_as(request, rsc_url, is_rsc_request(request))
+    }
+
+    /// [`Entry::matches_at`] for a caller that already knows whether the request is an RSC
+    /// request ([`is_rsc_request`]): finding the field is a hashed lookup on every hit, for a
+    /// name most requests lack.
+    pub fn matches_as(&self, request: &HeaderMap, rsc_url: bool, rsc_request: bool) -> bool {
+        if !rsc_url && self.is_rsc != rsc_request {
             return false;
         }
         let Some(vary) = &self.vary else {

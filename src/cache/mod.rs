@@ -354,6 +354,18 @@ impl Cache {
 
     /// [`Cache::lookup`] at `now`, as the caller already read the clock.
     pub fn lookup_at(&self, key: &str, request: &HeaderMap, now: Instant) -> Option<Arc<Entry>> {
+        self.lookup_as(key, request, entry::is_rsc_request(request), now)
+    }
+
+    /// [`Cache::lookup_at`] for a caller that already knows whether the request is an RSC
+    /// request (see [`Entry::matches_as`]).
+    pub fn lookup_as(
+        &self,
+        key: &str,
+        request: &HeaderMap,
+        rsc_request: bool,
+        now: Instant,
+    ) -> Option<Arc<Entry>> {
         // From half its capacity on, moka counts reads (its frequency sketch starts then) and,
         // once full, evicts by those counts and by read order: every hit must then reach it.
         // Hits answered by the tables, 15 in 16, made the pages hit most look as cold as the
@@ -382,8 +394,9 @@ impl Cache {
             // withdrawn variant is passed by, not the end of the search: another may match.
             .find(|e| {
                 !e.is_withdrawn()
-                    && (e.matches(request)
-                        || (key::names_rsc_payload(key) && e.matches_at(request, true)))
+                    && (e.matches_as(request, false, rsc_request)
+                        || (key::names_rsc_payload(key)
+                            && e.matches_as(request, true, rsc_request)))
             })
             .cloned()
     }

@@ -285,6 +285,7 @@ impl Proxy {
             bypass,
             range,
             conditional,
+            rsc,
         } = self.screen(&parts);
         let Some(written) = written else {
             return Answer::Ready(limit::bad_host(&parts));
@@ -338,11 +339,11 @@ impl Proxy {
         let query = parts.uri.query();
         let found = if plain {
             with_plain_key(host, &path, query, |key| {
-                self.cache.lookup_at(key, &parts.headers, now)
+                self.cache.lookup_as(key, &parts.headers, rsc, now)
             })
         } else {
             let key = primary_key_text(host, &path, query);
-            self.cache.lookup_at(&key, &parts.headers, now)
+            self.cache.lookup_as(&key, &parts.headers, rsc, now)
         };
         if let Some(entry) = found {
             let age = entry.age(now);
@@ -480,6 +481,7 @@ impl Proxy {
                 bypass: Some("method"),
                 range: false,
                 conditional: true,
+                rsc: is_rsc_request(&parts.headers),
             };
         }
         let headers = &parts.headers;
@@ -487,7 +489,7 @@ impl Proxy {
         // about: a page view sends a dozen fields, most hits ask about none of them.
         let (mut range, mut action, mut upgrade, mut cookie, mut prerender, mut no_cache) =
             (false, false, false, false, false, false);
-        let mut conditional = false;
+        let (mut conditional, mut rsc) = (false, false);
         // `Host` too: a hashed lookup of it cost ~250 instructions a hit. Each value of a
         // field comes by in turn, so a second `Host` is seen.
         let (mut host, mut more_hosts) = (None, false);
@@ -504,6 +506,7 @@ impl Proxy {
                     prerender = true
                 }
                 "cache-control" | "pragma" => no_cache = true,
+                "rsc" => rsc = true,
                 _ => {}
             }
         }
@@ -532,6 +535,7 @@ impl Proxy {
             bypass,
             range,
             conditional,
+            rsc: rsc && is_rsc_request(headers),
         }
     }
 
@@ -855,6 +859,8 @@ struct Screen<'a> {
     /// An `If-None-Match` or `If-Modified-Since` field is present: a stored page may be
     /// answered `304`.
     conditional: bool,
+    /// [`is_rsc_request`], looked up only when the pass saw an `RSC` field.
+    rsc: bool,
 }
 
 /// Whether the origin's answer to the whole page, which could not be stored, is worth asking
