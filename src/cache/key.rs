@@ -181,31 +181,50 @@ pub fn normalized(raw: &str) -> Cow<'_, str> {
 /// Whether [`normalize_slow`] would return `raw` unchanged.
 ///
 /// One pass over the bytes: `str::contains` with a string pattern sets up a searcher per call,
-/// and the four of them (with two suffix checks) were ~1 % of a hit's CPU.
+/// and the four of them (with two suffix checks) were ~1 % of a hit's CPU. Between two `/`,
+/// a segment's bytes are only looked up in [`SEGMENT_BYTE`] (this runs on every byte of every
+/// hit's path): one test per byte instead of a match on it.
 fn is_normal(raw: &str) -> bool {
     let bytes = raw.as_bytes();
     if bytes.first() != Some(&b'/') {
         return false;
     }
-    // A segment after a `/` may not be empty (`//`), `.` or `..`; the final one may be empty.
-    let dot_segment = |rest: &[u8]| {
-        matches!(
-            rest,
-            [b'.'] | [b'.', b'/', ..] | [b'.', b'.'] | [b'.', b'.', b'/', ..]
-        )
-    };
-    bytes.iter().enumerate().all(|(at, &byte)| match byte {
-        b'%' => false,
-        b'/' => {
-            let rest = &bytes[at + 1..];
-            rest.first() != Some(&b'/') && !dot_segment(rest)
+    let mut slash = bytes;
+    loop {
+        // A segment after a `/` may not be empty (`//`), `.` or `..`; the final one may be empty.
+        let segment = &slash[1..];
+        if matches!(
+            segment,
+            [b'/', ..] | [b'.'] | [b'.', b'/', ..] | [b'.', b'.'] | [b'.', b'.', b'/', ..]
+        ) {
+            return false;
         }
-        // Sent raw (`/café` as UTF-8 bytes, `/a\b`): escaped as `encode_path` writes purge
-        // inputs, so `/café` from a lax client and `/caf%C3%A9` from a browser are one page.
-        // A table lookup: this runs on every byte of every hit's path.
-        _ => !NEEDS_ESCAPE[usize::from(byte)],
-    })
+        match segment
+            .iter()
+            .position(|&byte| !SEGMENT_BYTE[usize::from(byte)])
+        {
+            None => return true,
+            Some(at) if segment[at] == b'/' => slash = &segment[at..],
+            // An escape, or a byte sent raw (`/café` as UTF-8 bytes, `/a\b`): escaped as
+            // `encode_path` writes purge inputs, so `/café` from a lax client and `/caf%C3%A9`
+            // from a browser are one page.
+            Some(_) => return false,
+        }
+    }
 }
+
+/// The bytes a normal path's segment keeps as they are: not `%`, not `/` (which ends it), not
+/// one [`needs_escape`] says is escaped.
+static SEGMENT_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = !needs_escape(b) && b != b'%' && b != b'/';
+        byte += 1;
+    }
+    table
+};
 
 fn normalize_slow(raw: &str) -> String {
     let mut decoded = decode_unreserved(raw);
@@ -254,17 +273,6 @@ const fn needs_escape(b: u8) -> bool {
             b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
         )
 }
-
-/// [`needs_escape`] for every byte.
-static NEEDS_ESCAPE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        table[byte] = needs_escape(byte as u8);
-        byte += 1;
-    }
-    table
-};
 
 /// A path as a person or a backend writes it (`/café`, `/a b`) in the form a request line
 /// carries it (`/caf%C3%A9`, `/a%20b`): bytes that cannot appear raw in a URI are
