@@ -109,8 +109,10 @@ impl App {
         let method = request.method().clone();
         // A ready answer is finished where it lies and handed on as it came, not taken apart
         // and rebuilt: each rebuild was a copy of the whole response on every hit.
-        let (mut answer, answered_by) = self.route(request, peer);
-        match &mut answer {
+        // Left in the tuple `route` returns: binding its parts copied the answer once more.
+        let mut routed = self.route(request, peer);
+        let answered_by = routed.1;
+        match &mut routed.0 {
             Answer::Ready(response) => {
                 strip_body_for_head(&method, response);
                 self.finish(response, answered_by, None, access);
@@ -130,7 +132,7 @@ impl App {
                 });
             }
         }
-        answer
+        routed.0
     }
 
     /// Counts the answered request and writes its access-log line. `x_cache`: the response's
