@@ -21,15 +21,10 @@ pub fn primary_key(host: &str, normalized_path: &str, query: Option<&str>) -> Ke
 
 /// [`primary_key`] as a plain string: lookups take `&str`, so a hit needs no shared key.
 pub fn primary_key_text(host: &str, normalized_path: &str, query: Option<&str>) -> String {
-    let mut key = String::with_capacity(host.len() + normalized_path.len() + 64);
-    key.push_str(host);
+    let mut key = String::new();
+    push_key(&mut key, host, normalized_path, query);
     // Bytes at a time (a char-by-char push re-encoded each one).
-    key.make_ascii_lowercase();
-    key.push_str(normalized_path);
-    if let Some(q) = query {
-        key.push('?');
-        key.push_str(q);
-    }
+    key[..host.len()].make_ascii_lowercase();
     key
 }
 
@@ -37,6 +32,11 @@ pub fn primary_key_text(host: &str, normalized_path: &str, query: Option<&str>) 
 /// nothing to lowercase.
 pub fn push_plain_key(key: &mut String, host: &str, normalized_path: &str, query: Option<&str>) {
     debug_assert!(is_plain_host(host), "{host:?}");
+    push_key(key, host, normalized_path, query);
+}
+
+/// Host, path and `?query`, as written.
+fn push_key(key: &mut String, host: &str, normalized_path: &str, query: Option<&str>) {
     key.reserve(host.len() + normalized_path.len() + query.map_or(0, |q| q.len() + 1));
     key.push_str(host);
     key.push_str(normalized_path);
