@@ -145,22 +145,15 @@ impl App {
         x_cache: Option<&'static str>,
         access: Option<AccessStart>,
     ) {
-        let field = match x_cache {
-            Some(_) => None,
-            None => response.headers().get(X_CACHE),
-        };
-        let counted = match x_cache {
-            Some(known) => Some(known.as_bytes()),
-            None => field.map(HeaderValue::as_bytes),
-        };
+        let x_cache = x_cache
+            .map(str::as_bytes)
+            .or_else(|| response.headers().get(X_CACHE).map(HeaderValue::as_bytes));
         self.proxy
             .metrics()
-            .request(counted, answered_by == AnsweredBy::ControlApi);
+            .request(x_cache, answered_by == AnsweredBy::ControlApi);
         if let Some(access) = access {
-            let cache = x_cache
-                .or_else(|| field.and_then(|v| v.to_str().ok()))
-                .unwrap_or("-");
-            logging::access(&access, response, cache);
+            let cache = x_cache.and_then(|v| std::str::from_utf8(v).ok());
+            logging::access(&access, response, cache.unwrap_or("-"));
         }
     }
 

@@ -82,14 +82,6 @@ impl Answer {
     pub fn pending(future: impl Future<Output = Response<Body>> + Send + 'static) -> Answer {
         Answer::Pending(Box::pin(future))
     }
-
-    /// The response, waiting for it if it is not ready.
-    pub async fn response(self) -> Response<Body> {
-        match self {
-            Answer::Ready(response) | Answer::Labelled(response, _) => response,
-            Answer::Pending(pending) => pending.await,
-        }
-    }
 }
 
 /// What the proxy sends to the origin.

@@ -446,8 +446,8 @@ impl tokio::io::AsyncWrite for Watched {
     }
 }
 
-/// The service's future. Not an async block awaiting [`Answer::response`]: that held the
-/// answer and the awaited future's own copy of it side by side (544 bytes), and hyper moves
+/// The service's future. Not an async block awaiting the answer: that held the answer and
+/// the awaited future's own copy of it side by side (544 bytes), and hyper moves
 /// the service's future into its connection state on every request, a hit included. This is
 /// a response already made (a hit's) or the box of one still coming.
 enum Served {

@@ -349,16 +349,11 @@ impl Cache {
 
     /// The stored variant for this request, if any.
     pub fn lookup(&self, key: &str, request: &HeaderMap) -> Option<Arc<Entry>> {
-        self.lookup_at(key, request, Instant::now())
+        self.lookup_as(key, request, entry::is_rsc_request(request), Instant::now())
     }
 
-    /// [`Cache::lookup`] at `now`, as the caller already read the clock.
-    pub fn lookup_at(&self, key: &str, request: &HeaderMap, now: Instant) -> Option<Arc<Entry>> {
-        self.lookup_as(key, request, entry::is_rsc_request(request), now)
-    }
-
-    /// [`Cache::lookup_at`] for a caller that already knows whether the request is an RSC
-    /// request (see [`Entry::matches_as`]).
+    /// [`Cache::lookup`] at `now`, as the caller already read the clock, for a caller that
+    /// already knows whether the request is an RSC request (see [`Entry::matches_as`]).
     pub fn lookup_as(
         &self,
         key: &str,
