@@ -433,8 +433,9 @@ impl Proxy {
     /// stored copy this request would get must not outlive it, or it would be served stale for
     /// the whole stale window while every refresh is thrown away. Not a purge: bumping the
     /// epoch here (on every private page) would make every concurrent fetch of other URLs
-    /// unstorable. Only the variants this request matches go (`Cache::withdraw_answered`): an RSC request's answer
-    /// says nothing about the HTML copy, nor one `Accept-Language` about another.
+    /// unstorable. Only the variants this request matches go (`Cache::withdraw_answered`): an
+    /// RSC request's answer says nothing about the HTML copy, nor one `Accept-Language` about
+    /// another.
     fn withdraw_replaced_copy(&self, fetch: &FetchRequest, asked_at: Instant) {
         // Nor does a client with credentials speak for the others: its answer may be personal
         // (an `Authorization` the origin did not mark `public`, a session cookie answered with

@@ -476,12 +476,13 @@ impl Proxy {
     /// and whether the request is conditional. Runs on every hit.
     fn screen<'a>(&self, parts: &'a Parts) -> Screen<'a> {
         if parts.method != Method::GET && parts.method != Method::HEAD {
+            // Passed to the origin as it is: nothing else about it is asked.
             return Screen {
                 host: request_host(parts),
                 bypass: Some("method"),
                 range: false,
-                conditional: true,
-                rsc: is_rsc_request(&parts.headers),
+                conditional: false,
+                rsc: false,
             };
         }
         let headers = &parts.headers;
@@ -903,8 +904,6 @@ fn only_if_cached_miss(status: CacheStatus) -> Response<Body> {
     )
 }
 
-/// `CONNECT` (a tunnel request: isr-edge is no forward proxy) and `OPTIONS *` (a question about
-/// this server, answered here); any other method with the `*` target is malformed.
 /// The answer to a request target that names nothing on the origin, if this one does not.
 fn refused_target(parts: &Parts) -> Option<Response<Body>> {
     let why = if parts.uri.path() == "*" {
@@ -944,6 +943,9 @@ fn max_forwards(headers: &http::HeaderMap) -> Option<u64> {
     Some(text.parse().unwrap_or(u64::MAX))
 }
 
+/// The answer to what never goes to the origin: `CONNECT` (a tunnel request: isr-edge is no
+/// forward proxy), `TRACE` (405), `OPTIONS *` or one with no hops left (a question about this
+/// server, answered here); any other method with the `*` target is malformed.
 fn not_for_origin(method: &Method) -> Response<Body> {
     const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
     let mut response = if method == Method::OPTIONS {
