@@ -35,6 +35,18 @@ pub struct Seen {
     pub count: usize,
 }
 
+impl Seen {
+    /// Whether the request accepts gzip (`Accept-Encoding` lists it).
+    pub fn accepts_gzip(&self) -> bool {
+        self.headers
+            .get_all("accept-encoding")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|coding| coding.trim().eq_ignore_ascii_case("gzip"))
+    }
+}
+
 /// What the scripted origin answers.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -68,6 +80,14 @@ impl Reply {
     pub fn delay(mut self, delay: Duration) -> Reply {
         self.delay = delay;
         self
+    }
+    /// `Content-Encoding: gzip` when `gzip`, as an origin compressing for a client does.
+    pub fn gzipped_if(self, gzip: bool) -> Reply {
+        if gzip {
+            self.header("content-encoding", "gzip")
+        } else {
+            self
+        }
     }
 }
 
