@@ -246,6 +246,65 @@ async fn browsers_get_gzip_from_an_origin_without_brotli() {
     assert_eq!(origin.count("/g"), 2);
 }
 
+/// An origin that compresses for clients asking for it but forgets `Vary: Accept-Encoding`
+/// (nginx's `gzip on` without `gzip_vary on` in front of an app): a client that did not ask for
+/// gzip must never be served the gzipped copy, and the plain copy it gets must not push the
+/// gzipped one out (each kind of client keeps hitting its own).
+#[tokio::test]
+async fn a_compressed_answer_without_vary_is_kept_for_its_encoding_alone() {
+    let origin = Origin::start(|r| {
+        let gzip = r.accepts_gzip();
+        Reply::ok(if gzip { "gzipped" } else { "plain" })
+            .cc("s-maxage=60")
+            .gzipped_if(gzip)
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let browser = [("accept-encoding", "gzip, deflate, br, zstd")];
+    let first = get_with(edge.addr, "/c", &browser).await;
+    assert_eq!(
+        (first.header("content-encoding"), first.text().as_str()),
+        ("gzip", "gzipped")
+    );
+    assert!(
+        first.header("vary").eq_ignore_ascii_case("accept-encoding"),
+        "a downstream cache must learn that the answer depends on Accept-Encoding: {:?}",
+        first.header("vary")
+    );
+    let curl = get(edge.addr, "/c").await;
+    assert_eq!(
+        (
+            curl.cache(),
+            curl.header("content-encoding"),
+            curl.text().as_str()
+        ),
+        ("MISS", "", "plain")
+    );
+    let again = get_with(edge.addr, "/c", &browser).await;
+    assert_eq!(
+        (
+            again.cache(),
+            again.header("content-encoding"),
+            again.text().as_str()
+        ),
+        ("HIT", "gzip", "gzipped")
+    );
+    let curl_again = get(edge.addr, "/c").await;
+    assert_eq!(
+        (curl_again.cache(), curl_again.text().as_str()),
+        ("HIT", "plain")
+    );
+    assert_eq!(origin.count("/c"), 2);
+
+    // A page the origin never compresses stays one copy for every client.
+    let plain_origin = Origin::start(|_| Reply::ok("plain").cc("s-maxage=60")).await;
+    let edge = Edge::start(&plain_origin.url(), &[]).await;
+    get_with(edge.addr, "/p", &browser).await;
+    let other = get(edge.addr, "/p").await;
+    assert_eq!((other.cache(), other.header("vary")), ("HIT", ""));
+    assert_eq!(plain_origin.count("/p"), 1);
+}
+
 #[tokio::test]
 async fn conditional_requests_get_304_from_the_cache() {
     let origin = Origin::start(|r| match r.path.as_str() {

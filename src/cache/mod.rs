@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
+use http::{header, HeaderMap};
 use moka::notification::RemovalCause;
 use tokio::time::Instant;
 
@@ -614,6 +614,18 @@ impl Cache {
                     .entries
                     .iter()
                     .any(|e| Arc::ptr_eq(e, entry) && !e.is_withdrawn())
+        })
+    }
+
+    /// Whether a variant held for `key` was stored for its encoding class (its `Vary`, the
+    /// origin's or one the proxy gave a compressed answer, names `Accept-Encoding`).
+    pub fn varies_by_encoding(&self, key: &str) -> bool {
+        self.store.get(key).is_some_and(|value| {
+            value.is_live()
+                && value
+                    .entries
+                    .iter()
+                    .any(|e| !e.is_withdrawn() && e.vary_names().contains(&header::ACCEPT_ENCODING))
         })
     }
 

@@ -239,6 +239,23 @@ impl Proxy {
                 vary.sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
             }
         }
+        if !vary.iter().any(|(name, _)| name == header::ACCEPT_ENCODING)
+            && (is_compressed(&headers) || self.cache.varies_by_encoding(&fetch.key))
+        {
+            // An origin compressing without `Vary: Accept-Encoding` (nginx's `gzip on` without
+            // `gzip_vary`): the compressed copy is kept for its encoding class alone, or a
+            // client that never asked for gzip would be served it. A plain answer for a URL
+            // held that way is kept for its class too: with no `Vary` it would replace the
+            // compressed copy (variants agree on their `Vary`), and the next browser would
+            // fetch that again, and so on. Downstream caches are told as nginx's `gzip_vary`
+            // tells them.
+            vary.push((
+                header::ACCEPT_ENCODING,
+                Some(encoding_class(&fetch.headers).to_string()),
+            ));
+            vary.sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
+            headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
         let initial_age = initial_age(&headers, &lifetime);
         let freshness_field = FreshnessField::of(&headers);
         self.client_facing(&mut headers, true);
@@ -540,4 +557,15 @@ impl HttpBody for PrefixedBody {
         }
         Pin::new(&mut self.rest).poll_frame(cx)
     }
+}
+
+/// Whether the answer's body is in a content coding (`gzip`, `br`, ...), not as the page is.
+fn is_compressed(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
 }
