@@ -614,3 +614,45 @@ async fn one_client_s_unstorable_answer_does_not_keep_ranges_from_the_cache() {
         );
     }
 }
+
+/// A revalidation says the origin's pages changed, so what the proxy remembers of their
+/// answers goes with it: a page that could not be stored (private until now) and is storable
+/// after the change has its next range fetched whole for the cache and then cut from it,
+/// instead of every range going to the origin for the rest of the minute.
+#[tokio::test]
+async fn a_revalidation_forgets_which_pages_could_not_be_stored() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let public = Arc::new(AtomicBool::new(false));
+    let switch = public.clone();
+    let origin = Origin::start(move |request| {
+        if switch.load(Ordering::SeqCst) {
+            ranged_origin(PAGE, "s-maxage=600")(request)
+        } else {
+            ranged_origin(PAGE, "private, max-age=60")(request)
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let private = get_with(edge.addr, "/doc.pdf", &[("range", "bytes=0-1")]).await;
+    assert_eq!((private.status, private.text().as_str()), (206, "01"));
+    public.store(true, Ordering::SeqCst);
+    let answer = revalidate(
+        edge.addr,
+        serde_json::json!({"secret": SECRET, "paths": ["/doc.pdf"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let before = origin.seen().len();
+    let first = get_with(edge.addr, "/doc.pdf", &[("range", "bytes=2-3")]).await;
+    assert_eq!(
+        (first.status, first.cache(), first.text().as_str()),
+        (206, "MISS", "23")
+    );
+    let second = get_with(edge.addr, "/doc.pdf", &[("range", "bytes=4-5")]).await;
+    assert_eq!(
+        (second.status, second.cache(), second.text().as_str()),
+        (206, "HIT", "45")
+    );
+    assert_eq!(ranges_asked(&origin.seen()[before..]), [None]);
+}

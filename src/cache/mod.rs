@@ -337,7 +337,7 @@ impl Cache {
     /// Remembers for a minute that the origin's answer for `key` (host, path and query) could not
     /// be stored: a range of it is then asked of the origin as the range at once, instead of
     /// after a whole-page fetch whose answer would be dropped (a video past
-    /// `--max-object-size`, a page the origin marks private).
+    /// `--max-object-size`, a page the origin marks private). Any purge forgets it all.
     pub fn note_unstorable(&self, key: &Key) {
         self.unstorable.insert(key.clone(), ());
     }
@@ -521,6 +521,9 @@ impl Cache {
         }
         if !dry_run {
             self.purges.record(selector, host);
+            // The pages that changed may be storable now. The memory holds no index to select
+            // by, and forgetting all of it costs at most one whole-page fetch per URL.
+            self.unstorable.invalidate_all();
         }
         let now = Instant::now();
         let mut count = PurgeCount::default();
