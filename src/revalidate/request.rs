@@ -188,7 +188,7 @@ fn parse_mode(text: &str, field: &str) -> Result<PurgeMode, BadRequest> {
 
 /// Parses a JSON body (whatever its `Content-Type` says).
 pub fn parse_json(body: &[u8]) -> Result<RevalidateRequest, BadRequest> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let Distinct(value) = serde_json::from_slice(body).map_err(|e| {
         bad(format!(
             "body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"
         ))
@@ -199,6 +199,77 @@ pub fn parse_json(body: &[u8]) -> Result<RevalidateRequest, BadRequest> {
         ));
     };
     parse_object(&object)
+}
+
+/// A JSON value whose objects name each field once. `serde_json::Value` keeps the last of
+/// repeated fields, so `{"secret": "a", "secret": "b"}` would be read one way here and maybe
+/// another by a proxy or log in front: such a body is refused instead of guessed at.
+struct Distinct(Value);
+
+impl<'de> serde::Deserialize<'de> for Distinct {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Distinct, D::Error> {
+        deserializer.deserialize_any(DistinctVisitor)
+    }
+}
+
+struct DistinctVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DistinctVisitor {
+    type Value = Distinct;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut fields: A) -> Result<Distinct, A::Error> {
+        let mut object = Map::new();
+        while let Some(name) = fields.next_key::<String>()? {
+            if object.contains_key(&name) {
+                return Err(serde::de::Error::custom(format!(
+                    "field {name:?} is given twice"
+                )));
+            }
+            let Distinct(value) = fields.next_value()?;
+            object.insert(name, value);
+        }
+        Ok(Distinct(Value::Object(object)))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Distinct, A::Error> {
+        let mut list = Vec::new();
+        while let Some(Distinct(item)) = items.next_element()? {
+            list.push(item);
+        }
+        Ok(Distinct(Value::Array(list)))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Distinct, E> {
+        Ok(Distinct(Value::String(text.to_owned())))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<Distinct, E> {
+        Ok(Distinct(Value::String(text)))
+    }
+
+    fn visit_bool<E>(self, flag: bool) -> Result<Distinct, E> {
+        Ok(Distinct(Value::Bool(flag)))
+    }
+
+    fn visit_i64<E>(self, number: i64) -> Result<Distinct, E> {
+        Ok(Distinct(Value::from(number)))
+    }
+
+    fn visit_u64<E>(self, number: u64) -> Result<Distinct, E> {
+        Ok(Distinct(Value::from(number)))
+    }
+
+    fn visit_f64<E>(self, number: f64) -> Result<Distinct, E> {
+        Ok(Distinct(Value::from(number)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Distinct, E> {
+        Ok(Distinct(Value::Null))
+    }
 }
 
 pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, BadRequest> {
@@ -519,6 +590,8 @@ mod tests {
             br#"{"tag":null,"paths":["/"]}"#,
             br#"{"tag":"x","mode":"hard","profile":"max"}"#,
             br#"{"tags":["  "]}"#,
+            br#"{"secret":"a","paths":["/"],"secret":"b"}"#,
+            br#"{"paths":[{"path":"/a","path":"/b"}]}"#,
         ];
         for body in cases {
             assert!(
@@ -527,6 +600,11 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+        let twice = parse_json(br#"{"secret":"a","secret":"b"}"#).expect_err("ambiguous");
+        assert!(
+            twice.0.contains(r#"field "secret" is given twice"#),
+            "{twice}"
+        );
         let many: Vec<String> = (0..1001).map(|i| format!("\"/p{i}\"")).collect();
         let body = format!("{{\"paths\":[{}]}}", many.join(","));
         let err = parse_json(body.as_bytes()).expect_err("too many");
