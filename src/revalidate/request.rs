@@ -479,13 +479,15 @@ pub fn parse_query(query: &str) -> Result<RevalidateRequest, BadRequest> {
                     .map(|v| Value::String(v.to_string())),
             ),
             "all" | "warm" | "dry_run" => {
-                object.insert(
-                    name,
-                    Value::Bool(matches!(value.as_str(), "" | "1" | "true" | "yes")),
-                );
+                let flag = Value::Bool(matches!(value.as_str(), "" | "1" | "true" | "yes"));
+                if object.insert(name.clone(), flag).is_some() {
+                    return Err(given_twice(&name));
+                }
             }
             _ => {
-                object.insert(name, Value::String(value));
+                if object.insert(name.clone(), Value::String(value)).is_some() {
+                    return Err(given_twice(&name));
+                }
             }
         }
     }
@@ -496,6 +498,14 @@ pub fn parse_query(query: &str) -> Result<RevalidateRequest, BadRequest> {
         object.insert("tags".into(), Value::Array(tags));
     }
     parse_object(&object)
+}
+
+/// Only `path` and `tag` add up when repeated; another parameter given twice (two secrets) is
+/// refused rather than one of them picked.
+fn given_twice(name: &str) -> BadRequest {
+    bad(format!(
+        "parameter {name:?} is given twice; give it once (only path and tag may repeat)"
+    ))
 }
 
 /// Whether a GET's query asks for a revalidation (otherwise a GET is the health check).
@@ -622,6 +632,11 @@ mod tests {
                 Target::Layout("/y".into()),
                 Target::Tag("posts".into())
             ]
+        );
+        let twice = parse_query("secret=a&path=/x&secret=b").expect_err("ambiguous");
+        assert!(
+            twice.0.contains(r#"parameter "secret" is given twice"#),
+            "{twice}"
         );
         assert!(query_requests_revalidation("secret=x"));
         assert!(!query_requests_revalidation("foo=bar"));
