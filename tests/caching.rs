@@ -305,6 +305,52 @@ async fn a_compressed_answer_without_vary_is_kept_for_its_encoding_alone() {
     assert_eq!(plain_origin.count("/p"), 1);
 }
 
+/// A page that cannot be stored (private) is fetched without the browser's conditions, as a
+/// fetch for the cache is: the browser's `If-None-Match` must still be answered, or every
+/// reload of a signed-in page would carry the whole page again.
+#[tokio::test]
+async fn conditional_requests_for_a_page_that_cannot_be_stored_get_304() {
+    let origin = Origin::start(|_| {
+        Reply::ok("your account")
+            .cc("private, max-age=0")
+            .header("etag", "\"acct-7\"")
+            .header("last-modified", "Sat, 21 Nov 2026 10:00:00 GMT")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let first = get(edge.addr, "/account").await;
+    assert_eq!((first.status, first.text().as_str()), (200, "your account"));
+    let reload = get_with(edge.addr, "/account", &[("if-none-match", "\"acct-7\"")]).await;
+    assert_eq!(reload.status, 304, "{:?}", reload.headers);
+    assert!(reload.body.is_empty());
+    assert_eq!(reload.header("etag"), "\"acct-7\"");
+    assert_eq!(reload.header("cache-control"), "private, max-age=0");
+    assert_eq!(reload.header("content-length"), "");
+    let changed = get_with(edge.addr, "/account", &[("if-none-match", "\"acct-6\"")]).await;
+    assert_eq!(
+        (changed.status, changed.text().as_str()),
+        (200, "your account")
+    );
+    let by_date = get_with(
+        edge.addr,
+        "/account",
+        &[("if-modified-since", "Sat, 21 Nov 2026 10:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(by_date.status, 304);
+    let head = send(
+        edge.addr,
+        "HEAD",
+        "/account",
+        &[("if-none-match", "W/\"acct-7\"")],
+        "",
+    )
+    .await;
+    assert_eq!(head.status, 304);
+    // The origin was asked each time: nothing of the page was kept.
+    assert_eq!(origin.count("/account"), 5);
+}
+
 #[tokio::test]
 async fn conditional_requests_get_304_from_the_cache() {
     let origin = Origin::start(|r| match r.path.as_str() {

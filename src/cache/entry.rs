@@ -913,46 +913,18 @@ impl Entry {
         self.body.len() + headers + vary + tags + std::mem::size_of::<Entry>()
     }
 
-    /// RFC 9110 section 13.1: `If-None-Match` (weak comparison) wins over `If-Modified-Since`.
+    /// Whether `request` is answered `304` from this copy (see [`not_modified_by`]). Without a
+    /// `Last-Modified`, the stored `Date` says when the copy was last known current (RFC 9111
+    /// section 4.3.2).
     pub fn not_modified(&self, request: &HeaderMap) -> bool {
         if self.status != StatusCode::OK {
             return false;
         }
-        let mut inm = request.get_all(header::IF_NONE_MATCH).iter().peekable();
-        if inm.peek().is_some() {
-            let Some(etag) = self.etag() else {
-                return false;
-            };
-            let ours = opaque_tag(etag.to_str().unwrap_or(""));
-            // One list however many field lines carry it (RFC 9110 section 5.3).
-            let mut matched = false;
-            for field in inm {
-                // A line that is not text names no tag of ours; the others still may.
-                let Ok(field) = field.to_str() else {
-                    continue;
-                };
-                matched = matched
-                    || list_members(field)
-                        .any(|candidate| candidate == "*" || opaque_tag(candidate) == ours);
-            }
-            return matched;
-        }
-        // Parsed here rather than kept parsed: every stored page would pay for a field that
-        // only `If-Modified-Since` without `If-None-Match` (rare: an ETag is always stored) reads.
-        let Some(ims) = request.get(header::IF_MODIFIED_SINCE) else {
-            return false;
-        };
-        let parse = |value: &HeaderValue| httpdate::parse_http_date(value.to_str().ok()?).ok();
-        // RFC 9111 section 4.3.2: without a `Last-Modified`, the stored `Date` says when the
-        // copy was last known current.
         let modified = self
             .headers
             .get(&header::LAST_MODIFIED)
             .or_else(|| self.headers.get(&header::DATE));
-        match (parse(ims), modified) {
-            (Some(ims), Some(modified)) => parse(&modified).is_some_and(|at| at <= ims),
-            _ => false,
-        }
+        not_modified_by(request, self.etag().as_ref(), modified.as_ref())
     }
 
     /// Renders the stored response for one request; its `X-Cache` is `status.x_cache()`.
@@ -1123,6 +1095,45 @@ struct KeptHead {
     _block: Bytes,
     /// `None` until the second hit.
     head: Option<HeaderMap>,
+}
+
+/// Whether a GET or HEAD carrying `request`'s conditions is answered `304` by a `200` with
+/// this `etag` and modification time (RFC 9110 section 13.1: `If-None-Match`, by weak
+/// comparison, wins over `If-Modified-Since`).
+pub fn not_modified_by(
+    request: &HeaderMap,
+    etag: Option<&HeaderValue>,
+    modified: Option<&HeaderValue>,
+) -> bool {
+    let mut inm = request.get_all(header::IF_NONE_MATCH).iter().peekable();
+    if inm.peek().is_some() {
+        let Some(etag) = etag else {
+            return false;
+        };
+        let ours = opaque_tag(etag.to_str().unwrap_or(""));
+        // One list however many field lines carry it (RFC 9110 section 5.3).
+        let mut matched = false;
+        for field in inm {
+            // A line that is not text names no tag of ours; the others still may.
+            let Ok(field) = field.to_str() else {
+                continue;
+            };
+            matched = matched
+                || list_members(field)
+                    .any(|candidate| candidate == "*" || opaque_tag(candidate) == ours);
+        }
+        return matched;
+    }
+    // Parsed here rather than kept parsed: every stored page would pay for a field that only
+    // `If-Modified-Since` without `If-None-Match` (rare: an ETag is always stored) reads.
+    let Some(ims) = request.get(header::IF_MODIFIED_SINCE) else {
+        return false;
+    };
+    let parse = |value: &HeaderValue| httpdate::parse_http_date(value.to_str().ok()?).ok();
+    match (parse(ims), modified) {
+        (Some(ims), Some(modified)) => parse(modified).is_some_and(|at| at <= ims),
+        _ => false,
+    }
 }
 
 fn opaque_tag(tag: &str) -> &str {

@@ -32,7 +32,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Method, Response};
+use http::{Method, Response, StatusCode};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -41,7 +41,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::body::{self, Answer, Body};
-use crate::cache::entry::{cache_status_header, is_rsc_request};
+use crate::cache::entry::{cache_status_header, is_rsc_request, not_modified_by};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
     canonical_host, encoding_class, is_plain_host, names_rsc_payload, normalized, page_path,
@@ -440,7 +440,9 @@ impl Proxy {
                 }
                 // The fetch noted the URL as unstorable if the answer speaks for it (not for
                 // this request's credentials alone, say: `withdraw_replaced_copy`).
-                (Fetched::Uncacheable(response), _) => response,
+                (Fetched::Uncacheable(response), _) => {
+                    not_modified_if_met(response, &parts.method, &parts.headers)
+                }
                 // Made for range requests only, which are passed above.
                 (Fetched::Unshared, None) => mark(
                     UpstreamError::Protocol("no answer for this request".into()).response(),
@@ -862,6 +864,42 @@ struct Screen<'a> {
     conditional: bool,
     /// [`is_rsc_request`], looked up only when the pass saw an `RSC` field.
     rsc: bool,
+}
+
+/// An answer the cache could not keep, to a request whose conditions the origin never saw (a
+/// fetch for the cache leaves them out: they are about the client's copy, not the cache's):
+/// a `304` when they hold, as the origin would have answered them. Only the origin's own
+/// `Last-Modified` counts for `If-Modified-Since`: this answer's `Date` is now.
+fn not_modified_if_met(
+    response: Response<Body>,
+    method: &Method,
+    request: &HeaderMap,
+) -> Response<Body> {
+    let conditional = request.contains_key(header::IF_NONE_MATCH)
+        || request.contains_key(header::IF_MODIFIED_SINCE);
+    if !conditional
+        || !matches!(*method, Method::GET | Method::HEAD)
+        || response.status() != StatusCode::OK
+        || !not_modified_by(
+            request,
+            response.headers().get(header::ETAG),
+            response.headers().get(header::LAST_MODIFIED),
+        )
+    {
+        return response;
+    }
+    // The body is not read: its origin connection closes instead of carrying it for nothing.
+    let (mut head, _) = response.into_parts();
+    head.status = StatusCode::NOT_MODIFIED;
+    // RFC 9110 section 15.4.5: validators and caching fields, no representation metadata.
+    for name in [
+        header::CONTENT_LENGTH,
+        header::CONTENT_TYPE,
+        header::TRANSFER_ENCODING,
+    ] {
+        head.headers.remove(name);
+    }
+    Response::from_parts(head, body::empty())
 }
 
 /// Whether the origin's answer to the whole page, which could not be stored, is worth asking
