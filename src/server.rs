@@ -292,8 +292,9 @@ impl Worker {
             ?deadline,
             "stopped accepting; finishing in-flight requests"
         );
+        let proxy = self.app.proxy().clone();
         let all_closed = async {
-            while Arc::strong_count(&live) > 1 {
+            while Arc::strong_count(&live) > 1 || proxy.orphans_running() {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         };

@@ -88,3 +88,29 @@ async fn readiness_fails_as_soon_as_shutdown_starts() {
     let response = slow.await.expect("slow client");
     assert_eq!(response.status, 200, "in-flight requests still finish");
 }
+
+/// A form post whose client went away runs on to the origin's answer (its purge depends on
+/// it, see `revalidate_api`): shutdown waits for it as for a request in flight, instead of
+/// ending the process with the origin cut off in the middle of acting on it.
+#[tokio::test]
+async fn shutdown_waits_for_a_post_whose_client_went_away() {
+    let origin = Origin::start(|_| Reply::ok("saved").delay(Duration::from_millis(700))).await;
+    let mut edge = Edge::start(&origin.url(), &[]).await;
+    let addr = edge.addr;
+    let target = format!("http://{addr}/orders");
+    // HTTP/2: the reset frees the stream and, the client gone, the connection at once.
+    let client = tokio::spawn(async move { support::send_h2(addr, "POST", &target, None).await });
+    assert!(eventually(Duration::from_secs(2), || origin.count("/orders") == 1).await);
+    client.abort();
+    let _ = client.await;
+    edge.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), &mut edge.task)
+        .await
+        .expect("server exits once the post is answered")
+        .expect("serve task");
+    assert_eq!(
+        origin.in_flight_now(),
+        0,
+        "the server stopped while the origin was still answering the post"
+    );
+}

@@ -218,6 +218,18 @@ struct FetchRequest {
 }
 
 impl Proxy {
+    /// Whether unsafe exchanges whose clients went away are still running (see [`Orphan`]):
+    /// shutdown waits for them as for open connections, so the origin is not cut off while
+    /// acting on a form post.
+    pub fn orphans_running(&self) -> bool {
+        let capacity = self
+            .settings
+            .limits
+            .max_connections
+            .min(Semaphore::MAX_PERMITS);
+        self.orphans.available_permits() < capacity
+    }
+
     pub fn new(cache: Arc<Cache>, upstream: Upstream, settings: ProxySettings) -> Proxy {
         Proxy::with_origins(cache, Origins::single(upstream), settings)
     }
