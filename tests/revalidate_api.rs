@@ -485,3 +485,38 @@ async fn unsafe_requests_whose_clients_went_away_are_not_run_past_the_connection
     // The edge still serves.
     assert_eq!(get(edge.addr, "/items").await.status, 200);
 }
+
+/// A body naming a field twice is refused, not read as its last value: a proxy, WAF or log in
+/// front may read the first (a wrong secret, another list of paths) while the edge acts on the
+/// other.
+#[tokio::test]
+async fn a_body_naming_a_field_twice_is_refused() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/").await;
+    for body in [
+        format!(r#"{{"secret":"wrong","paths":["/"],"secret":"{SECRET}"}}"#),
+        format!(r#"{{"secret":"{SECRET}","paths":["/other"],"paths":["/"]}}"#),
+        format!(r#"{{"secret":"{SECRET}","paths":[{{"path":"/other","path":"/"}}]}}"#),
+    ] {
+        let response = send(
+            edge.addr,
+            "POST",
+            "/api/revalidate",
+            &[("content-type", "application/json")],
+            body.clone(),
+        )
+        .await;
+        assert_eq!(response.status, 400, "{body}: {}", response.text());
+        let json = response.json();
+        assert_eq!(json["success"], false);
+        let text = json["message"].as_str().expect("message");
+        assert!(text.contains("is given twice"), "{body}: {text:?}");
+    }
+    assert_eq!(
+        get(edge.addr, "/").await.cache(),
+        "HIT",
+        "nothing was evicted"
+    );
+    assert_eq!(origin.total(), 1);
+}

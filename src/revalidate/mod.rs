@@ -306,7 +306,8 @@ impl Revalidate {
             }
             self.refuse(peer, StatusCode::BAD_REQUEST, message)
         };
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        // Refused, not read as its last value, when a field is given twice.
+        let value = request::json_value(&bytes).map_err(|e| {
             refuse_unparsed(&format!(
                 "body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"
             ))

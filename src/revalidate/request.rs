@@ -188,7 +188,7 @@ fn parse_mode(text: &str, field: &str) -> Result<PurgeMode, BadRequest> {
 
 /// Parses a JSON body (whatever its `Content-Type` says).
 pub fn parse_json(body: &[u8]) -> Result<RevalidateRequest, BadRequest> {
-    let Distinct(value) = serde_json::from_slice(body).map_err(|e| {
+    let value = json_value(body).map_err(|e| {
         bad(format!(
             "body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"
         ))
@@ -199,6 +199,12 @@ pub fn parse_json(body: &[u8]) -> Result<RevalidateRequest, BadRequest> {
         ));
     };
     parse_object(&object)
+}
+
+/// A JSON body as a value, refused when one of its objects names a field twice (see
+/// [`Distinct`]). What every reader of a revalidation body parses it with.
+pub fn json_value(body: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice(body).map(|Distinct(value)| value)
 }
 
 /// A JSON value whose objects name each field once. `serde_json::Value` keeps the last of
