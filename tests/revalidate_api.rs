@@ -520,3 +520,31 @@ async fn a_body_naming_a_field_twice_is_refused() {
     );
     assert_eq!(origin.total(), 1);
 }
+
+/// A query giving the secret twice is refused beside a JSON body as it is alone (a GET, an
+/// empty POST): the edge read the first, and a proxy or log in front may read the other.
+#[tokio::test]
+async fn a_query_giving_the_secret_twice_is_refused_beside_a_body() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/").await;
+    for target in [
+        format!("/api/revalidate?secret={SECRET}&path=/&secret=wrong"),
+        format!("/api/revalidate?secret={SECRET}&%73ecret=wrong"),
+    ] {
+        for body in ["", r#"{"paths":["/"]}"#] {
+            let response = send(edge.addr, "POST", &target, &[], body).await;
+            assert_eq!(response.status, 400, "{target} {body}: {}", response.text());
+            let text = response.json()["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            assert!(text.contains("given twice"), "{target} {body}: {text:?}");
+        }
+    }
+    assert_eq!(
+        get(edge.addr, "/").await.cache(),
+        "HIT",
+        "nothing was evicted"
+    );
+}

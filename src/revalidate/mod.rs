@@ -324,6 +324,8 @@ impl Revalidate {
         {
             return Err(refusal);
         }
+        request::check_query_secret(query)
+            .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
         let mut parsed = request::parse_object(&object)
             .map_err(|e| self.refuse(peer, StatusCode::BAD_REQUEST, &e.0))?;
         if parsed.secret.is_none() {

@@ -506,6 +506,23 @@ pub fn parse_query(query: &str) -> Result<RevalidateRequest, BadRequest> {
     parse_object(&object)
 }
 
+/// Refuses a query giving `secret` twice (its names decoded as [`parse_query`] decodes them),
+/// for a request whose targets are in a JSON body: the query's secret still authorizes it, and
+/// a proxy or log in front may read the other one.
+pub fn check_query_secret(query: &str) -> Result<(), BadRequest> {
+    let secrets = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+            decode_component(name) == "secret"
+        })
+        .count();
+    if secrets > 1 {
+        return Err(given_twice("secret"));
+    }
+    Ok(())
+}
+
 /// Only `path` and `tag` add up when repeated; another parameter given twice (two secrets) is
 /// refused rather than one of them picked.
 fn given_twice(name: &str) -> BadRequest {
