@@ -656,3 +656,38 @@ async fn a_revalidation_forgets_which_pages_could_not_be_stored() {
     );
     assert_eq!(ranges_asked(&origin.seen()[before..]), [None]);
 }
+
+/// A form post or a beacon changes the page it is sent to (RFC 9111 section 4.4), not every
+/// page: it must not make the proxy forget that a video is too large to store, or on a site
+/// posting a beacon per page view every seek would fetch the video whole for the cache first.
+#[tokio::test]
+async fn a_post_elsewhere_does_not_forget_which_pages_could_not_be_stored() {
+    let origin = Origin::start(ranged_origin(PAGE, "s-maxage=600")).await;
+    let edge = Edge::start(&origin.url(), &["--max-object-size", "8"]).await;
+    let first = get_with(edge.addr, "/video", &[("range", "bytes=4-7")]).await;
+    assert_eq!((first.status, first.text().as_str()), (206, "4567"));
+    assert_eq!(
+        ranges_asked(&origin.seen()),
+        [None, Some("bytes=4-7".to_string())]
+    );
+    let beacon = send(edge.addr, "POST", "/api/track", &[], "viewed").await;
+    assert_eq!(beacon.status, 200);
+    let before = origin.seen().len();
+    let seek = get_with(edge.addr, "/video", &[("range", "bytes=0-1")]).await;
+    assert_eq!((seek.status, seek.text().as_str()), (206, "01"));
+    assert_eq!(
+        ranges_asked(&origin.seen()[before..]),
+        [Some("bytes=0-1".to_string())],
+        "the seek went to the origin as the range at once"
+    );
+    // A post to the video's own URL may have changed it: the next range asks for it whole.
+    let changed = send(edge.addr, "POST", "/video", &[], "new cut").await;
+    assert_eq!(changed.status, 200);
+    let before = origin.seen().len();
+    let seek = get_with(edge.addr, "/video", &[("range", "bytes=2-3")]).await;
+    assert_eq!((seek.status, seek.text().as_str()), (206, "23"));
+    assert_eq!(
+        ranges_asked(&origin.seen()[before..]),
+        [None, Some("bytes=2-3".to_string())]
+    );
+}

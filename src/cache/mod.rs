@@ -206,8 +206,9 @@ pub struct Cache {
     evictions: Arc<EvictionCounts>,
     /// Removes large hard purges from moka in the background.
     removals: removals::Removals,
-    /// URLs whose last answer from the origin could not be stored (see [`Cache::note_unstorable`]).
-    unstorable: moka::sync::Cache<Key, ()>,
+    /// URLs whose last answer from the origin could not be stored (see [`Cache::note_unstorable`]),
+    /// each with the purge epoch its fetch started at.
+    unstorable: moka::sync::Cache<Key, u64>,
 }
 
 /// How long a URL found unstorable is remembered: Varnish keeps its hit-for-miss objects two
@@ -326,7 +327,7 @@ impl Cache {
             removals: removals::Removals::default(),
             unstorable: moka::sync::Cache::builder()
                 .max_capacity(UNSTORABLE_BYTES)
-                .weigher(|key: &Key, _: &()| {
+                .weigher(|key: &Key, _: &u64| {
                     u32::try_from(key.len() + UNSTORABLE_OVERHEAD).unwrap_or(u32::MAX)
                 })
                 .time_to_live(UNSTORABLE_FOR)
@@ -337,14 +338,21 @@ impl Cache {
     /// Remembers for a minute that the origin's answer for `key` (host, path and query) could not
     /// be stored: a range of it is then asked of the origin as the range at once, instead of
     /// after a whole-page fetch whose answer would be dropped (a video past
-    /// `--max-object-size`, a page the origin marks private). Any purge forgets it all.
-    pub fn note_unstorable(&self, key: &Key) {
-        self.unstorable.insert(key.clone(), ());
+    /// `--max-object-size`, a page the origin marks private). `epoch`: the purge epoch read
+    /// before the fetch that found it (see [`Cache::epoch`]); a purge since that may select the
+    /// URL forgets it (see [`Cache::known_unstorable`]).
+    pub fn note_unstorable(&self, key: &Key, epoch: u64) {
+        self.unstorable.insert(key.clone(), epoch);
     }
 
-    /// Whether `key`'s page was found unstorable within the last minute.
-    pub fn known_unstorable(&self, key: &str) -> bool {
-        self.unstorable.contains_key(key)
+    /// Whether `key`'s page (`page`) was found unstorable within the last minute, and no purge
+    /// that may select it ran since its fetch started: the page may be storable after the
+    /// change. Only those: a form post elsewhere (which purges the page it is sent to) must
+    /// not make every seek of a video fetch it whole again.
+    pub fn known_unstorable(&self, key: &str, page: &str) -> bool {
+        self.unstorable
+            .get(key)
+            .is_some_and(|epoch| !self.purges.selected_since(epoch, key, page, None))
     }
 
     /// The stored variant for this request, if any.
@@ -521,9 +529,6 @@ impl Cache {
         }
         if !dry_run {
             self.purges.record(selector, host);
-            // The pages that changed may be storable now. The memory holds no index to select
-            // by, and forgetting all of it costs at most one whole-page fetch per URL.
-            self.unstorable.invalidate_all();
         }
         let now = Instant::now();
         let mut count = PurgeCount::default();
@@ -673,10 +678,10 @@ mod tests {
         let cache = Cache::new(1 << 20);
         let query = "q".repeat(8 << 10);
         for n in 0..1_000 {
-            cache.note_unstorable(&Key::from(format!("shop.example/private?{n}{query}")));
+            cache.note_unstorable(&Key::from(format!("shop.example/private?{n}{query}")), 0);
         }
         cache.unstorable.run_pending_tasks();
-        let held: usize = cache.unstorable.iter().map(|(key, ())| key.len()).sum();
+        let held: usize = cache.unstorable.iter().map(|(key, _)| key.len()).sum();
         assert!(held as u64 <= UNSTORABLE_BYTES, "{held} bytes of URLs held");
         assert!(cache.unstorable.entry_count() > 0);
     }

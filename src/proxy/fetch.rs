@@ -145,7 +145,7 @@ impl Proxy {
                 // is the page's new state: a redirect, or a 401/403/451 for a page withdrawn
                 // (a personal one is kept out by the credentials guard).
                 if !(why == policy::NotStorable::Status && about_the_request(status)) {
-                    self.withdraw_replaced_copy(fetch, asked_at);
+                    self.withdraw_replaced_copy(fetch, asked_at, epoch);
                 }
                 return Some(Fetched::Uncacheable(self.relay(
                     response,
@@ -174,7 +174,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared_length.is_some_and(|len| len > self.settings.max_object_size) {
-            self.withdraw_replaced_copy(fetch, asked_at);
+            self.withdraw_replaced_copy(fetch, asked_at, epoch);
             return Some(Fetched::Uncacheable(self.relay(
                 response,
                 unstored,
@@ -187,7 +187,7 @@ impl Proxy {
             match read_limited(body, self.settings.max_object_size, upstream.timeout()).await {
                 Read::Complete(bytes) => bytes,
                 Read::TooLarge(prefix, rest) => {
-                    self.withdraw_replaced_copy(fetch, asked_at);
+                    self.withdraw_replaced_copy(fetch, asked_at, epoch);
                     let mut response = self.streamed(http::Response::from_parts(
                         head,
                         PrefixedBody { prefix, rest },
@@ -452,8 +452,8 @@ impl Proxy {
     /// epoch here (on every private page) would make every concurrent fetch of other URLs
     /// unstorable. Only the variants this request matches go (`Cache::withdraw_answered`): an
     /// RSC request's answer says nothing about the HTML copy, nor one `Accept-Language` about
-    /// another.
-    fn withdraw_replaced_copy(&self, fetch: &FetchRequest, asked_at: Instant) {
+    /// another. `epoch`: the purge epoch read before the origin was asked.
+    fn withdraw_replaced_copy(&self, fetch: &FetchRequest, asked_at: Instant, epoch: u64) {
         // Nor does a client with credentials speak for the others: its answer may be personal
         // (an `Authorization` the origin did not mark `public`, a session cookie answered with
         // `Set-Cookie`) while the stored copy still serves everyone else. Nor one that asked
@@ -468,7 +468,7 @@ impl Proxy {
             // unstorable (see `Cache::note_unstorable`): noted by one client's credentials, an
             // RSC request's answer, or a 429 for one client, it would send everyone's ranges
             // past the cache, and a client could keep a video from ever being stored.
-            self.cache.note_unstorable(&fetch.key);
+            self.cache.note_unstorable(&fetch.key, epoch);
         }
     }
 }

@@ -411,7 +411,7 @@ impl Proxy {
         let body = match body {
             // A range of a page found unstorable a moment ago goes to the origin as asked,
             // without a whole-page fetch first (Varnish's hit-for-miss).
-            Some(body) if self.cache.known_unstorable(&key_text) => {
+            Some(body) if self.cache.known_unstorable(&key_text, &page_path(&path)) => {
                 let (host, path, this) = (host.to_owned(), path.into_owned(), self.clone());
                 return Answer::pending(async move {
                     this.pass(parts, path, body, host, peer, "range").await
