@@ -366,3 +366,59 @@ async fn concurrent_warm_purges_share_one_bound_on_origin_fetches() {
     let max = origin.max_in_flight();
     assert!(max <= 8, "{max} origin renders ran at once");
 }
+
+/// An origin compressing without `Vary: Accept-Encoding` (nginx's `gzip on` alone) has its
+/// gzipped and its plain copy kept side by side, each for its encoding; warming both after a
+/// purge must leave both stored, whichever was stored last before it: the plain copy fetched
+/// first must not be stored for every client, then pushed out by the gzipped one.
+#[tokio::test]
+async fn warm_keeps_both_encodings_of_an_origin_that_compresses_without_vary() {
+    let version = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let current = version.clone();
+    let origin = Origin::start(move |r| {
+        let v = current.load(std::sync::atomic::Ordering::Relaxed);
+        let gzip = r.accepts_gzip();
+        let kind = if gzip { "gzipped" } else { "plain" };
+        Reply::ok(format!("{kind} v{v}"))
+            .cc("s-maxage=600")
+            .gzipped_if(gzip)
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let browser: &[(&str, &str)] = &[("accept-encoding", "gzip, deflate, br")];
+    assert_eq!(get_with(edge.addr, "/z", browser).await.cache(), "MISS");
+    assert_eq!(get(edge.addr, "/z").await.cache(), "MISS");
+    // The gzipped copy refreshed after a soft purge: now the last one stored.
+    let soft = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/z"], "mode": "soft"}),
+    )
+    .await;
+    assert_eq!(soft.status, 200, "{}", soft.text());
+    assert_eq!(get_with(edge.addr, "/z", browser).await.cache(), "STALE");
+    assert!(
+        eventually(Duration::from_secs(5), || origin.total() == 3).await,
+        "the gzipped copy refreshed"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    version.store(2, std::sync::atomic::Ordering::Relaxed);
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/z"], "warm": true}),
+    )
+    .await
+    .json();
+    assert_eq!(answer["evicted"], 2, "{answer}");
+    assert!(
+        eventually(Duration::from_secs(5), || origin.total() == 5).await,
+        "both copies re-fetched, got {}",
+        origin.total()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for (headers, body) in [(browser, "gzipped v2"), (&[][..], "plain v2")] {
+        let r = get_with(edge.addr, "/z", headers).await;
+        assert_eq!((r.cache(), r.text().as_str()), ("HIT", body), "{headers:?}");
+    }
+    assert_eq!(origin.total(), 5, "no visitor went to the origin");
+}

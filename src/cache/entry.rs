@@ -709,6 +709,13 @@ impl Entry {
         self.soft_purged.load(Ordering::Relaxed)
     }
 
+    /// Whether the stored body is in a content coding (`gzip`, `br`, ...).
+    pub fn is_compressed(&self) -> bool {
+        self.headers
+            .get(&header::CONTENT_ENCODING)
+            .is_some_and(|value| names_content_coding(&value))
+    }
+
     /// Request headers that select this variant again: the values its `Vary` names were made
     /// for (the encoding class for `Accept-Encoding`), and `RSC: 1` for an RSC payload. What a
     /// re-fetch after a purge sends, so it stores the variant visitors were getting. `None`
@@ -1134,6 +1141,17 @@ pub fn not_modified_by(
         (Some(ims), Some(modified)) => parse(modified).is_some_and(|at| at <= ims),
         _ => false,
     }
+}
+
+/// Whether a `Content-Encoding` value names a content coding (`gzip`, `br`, ...), not only
+/// `identity`.
+pub fn names_content_coding(value: &HeaderValue) -> bool {
+    value.to_str().is_ok_and(|value| {
+        value
+            .split(',')
+            .map(str::trim)
+            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+    })
 }
 
 fn opaque_tag(tag: &str) -> &str {

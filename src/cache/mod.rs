@@ -86,13 +86,21 @@ impl std::ops::Deref for VariantList {
 impl Variants {
     /// The request headers of each variant held and still in service (see
     /// `Entry::variant_request`; withdrawn ones and ones past their keep time are not fetched
-    /// again).
+    /// again). Compressed variants come first: an origin compressing without
+    /// `Vary: Accept-Encoding` has its plain answer kept beside them only while one is held
+    /// (see `Cache::varies_by_encoding`); fetched first, into an empty slot, the plain answer
+    /// would be stored for every client and then pushed out by the compressed one.
     pub fn variant_requests(&self) -> Vec<HeaderMap> {
         let now = Instant::now();
-        self.entries
+        let mut entries: Vec<&Arc<Entry>> = self
+            .entries
             .iter()
             .filter(|e| !e.is_withdrawn())
             .filter(|e| !e.outlived(now))
+            .collect();
+        entries.sort_by_key(|e| !e.is_compressed());
+        entries
+            .into_iter()
             .filter_map(|e| e.variant_request())
             .collect()
     }

@@ -4,7 +4,7 @@
 
 use super::headers::{mark, vary_names};
 use super::*;
-use crate::cache::entry::is_rsc_content;
+use crate::cache::entry::{is_rsc_content, names_content_coding};
 use crate::cache::key::named_in_connection;
 
 /// Next.js's `Next-Url` request header (the page a client-side navigation starts from).
@@ -564,8 +564,5 @@ fn is_compressed(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::CONTENT_ENCODING)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"))
+        .any(names_content_coding)
 }
