@@ -295,6 +295,19 @@ async fn a_compressed_answer_without_vary_is_kept_for_its_encoding_alone() {
         ("HIT", "plain")
     );
     assert_eq!(origin.count("/c"), 2);
+    // A 304 carries no representation metadata (RFC 9110 section 15.4.5): the browser keeps
+    // the encoding of the copy it has.
+    let etag = again.header("etag").to_string();
+    let revalidation = get_with(
+        edge.addr,
+        "/c",
+        &[browser[0], ("if-none-match", etag.as_str())],
+    )
+    .await;
+    assert_eq!(
+        (revalidation.status, revalidation.header("content-encoding")),
+        (304, "")
+    );
 
     // A page the origin never compresses stays one copy for every client.
     let plain_origin = Origin::start(|_| Reply::ok("plain").cc("s-maxage=60")).await;
@@ -349,6 +362,35 @@ async fn conditional_requests_for_a_page_that_cannot_be_stored_get_304() {
     assert_eq!(head.status, 304);
     // The origin was asked each time: nothing of the page was kept.
     assert_eq!(origin.count("/account"), 5);
+}
+
+/// A compressed answer passed on unstored (private) was asked for with the edge's encoding
+/// class, not the client's `Accept-Encoding`: it says `Vary: Accept-Encoding` as a stored one
+/// does, so a cache in front of the edge does not hand it to a client without gzip.
+#[tokio::test]
+async fn a_compressed_answer_passed_on_unstored_says_it_varies_by_encoding() {
+    let origin = Origin::start(|r| {
+        let gzip = r.accepts_gzip();
+        Reply::ok(if gzip { "gzipped" } else { "plain" })
+            .cc("private, max-age=60")
+            .gzipped_if(gzip)
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let answer = get_with(edge.addr, "/me", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(
+        (answer.cache(), answer.header("content-encoding")),
+        ("MISS", "gzip")
+    );
+    assert!(
+        answer
+            .header("vary")
+            .eq_ignore_ascii_case("accept-encoding"),
+        "{:?}",
+        answer.headers
+    );
+    let plain = get(edge.addr, "/me").await;
+    assert_eq!(plain.header("vary"), "");
 }
 
 #[tokio::test]

@@ -1030,7 +1030,9 @@ impl Entry {
             // RFC 9110 section 15.4.5: a 304 carries validators and caching headers, no
             // representation metadata.
             self.headers.render(headers, |name| {
-                name == header::CONTENT_LENGTH || name == header::CONTENT_TYPE
+                name == header::CONTENT_LENGTH
+                    || name == header::CONTENT_TYPE
+                    || name == header::CONTENT_ENCODING
             });
         } else {
             self.headers.render(headers, |_| false);

@@ -2,9 +2,9 @@
 //! `--max-object-size` within the origin timeout, turned into an entry and admitted. Anything
 //! that cannot be stored streams through (`PrefixedBody` replays what was already read).
 
-use super::headers::{mark, vary_names};
+use super::headers::{is_compressed, mark, vary_names};
 use super::*;
-use crate::cache::entry::{is_rsc_content, names_content_coding};
+use crate::cache::entry::is_rsc_content;
 use crate::cache::key::named_in_connection;
 
 /// Next.js's `Next-Url` request header (the page a client-side navigation starts from).
@@ -557,12 +557,4 @@ impl HttpBody for PrefixedBody {
         }
         Pin::new(&mut self.rest).poll_frame(cx)
     }
-}
-
-/// Whether the answer's body is in a content coding (`gzip`, `br`, ...), not as the page is.
-fn is_compressed(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .any(names_content_coding)
 }

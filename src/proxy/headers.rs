@@ -14,6 +14,18 @@ impl Proxy {
     ) -> Response<Body> {
         let mut response = self.streamed(response);
         self.client_facing(response.headers_mut(), false);
+        let headers = response.headers_mut();
+        let vary = vary_names(headers);
+        if is_compressed(headers)
+            && !vary
+                .iter()
+                .any(|name| name == header::ACCEPT_ENCODING || name.as_str() == "*")
+        {
+            // As a stored one does (see `fetch_once`): the origin was asked with the edge's
+            // encoding class or the client's `Accept-Encoding`, and a cache in front of the
+            // edge must not hand this body to a client that cannot decode it.
+            headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
         mark(response, status, detail)
     }
 
@@ -220,6 +232,14 @@ pub(super) fn client_wants_no_store(headers: &HeaderMap) -> bool {
 pub(super) fn client_only_if_cached(headers: &HeaderMap) -> bool {
     policy::header_directives(headers, header::CACHE_CONTROL)
         .any(|directive| directive.is("only-if-cached"))
+}
+
+/// Whether the answer's body is in a content coding (`gzip`, `br`, ...), not as the page is.
+pub(super) fn is_compressed(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(crate::cache::entry::names_content_coding)
 }
 
 /// The header names a response's `Vary` lists, lowercased, sorted, without duplicates.

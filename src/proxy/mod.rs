@@ -907,6 +907,7 @@ fn not_modified_if_met(
     for name in [
         header::CONTENT_LENGTH,
         header::CONTENT_TYPE,
+        header::CONTENT_ENCODING,
         header::TRANSFER_ENCODING,
     ] {
         head.headers.remove(name);
