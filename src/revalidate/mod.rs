@@ -307,11 +307,8 @@ impl Revalidate {
             self.refuse(peer, StatusCode::BAD_REQUEST, message)
         };
         // Refused, not read as its last value, when a field is given twice.
-        let value = request::json_value(&bytes).map_err(|e| {
-            refuse_unparsed(&format!(
-                "body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"
-            ))
-        })?;
+        let value = request::json_value(&bytes)
+            .map_err(|e| refuse_unparsed(&request::unreadable_json(&e)))?;
         let Value::Object(object) = value else {
             return Err(refuse_unparsed(
                 "body must be a JSON object like {\"secret\": \"...\", \"paths\": [\"/\"]}",

@@ -188,11 +188,7 @@ fn parse_mode(text: &str, field: &str) -> Result<PurgeMode, BadRequest> {
 
 /// Parses a JSON body (whatever its `Content-Type` says).
 pub fn parse_json(body: &[u8]) -> Result<RevalidateRequest, BadRequest> {
-    let value = json_value(body).map_err(|e| {
-        bad(format!(
-            "body is not valid JSON ({e}); send {{\"secret\": \"...\", \"paths\": [\"/\"]}}"
-        ))
-    })?;
+    let value = json_value(body).map_err(|e| bad(unreadable_json(&e)))?;
     let Value::Object(object) = value else {
         return Err(bad(
             "body must be a JSON object like {\"secret\": \"...\", \"paths\": [\"/\"]}",
@@ -205,6 +201,17 @@ pub fn parse_json(body: &[u8]) -> Result<RevalidateRequest, BadRequest> {
 /// [`Distinct`]). What every reader of a revalidation body parses it with.
 pub fn json_value(body: &[u8]) -> Result<Value, serde_json::Error> {
     serde_json::from_slice(body).map(|Distinct(value)| value)
+}
+
+/// Why a body [`json_value`] refused cannot be read, and what to send instead.
+pub fn unreadable_json(error: &serde_json::Error) -> String {
+    let example = r#"send {"secret": "...", "paths": ["/"]}"#;
+    if error.is_data() {
+        // Well-formed JSON, refused for what it says (a field given twice).
+        format!("body cannot be read: {error}; {example}")
+    } else {
+        format!("body is not valid JSON ({error}); {example}")
+    }
 }
 
 /// A JSON value whose objects name each field once. `serde_json::Value` keeps the last of
