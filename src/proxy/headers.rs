@@ -15,9 +15,8 @@ impl Proxy {
         let mut response = self.streamed(response);
         self.client_facing(response.headers_mut(), false);
         let headers = response.headers_mut();
-        let vary = vary_names(headers);
         if is_compressed(headers)
-            && !vary
+            && !vary_names(headers)
                 .iter()
                 .any(|name| name == header::ACCEPT_ENCODING || name.as_str() == "*")
         {
