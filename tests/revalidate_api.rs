@@ -245,6 +245,35 @@ async fn form_content_type_is_parsed_as_json_like_next_does() {
     assert_eq!(response.status, 200);
 }
 
+/// `request.json()` in a Next.js route handler decodes the body as UTF-8 with its byte order
+/// mark dropped (the Fetch standard's "UTF-8 decode"), so a caller whose JSON starts with one
+/// (written by .NET's `StreamWriter`, Windows PowerShell's `Out-File -Encoding utf8`) was
+/// served by the route and must be by the proxy: a 400 "not valid JSON" purged nothing.
+#[tokio::test]
+async fn a_body_starting_with_a_byte_order_mark_is_read_like_next_does() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/products").await;
+    assert_eq!(get(edge.addr, "/products").await.cache(), "HIT");
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(
+        json!({"secret": SECRET, "paths": ["/products"]})
+            .to_string()
+            .as_bytes(),
+    );
+    let answer = send(
+        edge.addr,
+        "POST",
+        "/api/revalidate",
+        &[("content-type", "application/json; charset=utf-8")],
+        body,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["evicted"], 1);
+    assert_eq!(get(edge.addr, "/products").await.cache(), "MISS");
+}
+
 #[tokio::test]
 async fn empty_paths_succeed_like_the_seed_route() {
     let origin = cached_origin().await;

@@ -198,8 +198,11 @@ pub fn parse_json(body: &[u8]) -> Result<RevalidateRequest, BadRequest> {
 }
 
 /// A JSON body as a value, refused when one of its objects names a field twice (see
-/// [`Distinct`]). What every reader of a revalidation body parses it with.
+/// [`Distinct`]). What every reader of a revalidation body parses it with. A leading UTF-8
+/// byte order mark is dropped, as `request.json()` in a Next.js route handler drops it (the
+/// Fetch standard decodes bodies with "UTF-8 decode").
 pub fn json_value(body: &[u8]) -> Result<Value, serde_json::Error> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     serde_json::from_slice(body).map(|Distinct(value)| value)
 }
 
