@@ -481,6 +481,13 @@ fn check_config_names_file_line_and_key() {
             "[[origin]]\nurl = \"http://127.0.0.1:1\"\n\n[[origin]]\nurl = \"http://127.0.0.1:2\"\n",
             ":5: origin.url: only one [[origin]] may omit host",
         ),
+        // `origin = ...` beside [[origin]] tables: TOML's "duplicate key" at the table named
+        // neither the clash nor the way out.
+        (
+            "origin-flag-and-tables",
+            "demo = false\norigin = \"http://127.0.0.1:1\"\n\n[[origin]]\nhost = \"a.example\"\nurl = \"http://127.0.0.1:2\"\n",
+            ":2: origin: cannot be given beside [[origin]] tables (line 4): write the default origin as an [[origin]] table without host",
+        ),
         (
             "origin-table",
             "[origin]\nurl = \"http://127.0.0.1:1\"\n",

@@ -285,6 +285,9 @@ fn scalar(value: &DeValue<'_>) -> Result<String, String> {
 pub(super) fn toml_error(path: &str, text: &str, error: &toml::de::Error) -> FileError {
     let line = error.span().map(|s| line_of(text, s.start)).unwrap_or(1);
     let message = error.message().trim().to_string();
+    if let Some(error) = origin_flag_beside_tables(path, text, line, &message) {
+        return error;
+    }
     match key_at(text, line) {
         Some(key) => FileError::Key {
             path: path.to_string(),
@@ -298,6 +301,50 @@ pub(super) fn toml_error(path: &str, text: &str, error: &toml::de::Error) -> Fil
             message,
         },
     }
+}
+
+/// `origin = "..."` at the top and `[[origin]]` tables: to TOML one key given twice, which
+/// read `FILE:LINE: origin: duplicate key` at the table's line, naming neither what clashes nor
+/// what to write instead. Reported at the `origin =` line, with the way out.
+fn origin_flag_beside_tables(
+    path: &str,
+    text: &str,
+    line: usize,
+    message: &str,
+) -> Option<FileError> {
+    if !message.starts_with("duplicate key") {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let section = here
+        .strip_prefix("[[")?
+        .split("]]")
+        .next()?
+        .trim()
+        .trim_matches('"');
+    if section != "origin" {
+        return None;
+    }
+    // The top-level key: before the first table header.
+    let flag_line = lines
+        .iter()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .position(|l| {
+            l.split('=')
+                .next()
+                .is_some_and(|key| key.trim().trim_matches('"') == "origin")
+                && l.contains('=')
+        })?
+        + 1;
+    Some(FileError::Key {
+        path: path.to_string(),
+        line: flag_line,
+        key: "origin".to_string(),
+        message: format!(
+            "cannot be given beside [[origin]] tables (line {line}): write the default origin as an [[origin]] table without host"
+        ),
+    })
 }
 
 /// The key written on `line` (1-based), prefixed by the table it is in: `route.ttl`.
