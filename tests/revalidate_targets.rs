@@ -590,6 +590,47 @@ async fn a_dry_run_counts_and_lists_but_evicts_nothing() {
     assert_eq!(origin.total(), 120);
 }
 
+/// A query webhook's switches as scripts write them: Python's `urlencode({"dry_run": True})`
+/// sends `dry_run=True`, which was read as false, so the "dry run" evicted the pages. A true
+/// value in any case is true, and a value that is neither true nor false is refused (400)
+/// rather than guessed at: a dry run must never purge.
+#[tokio::test]
+async fn a_query_dry_run_written_true_or_unknown_never_purges() {
+    let origin = origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    get(edge.addr, "/q").await;
+    for flag in ["True", "TRUE", "on", "Yes"] {
+        let answer = get(
+            edge.addr,
+            &format!("/api/revalidate?secret={SECRET}&path=/q&dry_run={flag}"),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{flag}: {}", answer.text());
+        let body = answer.json();
+        assert_eq!(body["dry_run"], true, "{flag}: {body}");
+        assert_eq!(body["would_evict"], 1, "{flag}: {body}");
+        assert_eq!(status_of(&edge, "/q").await, "HIT", "{flag}");
+    }
+    for flag in ["maybe", "2"] {
+        let answer = get(
+            edge.addr,
+            &format!("/api/revalidate?secret={SECRET}&path=/q&dry_run={flag}"),
+        )
+        .await;
+        assert_eq!(answer.status, 400, "{flag}: {}", answer.text());
+        assert!(answer.text().contains("dry_run"), "{}", answer.text());
+        assert_eq!(status_of(&edge, "/q").await, "HIT", "{flag}");
+    }
+    // False still means false.
+    let answer = get(
+        edge.addr,
+        &format!("/api/revalidate?secret={SECRET}&path=/q&dry_run=False"),
+    )
+    .await;
+    assert_eq!(answer.json()["evicted"], 1, "{}", answer.text());
+    assert_eq!(status_of(&edge, "/q").await, "MISS");
+}
+
 #[tokio::test]
 async fn tag_header_names_are_configurable_and_can_be_kept() {
     let origin = Origin::start(|r| {

@@ -495,7 +495,7 @@ pub fn parse_query(query: &str) -> Result<RevalidateRequest, BadRequest> {
                     .map(|v| Value::String(v.to_string())),
             ),
             "all" | "warm" | "dry_run" => {
-                let flag = Value::Bool(matches!(value.as_str(), "" | "1" | "true" | "yes"));
+                let flag = Value::Bool(query_switch(&name, &value)?);
                 if object.insert(name.clone(), flag).is_some() {
                     return Err(given_twice(&name));
                 }
@@ -514,6 +514,24 @@ pub fn parse_query(query: &str) -> Result<RevalidateRequest, BadRequest> {
         object.insert("tags".into(), Value::Array(tags));
     }
     parse_object(&object)
+}
+
+/// A query switch (`all`, `warm`, `dry_run`): present without a value, or a true or false word
+/// in any case (Python's `urlencode` writes `True`). Anything else is refused rather than read
+/// as false: `dry_run=True` read so evicted what the caller only meant to count.
+fn query_switch(name: &str, value: &str) -> Result<bool, BadRequest> {
+    const TRUE: [&str; 5] = ["", "1", "true", "yes", "on"];
+    const FALSE: [&str; 4] = ["0", "false", "no", "off"];
+    let value = value.trim();
+    if TRUE.iter().any(|word| value.eq_ignore_ascii_case(word)) {
+        Ok(true)
+    } else if FALSE.iter().any(|word| value.eq_ignore_ascii_case(word)) {
+        Ok(false)
+    } else {
+        Err(bad(format!(
+            "parameter {name:?} must be true or false (1/0, yes/no, on/off), got {value:?}"
+        )))
+    }
 }
 
 /// Refuses a query giving `secret` twice (its names decoded as [`parse_query`] decodes them),
