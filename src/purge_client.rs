@@ -121,7 +121,7 @@ pub fn request_body(args: &RevalidateArgs) -> Value {
 fn secret(args: &RevalidateArgs, env_secret: Option<String>) -> Result<String, String> {
     let (text, source) = match &args.secret_file {
         Some(path) => (
-            std::fs::read_to_string(path)
+            crate::config::secrets::read_secret_file(path)
                 .map_err(|e| format!("--secret-file {}: {e}", path.display()))?,
             "--secret-file is empty",
         ),

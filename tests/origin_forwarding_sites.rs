@@ -350,3 +350,28 @@ fn print_config_masks_the_site_secret_and_bad_keys_name_their_line() {
         assert!(!err.contains("shop-origin-secret"), "{name}: {err}");
     }
 }
+
+/// A site's `revalidate_secret_file` saved with a UTF-8 byte order mark (Windows Notepad): the
+/// mark was forwarded as the start of the app's secret, and the app refused every revalidation.
+#[tokio::test]
+async fn a_site_secret_file_with_a_byte_order_mark_forwards_the_secret_without_it() {
+    let shop = site_app("shop").await;
+    let dir = dir("bom");
+    let secret = write(&dir, "shop.secret", "\u{feff}shop-secret\r\n");
+    let text = format!(
+        "[[origin]]\nhost = \"shop.example\"\nurl = \"{url}\"\nrevalidate_url = \"{url}/api/revalidate\"\nrevalidate_secret_file = \"{secret}\"\n",
+        url = shop.url()
+    );
+    let config = write(&dir, "isr-edge.toml", &text);
+    let edge = edge_from(&config, &[]).await;
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/p"], "host": "shop.example"}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let posts = calls(&shop, "POST");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(forwarded_secret(&posts[0]), "shop-secret");
+    assert_eq!(posts[0].headers["x-revalidate-secret"], "shop-secret");
+}

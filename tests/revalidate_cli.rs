@@ -245,6 +245,22 @@ async fn a_secret_file_line_with_a_comma_is_one_secret() {
     assert_eq!(run.json()["success"], true);
 }
 
+/// A secret file with a UTF-8 byte order mark (Windows Notepad, PowerShell 5): the client sent
+/// the mark as part of the secret, and the proxy answered 401.
+#[tokio::test]
+async fn a_secret_file_with_a_byte_order_mark_sends_the_secret_without_it() {
+    let (_origin, _edge, url) = cached_site().await;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-cli-bom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let secret_file = dir.join("secret");
+    std::fs::write(&secret_file, format!("\u{feff}{SECRET}\r\n")).expect("write secret");
+    let file = secret_file.to_str().expect("path");
+    let run = client(&["--url", &url, "--path", "/", "--secret-file", file], &[]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    assert_eq!(run.json()["success"], true);
+}
+
 /// A URL that answers 200 with something other than the endpoint's JSON (an app's home page):
 /// the reason said `the endpoint did not report success: ` and nothing after it.
 #[tokio::test]

@@ -300,3 +300,29 @@ async fn two_secrets_from_a_secret_file_both_work() {
     assert_eq!(status, 401, "only the file's secrets count");
     let _ = std::fs::remove_file(&path);
 }
+
+/// A secret file saved by Windows Notepad or PowerShell 5 (`Set-Content -Encoding UTF8`)
+/// starts with a UTF-8 byte order mark and ends its lines with CRLF. The mark was kept as the
+/// start of the first secret, which no backend sends: the proxy started without a word and
+/// answered the right secret 401 "Invalid secret".
+#[tokio::test]
+async fn a_secret_file_with_a_byte_order_mark_accepts_its_secret() {
+    let origin = origin().await;
+    let secret = "file-bom-0123456789abcdef0123456789";
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("isr-edge-secrets-bom-{}", std::process::id()));
+    std::fs::write(&path, format!("\u{feff}{secret}\r\n")).expect("write secret file");
+    let file = path.to_str().expect("utf-8 path");
+    let edge = Edge::start_with_secret(&origin.url(), &["--secret-file", file], None).await;
+    store(&edge, "/b").await;
+    let (status, answer) = post(
+        &edge,
+        "/api/revalidate",
+        &[],
+        json!({"secret": secret, "paths": ["/b"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["evicted"], 1);
+    let _ = std::fs::remove_file(&path);
+}

@@ -174,7 +174,7 @@ impl Config {
         let secrets = match &cli.secret_file {
             Some(path) => {
                 let text =
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                    secrets::read_secret_file(path).map_err(|source| ConfigError::SecretFile {
                         path: path.clone(),
                         source,
                     })?;

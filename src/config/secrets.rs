@@ -20,6 +20,17 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
+/// Reads a file of secrets, without the UTF-8 byte order mark Windows editors put first
+/// (Notepad, PowerShell 5's `Set-Content -Encoding UTF8`): kept, it was the start of the
+/// first secret, one no backend sends, and the right secret was answered 401.
+pub fn read_secret_file(path: &std::path::Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
+}
+
 impl Secrets {
     pub fn from_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Secrets {
         let mut secrets = Secrets::default();

@@ -284,7 +284,7 @@ fn site_forwarding(
             let message = "does nothing without revalidate_url".to_string();
             return Err(at(span, key, message));
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = crate::config::secrets::read_secret_file(&path).map_err(|e| {
             at(
                 span.clone(),
                 key,
