@@ -261,13 +261,14 @@ impl Worker {
                     let app = self.app.clone();
                     let activity = Arc::new(Activity::default());
                     let tracked = activity.clone();
+                    let answering = live.clone();
                     let service = service_fn(move |mut request: hyper::Request<Incoming>| {
                         let in_flight = Activity::begin(&tracked);
                         if !http_body::Body::is_end_stream(request.body()) {
                             // Whoever forwards the body holds this until it ends (see `Uploading`).
                             request.extensions_mut().insert(Uploading::begin(&tracked));
                         }
-                        Served::new(app.handle(request, peer), in_flight)
+                        Served::new(app.handle(request, peer), in_flight, &answering)
                     });
                     let connection = builder.serve_connection(TokioIo::new(Watched { stream, activity: activity.clone() }), service).into_owned();
                     let stop = connection_stop.clone();
@@ -451,16 +452,24 @@ impl tokio::io::AsyncWrite for Watched {
 /// the awaited future's own copy of it side by side (544 bytes), and hyper moves
 /// the service's future into its connection state on every request, a hit included. This is
 /// a response already made (a hit's) or the box of one still coming.
+///
+/// A pending answer holds the worker's count of live connections (`live`) until it is dropped:
+/// an HTTP/2 stream's future runs in a task of its own, which can outlive its connection (a
+/// stream the client reset, the connection closed by shutdown), and dropping it is what hands
+/// a form post whose client went away its orphan permit (see `proxy::Orphan`). Without it,
+/// shutdown could see no connection and no orphan in between and end the worker with the
+/// origin still acting on the post. Declared after the future, so dropped after it.
 enum Served {
     Ready(Option<Response<Tracked>>),
-    Pending(
-        Pin<Box<dyn Future<Output = Response<Body>> + Send>>,
-        Option<InFlight>,
-    ),
+    Pending {
+        answer: Pin<Box<dyn Future<Output = Response<Body>> + Send>>,
+        in_flight: Option<InFlight>,
+        _live: Arc<()>,
+    },
 }
 
 impl Served {
-    fn new(answer: Answer, in_flight: InFlight) -> Served {
+    fn new(answer: Answer, in_flight: InFlight, live: &Arc<()>) -> Served {
         match answer {
             // Counted until its body is sent, not just its head.
             Answer::Ready(response) | Answer::Labelled(response, _) => {
@@ -469,7 +478,11 @@ impl Served {
                     _in_flight: in_flight,
                 })))
             }
-            Answer::Pending(pending) => Served::Pending(pending, Some(in_flight)),
+            Answer::Pending(answer) => Served::Pending {
+                answer,
+                in_flight: Some(in_flight),
+                _live: live.clone(),
+            },
         }
     }
 }
@@ -484,8 +497,10 @@ impl Future for Served {
             Served::Ready(response) => response
                 .take()
                 .map_or(Poll::Pending, |r| Poll::Ready(Ok(r))),
-            Served::Pending(pending, in_flight) => {
-                let response = std::task::ready!(pending.as_mut().poll(cx));
+            Served::Pending {
+                answer, in_flight, ..
+            } => {
+                let response = std::task::ready!(answer.as_mut().poll(cx));
                 let Some(in_flight) = in_flight.take() else {
                     return Poll::Pending;
                 };
