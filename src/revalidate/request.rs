@@ -209,7 +209,10 @@ pub fn json_value(body: &[u8]) -> Result<Value, serde_json::Error> {
 /// Why a body [`json_value`] refused cannot be read, and what to send instead.
 pub fn unreadable_json(error: &serde_json::Error) -> String {
     let example = r#"send {"secret": "...", "paths": ["/"]}"#;
-    if error.is_data() {
+    if error.is_eof() && error.line() == 1 && error.column() == 0 {
+        // "EOF while parsing a value" told a caller little about an empty POST.
+        format!("body is empty; {example} (or the targets in the query string)")
+    } else if error.is_data() {
         // Well-formed JSON, refused for what it says (a field given twice).
         format!("body cannot be read: {error}; {example}")
     } else {
@@ -661,6 +664,8 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+        let empty = parse_json(b"").expect_err("empty");
+        assert!(empty.0.starts_with("body is empty;"), "{empty}");
         let twice = parse_json(br#"{"secret":"a","secret":"b"}"#).expect_err("ambiguous");
         assert!(
             twice.0.contains(r#"field "secret" is given twice"#),
