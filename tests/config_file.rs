@@ -178,6 +178,43 @@ fn precedence_flags_over_env_over_file() {
     );
 }
 
+/// The address lists take a TOML array as `allowed_hosts` and `tag_headers` do, not only the
+/// comma-separated string the flag takes (found by black-box QA: an array was refused with
+/// "takes one value, not a list").
+#[test]
+fn address_lists_take_an_array() {
+    let path = config_file(
+        "cidr-array",
+        "demo = true\nrevalidate_allow = [\"10.0.0.0/8\", \"127.0.0.1\"]\ntrust_proxy_headers = [\"127.0.0.1\"]\n",
+    );
+    let path = path.to_str().expect("utf-8 path");
+    let (code, out, err) = run(&["--config", path, "--print-config"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        line_of(&out, "revalidate_allow"),
+        "revalidate_allow = \"10.0.0.0/8,127.0.0.1\"  # file line 2"
+    );
+    assert_eq!(
+        line_of(&out, "trust_proxy_headers"),
+        "trust_proxy_headers = \"127.0.0.1\"  # file line 3"
+    );
+    // Any other single-valued key still refuses a list, naming the key and line.
+    let listen = config_file("listen-array", "demo = true\nlisten = [\"127.0.0.1:1\"]\n");
+    let (code, _, err) = run(
+        &[
+            "--config",
+            listen.to_str().expect("utf-8 path"),
+            "--check-config",
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(":2: listen: takes one value, not a list"),
+        "{err}"
+    );
+}
+
 #[test]
 fn print_config_masks_secrets_and_round_trips() {
     let path = config_file(

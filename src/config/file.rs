@@ -242,6 +242,9 @@ fn known_keys(command: &Command) -> String {
     names.join(", ")
 }
 
+/// Flags whose one value is a comma-separated list (address networks).
+const COMMA_LISTS: &[&str] = &["revalidate-allow", "trust-proxy-headers"];
+
 fn flag_args(long: &str, action: &ArgAction, value: &DeValue<'_>) -> Result<Vec<String>, String> {
     let bare = || vec![format!("--{long}")];
     let with = |v: String| format!("--{long}={v}");
@@ -256,6 +259,14 @@ fn flag_args(long: &str, action: &ArgAction, value: &DeValue<'_>) -> Result<Vec<
             .iter()
             .map(|item| scalar(item.get_ref()).map(with))
             .collect(),
+        // Flags that take one comma-separated list, written in the file as TOML lists are.
+        (ArgAction::Set, DeValue::Array(items)) if COMMA_LISTS.contains(&long) => Ok(vec![with(
+            items
+                .iter()
+                .map(|item| scalar(item.get_ref()))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+        )]),
         (ArgAction::Set | ArgAction::Append, other) => Ok(vec![with(scalar(other)?)]),
         _ => Err("cannot be set in the config file".into()),
     }
