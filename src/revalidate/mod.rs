@@ -56,6 +56,9 @@ pub fn refusal(status: StatusCode, message: &str) -> Response<Body> {
     body::json(status, &json!({"success": false, "message": message}))
 }
 
+/// The endpoint's methods, as a Next.js route handler with `GET` and `POST` lists them.
+const ALLOWED_METHODS: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS, POST");
+
 fn method_not_allowed() -> Response<Body> {
     let mut response = refusal(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -63,7 +66,17 @@ fn method_not_allowed() -> Response<Body> {
     );
     response
         .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        .insert(header::ALLOW, ALLOWED_METHODS);
+    response
+}
+
+/// `OPTIONS`: the methods, no body (what Next.js answers for a route handler without one).
+fn options() -> Response<Body> {
+    let mut response = Response::new(body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+        .headers_mut()
+        .insert(header::ALLOW, ALLOWED_METHODS);
     response
 }
 
@@ -114,6 +127,9 @@ impl Revalidate {
                 StatusCode::FORBIDDEN,
                 "This address may not call the revalidation endpoint (--revalidate-allow)",
             );
+        }
+        if parts.method == Method::OPTIONS {
+            return options();
         }
         let is_health = matches!(parts.method, Method::GET | Method::HEAD)
             && !request::query_requests_revalidation(parts.uri.query().unwrap_or(""));
