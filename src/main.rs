@@ -131,7 +131,12 @@ fn revalidate(args: &RevalidateArgs, env_secret: Option<String>) -> ExitCode {
         None => ExitCode::SUCCESS,
         Some(reason) => {
             eprintln!("isr-edge revalidate: {reason}");
-            ExitCode::FAILURE
+            // 2 as for a bad flag: nothing was sent, and a retry cannot help.
+            if outcome.usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

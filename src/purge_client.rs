@@ -84,6 +84,9 @@ pub struct Outcome {
     pub answer: Option<String>,
     /// `None` on success; else the one-line reason.
     pub failure: Option<String>,
+    /// The failure is in the command line or environment (nothing to purge, no secret, a bad
+    /// `--url`): nothing was sent, and retrying cannot help. Exit status 2, as for a bad flag.
+    pub usage: bool,
 }
 
 /// The JSON body for the endpoint (without the secret).
@@ -146,23 +149,26 @@ fn secret(args: &RevalidateArgs, env_secret: Option<String>) -> Result<String, S
 
 /// Sends the request and judges the answer.
 pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
-    let fail = |reason: String| Outcome {
+    let failed = |reason: String, usage: bool| Outcome {
         answer: None,
         failure: Some(reason),
+        usage,
     };
+    let usage = |reason: String| failed(reason, true);
+    let fail = |reason: String| failed(reason, false);
     if args.paths.is_empty() && args.tags.is_empty() && !args.all {
-        return fail("nothing to purge: give --path, --tag or --all".into());
+        return usage("nothing to purge: give --path, --tag or --all".into());
     }
     let secret = match secret(args, env_secret) {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return usage(e),
     };
     let uri: Uri = match args.url.parse() {
         Ok(uri) => uri,
-        Err(e) => return fail(format!("--url {:?}: {e}", masked_url(&args.url))),
+        Err(e) => return usage(format!("--url {:?}: {e}", masked_url(&args.url))),
     };
     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-        return fail(format!(
+        return usage(format!(
             "--url {:?}: expected http://host:port/api/revalidate (https: put it behind your TLS proxy's internal address)",
             masked_url(&args.url)
         ));
@@ -231,6 +237,7 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
     Outcome {
         answer,
         failure: judge(status, parsed.as_ref(), &body),
+        usage: false,
     }
 }
 

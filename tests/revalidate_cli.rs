@@ -201,13 +201,27 @@ async fn unreachable_url_and_missing_secret_exit_non_zero() {
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
     assert!(run.stdout.is_empty());
 
+    // A mistake in the command line or environment is 2, as a bad flag is: a deploy script
+    // can tell it from a failure worth retrying.
     let run = client(&["--url", &url, "--path", "/"], &[]).await;
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     assert!(run.stderr.contains("no secret"), "{}", run.stderr);
 
     let run = client(&["--url", &url], &[("REVALIDATE_SECRET", SECRET)]).await;
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     assert!(run.stderr.contains("nothing to purge"), "{}", run.stderr);
+
+    let run = client(
+        &[
+            "--url",
+            "https://edge.example/api/revalidate",
+            "--path",
+            "/",
+        ],
+        &[("REVALIDATE_SECRET", SECRET)],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
 
     // A deadline of 0 failed every purge with "no answer within 0ns".
     let run = client(
