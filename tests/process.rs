@@ -333,3 +333,49 @@ async fn rust_log_picks_what_is_logged() {
         "info lines logged under RUST_LOG=warn: {seen:?}"
     );
 }
+
+/// An origin that cannot be reached is in the log, not only in the metrics and the client's
+/// 502 (found by black-box QA: without `--access-log` nothing said so). A burst of failures is
+/// one line a second with a count, not a line per request.
+#[tokio::test]
+async fn origin_failures_are_logged_once_a_second() {
+    let closed = free_port();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let origin = format!("http://127.0.0.1:{closed}");
+    let command = command(SECRET, &["--origin", &origin, "--listen", &listen]);
+    let (mut child, mut lines) = spawn_logged(command);
+    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    let mut up = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "isr-edge did not start listening");
+    for n in 0..20 {
+        let answer = support::get(addr, &format!("/down-{n}")).await;
+        assert_eq!(answer.status, 502);
+    }
+    let mut failures = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(line) = lines.recv().await {
+            if line.contains("origin request failed") {
+                failures.push(line);
+            }
+        }
+    })
+    .await;
+    let _ = child.kill().await;
+    assert!(!failures.is_empty(), "no line said the origin failed");
+    assert!(
+        failures.len() < 20,
+        "one line per failed request: {failures:?}"
+    );
+    assert!(
+        failures[0].contains("connect") && failures[0].contains(&origin),
+        "{failures:?}"
+    );
+}

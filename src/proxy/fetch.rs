@@ -10,6 +10,33 @@ use crate::cache::key::named_in_connection;
 /// Next.js's `Next-Url` request header (the page a client-side navigation starts from).
 const NEXT_URL: HeaderName = HeaderName::from_static("next-url");
 
+/// Logs an origin failure the client gets a 5xx for (a stale copy served instead is logged
+/// where it is served). At most one line a second per process, saying how many more failed
+/// since: an origin down under load would otherwise write a line per request. The origin is
+/// named with any password in its URL masked.
+fn log_origin_failure(upstream: &Upstream, error: &UpstreamError) {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    static LAST_SECOND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+    static HELD_BACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    use std::sync::atomic::Ordering::Relaxed;
+    let second = STARTED
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs();
+    if LAST_SECOND.swap(second, Relaxed) == second {
+        HELD_BACK.fetch_add(1, Relaxed);
+        return;
+    }
+    let origin = upstream.base_url();
+    tracing::warn!(
+        origin = %crate::logging::masked_url(&origin),
+        kind = error.kind(),
+        %error,
+        more_since_last_line = HELD_BACK.swap(0, Relaxed),
+        "origin request failed"
+    );
+}
+
 impl Proxy {
     /// Sends one request to the origin, counting it, its latency and its failure kind.
     /// `client_body`: how the client's body forwarded with it fared; a failure caused by that
@@ -28,6 +55,7 @@ impl Proxy {
                 self.metrics.origin_request(None);
                 if client_body.and_then(|body| body.fault_for(error)).is_none() {
                     self.metrics.origin_error(error.kind());
+                    log_origin_failure(upstream, error);
                 }
             }
         }
