@@ -10,10 +10,10 @@ use crate::cache::key::named_in_connection;
 /// Next.js's `Next-Url` request header (the page a client-side navigation starts from).
 const NEXT_URL: HeaderName = HeaderName::from_static("next-url");
 
-/// Logs an origin failure the client gets a 5xx for (a stale copy served instead is logged
-/// where it is served). At most one line a second per process, saying how many more failed
-/// since: an origin down under load would otherwise write a line per request. The origin is
-/// named with any password in its URL masked.
+/// Logs an origin failure, whatever the client then gets (a 5xx, or a stale copy, which has a
+/// line of its own where it is served). At most one line a second per process, saying how
+/// many more failed since: an origin down under load would otherwise write a line per
+/// request. The origin is named as configured, credential query parameters masked.
 fn log_origin_failure(upstream: &Upstream, error: &UpstreamError) {
     static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     static LAST_SECOND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
