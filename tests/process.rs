@@ -163,6 +163,17 @@ async fn workers_follow_the_cpu_affinity() {
     assert_eq!(workers_started(&pinned, &three).await, "workers=3");
 }
 
+/// Whether the proxy accepts connections on `addr` within 10 s.
+async fn listening(addr: std::net::SocketAddr) -> bool {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Waits for a log line containing `needle`.
 async fn wait_for_line(
     lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -299,15 +310,7 @@ async fn rust_log_picks_what_is_logged() {
     command.env("RUST_LOG", "warn,isr_edge::access=info");
     let (mut child, mut lines) = spawn_logged(command);
     let addr: std::net::SocketAddr = listen.parse().expect("address");
-    let mut up = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "isr-edge did not start listening");
+    assert!(listening(addr).await, "isr-edge did not start listening");
     assert_eq!(support::get(addr, "/logged").await.status, 200);
     // Every line up to the access line, none of them skipped.
     let mut seen = Vec::new();
@@ -346,15 +349,7 @@ async fn origin_failures_are_logged_once_a_second() {
     let command = command(SECRET, &["--origin", &origin, "--listen", &listen]);
     let (mut child, mut lines) = spawn_logged(command);
     let addr: std::net::SocketAddr = listen.parse().expect("address");
-    let mut up = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "isr-edge did not start listening");
+    assert!(listening(addr).await, "isr-edge did not start listening");
     for n in 0..20 {
         let answer = support::get(addr, &format!("/down-{n}")).await;
         assert_eq!(answer.status, 502);
