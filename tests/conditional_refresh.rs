@@ -279,6 +279,44 @@ async fn a_confirmed_variant_keeps_its_siblings() {
     );
 }
 
+/// nginx's gzip weakens the ETag of what it compresses (`W/"v1"`) but answers a conditional
+/// request's 304 with the origin's strong one (`"v1"`): the 304 confirms the copy (weak
+/// comparison), and the renewed copy keeps its weak tag. Made strong, the gzipped bytes and
+/// the plain ones would share one strong validator, which `If-Range` trusts to splice ranges.
+#[tokio::test]
+async fn a_304_does_not_make_a_weak_etag_strong() {
+    let origin = Origin::start(|r| {
+        if r.headers.get("if-none-match").is_some() {
+            return Reply::ok("")
+                .status(304)
+                .cc("s-maxage=60")
+                .header("etag", "\"v1\"");
+        }
+        Reply::ok("gzip body")
+            .cc("s-maxage=1")
+            .header("etag", "W/\"v1\"")
+            .header("vary", "accept-encoding")
+            .gzipped_if(true)
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let gzip = [("accept-encoding", "gzip")];
+    assert_eq!(
+        get_with(edge.addr, "/w", &gzip).await.header("etag"),
+        "W/\"v1\""
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let renewed = get_with(edge.addr, "/w", &gzip).await;
+    assert_eq!(renewed.text(), "gzip body");
+    assert_eq!(origin.count("/w"), 2, "renewed by the 304");
+    let hit = get_with(edge.addr, "/w", &gzip).await;
+    assert_eq!(
+        (hit.cache(), hit.header("etag")),
+        ("HIT", "W/\"v1\""),
+        "the renewed copy keeps its weak tag"
+    );
+}
+
 /// A copy purged while its conditional refresh was on its way is not renewed by the 304: a
 /// validator (weak, or a `Last-Modified` to the second) can confirm what the purge said had
 /// changed. Here the request that found it waited behind another variant's fetch, and asked

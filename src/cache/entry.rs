@@ -824,6 +824,19 @@ impl Entry {
         ] {
             update.remove(name);
         }
+        // A weak tag stays weak when the 304 names the same tag strong (nginx's gzip weakens
+        // the tag of what it compresses, not of its 304s): strong, it would claim these bytes
+        // are the uncompressed variant's, which `If-Range` would splice ranges of.
+        if let (Some(ours), Some(theirs)) = (self.etag(), update.get(header::ETAG)) {
+            let ours = ours.to_str().unwrap_or("");
+            if ours.trim_start().starts_with("W/")
+                && theirs
+                    .to_str()
+                    .is_ok_and(|theirs| opaque_tag(theirs) == opaque_tag(ours))
+            {
+                update.remove(header::ETAG);
+            }
+        }
         let mut headers = HeaderMap::with_capacity(self.headers.fields.len() + update.len());
         self.headers.render(&mut headers, |name| {
             update.contains_key(name) || (name == header::ETAG && !self.origin_etag)
