@@ -1040,13 +1040,8 @@ impl Entry {
         let headers = response.headers_mut();
         headers.reserve(self.headers.fields.len() + 3);
         if not_modified {
-            // RFC 9110 section 15.4.5: a 304 carries validators and caching headers, no
-            // representation metadata.
-            self.headers.render(headers, |name| {
-                name == header::CONTENT_LENGTH
-                    || name == header::CONTENT_TYPE
-                    || name == header::CONTENT_ENCODING
-            });
+            self.headers
+                .render(headers, |name| NOT_IN_304.contains(name));
         } else {
             self.headers.render(headers, |_| false);
         }
@@ -1118,6 +1113,14 @@ struct KeptHead {
     /// `None` until the second hit.
     head: Option<HeaderMap>,
 }
+
+/// The fields of a `200` a `304` standing for it leaves out (RFC 9110 section 15.4.5: it
+/// carries validators and caching fields, no representation metadata), as nginx does.
+pub const NOT_IN_304: [HeaderName; 3] = [
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+];
 
 /// Whether a GET or HEAD carrying `request`'s conditions is answered `304` by a `200` with
 /// this `etag` and modification time (RFC 9110 section 13.1: `If-None-Match`, by weak

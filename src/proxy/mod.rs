@@ -41,7 +41,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::body::{self, Answer, Body};
-use crate::cache::entry::{cache_status_header, is_rsc_request, not_modified_by};
+use crate::cache::entry::{cache_status_header, is_rsc_request, not_modified_by, NOT_IN_304};
 use crate::cache::inflight::{Inflight, Joined};
 use crate::cache::key::{
     canonical_host, encoding_class, is_plain_host, names_rsc_payload, normalized, page_path,
@@ -222,12 +222,7 @@ impl Proxy {
     /// shutdown waits for them as for open connections, so the origin is not cut off while
     /// acting on a form post.
     pub fn orphans_running(&self) -> bool {
-        let capacity = self
-            .settings
-            .limits
-            .max_connections
-            .min(Semaphore::MAX_PERMITS);
-        self.orphans.available_permits() < capacity
+        self.orphans.available_permits() < orphan_capacity(&self.settings)
     }
 
     pub fn new(cache: Arc<Cache>, upstream: Upstream, settings: ProxySettings) -> Proxy {
@@ -242,10 +237,7 @@ impl Proxy {
             origins,
             routes: Routes::default(),
             inflight: Inflight::default(),
-            // As many as the connection limit lets run with their clients there.
-            orphans: Arc::new(Semaphore::new(
-                settings.limits.max_connections.min(Semaphore::MAX_PERMITS),
-            )),
+            orphans: Arc::new(Semaphore::new(orphan_capacity(&settings))),
             settings,
             warming: Arc::new(Warming::default()),
         }
@@ -794,6 +786,12 @@ impl Proxy {
     }
 }
 
+/// Unsafe exchanges that may run on after their clients went away (see [`Orphan`]): as many as
+/// the connection limit lets run with their clients there.
+fn orphan_capacity(settings: &ProxySettings) -> usize {
+    settings.limits.max_connections.min(Semaphore::MAX_PERMITS)
+}
+
 /// An unsafe request's exchange with the origin, run in a task of its own (see `Proxy::pass`),
 /// while its client waits for the answer. If the client goes away (its request's future is
 /// dropped), the task runs on only with one of the proxy's orphan permits, held to its end,
@@ -903,13 +901,7 @@ fn not_modified_if_met(
     // The body is not read: its origin connection closes instead of carrying it for nothing.
     let (mut head, _) = response.into_parts();
     head.status = StatusCode::NOT_MODIFIED;
-    // RFC 9110 section 15.4.5: validators and caching fields, no representation metadata.
-    for name in [
-        header::CONTENT_LENGTH,
-        header::CONTENT_TYPE,
-        header::CONTENT_ENCODING,
-        header::TRANSFER_ENCODING,
-    ] {
+    for name in NOT_IN_304.iter().chain([&header::TRANSFER_ENCODING]) {
         head.headers.remove(name);
     }
     Response::from_parts(head, body::empty())
@@ -923,7 +915,7 @@ fn not_modified_if_met(
 /// section 14.2 allows: asked again, any uncacheable URL cost the origin two requests for one
 /// whenever a client added a `Range`.
 fn origin_serves_range(response: &Response<Body>) -> bool {
-    response.status() == http::StatusCode::OK
+    response.status() == StatusCode::OK
         && response
             .headers()
             .get_all(header::ACCEPT_RANGES)
