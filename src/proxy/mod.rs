@@ -121,7 +121,7 @@ enum Fetched {
     Uncacheable(Response<Body>),
     /// The fetch this range request waited on could not be shared: it goes to the origin on its
     /// own, with its `Range` (a page too large to store is not downloaded whole for a part).
-    Unshared,
+    Unshared(RangePass),
 }
 
 /// How a fetch for the cache ended with a storable page; `stored`: kept in the cache (not
@@ -192,7 +192,7 @@ impl Fetched {
                     _ => None,
                 },
             ),
-            Fetched::Uncacheable(_) | Fetched::Unshared => Shared::Uncacheable,
+            Fetched::Uncacheable(_) | Fetched::Unshared(_) => Shared::Uncacheable,
         }
     }
 }
@@ -213,9 +213,11 @@ struct FetchRequest {
     copy: Option<Arc<Entry>>,
     /// Why the origin is asked.
     fwd: Forward,
-    /// A GET with a `Range`: the fetch is for the whole page, which the request is cut from.
-    ranged: bool,
 }
+
+/// What a range request needs to go to the origin as sent, should the whole page it waited
+/// for turn out not to be storable: its body, normalised path and host.
+type RangePass = (Incoming, String, String);
 
 impl Proxy {
     /// Whether unsafe exchanges whose clients went away are still running (see [`Orphan`]):
@@ -415,11 +417,10 @@ impl Proxy {
         fetch.stale_fallback = passed_over.as_ref().is_some_and(|e| e.usable_on_error(now));
         fetch.copy = passed_over.clone();
         fetch.fwd = fwd;
-        fetch.ranged = ranged;
-        let passing = body.map(|body| (body, path.into_owned(), host.to_owned()));
+        let mut passing = body.map(|body| (body, path.into_owned(), host.to_owned()));
         let this = self.clone();
         Answer::pending(async move {
-            match (this.fetch_shared(fetch).await, passing) {
+            match (this.fetch_shared(fetch, &mut passing).await, passing) {
                 (Fetched::Entry(entry, admitted), _) => {
                     let status = admitted.status(fwd);
                     let response =
@@ -438,7 +439,7 @@ impl Proxy {
                     this.pass(parts, path, body, host, peer, "range").await
                 }
                 // A follower: it asked nothing yet, so it asks once, as the range.
-                (Fetched::Unshared, Some(passing)) => {
+                (Fetched::Unshared(passing), _) => {
                     let (body, path, host) = passing;
                     this.pass(parts, path, body, host, peer, "range").await
                 }
@@ -447,12 +448,6 @@ impl Proxy {
                 (Fetched::Uncacheable(response), _) => {
                     not_modified_if_met(response, &parts.method, &parts.headers)
                 }
-                // Made for range requests only, which are passed above.
-                (Fetched::Unshared, None) => mark(
-                    UpstreamError::Protocol("no answer for this request".into()).response(),
-                    CacheStatus::Miss { stored: false, fwd },
-                    None,
-                ),
                 (Fetched::Error(error, origin_response), _) => {
                     let now = Instant::now();
                     if let Some(copy) = passed_over.filter(|e| e.usable_on_error(now)) {
@@ -568,7 +563,6 @@ impl Proxy {
             stale_fallback: false,
             copy: None,
             fwd: Forward::Miss,
-            ranged: false,
         }
     }
 
@@ -590,8 +584,13 @@ impl Proxy {
         format!("{}\n{rsc}\n{encoding}\n{generation}", fetch.key).into()
     }
 
-    /// Joins or leads the one origin request for this key.
-    async fn fetch_shared(self: &Arc<Self>, fetch: FetchRequest) -> Fetched {
+    /// Joins or leads the one origin request for this key. `range`: what a range request needs
+    /// to be passed as sent; a follower takes it when the page proves unstorable.
+    async fn fetch_shared(
+        self: &Arc<Self>,
+        fetch: FetchRequest,
+        range: &mut Option<RangePass>,
+    ) -> Fetched {
         match self.inflight.join(&self.flight_key(&fetch)) {
             Joined::Leader(flight) => {
                 let (sender, receiver) = oneshot::channel();
@@ -623,8 +622,11 @@ impl Proxy {
                         Fetched::Error(error, page.map(OriginAnswer::Read))
                     }
                     // A range of a page that cannot be stored is asked for as a range.
-                    Some(Shared::Uncacheable) if fetch.ranged => Fetched::Unshared,
-                    // Uncacheable, a Vary mismatch, or an abandoned leader: ask on our own.
+                    Some(Shared::Uncacheable) => match range.take() {
+                        Some(range) => Fetched::Unshared(range),
+                        None => self.fetch_for_cache(fetch).await,
+                    },
+                    // A Vary mismatch or an abandoned leader: ask on our own.
                     _ => self.fetch_for_cache(fetch).await,
                 }
             }

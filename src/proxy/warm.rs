@@ -141,7 +141,6 @@ impl Proxy {
             stale_fallback: false,
             copy: None,
             fwd: Forward::Miss,
-            ranged: false,
         };
         // A visitor's request already fetching it warms it as well.
         let Joined::Leader(flight) = self.inflight.join(&self.flight_key(&fetch)) else {
