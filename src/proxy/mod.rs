@@ -1016,3 +1016,23 @@ fn not_for_origin(method: &Method) -> Response<Body> {
         .insert(header::ALLOW, http::HeaderValue::from_static(ALLOW));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lookup_key_built_inside_another_lookup_is_its_own() {
+        let outer_and_inner = with_plain_key("a.example", "/outer", Some("q=1"), |outer| {
+            let inner = with_plain_key("b.example", "/inner", None, str::to_owned);
+            (outer.to_owned(), inner)
+        });
+        assert_eq!(
+            outer_and_inner,
+            (
+                primary_key_text("a.example", "/outer", Some("q=1")),
+                primary_key_text("b.example", "/inner", None),
+            )
+        );
+    }
+}
