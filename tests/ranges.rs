@@ -248,6 +248,14 @@ async fn a_range_of_a_page_that_cannot_be_stored_is_asked_of_the_origin() {
     // plain request still asks for the page for the cache.
     let again = get_with(edge.addr, "/video", &[("range", "bytes=0-1")]).await;
     assert_eq!((again.status, again.text().as_str()), (206, "01"));
+    // A miss like a whole request for the page, not a bypass (which configuration decides).
+    for answer in [&answer, &again] {
+        assert_eq!(answer.header("x-cache"), "MISS");
+        assert_eq!(
+            answer.header("cache-status"),
+            "isr-edge; fwd=miss; detail=range"
+        );
+    }
     assert_eq!(get(edge.addr, "/video").await.text(), PAGE);
     let ranges = ranges_asked(&big.seen()[2..]);
     assert_eq!(ranges, [Some("bytes=0-1".to_string()), None]);

@@ -215,6 +215,32 @@ struct FetchRequest {
     fwd: Forward,
 }
 
+/// How a request sent to the origin as it came is labelled (`X-Cache`, `Cache-Status`).
+#[derive(Debug, Clone, Copy)]
+struct PassLabel {
+    status: CacheStatus,
+    detail: &'static str,
+}
+
+impl PassLabel {
+    /// Never considered for caching, for `reason`.
+    fn bypass(reason: &'static str) -> PassLabel {
+        PassLabel {
+            status: CacheStatus::Bypass,
+            detail: reason,
+        }
+    }
+
+    /// A range of a page that cannot be stored, asked for as a range: a miss like any request
+    /// for that page (not a bypass, which is configured), asked for the reason `fwd`.
+    fn range(fwd: Forward) -> PassLabel {
+        PassLabel {
+            status: CacheStatus::Miss { stored: false, fwd },
+            detail: "range",
+        }
+    }
+}
+
 /// What a range request needs to go to the origin as sent, should the whole page it waited
 /// for turn out not to be storable: its body, normalised path and host.
 type RangePass = (Incoming, String, String);
@@ -327,7 +353,8 @@ impl Proxy {
             let path = path.into_owned();
             let this = self.clone();
             return Answer::pending(async move {
-                this.pass(parts, path, body, host, peer, reason).await
+                this.pass(parts, path, body, host, peer, PassLabel::bypass(reason))
+                    .await
             });
         }
         // RFC 9110 section 14.2: ranges are defined for GET only; a HEAD is answered whole.
@@ -408,7 +435,8 @@ impl Proxy {
             Some(body) if self.cache.known_unstorable(&key_text, &page_path(&path)) => {
                 let (host, path, this) = (host.to_owned(), path.into_owned(), self.clone());
                 return Answer::pending(async move {
-                    this.pass(parts, path, body, host, peer, "range").await
+                    this.pass(parts, path, body, host, peer, PassLabel::range(fwd))
+                        .await
                 });
             }
             body => body,
@@ -436,12 +464,14 @@ impl Proxy {
                     // Dropped first: its origin connection is not held through the second ask.
                     drop(response);
                     let (body, path, host) = passing;
-                    this.pass(parts, path, body, host, peer, "range").await
+                    this.pass(parts, path, body, host, peer, PassLabel::range(fwd))
+                        .await
                 }
                 // A follower: it asked nothing yet, so it asks once, as the range.
                 (Fetched::Unshared(passing), _) => {
                     let (body, path, host) = passing;
-                    this.pass(parts, path, body, host, peer, "range").await
+                    this.pass(parts, path, body, host, peer, PassLabel::range(fwd))
+                        .await
                 }
                 // The fetch noted the URL as unstorable if the answer speaks for it (not for
                 // this request's credentials alone, say: `withdraw_replaced_copy`).
@@ -656,7 +686,7 @@ impl Proxy {
         body: Incoming,
         host: String,
         peer: IpAddr,
-        reason: &'static str,
+        label: PassLabel,
     ) -> Response<Body> {
         let Some(upstream) = self.origins.for_host(&host) else {
             return misdirected(&host);
@@ -667,8 +697,8 @@ impl Proxy {
             // it too.
             return mark(
                 not_for_origin(&parts.method),
-                CacheStatus::Bypass,
-                Some(reason),
+                label.status,
+                Some(label.detail),
             );
         }
         // RFC 9110 section 7.6.2: an OPTIONS with no hops left is for this server to answer;
@@ -679,8 +709,8 @@ impl Proxy {
         if max_forwards == Some(0) {
             return mark(
                 not_for_origin(&parts.method),
-                CacheStatus::Bypass,
-                Some(reason),
+                label.status,
+                Some(label.detail),
             );
         }
         if let Some(coding) = foreign_transfer_coding(&parts.headers) {
@@ -694,16 +724,16 @@ impl Proxy {
                         "501 Not Implemented: request bodies may only be sent chunked, not in transfer coding {coding:?}"
                     ),
                 ),
-                CacheStatus::Bypass,
-                Some(reason),
+                label.status,
+                Some(label.detail),
             );
         }
         let max_body = self.settings.limits.max_body_size;
         if limit::declared_too_large(&parts.headers, max_body) {
             return mark(
                 limit::payload_too_large(max_body),
-                CacheStatus::Bypass,
-                Some(reason),
+                label.status,
+                Some(label.detail),
             );
         }
         let mut headers = origin_request_headers(&parts.headers, &host, peer);
@@ -725,7 +755,7 @@ impl Proxy {
             upstream_body,
         ) {
             Ok(r) => r,
-            Err(e) => return mark(e.response(), CacheStatus::Bypass, Some(reason)),
+            Err(e) => return mark(e.response(), label.status, Some(label.detail)),
         };
         let unsafe_method = !matches!(
             parts.method,
@@ -776,13 +806,13 @@ impl Proxy {
             exchange.await
         };
         match result {
-            Ok(response) => self.relay(response, CacheStatus::Bypass, Some(reason)),
+            Ok(response) => self.relay(response, label.status, Some(label.detail)),
             Err(e) => {
                 let answer = match fault.fault_for(&e) {
                     Some(client) => client.response(max_body),
                     None => e.response(),
                 };
-                mark(answer, CacheStatus::Bypass, Some(reason))
+                mark(answer, label.status, Some(label.detail))
             }
         }
     }
