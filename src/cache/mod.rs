@@ -445,6 +445,7 @@ impl Cache {
         let value_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let inserted = entry.clone();
         let rsc_url = key::names_rsc_payload(key);
+        let mut carried_from: Option<Arc<Variants>> = None;
         self.store.entry(key.clone()).and_compute_with(|current| {
             let mut entries: Vec<Arc<Entry>> = Vec::with_capacity(4);
             if let Some(current) = current.filter(|c| c.value().is_live()) {
@@ -467,6 +468,9 @@ impl Cache {
                         .filter(|e| !e.outlived(now))
                         .cloned(),
                 );
+                if !entries.is_empty() {
+                    carried_from = Some(current.value().clone());
+                }
             }
             entries.push(inserted.clone());
             if entries.len() > MAX_VARIANTS {
@@ -505,10 +509,14 @@ impl Cache {
         });
         // A purge that started after our epoch read but before the index knew the key would
         // have missed it: undo our own insert. Asked with every variant's tags: a purge of a
-        // tag only a carried-over variant has must not be undone by this store.
-        if self
-            .purges
-            .selected_since(epoch_at_start, key, page, Some(&stored_tags))
+        // tag only a carried-over variant has must not be undone by this store. And a purge
+        // logged before our epoch read may still have been marking the value we carried
+        // variants over from (it does so under the index lock, which our insert then waited
+        // for): those variants were purged, and must not live on in ours.
+        if carried_from.is_some_and(|value| !value.is_live())
+            || self
+                .purges
+                .selected_since(epoch_at_start, key, page, Some(&stored_tags))
         {
             remove_if_id(&self.store, key, value_id);
             return (entry, false);
