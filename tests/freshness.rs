@@ -123,6 +123,41 @@ async fn stale_if_error_covers_a_dead_origin() {
     );
 }
 
+/// A copy purged while its request waited for the origin is not that request's fallback when
+/// the origin then fails: once the purge has answered, the purged page is served to no one (a
+/// takedown must not leak out through an origin outage).
+#[tokio::test]
+async fn a_copy_purged_while_the_origin_was_asked_is_not_served_when_it_fails() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let flag = failing.clone();
+    let origin = Origin::start(move |r| {
+        if flag.load(Ordering::SeqCst) {
+            Reply::ok("boom")
+                .status(503)
+                .delay(Duration::from_millis(600))
+        } else {
+            Reply::ok(format!("old {}", r.count)).cc("s-maxage=1, stale-if-error=300")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    assert_eq!(get(edge.addr, "/taken-down").await.text(), "old 1");
+    failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let addr = edge.addr;
+    let waiting = tokio::spawn(async move { get(addr, "/taken-down").await });
+    assert!(eventually(Duration::from_secs(2), || origin.count("/taken-down") == 2).await);
+    let purged = revalidate(
+        edge.addr,
+        json!({"secret": support::SECRET, "paths": ["/taken-down"]}),
+    )
+    .await;
+    assert_eq!(purged.status, 200);
+    let answer = waiting.await.expect("client");
+    assert_ne!(answer.text(), "old 1", "{:?}", answer.headers);
+    assert!(answer.status >= 500, "{}", answer.status);
+}
+
 #[tokio::test]
 async fn origin_timeout_gives_504() {
     let origin = Origin::start(|_| {

@@ -445,6 +445,8 @@ impl Proxy {
         fetch.stale_fallback = passed_over.as_ref().is_some_and(|e| e.usable_on_error(now));
         fetch.copy = passed_over.clone();
         fetch.fwd = fwd;
+        // Looked up again if the origin fails (a copy usable then must still be the cache's).
+        let fallback_key = passed_over.is_some().then(|| fetch.key.clone());
         let mut passing = body.map(|body| (body, path.into_owned(), host.to_owned()));
         let this = self.clone();
         Answer::pending(async move {
@@ -480,7 +482,11 @@ impl Proxy {
                 }
                 (Fetched::Error(error, origin_response), _) => {
                     let now = Instant::now();
-                    if let Some(copy) = passed_over.filter(|e| e.usable_on_error(now)) {
+                    // Not the copy found before the origin was asked: a purge may have removed
+                    // it since (and answered), or a newer one been stored.
+                    let copy = fallback_key
+                        .and_then(|key| this.cache.lookup_as(&key, &parts.headers, rsc, now));
+                    if let Some(copy) = copy.filter(|e| e.usable_on_error(now)) {
                         let host = request_host(&parts).unwrap_or_default();
                         let path = normalized(parts.uri.path());
                         tracing::warn!(error = %error, host, path = %path, "origin failed; serving stale copy");
