@@ -769,6 +769,47 @@ async fn paths_people_write_reach_what_they_name_and_no_more() {
     assert_eq!(status_of(&edge, "/").await, "HIT", "nothing purged");
 }
 
+/// An intercepting route's implicit tag (`_N_T_/photos/@modal/(.)[id]/page`, which Next.js
+/// sends for a photo opened as a modal) reaches the URLs it intercepts, as the route path does.
+#[tokio::test]
+async fn intercepting_route_tags_reach_the_urls_they_intercept() {
+    let origin = origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    warm(
+        &edge,
+        &["/photos/1", "/photos/2", "/photo/1", "/photos"],
+        false,
+    )
+    .await;
+    let cases: &[(Value, &[&str])] = &[
+        (
+            json!({"tags": ["_N_T_/photos/@modal/(.)[id]/page"]}),
+            &["/photos/1", "/photos/2"],
+        ),
+        (
+            json!({"tags": ["_N_T_/feed/@modal/(..)photo/[id]/page"]}),
+            &["/photo/1"],
+        ),
+        (
+            json!({"paths": ["/photos/@modal/(.)[id]"], "type": "page"}),
+            &["/photos/1", "/photos/2"],
+        ),
+    ];
+    for (body, expected) in cases {
+        let dry = dry_run(&edge, body.clone()).await;
+        assert_eq!(examples(&dry), *expected, "{body}");
+    }
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "tags": ["_N_T_/photos/@modal/(.)[id]/page"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(status_of(&edge, "/photos/1").await, "MISS");
+    assert_eq!(status_of(&edge, "/photos").await, "HIT");
+    assert_eq!(status_of(&edge, "/photo/1").await, "HIT");
+}
+
 /// Next.js tags may contain spaces: a comma-separated tag header keeps them whole, so
 /// `"summer sale"` is purged by its name and `"summer"` purges nothing.
 #[tokio::test]

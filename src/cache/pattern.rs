@@ -25,7 +25,7 @@ impl Pattern {
     /// slot made `/@alice` purge `/` (and, as a layout, everything).
     pub fn is_pattern(path: &str) -> bool {
         path.split('/')
-            .any(|s| s.starts_with('[') || s == "*" || s == "**" || is_group(s))
+            .any(|s| s.starts_with('[') || s == "*" || s == "**" || is_group(s) || intercepts(s))
     }
 
     /// [`Pattern::is_pattern`] for a Next.js file-system route path (an implicit `_N_T_` tag),
@@ -35,9 +35,8 @@ impl Pattern {
     }
 
     pub fn parse(source: &str) -> Pattern {
-        let segments = source
-            .split('/')
-            .filter(|s| !s.is_empty() && !is_group_or_slot(s))
+        let segments = url_segments(source)
+            .into_iter()
             .map(|s| {
                 if s == "*" {
                     Segment::One
@@ -127,6 +126,55 @@ impl Pattern {
     }
 }
 
+/// The URL path a file-system route path names (see [`url_segments`]): `/photos/@modal/(.)[id]`
+/// is `/photos/[id]`.
+pub fn url_path(route: &str) -> String {
+    let mut path = String::new();
+    for segment in url_segments(route) {
+        path.push('/');
+        path.push_str(segment);
+    }
+    path
+}
+
+/// The URL segments of a route path: route groups and slots name none, and an intercepting
+/// route names its segment where the route it intercepts is (Next.js's `(.)photo`: the same
+/// level, `(..)photo`: one level up, `(..)(..)photo`: two, `(...)photo`: the root). Read as a
+/// literal `(.)photo`, an intercepting route's implicit tag purged no page.
+fn url_segments(route: &str) -> Vec<&str> {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in route
+        .split('/')
+        .filter(|s| !s.is_empty() && !is_group_or_slot(s))
+    {
+        let named = if let Some(rest) = segment.strip_prefix("(...)") {
+            segments.clear();
+            rest
+        } else if let Some(rest) = segment.strip_prefix("(..)(..)") {
+            segments.truncate(segments.len().saturating_sub(2));
+            rest
+        } else if let Some(rest) = segment.strip_prefix("(..)") {
+            segments.pop();
+            rest
+        } else if let Some(rest) = segment.strip_prefix("(.)") {
+            rest
+        } else {
+            segment
+        };
+        if !named.is_empty() {
+            segments.push(named);
+        }
+    }
+    segments
+}
+
+/// An intercepting route's segment (`(.)photo`, `(..)photo`, `(...)photo`).
+fn intercepts(segment: &str) -> bool {
+    ["(.)", "(..)", "(...)"]
+        .iter()
+        .any(|marker| segment.starts_with(marker))
+}
+
 fn is_group_or_slot(segment: &str) -> bool {
     is_group(segment) || segment.starts_with('@')
 }
@@ -188,6 +236,25 @@ fn match_from(pattern: &[Segment], parts: &[&str], subtree: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_intercepting_route_names_the_url_it_intercepts() {
+        let cases = [
+            ("/photos/@modal/(.)[id]", "/photos/7"),
+            ("/feed/@modal/(..)photo/[id]", "/photo/7"),
+            ("/a/b/@modal/(..)(..)photo/[id]", "/photo/7"),
+            ("/a/b/(shop)/@modal/(...)photo/[id]", "/photo/7"),
+        ];
+        for (route, url) in cases {
+            assert!(Pattern::parse(route).matches(url, false), "{route} {url}");
+            assert!(
+                !Pattern::parse(route).matches("/photos/7/x", false),
+                "{route}"
+            );
+        }
+        assert_eq!(url_path("/photos/@modal/(.)[id]"), "/photos/[id]");
+        assert_eq!(url_path("/(..)(..)x"), "/x", "no level above the root");
+    }
 
     #[test]
     fn many_globs_match_in_one_pass() {

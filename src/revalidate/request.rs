@@ -106,7 +106,9 @@ fn check_path(path: &str) -> Result<(), BadRequest> {
     // The query (which purges its page, see `without_query`) may hold brackets of its own.
     let route = super::without_query(path);
     if route.contains(['[', ']']) {
-        Pattern::check(route).map_err(|e| bad(format!("path {path:?}: {e}")))?;
+        // As the purge reads it (an intercepting route's `(.)[id]` is its `[id]`).
+        Pattern::check(&crate::cache::pattern::url_path(route))
+            .map_err(|e| bad(format!("path {path:?}: {e}")))?;
     }
     check_text(path, "path")
 }
@@ -143,13 +145,9 @@ fn check_implicit_tag(tag: &str) -> Result<(), BadRequest> {
             super::without_query(route)
         }
     };
-    // Route groups and slots name no URL segment, and neither does an intercepting route
-    // (`(.)[id]`, `(..)photo`): the purge leaves them out, and so does the check.
-    let url_segments: Vec<&str> = route
-        .split('/')
-        .filter(|segment| !segment.starts_with(['(', '@']))
-        .collect();
-    let checked = url_segments.join("/");
+    // Checked as the URL path the purge reaches: route groups and slots name no URL segment,
+    // and an intercepting route (`(.)[id]`) names the one it intercepts.
+    let checked = crate::cache::pattern::url_path(route);
     if checked.contains(['[', ']']) {
         Pattern::check(&checked).map_err(|e| bad(format!("tag {tag:?}: {e}")))?;
     }
