@@ -6,7 +6,7 @@
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -217,9 +217,17 @@ pub struct BodyFault {
     /// The last read of the client's body found nothing yet: the origin request is waiting on
     /// the client, not the other way round (an origin that stops reading stops asking).
     awaiting_client: AtomicBool,
+    /// When bytes of the body were last forwarded (see [`BodyFault::last_forwarded`]).
+    forwarded_at: Mutex<Option<Instant>>,
 }
 
 impl BodyFault {
+    /// When bytes of the body were last passed to the origin, if any were: the origin timeout
+    /// counts from then, as an upload still coming is the client's pace, not a slow origin.
+    pub fn last_forwarded(&self) -> Option<Instant> {
+        *self.forwarded_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Whether `error`, failing the origin request this body went with, is the client's
     /// doing, and how: the one place the answer and the metrics both ask.
     pub fn fault_for(&self, error: &crate::upstream::UpstreamError) -> Option<ClientFault> {
@@ -309,6 +317,11 @@ where
                 return Poll::Ready(Some(Err(Box::new(TooLarge))));
             }
             self.remaining -= len;
+            *self
+                .fault
+                .forwarded_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             if let Some(uploading) = &self.uploading {
                 uploading.forwarded(data.len());
             }

@@ -251,17 +251,32 @@ impl Upstream {
         Ok(request)
     }
 
-    /// Sends a request and waits for the response head, within the origin timeout.
+    /// Sends a request and waits for the response head, within the origin timeout counted
+    /// from the later of now and `uploaded()`: when bytes of the request's body were last
+    /// forwarded. The upload runs inside this wait, and one slower than the timeout (a 10 MiB
+    /// form post over a slow link) is the client's pace, not an origin that does not answer.
     pub async fn send(
         &self,
         request: Request<UpstreamBody>,
+        uploaded: impl Fn() -> Option<tokio::time::Instant>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let client = &self.clients[crate::server::current_worker() % self.clients.len()];
-        match tokio::time::timeout(self.timeout, client.request(request)).await {
-            Err(_) => Err(UpstreamError::Timeout(self.timeout)),
-            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(root_cause(&e))),
-            Ok(Err(e)) => Err(UpstreamError::Protocol(root_cause(&e))),
-            Ok(Ok(mut response)) => {
+        let answer = client.request(request);
+        tokio::pin!(answer);
+        let mut deadline = tokio::time::Instant::now() + self.timeout;
+        let answered = loop {
+            match tokio::time::timeout_at(deadline, &mut answer).await {
+                Ok(answered) => break answered,
+                Err(_) => match uploaded().map(|at| at + self.timeout) {
+                    Some(later) if later > deadline => deadline = later,
+                    _ => return Err(UpstreamError::Timeout(self.timeout)),
+                },
+            }
+        };
+        match answered {
+            Err(e) if e.is_connect() => Err(UpstreamError::Connect(root_cause(&e))),
+            Err(e) => Err(UpstreamError::Protocol(root_cause(&e))),
+            Ok(mut response) => {
                 // Never asked for (isr-edge forwards no `Upgrade`), and a client handed it would
                 // get a connection switched to nothing.
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -357,6 +357,45 @@ async fn an_origin_that_stops_reading_an_upload_is_still_a_504() {
     assert_eq!(metric(&text, timeouts), Some(1.0), "{timeouts}");
 }
 
+/// An upload that keeps coming is not cut by the origin timeout: the origin is waiting on the
+/// client, not the other way round. The timeout counts from the last bytes forwarded, so a
+/// 10 MiB form post over a slow link is not a 408 that says its body stopped arriving.
+#[tokio::test]
+async fn an_upload_slower_than_the_origin_timeout_still_reaches_the_origin() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start(|r| Reply::ok(format!("got {} bytes", r.body.len()))).await;
+    let edge = Edge::start(&origin.url(), &["--origin-timeout", "2s"]).await;
+    let mut stream = tokio::net::TcpStream::connect(edge.addr)
+        .await
+        .expect("connect");
+    let (pieces, piece) = (16, [b'x'; 8]);
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nhost: site.example\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n",
+        pieces * piece.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    // Twice the origin timeout in all, never more than an eighth of it between two pieces.
+    for _ in 0..pieces {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        // An answer before the body is whole closes the connection: read it below.
+        if stream.write_all(&piece).await.is_err() {
+            break;
+        }
+    }
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut received),
+    )
+    .await
+    .expect("the server closes the connection")
+    .expect("read");
+    let answer = String::from_utf8_lossy(&received);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("got 128 bytes"), "{answer}");
+}
+
 /// The URI limit holds for a path as the origin gets it: one sent as raw UTF-8 is escaped to
 /// three bytes a byte, and its escaped form is what must fit (a long raw path otherwise passed
 /// the limit and then could not be sent: a 502 blaming the origin).

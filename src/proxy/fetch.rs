@@ -48,7 +48,8 @@ impl Proxy {
         client_body: Option<&limit::BodyFault>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let started = Instant::now();
-        let result = upstream.send(request).await;
+        let uploaded = || client_body.and_then(limit::BodyFault::last_forwarded);
+        let result = upstream.send(request, uploaded).await;
         match &result {
             Ok(_) => self.metrics.origin_request(Some(started.elapsed())),
             Err(error) => {
