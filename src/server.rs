@@ -70,7 +70,12 @@ pub async fn serve(
     settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    // A semaphore panics past its own maximum, far above any real limit: a larger one (a
+    // "no limit" `u64::MAX`) is that maximum, as for the orphans of `proxy`.
+    let slots = settings
+        .max_connections
+        .min(tokio::sync::Semaphore::MAX_PERMITS);
+    let slots = Arc::new(tokio::sync::Semaphore::new(slots));
     let (stop, stopping) = tokio::sync::watch::channel(false);
     // Workers keep their runtimes alive until every worker has drained: a request on one worker
     // may be waiting for an origin fetch running on another (coalescing). If this future

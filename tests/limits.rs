@@ -192,6 +192,19 @@ async fn large_request_bodies_get_413() {
     assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
 }
 
+/// A connection limit past what a semaphore can count (`--max-connections` with `u64::MAX`,
+/// meaning "no limit") serves as the largest one it can: it panicked the accept loop, and the
+/// proxy answered nothing.
+#[tokio::test]
+async fn a_connection_limit_past_any_count_serves() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--max-connections", &u64::MAX.to_string()]).await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), get(edge.addr, "/any"))
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status, 200);
+}
+
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_at_once() {
     let origin = cached_origin().await;
