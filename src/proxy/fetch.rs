@@ -10,8 +10,9 @@ use crate::cache::key::named_in_connection;
 /// Next.js's `Next-Url` request header (the page a client-side navigation starts from).
 const NEXT_URL: HeaderName = HeaderName::from_static("next-url");
 
-/// Logs an origin failure, whatever the client then gets (a 5xx, or a stale copy, which has a
-/// line of its own where it is served). At most one line a second per process, saying how
+/// Logs an origin failure, before its answer's head or in the body of a page read for the
+/// cache, whatever the client then gets (a 5xx, or a stale copy, which has a line of its own
+/// where it is served). At most one line a second per process, saying how
 /// many more failed since: an origin down under load would otherwise write a line per
 /// request. The origin is named as configured, credential query parameters masked.
 fn log_origin_failure(upstream: &Upstream, error: &UpstreamError) {
@@ -230,6 +231,7 @@ impl Proxy {
                 }
                 Read::Failed(error) => {
                     self.metrics.origin_error(error.kind());
+                    log_origin_failure(upstream, &error);
                     return Some(Fetched::Error(error, None));
                 }
             };
