@@ -393,6 +393,45 @@ async fn a_compressed_answer_passed_on_unstored_says_it_varies_by_encoding() {
     assert_eq!(plain.header("vary"), "");
 }
 
+/// The same for a compressed answer found too large only while it was read (sent chunked,
+/// with no `Content-Length` to refuse it by up front): it streams on unstored, and says
+/// `Vary: Accept-Encoding` as one refused by its length does.
+#[tokio::test]
+async fn a_compressed_answer_found_too_large_while_read_says_it_varies_by_encoding() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind origin");
+    let origin = format!("http://{}", listener.local_addr().expect("origin address"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream.read(&mut [0u8; 4096]).await;
+            let chunk = "x".repeat(2048);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncache-control: s-maxage=60\r\ncontent-encoding: gzip\r\n\
+                 transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+                 800\r\n{chunk}\r\n0\r\n\r\n"
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    let edge = Edge::start(&origin, &["--max-object-size", "1KiB"]).await;
+    let answer = get_with(edge.addr, "/big", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(answer.body.len(), 2048);
+    assert!(
+        answer.header("cache-status").contains("detail=too-large"),
+        "{:?}",
+        answer.headers
+    );
+    assert!(
+        answer
+            .header("vary")
+            .eq_ignore_ascii_case("accept-encoding"),
+        "{:?}",
+        answer.headers
+    );
+}
+
 #[tokio::test]
 async fn conditional_requests_get_304_from_the_cache() {
     let origin = Origin::start(|r| match r.path.as_str() {

@@ -2,7 +2,7 @@
 //! `--max-object-size` within the origin timeout, turned into an entry and admitted. Anything
 //! that cannot be stored streams through (`PrefixedBody` replays what was already read).
 
-use super::headers::{is_compressed, mark, vary_names};
+use super::headers::{is_compressed, mark, says_it_varies_by_encoding, vary_names};
 use super::*;
 use crate::cache::entry::is_rsc_content;
 use crate::cache::key::named_in_connection;
@@ -223,6 +223,7 @@ impl Proxy {
                         PrefixedBody { prefix, rest },
                     ));
                     self.client_facing(response.headers_mut(), false);
+                    says_it_varies_by_encoding(response.headers_mut());
                     return Some(Fetched::Uncacheable(mark(
                         response,
                         unstored,

@@ -14,17 +14,7 @@ impl Proxy {
     ) -> Response<Body> {
         let mut response = self.streamed(response);
         self.client_facing(response.headers_mut(), false);
-        let headers = response.headers_mut();
-        if is_compressed(headers)
-            && !vary_names(headers)
-                .iter()
-                .any(|name| name == header::ACCEPT_ENCODING || name.as_str() == "*")
-        {
-            // As a stored one does (see `fetch_once`): the origin was asked with the edge's
-            // encoding class or the client's `Accept-Encoding`, and a cache in front of the
-            // edge must not hand this body to a client that cannot decode it.
-            headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        }
+        says_it_varies_by_encoding(response.headers_mut());
         mark(response, status, detail)
     }
 
@@ -231,6 +221,20 @@ pub(super) fn client_wants_no_store(headers: &HeaderMap) -> bool {
 pub(super) fn client_only_if_cached(headers: &HeaderMap) -> bool {
     policy::header_directives(headers, header::CACHE_CONTROL)
         .any(|directive| directive.is("only-if-cached"))
+}
+
+/// Adds `Vary: Accept-Encoding` to a compressed answer passed on unstored that does not say
+/// it, as a stored one gets (see `fetch_once`): the origin was asked with the edge's encoding
+/// class or the client's `Accept-Encoding`, and a cache in front of the edge must not hand
+/// this body to a client that cannot decode it.
+pub(super) fn says_it_varies_by_encoding(headers: &mut HeaderMap) {
+    if is_compressed(headers)
+        && !vary_names(headers)
+            .iter()
+            .any(|name| name == header::ACCEPT_ENCODING || name.as_str() == "*")
+    {
+        headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
 }
 
 /// Whether the answer's body is in a content coding (`gzip`, `br`, ...), not as the page is.
