@@ -162,11 +162,15 @@ pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> H
             headers.insert(header::COOKIE, value);
         }
     }
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {peer}"),
-        None => peer.to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    // Every field line, in order: a proxy in front may add its own line after the client's
+    // (HAProxy's `option forwardfor`), and the origin trusts the last entries most.
+    let mut forwarded_for = Vec::new();
+    for previous in headers.get_all("x-forwarded-for") {
+        forwarded_for.extend_from_slice(previous.as_bytes());
+        forwarded_for.extend_from_slice(b", ");
+    }
+    forwarded_for.extend_from_slice(peer.to_string().as_bytes());
+    if let Ok(value) = HeaderValue::from_bytes(&forwarded_for) {
         headers.insert("x-forwarded-for", value);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
@@ -321,6 +325,20 @@ pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A proxy in front may add its `X-Forwarded-For` as a field line of its own (HAProxy's
+    /// `option forwardfor` does), after one the client sent: every line is kept, in order, or
+    /// the origin reads the client's made-up address where the real one was.
+    #[test]
+    fn every_forwarded_for_line_is_kept() {
+        let mut client = HeaderMap::new();
+        client.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        client.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        let headers =
+            origin_request_headers(&client, "site.example", "10.0.0.2".parse().expect("ip"));
+        let forwarded: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(forwarded, ["6.6.6.6, 203.0.113.7, 10.0.0.2"]);
+    }
 
     #[test]
     fn request_hygiene() {
