@@ -61,13 +61,14 @@ impl UpstreamError {
     }
 }
 
-/// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
+/// Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1). Not
+/// `Trailer`: it names the trailer fields end to end (section 6.6.2), and an HTTP/1.1 server
+/// sends only the trailers it names.
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
     "proxy-authenticate",
@@ -145,6 +146,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> HeaderMap {
     let mut headers = client.clone();
     strip_hop_by_hop(&mut headers);
+    // `TE` is this hop's, but a client that takes trailers can get the origin's through the
+    // proxy: asked without it, an origin may send none (hyper's sends them only when asked).
+    if list_tokens(client, header::TE).any(|coding| coding.eq_ignore_ascii_case(b"trailers")) {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     for name in UNTRUSTED_REQUEST_HEADERS {
         headers.remove(name);
     }

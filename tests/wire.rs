@@ -396,6 +396,80 @@ async fn an_upload_slower_than_the_origin_timeout_still_reaches_the_origin() {
     assert!(answer.ends_with("got 128 bytes"), "{answer}");
 }
 
+/// Trailers pass through a request the cache does not handle: the client's `TE: trailers`
+/// reaches the origin (which may send trailers only then, as hyper does), and the origin's
+/// `Trailer` field reaches the client (an HTTP/1.1 server sends only the trailers it names).
+/// Both were removed as hop-by-hop, and an HTTP/1.1 client never got a trailer.
+#[tokio::test]
+async fn trailers_reach_a_client_that_accepts_them() {
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind origin");
+    let origin = format!("http://{}", listener.local_addr().expect("origin address"));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|_| async {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+                let body = WithTrailers(Some(Bytes::from("body")), Some(trailers));
+                let response = http::Response::builder()
+                    .header("trailer", "x-checksum")
+                    .body(body)
+                    .expect("response");
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    let edge = Edge::start(&origin, &[]).await;
+    let stream = tokio::net::TcpStream::connect(edge.addr)
+        .await
+        .expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    let request = http::Request::post("/report")
+        .header("host", "site.example")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(Bytes::from("x")))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), 200);
+    let collected = response.into_body().collect().await.expect("body");
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    assert_eq!(collected.to_bytes(), "body");
+    assert_eq!(
+        trailers.get("x-checksum").map(|v| v.as_bytes()),
+        Some(&b"abc"[..])
+    );
+}
+
+/// A body of one data frame, then trailers.
+struct WithTrailers(Option<bytes::Bytes>, Option<http::HeaderMap>);
+
+impl http_body::Body for WithTrailers {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let frame = match self.0.take() {
+            Some(data) => Some(http_body::Frame::data(data)),
+            None => self.1.take().map(http_body::Frame::trailers),
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
+}
+
 /// The URI limit holds for a path as the origin gets it: one sent as raw UTF-8 is escaped to
 /// three bytes a byte, and its escaped form is what must fit (a long raw path otherwise passed
 /// the limit and then could not be sent: a 502 blaming the origin).

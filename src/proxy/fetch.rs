@@ -124,6 +124,8 @@ impl Proxy {
             header::IF_UNMODIFIED_SINCE,
             header::IF_RANGE,
             header::RANGE,
+            // A page read whole keeps no trailers.
+            header::TE,
         ] {
             headers.remove(name);
         }
@@ -238,6 +240,8 @@ impl Proxy {
             };
 
         let mut headers = head.headers;
+        // Its trailers, if any, were not kept with the body.
+        headers.remove(header::TRAILER);
         let tags = self.page_tags(&mut headers, route);
         let mut vary = vary_names(&headers)
             .into_iter()
@@ -464,6 +468,7 @@ impl Proxy {
             Read::Complete(body) => {
                 head.headers.remove(header::CONTENT_LENGTH);
                 head.headers.remove(header::TRANSFER_ENCODING);
+                head.headers.remove(header::TRAILER);
                 Some(OriginAnswer::Read(Arc::new(ErrorPage {
                     status: head.status,
                     headers: head.headers,
