@@ -407,3 +407,39 @@ async fn an_origin_body_failing_mid_way_is_logged() {
     let _ = child.kill().await;
     assert!(logged, "no line said the origin failed");
 }
+
+/// A background refresh that fails names the page it was for: the line said only that some
+/// refresh failed, and with many pages stale the operator could not tell which one.
+#[tokio::test]
+async fn a_failed_background_refresh_names_its_page() {
+    let origin = Origin::start(|r| {
+        if r.count == 1 {
+            Reply::ok("first").cc("s-maxage=1, stale-while-revalidate=600")
+        } else {
+            Reply::ok("down").status(500)
+        }
+    })
+    .await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, mut lines) =
+        start(SECRET, &["--origin", &origin.url(), "--listen", &listen]).await;
+    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    assert_eq!(support::get(addr, "/news/a?x=1").await.cache(), "MISS");
+    // Past its second of freshness, inside its stale window.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(support::get(addr, "/news/a?x=1").await.cache(), "STALE");
+    let mut line = None;
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(next) = lines.recv().await {
+            if next.contains("background refresh failed") {
+                line = Some(next);
+                return;
+            }
+        }
+    })
+    .await;
+    let _ = child.kill().await;
+    let line = line.expect("a line says the refresh failed");
+    assert!(line.contains("/news/a"), "{line}");
+}

@@ -673,9 +673,11 @@ impl Proxy {
         if let Joined::Leader(flight) = self.inflight.join(&self.flight_key(&fetch)) {
             let this = self.clone();
             tokio::spawn(async move {
+                // The page, not the key: a query string may carry a token.
+                let (host, page) = (fetch.host.clone(), fetch.page.clone());
                 let fetched = this.fetch_for_cache(fetch).await;
                 if let Fetched::Error(error, _) = &fetched {
-                    tracing::warn!(error = %error, "background refresh failed; keeping the stale copy");
+                    tracing::warn!(error = %error, host, page, "background refresh failed; keeping the stale copy");
                 }
                 flight.finish(fetched.shared());
             });
