@@ -8,6 +8,7 @@
 //! or logged anywhere go through [`masked_url`].
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::{HeaderMap, Method, Uri};
@@ -15,6 +16,42 @@ use http_body::Body as _;
 
 use crate::body::Body;
 use crate::config::LogFormat;
+
+/// One line a second at most for an event that can come once per request or connection (an
+/// origin down under load, a flood of connections over the limit): a line per event would
+/// flood the log. A `static` per kind of line.
+pub struct EverySecond {
+    /// Seconds since the process's first line of any kind (`u64::MAX`: none yet).
+    last_second: AtomicU64,
+    held_back: AtomicU64,
+}
+
+impl Default for EverySecond {
+    fn default() -> EverySecond {
+        EverySecond::new()
+    }
+}
+
+impl EverySecond {
+    pub const fn new() -> EverySecond {
+        EverySecond {
+            last_second: AtomicU64::new(u64::MAX),
+            held_back: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(events held back since the last line)` when this event gets a line; `None` when
+    /// it is only counted.
+    pub fn admit(&self) -> Option<u64> {
+        static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let second = STARTED.get_or_init(Instant::now).elapsed().as_secs();
+        if self.last_second.swap(second, Ordering::Relaxed) == second {
+            self.held_back.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.held_back.swap(0, Ordering::Relaxed))
+    }
+}
 
 /// Installs the global subscriber. Fails only if one is already installed.
 pub fn init(format: LogFormat) -> Result<(), String> {

@@ -55,6 +55,12 @@ const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: c
     retry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 46\r\n\r\n\
     503 Service Unavailable: too many connections\n";
 
+/// Connections being told 503 at once, all workers together. Each holds its socket for up to
+/// a second (see [`refuse`]): without a bound, a flood of connections over the limit would use
+/// up the process's file descriptors, and with them the origin connections. Past it, a
+/// connection over the limit is closed without an answer.
+pub const REFUSING_MAX: usize = 256;
+
 /// Serves `listener` until `shutdown` completes, then stops accepting and lets in-flight
 /// requests finish until the deadline.
 ///
@@ -76,6 +82,7 @@ pub async fn serve(
         .max_connections
         .min(tokio::sync::Semaphore::MAX_PERMITS);
     let slots = Arc::new(tokio::sync::Semaphore::new(slots));
+    let refusing = Arc::new(tokio::sync::Semaphore::new(REFUSING_MAX));
     let (stop, stopping) = tokio::sync::watch::channel(false);
     // Workers keep their runtimes alive until every worker has drained: a request on one worker
     // may be waiting for an origin fetch running on another (coalescing). If this future
@@ -89,6 +96,7 @@ pub async fn serve(
             app: app.clone(),
             settings: settings.clone(),
             slots: slots.clone(),
+            refusing: refusing.clone(),
         };
         if let Some(finished) = spawn_worker(worker, copy, stopping.clone(), released.clone()) {
             drained.push(finished);
@@ -100,6 +108,7 @@ pub async fn serve(
         app,
         settings,
         slots,
+        refusing,
     }
     .run(listener, stopping);
     tokio::pin!(own, shutdown);
@@ -193,13 +202,15 @@ fn listener_copies(listener: &TcpListener, count: usize) -> Vec<std::net::TcpLis
     copies
 }
 
-/// What every worker shares: the application, the settings and the connection limit.
+/// What every worker shares: the application, the settings and the connection limits.
 struct Worker {
     /// 0 is the calling task's; named in logs and metrics.
     index: usize,
     app: Arc<App>,
     settings: ServerSettings,
     slots: Arc<tokio::sync::Semaphore>,
+    /// See [`REFUSING_MAX`].
+    refusing: Arc<tokio::sync::Semaphore>,
 }
 
 impl Worker {
@@ -257,8 +268,20 @@ impl Worker {
                     let _ = stream.set_nodelay(true);
                     let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                         // Refuse quickly rather than queue: the client learns at once and retries.
-                        tracing::warn!(%peer, "connection limit reached; refusing");
-                        tokio::spawn(refuse(stream));
+                        static LINES: crate::logging::EverySecond = crate::logging::EverySecond::new();
+                        if let Some(held_back) = LINES.admit() {
+                            tracing::warn!(%peer, more_since_last_line = held_back, "connection limit reached; refusing");
+                        }
+                        match self.refusing.clone().try_acquire_owned() {
+                            Ok(refusing) => {
+                                tokio::spawn(async move {
+                                    refuse(stream).await;
+                                    drop(refusing);
+                                });
+                            }
+                            // Closed at once, without the 503.
+                            Err(_) => drop(stream),
+                        }
                         continue;
                     };
                     accepted_here.inc();

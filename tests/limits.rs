@@ -205,6 +205,47 @@ async fn a_connection_limit_past_any_count_serves() {
     assert_eq!(answer.status, 200);
 }
 
+/// A flood of connections over the limit: each refusal holds its socket up to a second to
+/// deliver the 503, so only `REFUSING_MAX` are answered at once and the rest are closed without
+/// an answer, instead of each taking a file descriptor the origin connections need.
+#[tokio::test]
+async fn a_flood_over_the_connection_limit_holds_a_bounded_number_of_sockets() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--max-connections", "1"]).await;
+    let mut held = TcpStream::connect(edge.addr).await.expect("connect");
+    held.write_all(b"GET /held HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = held.read(&mut buf).await.expect("response");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+
+    let flood = isr_edge::server::REFUSING_MAX + 150;
+    let mut over = Vec::new();
+    for _ in 0..flood {
+        over.push(TcpStream::connect(edge.addr).await.expect("connect"));
+    }
+    // The clients stay open (as a flood's do) while every one is read once.
+    let (mut answered, mut closed) = (0, 0);
+    for stream in &mut over {
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                assert!(buf[..n].starts_with(b"HTTP/1.1 503"));
+                answered += 1;
+            }
+            Ok(_) => closed += 1,
+            Err(_) => panic!("a connection over the limit was neither answered nor closed"),
+        }
+    }
+    assert!(
+        answered <= isr_edge::server::REFUSING_MAX,
+        "{answered} answered at once"
+    );
+    assert_eq!(answered + closed, flood);
+    drop((over, held));
+}
+
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_at_once() {
     let origin = cached_origin().await;

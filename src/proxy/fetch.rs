@@ -16,24 +16,16 @@ const NEXT_URL: HeaderName = HeaderName::from_static("next-url");
 /// many more failed since: an origin down under load would otherwise write a line per
 /// request. The origin is named as configured, credential query parameters masked.
 fn log_origin_failure(upstream: &Upstream, error: &UpstreamError) {
-    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    static LAST_SECOND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
-    static HELD_BACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    use std::sync::atomic::Ordering::Relaxed;
-    let second = STARTED
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_secs();
-    if LAST_SECOND.swap(second, Relaxed) == second {
-        HELD_BACK.fetch_add(1, Relaxed);
+    static LINES: crate::logging::EverySecond = crate::logging::EverySecond::new();
+    let Some(held_back) = LINES.admit() else {
         return;
-    }
+    };
     let origin = upstream.base_url();
     tracing::warn!(
         origin = %crate::logging::masked_url(&origin),
         kind = error.kind(),
         %error,
-        more_since_last_line = HELD_BACK.swap(0, Relaxed),
+        more_since_last_line = held_back,
         "origin request failed"
     );
 }
