@@ -161,6 +161,12 @@ pub fn host_allowed(allowed: &[String], uri: &Uri, headers: &HeaderMap) -> Resul
         .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
         .unwrap_or("");
     let name = strip_port(host.trim()).to_ascii_lowercase();
+    // The root's trailing dot names the same host (the cache keys `site.example.` as
+    // `site.example`, see `canonical_host`).
+    let name = match name.strip_suffix('.') {
+        Some(bare) if !bare.is_empty() && !bare.ends_with('.') => bare.to_string(),
+        _ => name,
+    };
     if allowed.contains(&name) {
         Ok(())
     } else {
@@ -486,6 +492,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("Site.Example:8080"));
         assert!(host_allowed(&allowed, &uri, &headers).is_ok());
+        headers.insert(header::HOST, HeaderValue::from_static("site.example.:8080"));
+        assert!(host_allowed(&allowed, &uri, &headers).is_ok(), "root's dot");
+        headers.insert(header::HOST, HeaderValue::from_static("site.example.."));
+        assert!(host_allowed(&allowed, &uri, &headers).is_err());
         headers.insert(header::HOST, HeaderValue::from_static("junk.example"));
         assert_eq!(
             host_allowed(&allowed, &uri, &headers),
