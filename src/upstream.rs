@@ -180,7 +180,11 @@ pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> H
         headers.insert("x-forwarded-for", value);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Ok(value) = HeaderValue::from_str(host) {
+    if host.is_empty() {
+        // An HTTP/1.0 request may name no host: the origin gets its own (the HTTP client adds
+        // the origin URL's authority to a request without `Host`), not an empty one.
+        headers.remove(header::HOST);
+    } else if let Ok(value) = HeaderValue::from_str(host) {
         headers.insert("x-forwarded-host", value.clone());
         // The host the page is keyed under, whatever `Host` said: HTTP/2 clients send
         // `:authority` instead, and an absolute-form target's authority wins over `Host`.
@@ -344,6 +348,15 @@ mod tests {
             origin_request_headers(&client, "site.example", "10.0.0.2".parse().expect("ip"));
         let forwarded: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
         assert_eq!(forwarded, ["6.6.6.6, 203.0.113.7, 10.0.0.2"]);
+    }
+
+    #[test]
+    fn a_request_naming_no_host_sends_none_of_its_own() {
+        let mut client = HeaderMap::new();
+        client.insert(header::HOST, HeaderValue::from_static(""));
+        let headers = origin_request_headers(&client, "", "10.0.0.2".parse().expect("ip"));
+        assert!(headers.get(header::HOST).is_none());
+        assert!(headers.get("x-forwarded-host").is_none());
     }
 
     #[test]

@@ -490,3 +490,21 @@ async fn the_uri_limit_counts_a_raw_path_as_it_is_escaped() {
     let short = raw(edge.addr, &request("\u{e9}".repeat(100))).await;
     assert!(short.starts_with("HTTP/1.1 200"), "{short}");
 }
+
+/// An HTTP/1.0 request may name no host: the origin gets its own authority as `Host` (what
+/// the origin URL names), not an empty `Host` and `X-Forwarded-Host`.
+#[tokio::test]
+async fn a_request_without_a_host_reaches_the_origin_under_the_origin_s_own() {
+    let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=60")).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let answer = raw(edge.addr, "GET /hostless HTTP/1.0\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let seen = origin.seen();
+    let asked = seen.last().expect("the origin was asked");
+    let authority = origin.url().trim_start_matches("http://").to_string();
+    assert_eq!(
+        asked.headers.get("host").map(|v| v.to_str().unwrap_or("")),
+        Some(authority.trim_end_matches('/'))
+    );
+    assert!(asked.headers.get("x-forwarded-host").is_none());
+}
