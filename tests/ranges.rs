@@ -267,6 +267,34 @@ async fn a_range_of_a_page_that_cannot_be_stored_is_asked_of_the_origin() {
     assert_eq!(answer.header("cache-control"), "private, max-age=60");
 }
 
+/// A HEAD of a page found too large to store goes to the origin as a HEAD (a link checker or
+/// uptime probe does not download a video whole for each look), and HEADs waiting on a fetch
+/// that proves unstorable each ask as a HEAD too.
+#[tokio::test]
+async fn a_head_of_a_page_that_cannot_be_stored_is_asked_of_the_origin_as_a_head() {
+    let big = Origin::start(ranged_origin(PAGE, "s-maxage=600")).await;
+    let edge = Edge::start(&big.url(), &["--max-object-size", "8"]).await;
+    let first = send(edge.addr, "HEAD", "/video", &[], "").await;
+    assert_eq!(first.status, 200);
+    let again = send(edge.addr, "HEAD", "/video", &[], "").await;
+    assert_eq!((again.status, again.text().as_str()), (200, ""));
+    assert_eq!(again.header("content-length"), PAGE.len().to_string());
+    assert_eq!(again.header("x-cache"), "MISS");
+    assert_eq!(
+        again.header("cache-status"),
+        "isr-edge; fwd=miss; detail=head"
+    );
+    let methods: Vec<String> = big.seen().iter().map(|r| r.method.to_string()).collect();
+    // The first learns the page cannot be stored (a GET for the cache); the next is a HEAD.
+    assert_eq!(methods, ["GET", "HEAD"]);
+    // A GET still fetches the page for the cache.
+    assert_eq!(get(edge.addr, "/video").await.text(), PAGE);
+    assert_eq!(
+        big.seen().last().map(|r| r.method.to_string()).as_deref(),
+        Some("GET")
+    );
+}
+
 /// Range requests for one cold URL share one fetch of the whole page, each getting its part.
 #[tokio::test]
 async fn concurrent_ranges_of_a_cold_page_make_one_origin_request() {

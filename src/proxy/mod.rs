@@ -119,9 +119,10 @@ enum Fetched {
     Error(UpstreamError, Option<OriginAnswer>),
     /// Passed through as the origin sent it.
     Uncacheable(Response<Body>),
-    /// The fetch this range request waited on could not be shared: it goes to the origin on its
-    /// own, with its `Range` (a page too large to store is not downloaded whole for a part).
-    Unshared(RangePass),
+    /// The fetch this range or HEAD request waited on could not be shared: it goes to the
+    /// origin on its own, as sent (a page too large to store is not downloaded whole for a
+    /// part, or for its head).
+    Unshared(PassAsSent),
 }
 
 /// How a fetch for the cache ended with a storable page; `stored`: kept in the cache (not
@@ -231,19 +232,20 @@ impl PassLabel {
         }
     }
 
-    /// A range of a page that cannot be stored, asked for as a range: a miss like any request
-    /// for that page (not a bypass, which is configured), asked for the reason `fwd`.
-    fn range(fwd: Forward) -> PassLabel {
+    /// A range or HEAD (`detail`) of a page that cannot be stored, asked for as sent: a miss
+    /// like any request for that page (not a bypass, which is configured), asked for the
+    /// reason `fwd`.
+    fn as_sent(fwd: Forward, detail: &'static str) -> PassLabel {
         PassLabel {
             status: CacheStatus::Miss { stored: false, fwd },
-            detail: "range",
+            detail,
         }
     }
 }
 
-/// What a range request needs to go to the origin as sent, should the whole page it waited
-/// for turn out not to be storable: its body, normalised path and host.
-type RangePass = (Incoming, String, String);
+/// What a range or HEAD request needs to go to the origin as sent, should the whole page it
+/// waited for turn out not to be storable: its body, normalised path and host.
+type PassAsSent = (Incoming, String, String);
 
 impl Proxy {
     /// Whether unsafe exchanges whose clients went away are still running (see [`Orphan`]):
@@ -359,8 +361,10 @@ impl Proxy {
         }
         // RFC 9110 section 14.2: ranges are defined for GET only; a HEAD is answered whole.
         let ranged = range && parts.method == Method::GET;
-        // Only a range request may still go to the origin as sent (see `Fetched::Unshared`).
-        let body = ranged.then_some(body);
+        // Only a range or a HEAD may still go to the origin as sent (see `Fetched::Unshared`):
+        // for a page that cannot be stored, neither needs the whole page fetched.
+        let as_sent = if ranged { "range" } else { "head" };
+        let body = (ranged || parts.method == Method::HEAD).then_some(body);
         let now = Instant::now();
         // With `--honor-client-no-cache`, a `no-cache` reload is not answered from the stored
         // copy (RFC 9111 section 5.2.1.4) but refreshes it, as for an expired copy: the next
@@ -430,13 +434,14 @@ impl Proxy {
         }
         let key_text = primary_key_text(host, &path, query);
         let body = match body {
-            // A range of a page found unstorable a moment ago goes to the origin as asked,
-            // without a whole-page fetch first (Varnish's hit-for-miss).
+            // A range or HEAD of a page found unstorable a moment ago goes to the origin as
+            // asked, without a whole-page fetch first (Varnish's hit-for-miss).
             Some(body) if self.cache.known_unstorable(&key_text, &page_path(&path)) => {
-                let (host, path, this) = (host.to_owned(), path.into_owned(), self.clone());
+                let sent = (body, path.into_owned(), host.to_owned());
+                let this = self.clone();
                 return Answer::pending(async move {
-                    this.pass(parts, path, body, host, peer, PassLabel::range(fwd))
-                        .await
+                    let label = PassLabel::as_sent(fwd, as_sent);
+                    this.pass_as_sent(parts, sent, peer, label).await
                 });
             }
             body => body,
@@ -461,19 +466,17 @@ impl Proxy {
                 // (a video past `--max-object-size`), the range goes to the origin as asked,
                 // if the origin would answer it (see `origin_serves_range`).
                 (Fetched::Uncacheable(response), Some(passing))
-                    if origin_serves_range(&response) =>
+                    if ranged && origin_serves_range(&response) =>
                 {
                     // Dropped first: its origin connection is not held through the second ask.
                     drop(response);
-                    let (body, path, host) = passing;
-                    this.pass(parts, path, body, host, peer, PassLabel::range(fwd))
-                        .await
+                    let label = PassLabel::as_sent(fwd, as_sent);
+                    this.pass_as_sent(parts, passing, peer, label).await
                 }
-                // A follower: it asked nothing yet, so it asks once, as the range.
+                // A follower: it asked nothing yet, so it asks once, as sent.
                 (Fetched::Unshared(passing), _) => {
-                    let (body, path, host) = passing;
-                    this.pass(parts, path, body, host, peer, PassLabel::range(fwd))
-                        .await
+                    let label = PassLabel::as_sent(fwd, as_sent);
+                    this.pass_as_sent(parts, passing, peer, label).await
                 }
                 // The fetch noted the URL as unstorable if the answer speaks for it (not for
                 // this request's credentials alone, say: `withdraw_replaced_copy`).
@@ -620,12 +623,13 @@ impl Proxy {
         format!("{}\n{rsc}\n{encoding}\n{generation}", fetch.key).into()
     }
 
-    /// Joins or leads the one origin request for this key. `range`: what a range request needs
-    /// to be passed as sent; a follower takes it when the page proves unstorable.
+    /// Joins or leads the one origin request for this key. `as_sent`: what a range or HEAD
+    /// request needs to be passed as sent; a follower takes it when the page proves
+    /// unstorable.
     async fn fetch_shared(
         self: &Arc<Self>,
         fetch: FetchRequest,
-        range: &mut Option<RangePass>,
+        as_sent: &mut Option<PassAsSent>,
     ) -> Fetched {
         match self.inflight.join(&self.flight_key(&fetch)) {
             Joined::Leader(flight) => {
@@ -657,9 +661,9 @@ impl Proxy {
                     Some(Shared::Error(error, page)) => {
                         Fetched::Error(error, page.map(OriginAnswer::Read))
                     }
-                    // A range of a page that cannot be stored is asked for as a range.
-                    Some(Shared::Uncacheable) => match range.take() {
-                        Some(range) => Fetched::Unshared(range),
+                    // A range or HEAD of a page that cannot be stored is asked for as sent.
+                    Some(Shared::Uncacheable) => match as_sent.take() {
+                        Some(as_sent) => Fetched::Unshared(as_sent),
                         None => self.fetch_for_cache(fetch).await,
                     },
                     // A Vary mismatch or an abandoned leader: ask on our own.
@@ -667,6 +671,21 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// [`Proxy::pass`] for a range or HEAD of a page that cannot be stored. Its conditions
+    /// went to the origin with it; one that ignored them is answered here, as a fetch for the
+    /// cache would have been (see `not_modified_if_met`).
+    async fn pass_as_sent(
+        self: &Arc<Self>,
+        parts: Parts,
+        (body, path, host): PassAsSent,
+        peer: IpAddr,
+        label: PassLabel,
+    ) -> Response<Body> {
+        let (method, request) = (parts.method.clone(), parts.headers.clone());
+        let response = self.pass(parts, path, body, host, peer, label).await;
+        not_modified_if_met(response, &method, &request)
     }
 
     fn refresh_in_background(self: &Arc<Self>, fetch: FetchRequest) {
