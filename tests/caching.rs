@@ -393,6 +393,31 @@ async fn a_compressed_answer_passed_on_unstored_says_it_varies_by_encoding() {
     assert_eq!(plain.header("vary"), "");
 }
 
+/// The same for an origin's compressed error page, read whole or streamed.
+#[tokio::test]
+async fn a_compressed_error_page_says_it_varies_by_encoding() {
+    let origin = Origin::start(|r| {
+        let gzip = r.accepts_gzip();
+        Reply::ok(if gzip { "gzipped" } else { "plain" })
+            .status(503)
+            .gzipped_if(gzip)
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let answer = get_with(edge.addr, "/down", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(
+        (answer.status, answer.header("content-encoding")),
+        (503, "gzip")
+    );
+    assert!(
+        answer
+            .header("vary")
+            .eq_ignore_ascii_case("accept-encoding"),
+        "{:?}",
+        answer.headers
+    );
+}
+
 /// The same for a compressed answer found too large only while it was read (sent chunked,
 /// with no `Content-Length` to refuse it by up front): it streams on unstored, and says
 /// `Vary: Accept-Encoding` as one refused by its length does.

@@ -427,6 +427,8 @@ impl Proxy {
         const ERROR_PAGE_MAX: u64 = 64 * 1024;
         let (mut head, body) = response.into_parts();
         self.client_facing(&mut head.headers, false);
+        // Asked with the edge's encoding class, as any answer passed on unstored.
+        says_it_varies_by_encoding(&mut head.headers);
         let cache_control =
             policy::CacheControl::from_headers(&head.headers, header::CACHE_CONTROL.as_str())
                 .unwrap_or_default();
