@@ -423,23 +423,16 @@ async fn a_compressed_error_page_says_it_varies_by_encoding() {
 /// `Vary: Accept-Encoding` as one refused by its length does.
 #[tokio::test]
 async fn a_compressed_answer_found_too_large_while_read_says_it_varies_by_encoding() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind origin");
-    let origin = format!("http://{}", listener.local_addr().expect("origin address"));
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let _ = stream.read(&mut [0u8; 4096]).await;
-            let chunk = "x".repeat(2048);
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncache-control: s-maxage=60\r\ncontent-encoding: gzip\r\n\
-                 transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
-                 800\r\n{chunk}\r\n0\r\n\r\n"
-            );
-            let _ = stream.write_all(answer.as_bytes()).await;
-        }
-    });
+    let origin = support::scripted_origin(|_| {
+        let chunk = "x".repeat(2048);
+        format!(
+            "HTTP/1.1 200 OK\r\ncache-control: s-maxage=60\r\ncontent-encoding: gzip\r\n\
+             transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+             800\r\n{chunk}\r\n0\r\n\r\n"
+        )
+    })
+    .await;
+    let origin = format!("http://{origin}");
     let edge = Edge::start(&origin, &["--max-object-size", "1KiB"]).await;
     let answer = get_with(edge.addr, "/big", &[("accept-encoding", "gzip")]).await;
     assert_eq!(answer.body.len(), 2048);

@@ -267,7 +267,7 @@ async fn a_stream_stalling_mid_body_is_cut_off_not_held_forever() {
 /// rest of the body as the next response.
 #[tokio::test]
 async fn a_length_that_came_with_chunked_framing_is_not_passed_on() {
-    let addr = scripted_origin(|request| {
+    let addr = support::scripted_origin(|request| {
         let cc = if request.contains("/stored") {
             "s-maxage=60"
         } else {
@@ -298,7 +298,7 @@ async fn a_length_that_came_with_chunked_framing_is_not_passed_on() {
 /// fetch without conditions (a client that sent none would get an empty page).
 #[tokio::test]
 async fn answers_that_cannot_be_passed_on_intact_are_502() {
-    let addr = scripted_origin(|request| {
+    let addr = support::scripted_origin(|request| {
         let answer = if request.contains("/switch") {
             "HTTP/1.1 101 Switching Protocols\r\nupgrade: foo\r\nconnection: upgrade\r\n\r\n"
         } else if request.contains("/not-modified") {
@@ -323,31 +323,12 @@ async fn answers_that_cannot_be_passed_on_intact_are_502() {
     }
 }
 
-/// An origin that writes `answer(request head)` byte for byte on each connection, then keeps
-/// it open a moment (a close right after could reach the proxy before it read the answer).
-async fn scripted_origin(answer: fn(&str) -> String) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = vec![0u8; 4096];
-                let n = stream.read(&mut request).await.unwrap_or(0);
-                let reply = answer(&String::from_utf8_lossy(&request[..n]));
-                let _ = stream.write_all(reply.as_bytes()).await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            });
-        }
-    });
-    addr
-}
-
 /// A HEAD whose GET length is not known here (a chunked page passed on unstored, a HEAD
 /// passed through to an origin that sent no length) gets no `Content-Length`, not a wrong 0
 /// (RFC 9110 section 8.6), over HTTP/1.1 and HTTP/2.
 #[tokio::test]
 async fn a_head_of_unknown_length_gets_no_content_length() {
-    let addr = scripted_origin(|request| {
+    let addr = support::scripted_origin(|request| {
         if request.starts_with("HEAD") {
             "HTTP/1.1 200 OK\r\ncache-control: private\r\nconnection: close\r\n\r\n".to_string()
         } else {

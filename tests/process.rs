@@ -380,23 +380,13 @@ async fn origin_failures_are_logged_once_a_second() {
 /// origin error all the same, but only a failure before the response head was logged.
 #[tokio::test]
 async fn an_origin_body_failing_mid_way_is_logged() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind origin");
-    let origin = format!("http://{}", listener.local_addr().expect("origin address"));
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let _ = stream.read(&mut [0u8; 4096]).await;
-            // 100 bytes announced, 5 sent, then the connection closes.
-            let _ = stream
-                .write_all(
-                    b"HTTP/1.1 200 OK\r\ncache-control: s-maxage=60\r\n\
-                      content-length: 100\r\n\r\nshort",
-                )
-                .await;
-        }
-    });
+    // 100 bytes announced, 5 sent, then the connection closes.
+    let origin = support::scripted_origin(|_| {
+        "HTTP/1.1 200 OK\r\ncache-control: s-maxage=60\r\ncontent-length: 100\r\n\r\nshort"
+            .to_string()
+    })
+    .await;
+    let origin = format!("http://{origin}");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let (mut child, mut lines) = start(SECRET, &["--origin", &origin, "--listen", &listen]).await;

@@ -517,9 +517,15 @@ pub fn metric(text: &str, sample: &str) -> Option<f64> {
 
 /// One request over its own connection, read until the server closes it.
 pub async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
+    read_until_closed(&mut stream).await
+}
+
+/// Everything the server sends on `stream` until it closes the connection.
+pub async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
     let mut received = Vec::new();
     tokio::time::timeout(
         std::time::Duration::from_secs(10),
@@ -529,4 +535,25 @@ pub async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
     .expect("the server closes the connection")
     .expect("read");
     String::from_utf8_lossy(&received).into_owned()
+}
+
+/// An origin that writes `answer(request head)` byte for byte on each connection, then keeps
+/// it open a moment (a close right after could reach the proxy before it read the answer).
+pub async fn scripted_origin(answer: fn(&str) -> String) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let n = tokio::io::AsyncReadExt::read(&mut stream, &mut request)
+                    .await
+                    .unwrap_or(0);
+                let reply = answer(&String::from_utf8_lossy(&request[..n]));
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, reply.as_bytes()).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        }
+    });
+    addr
 }
