@@ -1354,3 +1354,38 @@ async fn hot_pages_outlive_a_stream_of_one_off_pages_in_a_full_cache() {
         "hot pages fetched {fetched:?} times"
     );
 }
+
+/// An origin that sends no `Date` (RFC 9110 section 6.6.1 lets one without a clock): the
+/// stored page gets the time it was received, so a hit says when the page was made, not when
+/// it was served (its `Age` already counts the time since), and `If-Modified-Since` has a date
+/// to be checked against (RFC 9111 section 4.3.2).
+#[tokio::test]
+async fn a_page_stored_without_date_keeps_the_time_it_was_received() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut request = vec![0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let answer = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\n\
+                              content-length: 5\r\nconnection: close\r\n\r\nhello";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let edge = Edge::start(&format!("http://{addr}"), &[]).await;
+    let first = get(edge.addr, "/undated").await;
+    assert_eq!(first.cache(), "MISS");
+    let made = first.header("date").to_string();
+    // Past the next second, so a date made at serving time would differ.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let hit = get(edge.addr, "/undated").await;
+    assert_eq!(hit.cache(), "HIT");
+    assert_eq!(hit.header("date"), made);
+    let since = get_with(edge.addr, "/undated", &[("if-modified-since", &made)]).await;
+    assert_eq!(since.status, 304);
+}

@@ -42,6 +42,15 @@ impl Proxy {
         }
         if stored {
             headers.remove(header::AGE);
+            // RFC 9110 section 6.6.1: a recipient caching an answer without `Date` adds one.
+            // Left out, every hit would be dated when served while its `Age` grows, and
+            // `If-Modified-Since` would have no date to be checked against.
+            if !headers.contains_key(header::DATE) {
+                let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+                if let Ok(value) = HeaderValue::from_str(&now) {
+                    headers.insert(header::DATE, value);
+                }
+            }
         }
         // An answer passed through (a bypass, too large, private now) keeps the origin's
         // `Cache-Control` unless it speaks to shared caches: Next.js 15's one-year
