@@ -284,3 +284,29 @@ async fn purges_of_other_urls_do_not_spoil_a_fetch_in_flight() {
     );
     assert_eq!(get(edge.addr, "/slow2").await.text(), "/slow2 #2");
 }
+
+/// A directive given twice takes its first value (RFC 9111 section 4.2.1: the first occurrence,
+/// or the response is stale): an app's `max-age=0` followed by a middleware's `max-age=60`,
+/// on one line or two, is not a page to serve for a minute without asking the origin.
+#[tokio::test]
+async fn a_directive_given_twice_takes_its_first_value() {
+    let origin = Origin::start(|r| {
+        let reply = Reply::ok(format!("v{}", r.count));
+        if r.path == "/one-line" {
+            reply.cc("max-age=0, max-age=60")
+        } else {
+            reply.cc("s-maxage=0").cc("s-maxage=60")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for path in ["/one-line", "/two-lines"] {
+        assert_eq!(get(edge.addr, path).await.text(), "v1", "{path}");
+        let again = get(edge.addr, path).await;
+        assert_eq!(
+            (again.cache(), again.text().as_str()),
+            ("MISS", "v2"),
+            "{path}"
+        );
+    }
+}

@@ -51,10 +51,12 @@ impl CacheControl {
             // Compared in place: lowercasing each name allocated once per directive, on every
             // request that carries `Cache-Control` as well as every origin answer.
             let is = |name: &str| directive.is(name);
+            // A value given twice keeps its first (RFC 9111 section 4.2.1): an app's
+            // `max-age=0` must not become a middleware's `max-age=60` appended after it.
             if is("max-age") {
-                self.max_age = seconds.or(self.max_age);
+                self.max_age = self.max_age.or(seconds);
             } else if is("s-maxage") {
-                self.s_maxage = seconds.or(self.s_maxage);
+                self.s_maxage = self.s_maxage.or(seconds);
             } else if is("no-store") {
                 self.no_store = true;
             } else if is("no-cache") {
@@ -70,9 +72,9 @@ impl CacheControl {
             } else if is("immutable") {
                 self.immutable = true;
             } else if is("stale-while-revalidate") {
-                self.stale_while_revalidate = Some(seconds);
+                self.stale_while_revalidate.get_or_insert(seconds);
             } else if is("stale-if-error") {
-                self.stale_if_error = seconds.or(self.stale_if_error);
+                self.stale_if_error = self.stale_if_error.or(seconds);
             }
         }
     }
@@ -586,6 +588,8 @@ mod tests {
             CacheControl::parse("max-age=99999999999999999999999").max_age,
             Some(u64::MAX)
         );
+        let twice = CacheControl::parse("max-age=0, s-maxage=1, max-age=60, s-maxage=2");
+        assert_eq!((twice.max_age, twice.s_maxage), (Some(0), Some(1)));
     }
 
     #[test]
