@@ -1389,3 +1389,29 @@ async fn a_page_stored_without_date_keeps_the_time_it_was_received() {
     let since = get_with(edge.addr, "/undated", &[("if-modified-since", &made)]).await;
     assert_eq!(since.status, 304);
 }
+
+/// A `Vary` member that is no field name (`Accept-Encoding Cookie`, written with a space) cannot
+/// be honoured: it is refused like `Vary: *`, not dropped, which would give one visitor's page
+/// to everyone.
+#[tokio::test]
+async fn a_vary_that_names_no_field_keeps_the_answer_unstored() {
+    let origin = Origin::start(|r| {
+        let cookie = r.headers.get("cookie").and_then(|v| v.to_str().ok());
+        Reply::ok(format!("page for {}", cookie.unwrap_or("nobody")))
+            .cc("s-maxage=60")
+            .header("vary", "Accept-Encoding Cookie")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let alice = get_with(edge.addr, "/account", &[("cookie", "user=alice")]).await;
+    assert_eq!(alice.text(), "page for user=alice");
+    assert_eq!(
+        alice.header("cache-status"),
+        "isr-edge; fwd=miss; detail=vary-invalid"
+    );
+    let bob = get_with(edge.addr, "/account", &[("cookie", "user=bob")]).await;
+    assert_eq!(
+        (bob.cache(), bob.text().as_str()),
+        ("MISS", "page for user=bob")
+    );
+}

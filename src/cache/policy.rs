@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{header, HeaderMap, Method, StatusCode};
+use http::{header, HeaderMap, HeaderName, Method, StatusCode};
 
 /// The directives of one or more `Cache-Control` (or `CDN-Cache-Control`, `Surrogate-Control`)
 /// header lines. Unknown directives are ignored, as RFC 9111 section 5.2 asks.
@@ -239,6 +239,8 @@ pub enum NotStorable {
     Authorization,
     NoCache,
     VaryStar,
+    /// A `Vary` member that is no field name (`Accept-Encoding Cookie`).
+    VaryInvalid,
     NoFreshness,
 }
 
@@ -253,6 +255,7 @@ impl NotStorable {
             NotStorable::Authorization => "authorization",
             NotStorable::NoCache => "no-cache",
             NotStorable::VaryStar => "vary-star",
+            NotStorable::VaryInvalid => "vary-invalid",
             NotStorable::NoFreshness => "no-freshness",
         }
     }
@@ -366,6 +369,18 @@ pub fn check_storable(
         .any(|v| v.to_str().map(|s| s.contains('*')).unwrap_or(true))
     {
         return Err(NotStorable::VaryStar);
+    }
+    // Lookups can only compare the fields a `Vary` names: a member that names none, left out,
+    // would share the variant of one request's headers (one visitor's cookie) with every other.
+    if headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|name| !name.is_empty() && HeaderName::from_bytes(name.as_bytes()).is_err())
+    {
+        return Err(NotStorable::VaryInvalid);
     }
     Ok(cc)
 }
@@ -636,6 +651,13 @@ mod tests {
             (
                 &[("cache-control", "s-maxage=10"), ("vary", "*")],
                 NotStorable::VaryStar,
+            ),
+            (
+                &[
+                    ("cache-control", "s-maxage=10"),
+                    ("vary", "Accept-Encoding Cookie"),
+                ],
+                NotStorable::VaryInvalid,
             ),
             (&[], NotStorable::NoFreshness),
         ];
