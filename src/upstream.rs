@@ -11,7 +11,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{self, Body, UpstreamBody};
 
@@ -215,6 +215,9 @@ impl Upstream {
             .map(|_| {
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(60))
+                    // Without a timer hyper-util applies the idle timeout only when it checks a
+                    // connection out: those a burst left idle stayed open for good.
+                    .pool_timer(TokioTimer::new())
                     .pool_max_idle_per_host(512)
                     // hyper's default of 100 fields made a page whose app sends more (security
                     // headers, several `Link` and `Set-Cookie` lines) a 502 every time. The
