@@ -350,6 +350,10 @@ struct Activity {
     read: AtomicU64,
     /// The last write could not go out whole (the client is not reading).
     write_blocked: AtomicBool,
+    /// Answers handed to hyper whose bodies are not waiting for their producer (see
+    /// [`Tracked`]): their bytes wait for the client alone. On HTTP/2 a client that opens no
+    /// flow-control window stalls them without the socket ever blocking.
+    waiting_on_client: AtomicUsize,
     /// Request bodies still being received (see [`Uploading`]), and the bytes of them
     /// forwarded so far: body bytes, not socket reads, which on HTTP/2 include PINGs.
     uploading: AtomicUsize,
@@ -364,18 +368,23 @@ struct Seen {
     read: u64,
     busy: bool,
     blocked: bool,
+    /// Every request in flight is an answer waiting for the client.
+    all_on_client: bool,
     uploading: bool,
     uploaded: u64,
 }
 
 impl Activity {
     fn seen(&self) -> Seen {
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
         Seen {
             started: self.started.load(Ordering::Relaxed),
             written: self.written.load(Ordering::Relaxed),
             read: self.read.load(Ordering::Relaxed),
-            busy: self.in_flight.load(Ordering::Relaxed) > 0,
+            busy: in_flight > 0,
             blocked: self.write_blocked.load(Ordering::Relaxed),
+            all_on_client: in_flight > 0
+                && self.waiting_on_client.load(Ordering::Relaxed) >= in_flight,
             uploading: self.uploading.load(Ordering::Relaxed) > 0,
             uploaded: self.uploaded.load(Ordering::Relaxed),
         }
@@ -394,7 +403,7 @@ fn active(before: Seen, now: Seen, closing: bool) -> bool {
     let read = now.read.wrapping_sub(before.read);
     let slack = if closing { CLOSE_FRAMES } else { 0 };
     let sending = written > read.saturating_add(slack);
-    let stalled = written == 0 && now.blocked;
+    let stalled = written == 0 && (now.blocked || now.all_on_client);
     // Only body bytes forwarded count, not bytes read: a request head trickling in
     // (slowloris) must still end, and so must an upload that stops coming (nginx's
     // client_body_timeout) while the client sends HTTP/2 PINGs.
@@ -501,10 +510,7 @@ impl Served {
         match answer {
             // Counted until its body is sent, not just its head.
             Answer::Ready(response) | Answer::Labelled(response, _) => {
-                Served::Ready(Some(response.map(|body| Tracked {
-                    body,
-                    _in_flight: in_flight,
-                })))
+                Served::Ready(Some(response.map(|body| Tracked::new(body, in_flight))))
             }
             Answer::Pending(answer) => Served::Pending {
                 answer,
@@ -532,10 +538,7 @@ impl Future for Served {
                 let Some(in_flight) = in_flight.take() else {
                     return Poll::Pending;
                 };
-                Poll::Ready(Ok(response.map(|body| Tracked {
-                    body,
-                    _in_flight: in_flight,
-                })))
+                Poll::Ready(Ok(response.map(|body| Tracked::new(body, in_flight))))
             }
         }
     }
@@ -545,10 +548,36 @@ impl Future for Served {
 struct InFlight(Arc<Activity>);
 
 /// A response body that keeps its request counted as in flight until hyper is done with it: a
-/// response still sending a long body is not idle.
+/// response still sending a long body is not idle. Counted as waiting on the client (see
+/// [`Activity`]) except while its last poll found its producer (an origin streaming the page)
+/// with nothing ready: a slow origin is not a client that stopped reading.
 struct Tracked {
     body: Body,
-    _in_flight: InFlight,
+    on_producer: bool,
+    in_flight: InFlight,
+}
+
+impl Tracked {
+    fn new(body: Body, in_flight: InFlight) -> Tracked {
+        in_flight
+            .0
+            .waiting_on_client
+            .fetch_add(1, Ordering::Relaxed);
+        Tracked {
+            body,
+            on_producer: false,
+            in_flight,
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.on_producer {
+            let waiting = &self.in_flight.0.waiting_on_client;
+            waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl http_body::Body for Tracked {
@@ -559,7 +588,19 @@ impl http_body::Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, BodyError>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.body).poll_frame(cx);
+        let on_producer = poll.is_pending();
+        if on_producer != this.on_producer {
+            this.on_producer = on_producer;
+            let waiting = &this.in_flight.0.waiting_on_client;
+            if on_producer {
+                waiting.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                waiting.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        poll
     }
 
     fn is_end_stream(&self) -> bool {

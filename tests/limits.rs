@@ -648,6 +648,53 @@ async fn an_http2_reader_with_a_small_window_gets_the_whole_page() {
     );
 }
 
+/// An HTTP/2 client that never opens a flow-control window for its stream does not hold its
+/// connection slot forever: its answer waits on the client as surely as one whose socket is no
+/// longer read, and is dropped the same way (found by the soak: such connections stayed open
+/// for good, the answer counted as in flight).
+#[tokio::test]
+async fn an_http2_client_that_opens_no_window_is_dropped() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(
+        &origin.url(),
+        &["--header-read-timeout", "1s", "--max-connections", "1"],
+    )
+    .await;
+    let literal = |name: &str, value: &str| {
+        let mut field = vec![0u8, name.len() as u8];
+        field.extend_from_slice(name.as_bytes());
+        field.push(value.len() as u8);
+        field.extend_from_slice(value.as_bytes());
+        field
+    };
+    let authority = edge.addr.to_string();
+    let block: Vec<u8> = [
+        literal(":method", "GET"),
+        literal(":scheme", "http"),
+        literal(":authority", &authority),
+        literal(":path", "/page"),
+    ]
+    .concat();
+    // The preface, SETTINGS_INITIAL_WINDOW_SIZE = 0, and one GET on stream 1 (END_STREAM,
+    // END_HEADERS).
+    let mut request =
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00"
+            .to_vec();
+    request.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
+    request.extend_from_slice(b"\x01\x05\x00\x00\x00\x01");
+    request.extend_from_slice(&block);
+    let mut stream = TcpStream::connect(edge.addr).await.expect("connect");
+    stream.write_all(&request).await.expect("write");
+    // Never opens a window. Its slot is the only one: a new client is refused until the edge
+    // lets go.
+    let freed = slot_freed(edge.addr).await;
+    assert!(
+        freed,
+        "an HTTP/2 client that opened no window kept its slot for 10 s"
+    );
+    drop(stream);
+}
+
 /// An HTTP/2 connection that never starts a request is idle however many PINGs or SETTINGS it
 /// sends: their acknowledgements are not responses going out (found by review: counting every
 /// byte written kept such connections forever).
