@@ -1,7 +1,8 @@
-//! Keep-alive connections to the origin that stay idle are closed by the proxy after its pool's
-//! idle timeout (60 s), so a burst of misses does not hold origin connections, and the
-//! descriptors behind them, for the life of the process. Time is paused: tokio's clock jumps
-//! over the idle minute whenever the runtime has nothing else to do.
+//! Keep-alive connections to the origin (and to the app revalidations are forwarded to) that
+//! stay idle are closed by the proxy after its pool's idle timeout (60 s), so a burst of misses
+//! does not hold origin connections, and the descriptors behind them, for the life of the
+//! process. Time is paused: tokio's clock jumps over the idle minute whenever the runtime has
+//! nothing else to do.
 
 mod support;
 
@@ -70,6 +71,44 @@ async fn an_idle_origin_connection_is_closed_after_the_pool_idle_timeout() {
     assert!(
         closed,
         "an origin connection idle for 5 minutes is still open ({} open)",
+        open.load(Ordering::SeqCst)
+    );
+}
+
+/// The same for the connections revalidations are forwarded over (to the app's own
+/// `/api/revalidate`, `--origin-revalidate-url`).
+#[tokio::test(start_paused = true)]
+async fn an_idle_forwarding_connection_is_closed_after_the_pool_idle_timeout() {
+    let (site, _) = origin_counting_connections().await;
+    let (app, open) = origin_counting_connections().await;
+    let forward_to = format!("{app}/api/revalidate");
+    let edge = Edge::start(
+        &site,
+        &[
+            "--workers",
+            "1",
+            "--origin-revalidate-url",
+            &forward_to,
+            "--origin-revalidate-secret",
+            "app-secret-0123456789abcdef",
+        ],
+    )
+    .await;
+    let answer = support::revalidate(
+        edge.addr,
+        serde_json::json!({"secret": support::SECRET, "paths": ["/page"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(open.load(Ordering::SeqCst), 1, "the app was called");
+
+    let closed = eventually(Duration::from_secs(300), || {
+        open.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    assert!(
+        closed,
+        "a forwarding connection idle for 5 minutes is still open ({} open)",
         open.load(Ordering::SeqCst)
     );
 }

@@ -46,7 +46,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
 use tokio::time::{timeout_at, Instant};
@@ -120,7 +120,12 @@ impl Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.timeout));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        // With a timer, as the origin pools have (see `upstream`): without one hyper-util
+        // closes an idle connection only when it next checks it out.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
+            .build(connector);
         Some(Arc::new(Forwarder {
             settings,
             client,
