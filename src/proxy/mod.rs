@@ -696,7 +696,11 @@ impl Proxy {
                 let (host, page) = (fetch.host.clone(), fetch.page.clone());
                 let fetched = this.fetch_for_cache(fetch).await;
                 if let Fetched::Error(error, _) = &fetched {
-                    tracing::warn!(error = %error, host, page, "background refresh failed; keeping the stale copy");
+                    // One line a second: with the origin down, every stale page fails.
+                    static LINES: crate::logging::EverySecond = crate::logging::EverySecond::new();
+                    if let Some(held_back) = LINES.admit() {
+                        tracing::warn!(error = %error, host, page, more_since_last_line = held_back, "background refresh failed; keeping the stale copy");
+                    }
                 }
                 flight.finish(fetched.shared());
             });
