@@ -1415,3 +1415,26 @@ async fn a_vary_that_names_no_field_keeps_the_answer_unstored() {
         ("MISS", "page for user=bob")
     );
 }
+
+/// A `Cache-Control` line holding a byte past ASCII (UTF-8 in an extension's quoted string) is
+/// still read: its `private` keeps the page out of the shared cache.
+#[tokio::test]
+async fn private_is_read_from_a_cache_control_line_with_non_ascii_text() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("account {}", r.count))
+            .cc("s-maxage=60")
+            .cc("private, x-note=\"café\"")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let first = get(edge.addr, "/account").await;
+    assert_eq!(
+        first.header("cache-status"),
+        "isr-edge; fwd=miss; detail=private"
+    );
+    let second = get(edge.addr, "/account").await;
+    assert_eq!(
+        (second.cache(), second.text().as_str()),
+        ("MISS", "account 2")
+    );
+}

@@ -32,9 +32,9 @@ impl CacheControl {
         values.peek()?;
         let mut cc = CacheControl::default();
         for value in values {
-            if let Ok(text) = value.to_str() {
-                cc.merge_str(text);
-            }
+            // Not `to_str`, which refuses any byte past ASCII: a line whose extension quotes
+            // UTF-8 text would be skipped whole, with the `private` or `no-store` beside it.
+            cc.merge_str(&String::from_utf8_lossy(value.as_bytes()));
         }
         Some(cc)
     }
