@@ -1438,3 +1438,35 @@ async fn private_is_read_from_a_cache_control_line_with_non_ascii_text() {
         ("MISS", "account 2")
     );
 }
+
+/// Directives written with `;` or spaces between them (`private;max-age=0`, `no-store no-cache`)
+/// are no directives RFC 9111 knows, but the origin meant the page for one visitor: they keep
+/// it out of the cache that `--default-ttl` would otherwise store it in, as nginx and Varnish,
+/// which look for the words, do.
+#[tokio::test]
+async fn private_or_no_store_written_with_semicolons_keeps_the_page_unstored() {
+    let origin = Origin::start(|r| {
+        let cc = match r.path.as_str() {
+            "/semicolon" => "private;max-age=0",
+            "/spaces" => "no-store no-cache",
+            _ => "max-age=0; private",
+        };
+        Reply::ok(format!("account {}", r.count)).cc(cc)
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &["--default-ttl", "60"]).await;
+    for path in ["/semicolon", "/spaces", "/value"] {
+        let first = get(edge.addr, path).await;
+        assert!(
+            !first.header("cache-status").contains("stored"),
+            "{path}: {}",
+            first.header("cache-status")
+        );
+        let second = get(edge.addr, path).await;
+        assert_eq!(
+            (second.cache(), second.text().as_str()),
+            ("MISS", "account 2"),
+            "{path}"
+        );
+    }
+}

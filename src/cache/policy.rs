@@ -47,6 +47,7 @@ impl CacheControl {
 
     fn merge_str(&mut self, text: &str) {
         for directive in directives(text) {
+            self.merge_malformed(directive.text);
             let seconds = directive.value.and_then(parse_delta_seconds);
             // Compared in place: lowercasing each name allocated once per directive, on every
             // request that carries `Cache-Control` as well as every origin answer.
@@ -75,6 +76,26 @@ impl CacheControl {
                 self.stale_while_revalidate.get_or_insert(seconds);
             } else if is("stale-if-error") {
                 self.stale_if_error = self.stale_if_error.or(seconds);
+            }
+        }
+    }
+
+    /// Directives run together with `;` or spaces (`private;max-age=0`, `no-store no-cache`,
+    /// `max-age=0; private`) are no directive RFC 9111 knows, but the origin meant the page
+    /// for one visitor: their `private`, `no-store` and `no-cache` count, as they do for nginx
+    /// and Varnish, which look for the words. Quoted text is left alone (`x="not private"`).
+    fn merge_malformed(&mut self, item: &str) {
+        let separated = |c: char| c == ';' || c.is_ascii_whitespace();
+        if item.contains('"') || !item.contains(separated) {
+            return;
+        }
+        for word in item.split(|c: char| separated(c) || c == '=') {
+            if word.eq_ignore_ascii_case("no-store") {
+                self.no_store = true;
+            } else if word.eq_ignore_ascii_case("private") {
+                self.private = true;
+            } else if word.eq_ignore_ascii_case("no-cache") {
+                self.no_cache = true;
             }
         }
     }
@@ -603,6 +624,15 @@ mod tests {
             CacheControl::parse("max-age=99999999999999999999999").max_age,
             Some(u64::MAX)
         );
+        for malformed in [
+            "private;max-age=0",
+            "max-age=0; private",
+            "s-maxage=9 private",
+        ] {
+            assert!(CacheControl::parse(malformed).private, "{malformed}");
+        }
+        assert!(!CacheControl::parse("x-note=\"not private\"").private);
+        assert!(!CacheControl::parse("max-age = 60").private);
         let twice = CacheControl::parse("max-age=0, s-maxage=1, max-age=60, s-maxage=2");
         assert_eq!((twice.max_age, twice.s_maxage), (Some(0), Some(1)));
     }
