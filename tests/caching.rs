@@ -1432,6 +1432,12 @@ async fn private_is_read_from_a_cache_control_line_with_non_ascii_text() {
         first.header("cache-status"),
         "isr-edge; fwd=miss; detail=private"
     );
+    // Nor does a cache after this one get told it may keep the page.
+    assert!(
+        !first.header("cache-control").starts_with("public"),
+        "{:?}",
+        first.headers
+    );
     let second = get(edge.addr, "/account").await;
     assert_eq!(
         (second.cache(), second.text().as_str()),

@@ -221,6 +221,28 @@ async fn an_error_page_setting_a_cookie_is_not_shared() {
     }
 }
 
+/// An error page whose `Vary` names a field wrongly (a space for a comma) may be made for the
+/// request's own headers: it goes to that request alone, as one with a valid `Vary` on them
+/// does, not to the requests waiting on the same fetch.
+#[tokio::test]
+async fn an_error_page_with_a_vary_naming_no_field_is_not_shared() {
+    let origin = Origin::start(|_| {
+        Reply::ok("error page for this visitor")
+            .status(500)
+            .header("vary", "Accept-Language X-Visitor")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let responses = burst(edge.addr, "/fails", 10).await;
+    assert_eq!(origin.count("/fails"), 1);
+    let origin_pages = responses
+        .iter()
+        .filter(|r| r.text() == "error page for this visitor")
+        .count();
+    assert_eq!(origin_pages, 1, "only the request that caused it");
+}
+
 /// Requests of another encoding class do not wait on a fetch made for one (an origin varying
 /// on it answers them with another variant), so a compressed error page never reaches a
 /// request that accepts no encoding: it gets its own answer, in plain text.

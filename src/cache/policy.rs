@@ -391,19 +391,24 @@ pub fn check_storable(
     {
         return Err(NotStorable::VaryStar);
     }
-    // Lookups can only compare the fields a `Vary` names: a member that names none, left out,
-    // would share the variant of one request's headers (one visitor's cookie) with every other.
-    if headers
+    if !vary_names_only_fields(headers) {
+        return Err(NotStorable::VaryInvalid);
+    }
+    Ok(cc)
+}
+
+/// Whether every member of the answer's `Vary` is a field name (`*` and text that is not
+/// UTF-8 are [`NotStorable::VaryStar`]'s). Lookups can only compare the fields a `Vary` names:
+/// a member that names none (`Accept-Encoding Cookie`, a space for a comma), left out, would
+/// share the answer made for one request's headers (one visitor's cookie) with every other.
+pub fn vary_names_only_fields(headers: &HeaderMap) -> bool {
+    !headers
         .get_all(header::VARY)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .any(|name| !name.is_empty() && HeaderName::from_bytes(name.as_bytes()).is_err())
-    {
-        return Err(NotStorable::VaryInvalid);
-    }
-    Ok(cc)
 }
 
 /// The freshness half of [`storable_lifetime`], for a response already found storable.

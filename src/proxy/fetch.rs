@@ -449,6 +449,7 @@ impl Proxy {
             || fetch.headers.contains_key(header::COOKIE)
             || head.headers.contains_key(header::SET_COOKIE)
             || varies
+            || !policy::vary_names_only_fields(&head.headers)
             || cache_control.private
             || cache_control.no_store;
         // With a stored copy that can stand in, the body is not waited for: the copy answers,

@@ -58,10 +58,12 @@ impl Proxy {
         if self.settings.browser_cache_control == BrowserCacheControl::Rewrite
             && (stored || names_shared_cache_directives(headers))
         {
-            let origin: Vec<&str> = headers
+            // Every line, as `CacheControl::from_headers` reads them: one skipped for a byte
+            // past ASCII would take its `private` or `no-store` with it.
+            let origin: Vec<std::borrow::Cow<str>> = headers
                 .get_all(header::CACHE_CONTROL)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
                 .collect();
             let origin = (!origin.is_empty()).then(|| origin.join(", "));
             let mut rewritten = browser_cache_control(origin.as_deref());
