@@ -2,7 +2,7 @@
 //! `--max-object-size` within the origin timeout, turned into an entry and admitted. Anything
 //! that cannot be stored streams through (`PrefixedBody` replays what was already read).
 
-use super::headers::{is_compressed, mark, says_it_varies_by_encoding, vary_names};
+use super::headers::{is_compressed, says_it_varies_by_encoding, vary_names};
 use super::*;
 use crate::cache::entry::is_rsc_content;
 use crate::cache::key::named_in_connection;
@@ -212,13 +212,8 @@ impl Proxy {
                 Read::Complete(bytes) => bytes,
                 Read::TooLarge(prefix, rest) => {
                     self.withdraw_replaced_copy(fetch, asked_at, epoch);
-                    let mut response = self.streamed(http::Response::from_parts(
-                        head,
-                        PrefixedBody { prefix, rest },
-                    ));
-                    self.client_facing(response.headers_mut(), false);
-                    says_it_varies_by_encoding(response.headers_mut());
-                    return Some(Fetched::Uncacheable(mark(
+                    let response = http::Response::from_parts(head, PrefixedBody { prefix, rest });
+                    return Some(Fetched::Uncacheable(self.relay(
                         response,
                         unstored,
                         Some("too-large"),

@@ -6,12 +6,16 @@ use super::*;
 
 impl Proxy {
     /// A streamed origin response as clients get it.
-    pub(super) fn relay(
+    pub(super) fn relay<B>(
         &self,
-        response: Response<Incoming>,
+        response: Response<B>,
         status: CacheStatus,
         detail: Option<&str>,
-    ) -> Response<Body> {
+    ) -> Response<Body>
+    where
+        B: HttpBody<Data = Bytes> + Unpin + Send + Sync + 'static,
+        B::Error: Into<crate::body::BoxError>,
+    {
         let mut response = self.streamed(response);
         self.client_facing(response.headers_mut(), false);
         says_it_varies_by_encoding(response.headers_mut());
