@@ -232,6 +232,11 @@ impl PassLabel {
         }
     }
 
+    /// `response` labelled so.
+    fn mark(self, response: Response<Body>) -> Response<Body> {
+        mark(response, self.status, Some(self.detail))
+    }
+
     /// A range or HEAD (`detail`) of a page that cannot be stored, asked for as sent: a miss
     /// like any request for that page (not a bypass, which is configured), asked for the
     /// reason `fwd`.
@@ -683,9 +688,16 @@ impl Proxy {
         peer: IpAddr,
         label: PassLabel,
     ) -> Response<Body> {
-        let (method, request) = (parts.method.clone(), parts.headers.clone());
+        // The conditions alone, not the whole request head.
+        let mut conditions = HeaderMap::new();
+        for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE] {
+            for value in parts.headers.get_all(&name) {
+                conditions.append(name.clone(), value.clone());
+            }
+        }
+        let method = parts.method.clone();
         let response = self.pass(parts, path, body, host, peer, label).await;
-        not_modified_if_met(response, &method, &request)
+        not_modified_if_met(response, &method, &conditions)
     }
 
     fn refresh_in_background(self: &Arc<Self>, fetch: FetchRequest) {
@@ -726,11 +738,7 @@ impl Proxy {
             // Not a forward proxy; and a TRACE would echo the request back, cookies and
             // credentials included, for a script to read (cross-site tracing): nginx refuses
             // it too.
-            return mark(
-                not_for_origin(&parts.method),
-                label.status,
-                Some(label.detail),
-            );
+            return label.mark(not_for_origin(&parts.method));
         }
         // RFC 9110 section 7.6.2: an OPTIONS with no hops left is for this server to answer;
         // otherwise the origin gets one hop fewer.
@@ -738,34 +746,24 @@ impl Proxy {
             .then(|| max_forwards(&parts.headers))
             .flatten();
         if max_forwards == Some(0) {
-            return mark(
-                not_for_origin(&parts.method),
-                label.status,
-                Some(label.detail),
-            );
+            return label.mark(not_for_origin(&parts.method));
         }
         if let Some(coding) = foreign_transfer_coding(&parts.headers) {
             // RFC 9112 section 6.1: a server that does not understand a request's transfer
             // coding answers 501. Forwarded, the body would lose its `Transfer-Encoding`
             // (hop-by-hop) and the origin would read the coded bytes as the content.
-            return mark(
+            return label.mark(
                 body::text(
                     http::StatusCode::NOT_IMPLEMENTED,
                     &format!(
                         "501 Not Implemented: request bodies may only be sent chunked, not in transfer coding {coding:?}"
                     ),
                 ),
-                label.status,
-                Some(label.detail),
             );
         }
         let max_body = self.settings.limits.max_body_size;
         if limit::declared_too_large(&parts.headers, max_body) {
-            return mark(
-                limit::payload_too_large(max_body),
-                label.status,
-                Some(label.detail),
-            );
+            return label.mark(limit::payload_too_large(max_body));
         }
         let mut headers = origin_request_headers(&parts.headers, &host, peer);
         if let Some(hops) = max_forwards {
@@ -786,7 +784,7 @@ impl Proxy {
             upstream_body,
         ) {
             Ok(r) => r,
-            Err(e) => return mark(e.response(), label.status, Some(label.detail)),
+            Err(e) => return label.mark(e.response()),
         };
         let unsafe_method = !matches!(
             parts.method,
@@ -843,7 +841,7 @@ impl Proxy {
                     Some(client) => client.response(max_body),
                     None => e.response(),
                 };
-                mark(answer, label.status, Some(label.detail))
+                label.mark(answer)
             }
         }
     }
