@@ -478,9 +478,7 @@ pub fn parse_query(query: &str) -> Result<RevalidateRequest, BadRequest> {
     let mut object = Map::new();
     let mut paths: Vec<Value> = Vec::new();
     let mut tags: Vec<Value> = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = decode_component(name);
+    for (name, value) in query_params(query) {
         let value = decode_component(value);
         match name.as_str() {
             "path" | "paths" => paths.extend(
@@ -535,16 +533,21 @@ fn query_switch(name: &str, value: &str) -> Result<bool, BadRequest> {
     }
 }
 
-/// Refuses a query giving `secret` twice (its names decoded as [`parse_query`] decodes them),
+/// A query's parameters in order: each name decoded, each value as written (decoded by the
+/// reader that needs it).
+fn query_params(query: &str) -> impl Iterator<Item = (String, &str)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_component(name), value)
+    })
+}
+
+/// Refuses a query giving `secret` twice (its names read by [`query_params`], as for [`parse_query`]),
 /// for a request whose targets are in a JSON body: the query's secret still authorizes it, and
 /// a proxy or log in front may read the other one.
 pub fn check_query_secret(query: &str) -> Result<(), BadRequest> {
-    let secrets = query
-        .split('&')
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
-            decode_component(name) == "secret"
-        })
+    let secrets = query_params(query)
+        .filter(|(name, _)| name == "secret")
         .count();
     if secrets > 1 {
         return Err(given_twice("secret"));
