@@ -542,9 +542,9 @@ fn query_params(query: &str) -> impl Iterator<Item = (String, &str)> {
     })
 }
 
-/// Refuses a query giving `secret` twice (its names read by [`query_params`], as for [`parse_query`]),
-/// for a request whose targets are in a JSON body: the query's secret still authorizes it, and
-/// a proxy or log in front may read the other one.
+/// Refuses a query giving `secret` twice (its names read by [`query_params`], as for
+/// [`parse_query`]), for a request whose targets are in a JSON body: the query's secret still
+/// authorizes it, and a proxy or log in front may read the other one.
 pub fn check_query_secret(query: &str) -> Result<(), BadRequest> {
     let secrets = query_params(query)
         .filter(|(name, _)| name == "secret")
