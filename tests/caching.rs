@@ -214,11 +214,9 @@ async fn accept_encoding_is_folded_into_classes() {
 #[tokio::test]
 async fn browsers_get_gzip_from_an_origin_without_brotli() {
     let origin = Origin::start(|r| {
-        let gzip = r.accepts_gzip();
-        Reply::ok(if gzip { "gzipped" } else { "plain" })
+        Reply::gzip_or_plain(r)
             .cc("s-maxage=60")
             .header("vary", "Accept-Encoding")
-            .gzipped_if(gzip)
     })
     .await;
     let edge = Edge::start(&origin.url(), &[]).await;
@@ -252,13 +250,7 @@ async fn browsers_get_gzip_from_an_origin_without_brotli() {
 /// gzipped one out (each kind of client keeps hitting its own).
 #[tokio::test]
 async fn a_compressed_answer_without_vary_is_kept_for_its_encoding_alone() {
-    let origin = Origin::start(|r| {
-        let gzip = r.accepts_gzip();
-        Reply::ok(if gzip { "gzipped" } else { "plain" })
-            .cc("s-maxage=60")
-            .gzipped_if(gzip)
-    })
-    .await;
+    let origin = Origin::start(|r| Reply::gzip_or_plain(r).cc("s-maxage=60")).await;
     let edge = Edge::start(&origin.url(), &[]).await;
     let browser = [("accept-encoding", "gzip, deflate, br, zstd")];
     let first = get_with(edge.addr, "/c", &browser).await;
@@ -369,13 +361,7 @@ async fn conditional_requests_for_a_page_that_cannot_be_stored_get_304() {
 /// does, so a cache in front of the edge does not hand it to a client without gzip.
 #[tokio::test]
 async fn a_compressed_answer_passed_on_unstored_says_it_varies_by_encoding() {
-    let origin = Origin::start(|r| {
-        let gzip = r.accepts_gzip();
-        Reply::ok(if gzip { "gzipped" } else { "plain" })
-            .cc("private, max-age=60")
-            .gzipped_if(gzip)
-    })
-    .await;
+    let origin = Origin::start(|r| Reply::gzip_or_plain(r).cc("private, max-age=60")).await;
     let edge = Edge::start(&origin.url(), &[]).await;
     let answer = get_with(edge.addr, "/me", &[("accept-encoding", "gzip")]).await;
     assert_eq!(
@@ -396,13 +382,7 @@ async fn a_compressed_answer_passed_on_unstored_says_it_varies_by_encoding() {
 /// The same for an origin's compressed error page, read whole or streamed.
 #[tokio::test]
 async fn a_compressed_error_page_says_it_varies_by_encoding() {
-    let origin = Origin::start(|r| {
-        let gzip = r.accepts_gzip();
-        Reply::ok(if gzip { "gzipped" } else { "plain" })
-            .status(503)
-            .gzipped_if(gzip)
-    })
-    .await;
+    let origin = Origin::start(|r| Reply::gzip_or_plain(r).status(503)).await;
     let edge = Edge::start(&origin.url(), &[]).await;
     let answer = get_with(edge.addr, "/down", &[("accept-encoding", "gzip")]).await;
     assert_eq!(

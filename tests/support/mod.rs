@@ -89,6 +89,12 @@ impl Reply {
             self
         }
     }
+    /// `gzipped` (said to be gzip) to a request accepting gzip, else `plain`: an origin that
+    /// compresses for the clients that ask.
+    pub fn gzip_or_plain(request: &Seen) -> Reply {
+        let gzip = request.accepts_gzip();
+        Reply::ok(if gzip { "gzipped" } else { "plain" }).gzipped_if(gzip)
+    }
 }
 
 type Handler = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
