@@ -28,6 +28,41 @@ fn new_entry(i: usize) -> NewEntry {
     }
 }
 
+/// Request headers asking for `value` in `Accept-Language`.
+fn language(value: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "accept-language",
+        http::HeaderValue::from_str(value).expect("value"),
+    );
+    headers
+}
+
+/// Page `i`'s entry, made for `Accept-Language: value`.
+fn varied(i: usize, value: &str) -> NewEntry {
+    let mut entry = new_entry(i);
+    entry.vary = vec![(
+        http::HeaderName::from_static("accept-language"),
+        Some(value.to_string()),
+    )];
+    entry
+}
+
+/// A hard purge of the tag every page carries, on a thread of its own; joined, it says how many
+/// URLs it selected.
+fn purge_every_page_in_background(cache: &Arc<Cache>) -> std::thread::JoinHandle<usize> {
+    let cache = cache.clone();
+    std::thread::spawn(move || {
+        cache
+            .purge(
+                &Selector::Tag("all-pages"),
+                None,
+                PurgeRun::of(PurgeMode::Hard),
+            )
+            .urls
+    })
+}
+
 /// Admits `count` entries spread over pages and query variants, with the same pages coming back
 /// (replacements) as well as new ones (evictions).
 fn churn(cache: &Cache, thread: usize, count: usize) {
@@ -166,42 +201,18 @@ fn a_lookup_after_a_purge_finds_nothing() {
 fn withdrawing_variants_during_a_purge_never_brings_a_purged_page_back() {
     const URLS: usize = 20_000;
     let cache = Arc::new(Cache::new(1 << 30));
-    let language = |value: &str| {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "accept-language",
-            http::HeaderValue::from_str(value).expect("value"),
-        );
-        headers
-    };
     let keys: Vec<_> = (0..URLS)
         .map(|i| primary_key("h", &format!("/p{i}"), None))
         .collect();
     for (i, key) in keys.iter().enumerate() {
         for value in ["en", "fr"] {
-            let mut entry = new_entry(i);
-            entry.vary = vec![(
-                http::HeaderName::from_static("accept-language"),
-                Some(value.to_string()),
-            )];
             let epoch = cache.epoch();
-            cache.admit(key, &format!("/p{i}"), entry, epoch);
+            cache.admit(key, &format!("/p{i}"), varied(i, value), epoch);
         }
     }
     let (english, french) = (language("en"), language("fr"));
     assert!(keys.iter().all(|key| cache.lookup(key, &english).is_some()));
-    let purging = {
-        let cache = cache.clone();
-        std::thread::spawn(move || {
-            cache
-                .purge(
-                    &Selector::Tag("all-pages"),
-                    None,
-                    PurgeRun::of(PurgeMode::Hard),
-                )
-                .urls
-        })
-    };
+    let purging = purge_every_page_in_background(&cache);
     let mut withdrawn = 0;
     for key in keys.iter().rev() {
         withdrawn +=
@@ -228,22 +239,6 @@ fn a_variant_admitted_during_a_purge_never_brings_a_purged_one_back() {
     const URLS: usize = 20_000;
     const ROUNDS: usize = 4;
     let cache = Arc::new(Cache::new(1 << 30));
-    let language = |value: &str| {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "accept-language",
-            http::HeaderValue::from_str(value).expect("value"),
-        );
-        headers
-    };
-    let varied = |i: usize, value: &str| {
-        let mut entry = new_entry(i);
-        entry.vary = vec![(
-            http::HeaderName::from_static("accept-language"),
-            Some(value.to_string()),
-        )];
-        entry
-    };
     let keys: Vec<_> = (0..URLS)
         .map(|i| primary_key("h", &format!("/p{i}"), None))
         .collect();
@@ -255,18 +250,7 @@ fn a_variant_admitted_during_a_purge_never_brings_a_purged_one_back() {
         }
         assert!(keys.iter().all(|key| cache.lookup(key, &english).is_some()));
         let before = cache.epoch();
-        let purging = {
-            let cache = cache.clone();
-            std::thread::spawn(move || {
-                cache
-                    .purge(
-                        &Selector::Tag("all-pages"),
-                        None,
-                        PurgeRun::of(PurgeMode::Hard),
-                    )
-                    .urls
-            })
-        };
+        let purging = purge_every_page_in_background(&cache);
         // Fetches that started once the purge was logged: their own answers may be stored.
         while cache.epoch() == before {
             std::hint::spin_loop();
