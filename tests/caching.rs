@@ -356,6 +356,17 @@ async fn conditional_requests_for_a_page_that_cannot_be_stored_get_304() {
     assert_eq!(origin.count("/account"), 5);
 }
 
+/// The answer says `Vary: Accept-Encoding`, and nothing more.
+fn assert_varies_by_encoding(answer: &support::Resp) {
+    assert!(
+        answer
+            .header("vary")
+            .eq_ignore_ascii_case("accept-encoding"),
+        "{:?}",
+        answer.headers
+    );
+}
+
 /// A compressed answer passed on unstored (private) was asked for with the edge's encoding
 /// class, not the client's `Accept-Encoding`: it says `Vary: Accept-Encoding` as a stored one
 /// does, so a cache in front of the edge does not hand it to a client without gzip.
@@ -368,13 +379,7 @@ async fn a_compressed_answer_passed_on_unstored_says_it_varies_by_encoding() {
         (answer.cache(), answer.header("content-encoding")),
         ("MISS", "gzip")
     );
-    assert!(
-        answer
-            .header("vary")
-            .eq_ignore_ascii_case("accept-encoding"),
-        "{:?}",
-        answer.headers
-    );
+    assert_varies_by_encoding(&answer);
     let plain = get(edge.addr, "/me").await;
     assert_eq!(plain.header("vary"), "");
 }
@@ -389,13 +394,7 @@ async fn a_compressed_error_page_says_it_varies_by_encoding() {
         (answer.status, answer.header("content-encoding")),
         (503, "gzip")
     );
-    assert!(
-        answer
-            .header("vary")
-            .eq_ignore_ascii_case("accept-encoding"),
-        "{:?}",
-        answer.headers
-    );
+    assert_varies_by_encoding(&answer);
 }
 
 /// The same for a compressed answer found too large only while it was read (sent chunked,
@@ -421,13 +420,7 @@ async fn a_compressed_answer_found_too_large_while_read_says_it_varies_by_encodi
         "{:?}",
         answer.headers
     );
-    assert!(
-        answer
-            .header("vary")
-            .eq_ignore_ascii_case("accept-encoding"),
-        "{:?}",
-        answer.headers
-    );
+    assert_varies_by_encoding(&answer);
 }
 
 #[tokio::test]
