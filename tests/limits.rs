@@ -474,6 +474,22 @@ async fn a_long_http2_body_is_not_cut_off_as_idle() {
     );
 }
 
+/// An origin streaming a page with pauses of several periods is not a client that stopped
+/// reading: while the answer's body waits on the origin, the connection is not idle, over
+/// HTTP/1.1 and HTTP/2 alike (an answer counts as waiting on the client only while its body
+/// has bytes ready).
+#[tokio::test]
+async fn an_origin_pausing_for_several_periods_is_not_taken_for_a_stalled_client() {
+    let origin = chunked_origin("line\n".into(), 3, Duration::from_millis(700)).await;
+    let edge = Edge::start(&origin, &["--header-read-timeout", "200ms"]).await;
+    let h1 = get(edge.addr, "/paused");
+    let h2 = support::get_h2(edge.addr, "/paused");
+    let (h1, h2) = tokio::join!(h1, h2);
+    for answer in [h1, h2] {
+        assert_eq!(answer.text(), "line\n".repeat(3), "{:?}", answer.headers);
+    }
+}
+
 /// A slow reader of a large cached page is not idle: the page was handed to hyper at once,
 /// but the connection is still sending it, however many periods that takes.
 #[tokio::test]
