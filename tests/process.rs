@@ -375,6 +375,48 @@ async fn origin_failures_are_logged_once_a_second() {
     );
 }
 
+/// Connections refused over `--max-connections` are one warning a second with a count, not a
+/// line each: a flood would otherwise write a line per connection.
+#[tokio::test]
+async fn refused_connections_are_logged_once_a_second() {
+    let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=60")).await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--origin", &origin.url(), "--listen", &listen];
+    let (mut child, mut lines) =
+        start(SECRET, &[&args[..], &["--max-connections", "1"]].concat()).await;
+    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    // The one slot, held by a keep-alive connection.
+    let mut held = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut held, b"GET /held HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = tokio::io::AsyncReadExt::read(&mut held, &mut buf)
+        .await
+        .expect("answer");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    for _ in 0..20 {
+        let refused = support::raw(addr, "GET /over HTTP/1.1\r\nhost: a\r\n\r\n").await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    }
+    let mut refusals = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(line) = lines.recv().await {
+            if line.contains("connection limit reached") {
+                refusals.push(line);
+            }
+        }
+    })
+    .await;
+    let _ = child.kill().await;
+    assert!(
+        !refusals.is_empty(),
+        "no line said connections were refused"
+    );
+    assert!(refusals.len() < 20, "one line per refusal: {refusals:?}");
+}
+
 /// An origin that fails in the middle of a page being read for the cache (cut short, or too
 /// slow to send it) is in the log too: the client gets a 502 or 504 and the metrics count an
 /// origin error all the same, but only a failure before the response head was logged.
