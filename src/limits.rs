@@ -5,8 +5,8 @@
 
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -216,22 +216,47 @@ impl ClientFault {
 /// Why a client body forwarded through [`Capped`] failed, if it did. The origin request fails
 /// with it, and the answer (413, 400, 408) and the metrics must then blame the client: a 502 or
 /// 504 and an origin error would let any client make a healthy origin look broken.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BodyFault {
     too_large: AtomicBool,
     unreadable: AtomicBool,
     /// The last read of the client's body found nothing yet: the origin request is waiting on
     /// the client, not the other way round (an origin that stops reading stops asking).
     awaiting_client: AtomicBool,
-    /// When bytes of the body were last forwarded (see [`BodyFault::last_forwarded`]).
-    forwarded_at: Mutex<Option<Instant>>,
+    /// When bytes of the body were last forwarded (see [`BodyFault::last_forwarded`]), as
+    /// nanoseconds after `since` plus one; 0: none yet. An atomic, not a lock: it is written
+    /// for every chunk of an upload.
+    forwarded_at: AtomicU64,
+    /// When the body started: what `forwarded_at` counts from. Per body rather than per
+    /// process, so an instant from one runtime's paused test clock is never measured against
+    /// another's.
+    since: Instant,
 }
 
 impl BodyFault {
+    fn new() -> BodyFault {
+        BodyFault {
+            too_large: AtomicBool::new(false),
+            unreadable: AtomicBool::new(false),
+            awaiting_client: AtomicBool::new(false),
+            forwarded_at: AtomicU64::new(0),
+            since: Instant::now(),
+        }
+    }
+
     /// When bytes of the body were last passed to the origin, if any were: the origin timeout
     /// counts from then, as an upload still coming is the client's pace, not a slow origin.
     pub fn last_forwarded(&self) -> Option<Instant> {
-        *self.forwarded_at.lock().unwrap_or_else(|p| p.into_inner())
+        let stored = self.forwarded_at.load(Ordering::Relaxed);
+        stored
+            .checked_sub(1)
+            .map(|nanos| self.since + Duration::from_nanos(nanos))
+    }
+
+    fn forwarded_now(&self) {
+        // u64 nanoseconds last 584 years; past that, the last instant that fits.
+        let nanos = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.forwarded_at.store(nanos + 1, Ordering::Relaxed);
     }
 
     /// Whether `error`, failing the origin request this body went with, is the client's
@@ -270,7 +295,7 @@ pub struct TooLarge;
 
 impl<B> Capped<B> {
     pub fn new(inner: B, limit: u64) -> (Capped<B>, Arc<BodyFault>) {
-        let fault = Arc::new(BodyFault::default());
+        let fault = Arc::new(BodyFault::new());
         let capped = Capped {
             inner,
             remaining: limit,
@@ -323,11 +348,7 @@ where
                 return Poll::Ready(Some(Err(Box::new(TooLarge))));
             }
             self.remaining -= len;
-            *self
-                .fault
-                .forwarded_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            self.fault.forwarded_now();
             if let Some(uploading) = &self.uploading {
                 uploading.forwarded(data.len());
             }
@@ -406,6 +427,38 @@ where
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    /// The origin timeout counts from the instant the last chunk was forwarded, exactly as
+    /// the clock read it (not rounded), and from nothing before the first.
+    #[tokio::test(start_paused = true)]
+    async fn the_last_forwarded_instant_is_the_last_chunks() {
+        use http_body_util::BodyExt;
+        let chunks = Chunks(vec![Bytes::from("cd"), Bytes::from("ab")]);
+        let (mut capped, fault) = Capped::new(chunks, 10);
+        assert_eq!(fault.last_forwarded(), None);
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        let _ = capped.frame().await;
+        assert_eq!(fault.last_forwarded(), Some(Instant::now()));
+        tokio::time::advance(Duration::from_nanos(2_000_000_001)).await;
+        let _ = capped.frame().await;
+        assert_eq!(fault.last_forwarded(), Some(Instant::now()));
+        assert!(capped.frame().await.is_none());
+    }
+
+    /// A body of these chunks, last first.
+    struct Chunks(Vec<Bytes>);
+
+    impl HttpBody for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop().map(|chunk| Ok(Frame::data(chunk))))
+        }
+    }
 
     /// The 400 names what was refused: an HTTP/2 `:authority` with userinfo is named as such,
     /// not as a missing or valid `Host`.
