@@ -593,10 +593,7 @@ impl Proxy {
         host: String,
         peer: IpAddr,
     ) -> FetchRequest {
-        let path_and_query = match parts.uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_string(),
-        };
+        let path_and_query = origin_target(path, parts.uri.query()).into_owned();
         FetchRequest {
             page: page_path(path).into_owned(),
             key,
@@ -769,10 +766,7 @@ impl Proxy {
         if let Some(hops) = max_forwards {
             headers.insert(header::MAX_FORWARDS, http::HeaderValue::from(hops - 1));
         }
-        let path_and_query = match parts.uri.query() {
-            Some(query) => Cow::Owned(format!("{path}?{query}")),
-            None => Cow::Borrowed(path.as_str()),
-        };
+        let path_and_query = origin_target(&path, parts.uri.query());
         let uploading = parts.extensions.remove::<Uploading>();
         let (capped, fault) = Capped::new(body, max_body);
         let capped = capped.holding(uploading);
@@ -844,6 +838,16 @@ impl Proxy {
                 label.mark(answer)
             }
         }
+    }
+}
+
+/// The target a request is sent to the origin with, a fetch for the cache and a pass alike:
+/// the normalised `path` (the raw one could climb out of the origin's base path) and the
+/// query as the client sent it.
+fn origin_target<'a>(path: &'a str, query: Option<&str>) -> Cow<'a, str> {
+    match query {
+        Some(query) => Cow::Owned(format!("{path}?{query}")),
+        None => Cow::Borrowed(path),
     }
 }
 
@@ -1079,6 +1083,14 @@ fn not_for_origin(method: &Method) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_origin_target_is_the_path_and_the_query_as_sent() {
+        assert_eq!(origin_target("/a/b", None), "/a/b");
+        assert_eq!(origin_target("/a", Some("x=1&y")), "/a?x=1&y");
+        // An empty query is kept: the origin may tell `/a?` from `/a`.
+        assert_eq!(origin_target("/a", Some("")), "/a?");
+    }
 
     #[test]
     fn a_lookup_key_built_inside_another_lookup_is_its_own() {
