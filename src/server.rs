@@ -61,6 +61,13 @@ const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: c
 /// connection over the limit is closed without an answer.
 pub const REFUSING_MAX: usize = 256;
 
+/// Permits of a semaphore counting up to `max_connections` at once (connections here, the
+/// orphans of `proxy`). A semaphore panics past its own maximum, far above any real limit: a
+/// larger one (a "no limit" `usize::MAX`, as settings built in code may say) is that maximum.
+pub(crate) fn connection_slots(max_connections: usize) -> usize {
+    max_connections.min(tokio::sync::Semaphore::MAX_PERMITS)
+}
+
 /// Serves `listener` until `shutdown` completes, then stops accepting and lets in-flight
 /// requests finish until the deadline.
 ///
@@ -76,11 +83,7 @@ pub async fn serve(
     settings: ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) {
-    // A semaphore panics past its own maximum, far above any real limit: a larger one (a
-    // "no limit" `u64::MAX`) is that maximum, as for the orphans of `proxy`.
-    let slots = settings
-        .max_connections
-        .min(tokio::sync::Semaphore::MAX_PERMITS);
+    let slots = connection_slots(settings.max_connections);
     let slots = Arc::new(tokio::sync::Semaphore::new(slots));
     let refusing = Arc::new(tokio::sync::Semaphore::new(REFUSING_MAX));
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -829,6 +832,15 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_limit_past_what_a_semaphore_holds_is_its_maximum() {
+        assert_eq!(connection_slots(4096), 4096);
+        let most = connection_slots(usize::MAX);
+        assert_eq!(most, tokio::sync::Semaphore::MAX_PERMITS);
+        // Does not panic.
+        let _ = tokio::sync::Semaphore::new(most);
+    }
 
     /// One watchdog period, each reason for calling it active on its own.
     #[test]

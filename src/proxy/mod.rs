@@ -854,7 +854,7 @@ fn origin_target<'a>(path: &'a str, query: Option<&str>) -> Cow<'a, str> {
 /// Unsafe exchanges that may run on after their clients went away (see [`Orphan`]): as many as
 /// the connection limit lets run with their clients there.
 fn orphan_capacity(settings: &ProxySettings) -> usize {
-    settings.limits.max_connections.min(Semaphore::MAX_PERMITS)
+    crate::server::connection_slots(settings.limits.max_connections)
 }
 
 /// An unsafe request's exchange with the origin, run in a task of its own (see `Proxy::pass`),
@@ -1083,6 +1083,29 @@ fn not_for_origin(method: &Method) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Settings built in code need not know the semaphore's maximum: a proxy allowing
+    /// "any number" of connections is built, not a panic.
+    #[test]
+    fn a_proxy_allowing_any_number_of_connections_is_built() {
+        let settings = ProxySettings {
+            max_object_size: 1 << 20,
+            freshness: FreshnessRules::default(),
+            honor_client_no_cache: false,
+            conditional_refresh: true,
+            browser_cache_control: BrowserCacheControl::Rewrite,
+            tag_headers: Vec::new(),
+            limits: Limits {
+                max_connections: usize::MAX,
+                ..Limits::default()
+            },
+            bypass_cookies: Vec::new(),
+            keep_tag_headers: false,
+        };
+        let cache = Arc::new(Cache::new(1 << 20));
+        let proxy = Proxy::with_origins(cache, Origins::new(None, Vec::new()), settings);
+        assert!(!proxy.orphans_running());
+    }
 
     #[test]
     fn the_origin_target_is_the_path_and_the_query_as_sent() {
