@@ -417,6 +417,47 @@ async fn refused_connections_are_logged_once_a_second() {
     assert!(refusals.len() < 20, "one line per refusal: {refusals:?}");
 }
 
+/// A 304 to a fetch that sent no validators is an origin bug: the client gets a 502 (not an
+/// empty page), nothing is stored, and the log says so, naming host and page but not the
+/// query (it may carry a token), one line a second however many requests meet it. Only a
+/// protocol-error count showed it.
+#[tokio::test]
+async fn a_304_to_a_request_without_conditions_is_logged() {
+    let origin = Origin::start(|_| Reply::ok("").status(304).cc("s-maxage=60")).await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, mut lines) =
+        start(SECRET, &["--origin", &origin.url(), "--listen", &listen]).await;
+    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    let host = [("host", "shop.example")];
+    for _ in 0..10 {
+        let answer = support::get_with(addr, "/odd?token=s3cret", &host).await;
+        assert_eq!(answer.status, 502, "{}", answer.text());
+        assert!(answer.text().contains("304"), "{}", answer.text());
+    }
+    assert_eq!(origin.count("/odd?token=s3cret"), 10, "a 304 was stored");
+    let mut warnings = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(line) = lines.recv().await {
+            if line.contains("304 Not Modified to a request without conditions") {
+                warnings.push(line);
+            }
+        }
+    })
+    .await;
+    let _ = child.kill().await;
+    assert!(!warnings.is_empty(), "no line said the origin answered 304");
+    assert!(warnings.len() < 10, "one line per request: {warnings:?}");
+    assert!(
+        warnings[0].contains("shop.example") && warnings[0].contains("page=/odd"),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings.iter().any(|l| l.contains("s3cret")),
+        "{warnings:?}"
+    );
+}
+
 /// An origin that fails in the middle of a page being read for the cache (cut short, or too
 /// slow to send it) is in the log too: the client gets a 502 or 504 and the metrics count an
 /// origin error all the same, but only a failure before the response head was logged.

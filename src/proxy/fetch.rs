@@ -71,13 +71,24 @@ impl Proxy {
         // Without a copy there is nothing a 304 could confirm: `fetch_once` answers it itself.
         match self.fetch_once(&fetch, None).await {
             Some(fetched) => fetched,
-            None => self.unasked_not_modified(),
+            None => self.unasked_not_modified(&fetch),
         }
     }
 
     /// A 304 to a fetch without conditions answers nothing it asked, and a client that sent
-    /// none would get an empty page: a protocol error.
-    fn unasked_not_modified(&self) -> Fetched {
+    /// none would get an empty page: a protocol error (a 502, or the stale copy), never stored.
+    /// An origin bug nothing else would show the operator but a count of protocol errors: one
+    /// line a second, naming the page (not its query, which may carry a token).
+    fn unasked_not_modified(&self, fetch: &FetchRequest) -> Fetched {
+        static LINES: crate::logging::EverySecond = crate::logging::EverySecond::new();
+        if let Some(held_back) = LINES.admit() {
+            tracing::warn!(
+                host = %fetch.host,
+                page = %fetch.page,
+                more_since_last_line = held_back,
+                "origin answered 304 Not Modified to a request without conditions; treated as an origin error"
+            );
+        }
         self.metrics.origin_error("protocol");
         Fetched::Error(
             UpstreamError::Protocol("origin answered 304 to a request without conditions".into()),
@@ -150,7 +161,7 @@ impl Proxy {
                 return self.confirm(copy, head.headers, fetch, epoch);
             }
             // The client's conditions were stripped above.
-            return Some(self.unasked_not_modified());
+            return Some(self.unasked_not_modified(fetch));
         }
         if status.is_server_error() {
             self.metrics.origin_error("status");
