@@ -42,7 +42,7 @@ use tokio::time::Instant;
 
 use crate::body::{self, Answer, Body};
 use crate::cache::entry::{cache_status_header, is_rsc_request, not_modified_by, NOT_IN_304};
-use crate::cache::inflight::{Inflight, Joined};
+use crate::cache::inflight::{Flight, Inflight, Joined, Waited};
 use crate::cache::key::{
     canonical_host, encoding_class, is_plain_host, names_rsc_payload, normalized, page_path,
     primary_key, primary_key_text, push_plain_key, split_key, vary_value, Key,
@@ -634,45 +634,54 @@ impl Proxy {
         as_sent: &mut Option<PassAsSent>,
     ) -> Fetched {
         match self.inflight.join(&self.flight_key(&fetch)) {
-            Joined::Leader(flight) => {
-                let (sender, receiver) = oneshot::channel();
-                let this = self.clone();
-                // Own task: the fetch completes (and followers are served) even if this
-                // client goes away.
-                tokio::spawn(async move {
-                    let fetched = this.fetch_for_cache(fetch).await;
-                    flight.finish(fetched.shared());
-                    let _ = sender.send(fetched);
-                });
-                receiver.await.unwrap_or_else(|_| {
-                    Fetched::Error(
-                        UpstreamError::Protocol("origin fetch task ended".into()),
-                        None,
-                    )
-                })
-            }
+            Joined::Leader(flight) => self.lead(flight, fetch).await,
             Joined::Follower(follower) => {
                 self.metrics.coalesced_wait();
                 match follower.outcome().await {
-                    Some(Shared::Entry(entry, admitted))
+                    Waited::Outcome(Shared::Entry(entry, admitted))
                         if entry.matches_at(&fetch.headers, names_rsc_payload(&fetch.key)) =>
                     {
                         Fetched::Entry(entry, admitted)
                     }
                     // Of this request's encoding class: the flight key holds it.
-                    Some(Shared::Error(error, page)) => {
+                    Waited::Outcome(Shared::Error(error, page)) => {
                         Fetched::Error(error, page.map(OriginAnswer::Read))
                     }
                     // A range or HEAD of a page that cannot be stored is asked for as sent.
-                    Some(Shared::Uncacheable) => match as_sent.take() {
+                    Waited::Outcome(Shared::Uncacheable) => match as_sent.take() {
                         Some(as_sent) => Fetched::Unshared(as_sent),
                         None => self.fetch_for_cache(fetch).await,
                     },
-                    // A Vary mismatch or an abandoned leader: ask on our own.
-                    _ => self.fetch_for_cache(fetch).await,
+                    // The leader went away without an outcome, and this request was first to
+                    // join again.
+                    Waited::Lead(flight) => self.lead(flight, fetch).await,
+                    // A Vary mismatch, or leaders that went away again and again: ask on our
+                    // own.
+                    Waited::Outcome(Shared::Entry(..)) | Waited::Alone => {
+                        self.fetch_for_cache(fetch).await
+                    }
                 }
             }
         }
+    }
+
+    /// The fetch for `flight`'s followers and this request.
+    async fn lead(self: &Arc<Self>, flight: Flight<Shared>, fetch: FetchRequest) -> Fetched {
+        let (sender, receiver) = oneshot::channel();
+        let this = self.clone();
+        // Own task: the fetch completes (and followers are served) even if this client goes
+        // away.
+        tokio::spawn(async move {
+            let fetched = this.fetch_for_cache(fetch).await;
+            flight.finish(fetched.shared());
+            let _ = sender.send(fetched);
+        });
+        receiver.await.unwrap_or_else(|_| {
+            Fetched::Error(
+                UpstreamError::Protocol("origin fetch task ended".into()),
+                None,
+            )
+        })
     }
 
     /// [`Proxy::pass`] for a range or HEAD of a page that cannot be stored. Its conditions
