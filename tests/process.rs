@@ -5,6 +5,8 @@
 mod support;
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::{Origin, Reply, SECRET};
@@ -524,4 +526,46 @@ async fn a_failed_background_refresh_names_its_page() {
     assert!(line.contains("/news/"), "{line}");
     assert!(!line.contains("x=1"), "the query may carry a token: {line}");
     assert!(failed.len() < 20, "one line per failed refresh: {failed:?}");
+}
+
+/// With the origin down, every expired page served as stale-if-error would be a log line per
+/// request: it is one line a second with a count, as the origin's own failure is.
+#[tokio::test]
+async fn stale_copies_served_for_a_failing_origin_are_one_line_a_second() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let flag = failing.clone();
+    let origin = Origin::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Reply::ok("down").status(500)
+        } else {
+            Reply::ok("kept").cc("s-maxage=1, stale-if-error=300")
+        }
+    })
+    .await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, mut lines) =
+        start(SECRET, &["--origin", &origin.url(), "--listen", &listen]).await;
+    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    assert_eq!(support::get(addr, "/page").await.text(), "kept");
+    failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..10 {
+        let answer = support::get(addr, "/page").await;
+        assert_eq!((answer.status, answer.text().as_str()), (200, "kept"));
+        assert_eq!(answer.cache(), "STALE");
+    }
+    let mut warnings = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(line) = lines.recv().await {
+            if line.contains("serving stale copy") {
+                warnings.push(line);
+            }
+        }
+    })
+    .await;
+    let _ = child.kill().await;
+    assert!(!warnings.is_empty(), "no line said a stale copy was served");
+    assert!(warnings.len() < 10, "one line per request: {warnings:?}");
+    assert!(warnings[0].contains("path=/page"), "{warnings:?}");
 }

@@ -497,7 +497,13 @@ impl Proxy {
                     if let Some(copy) = copy.filter(|e| e.usable_on_error(now)) {
                         let host = request_host(&parts).unwrap_or_default();
                         let path = normalized(parts.uri.path());
-                        tracing::warn!(error = %error, host, path = %path, "origin failed; serving stale copy");
+                        // One line a second: with the origin down, every expired page a
+                        // visitor asks for comes here.
+                        static LINES: crate::logging::EverySecond =
+                            crate::logging::EverySecond::new();
+                        if let Some(held_back) = LINES.admit() {
+                            tracing::warn!(error = %error, host, path = %path, more_since_last_line = held_back, "origin failed; serving stale copy");
+                        }
                         this.metrics.stale_served(StaleReason::StaleIfError);
                         let status = CacheStatus::StaleIfError;
                         let response = copy.to_response(&parts.method, &parts.headers, status, now);
