@@ -83,6 +83,7 @@ fn entry(tags: &[Box<str>]) -> NewEntry {
             fresh_for: Duration::from_secs(3600),
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
+            must_revalidate: false,
         },
         initial_age: Duration::ZERO,
         freshness_field: Default::default(),

@@ -84,6 +84,7 @@ impl RouteRule {
             fresh_for: ttl,
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: rules.default_stale_if_error,
+            must_revalidate: false,
         });
         let lifetime = self.apply(Lifetime {
             fresh_for: ttl,
@@ -102,6 +103,8 @@ impl RouteRule {
                 .stale_while_revalidate
                 .unwrap_or(origin.stale_while_revalidate),
             stale_if_error: self.stale_if_error.unwrap_or(origin.stale_if_error),
+            // The rule's own stale window is the operator's word over the origin's.
+            must_revalidate: origin.must_revalidate && self.stale_while_revalidate.is_none(),
         }
     }
 }
@@ -194,6 +197,12 @@ mod tests {
         );
         let l = lifetime(&r, &headers(Some("max-age=0, must-revalidate"))).expect("stored");
         assert_eq!(l.fresh_for, secs(10));
+        assert!(
+            !l.must_revalidate,
+            "the rule's stale window is the operator's word"
+        );
+        let strict = lifetime(&rule("/p"), &headers(Some("s-maxage=60, must-revalidate")));
+        assert!(strict.expect("stored").must_revalidate);
         for (cc, why) in [
             ("private", NotStorable::Private),
             ("no-store", NotStorable::NoStore),

@@ -22,6 +22,7 @@ fn new_entry(i: usize) -> NewEntry {
             fresh_for: Duration::from_secs(600),
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
+            must_revalidate: false,
         },
         initial_age: Duration::ZERO,
         freshness_field: Default::default(),

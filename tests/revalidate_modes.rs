@@ -117,6 +117,36 @@ async fn a_soft_purge_does_not_revive_a_copy_kept_only_for_errors() {
     assert_eq!(next.text(), "v2");
 }
 
+/// `must-revalidate` (and `proxy-revalidate`, its shared-cache form) forbids serving a copy
+/// stale: after a soft purge the next request waits for the origin, revalidating with the
+/// copy's validators, instead of getting the old page marked STALE.
+#[tokio::test]
+async fn a_soft_purge_does_not_serve_stale_what_must_be_revalidated() {
+    for directive in ["must-revalidate", "proxy-revalidate"] {
+        let origin = Origin::start(move |r| {
+            Reply::ok(format!("v{}", r.count)).cc(&format!("s-maxage=600, {directive}"))
+        })
+        .await;
+        let edge = Edge::start(&origin.url(), &[]).await;
+        store(&edge, "/m").await;
+        let a = revalidate(
+            edge.addr,
+            json!({"secret": SECRET, "paths": ["/m"], "mode": "soft"}),
+        )
+        .await
+        .json();
+        assert_eq!(
+            (a["mode"].as_str(), a["evicted"].as_u64()),
+            (Some("soft"), Some(1))
+        );
+        let next = get(edge.addr, "/m").await;
+        assert_ne!(next.cache(), "STALE", "{directive}");
+        assert_eq!(next.text(), "v2", "{directive}: the old copy was served");
+        assert_eq!(get(edge.addr, "/m").await.cache(), "HIT", "{directive}");
+        assert_eq!(origin.count("/m"), 2, "{directive}");
+    }
+}
+
 #[tokio::test]
 async fn warm_refetches_so_the_next_request_is_a_hit_with_the_new_body() {
     let origin = origin(Duration::ZERO).await;

@@ -161,6 +161,9 @@ pub struct Entry {
     /// cache's own member is the line after them.
     upstream_statuses: u8,
     soft_purged: AtomicBool,
+    /// [`Lifetime::must_revalidate`]; kept beside the flags, not in [`StoredLifetime`], where
+    /// it would cost a word of padding.
+    must_revalidate: bool,
     /// The origin's newer answer for this variant could not be stored (private now, too
     /// large): lookups pass it by until its value is replaced or evicted. A flag on the entry,
     /// not a new value, so an admission or purge running at the same moment cannot undo it
@@ -633,6 +636,7 @@ impl Entry {
             stored_at: StoredAt::of(now),
             initial_age: Millis::of(new.initial_age),
             soft_purged: AtomicBool::new(false),
+            must_revalidate: new.lifetime.must_revalidate,
             withdrawn: AtomicBool::new(false),
         }
     }
@@ -651,6 +655,7 @@ impl Entry {
             fresh_for: self.lifetime.fresh_for.get(),
             stale_while_revalidate: self.lifetime.stale_while_revalidate.get(),
             stale_if_error: self.lifetime.stale_if_error.get(),
+            must_revalidate: self.must_revalidate,
         }
     }
 
@@ -1295,6 +1300,7 @@ mod tests {
                     fresh_for: Duration::from_secs(10),
                     stale_while_revalidate: Duration::ZERO,
                     stale_if_error: Duration::ZERO,
+                    must_revalidate: false,
                 },
                 initial_age,
                 freshness_field: Default::default(),
@@ -1390,6 +1396,7 @@ mod tests {
                 fresh_for: Duration::from_secs(10),
                 stale_while_revalidate: Duration::ZERO,
                 stale_if_error: Duration::ZERO,
+                must_revalidate: false,
             },
             initial_age: Duration::ZERO,
             freshness_field: Default::default(),

@@ -235,6 +235,10 @@ pub struct Lifetime {
     pub fresh_for: Duration,
     pub stale_while_revalidate: Duration,
     pub stale_if_error: Duration,
+    /// The origin forbade serving the copy stale (`must-revalidate`, `proxy-revalidate`), and
+    /// no route rule gave it a stale window of its own: a soft purge then makes it wait for the
+    /// origin (revalidated with its validators) instead of serving it stale.
+    pub must_revalidate: bool,
 }
 
 impl Lifetime {
@@ -449,6 +453,7 @@ fn freshness_lifetime(
         fresh_for: fresh_for.min(Duration::from_secs(10 * 365 * 24 * 3600)),
         stale_while_revalidate: swr,
         stale_if_error: sie,
+        must_revalidate: cc.must_revalidate,
     })
 }
 
@@ -480,8 +485,12 @@ pub enum Freshness {
 pub fn freshness(lifetime: &Lifetime, age: Duration, soft_purged: bool) -> Freshness {
     if age < lifetime.fresh_for {
         // A soft purge marks a fresh copy stale: served once more while one refresh runs. A copy
-        // already past its stale window stays expired (a purge never extends a lifetime).
-        if soft_purged {
+        // already past its stale window stays expired (a purge never extends a lifetime), and
+        // one the origin said must be revalidated once stale is not served stale at all (RFC
+        // 9111 section 5.2.2.2): its next request waits for the origin.
+        if soft_purged && lifetime.must_revalidate {
+            Freshness::Expired
+        } else if soft_purged {
             Freshness::Stale
         } else {
             Freshness::Fresh
@@ -542,6 +551,7 @@ mod tests {
             fresh_for: Duration::MAX,
             stale_while_revalidate: Duration::from_secs(60),
             stale_if_error: Duration::ZERO,
+            must_revalidate: false,
         };
         assert!(huge.keep_for() < Duration::MAX);
         let _ = std::time::Instant::now() + huge.keep_for();
@@ -784,6 +794,7 @@ mod tests {
             fresh_for: Duration::from_secs(10),
             stale_while_revalidate: Duration::from_secs(5),
             stale_if_error: Duration::from_secs(100),
+            must_revalidate: false,
         };
         assert_eq!(
             freshness(&l, Duration::from_secs(9), false),
@@ -808,6 +819,19 @@ mod tests {
         );
         assert!(usable_on_error(&l, Duration::from_secs(109)));
         assert!(!usable_on_error(&l, Duration::from_secs(110)));
+        let strict = Lifetime {
+            must_revalidate: true,
+            ..l
+        };
+        assert_eq!(
+            freshness(&strict, Duration::from_secs(1), true),
+            Freshness::Expired,
+            "a soft purge does not serve stale what the origin said must be revalidated"
+        );
+        assert_eq!(
+            freshness(&strict, Duration::from_secs(1), false),
+            Freshness::Fresh
+        );
     }
 
     #[test]
