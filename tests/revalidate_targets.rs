@@ -857,6 +857,43 @@ async fn a_non_ascii_tag_does_not_hide_the_others_of_its_header() {
     assert_eq!(status_of(&edge, "/menu").await, "MISS");
 }
 
+/// Next.js percent-encodes what is not printable ASCII in `x-next-cache-tags` (a header carries
+/// nothing else): `revalidateTag("café")`'s tag arrives as `caf%C3%A9`. A purge naming the tag
+/// as the app does reaches it, as does one naming it as the header did; another tag does not.
+#[tokio::test]
+async fn a_non_ascii_tag_reaches_pages_whose_header_percent_encoded_it() {
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("{} v{}", r.path, r.count))
+            .cc("s-maxage=600")
+            .header(
+                "x-next-cache-tags",
+                "caf%C3%A9,th%E1%BB%9Di-trang,_N_T_/caf%C3%A9",
+            )
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    warm(&edge, &["/menu", "/docs/caf%C3%A9"], false).await;
+    for (tag, selected) in [
+        ("café", 2),
+        ("caf%C3%A9", 2),
+        ("thời-trang", 2),
+        // Stored under another URL (a basePath): reached through the tag it carries.
+        ("_N_T_/café", 2),
+        ("cafe", 0),
+        ("thời", 0),
+    ] {
+        assert_eq!(
+            dry_run(&edge, json!({ "tag": tag })).await["would_evict"],
+            selected,
+            "{tag}"
+        );
+    }
+    let answer = revalidate(edge.addr, json!({"secret": SECRET, "tag": "café"})).await;
+    assert_eq!(answer.json()["evicted"], 2, "{}", answer.text());
+    assert_eq!(status_of(&edge, "/menu").await, "MISS");
+    assert_eq!(get(edge.addr, "/menu").await.text(), "/menu v2");
+}
+
 /// An implicit tag also reaches the pages whose origin listed it but which are stored under
 /// another URL (basePath, i18n prefixes, rewrites), each URL counted once.
 #[tokio::test]

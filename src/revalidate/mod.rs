@@ -622,6 +622,30 @@ fn header_secret(headers: &HeaderMap) -> Option<&str> {
     bearer(headers).or_else(|| revalidate_secret_header(headers))
 }
 
+/// A tag as Next.js writes it into `x-next-cache-tags` (`encodeCacheTagsHeaderValue`): a
+/// header value carries printable ASCII only, so every other character is percent-encoded as
+/// its UTF-8 bytes, and ASCII (`%` included) is left as it is. `None` when that is the tag
+/// itself. Apps and backends name the tag as `revalidateTag` got it (`café`), which alone
+/// never matched the `caf%C3%A9` the header stored.
+fn next_header_form(tag: &str) -> Option<String> {
+    let printable = |c: char| (' '..='~').contains(&c);
+    if tag.chars().all(printable) {
+        return None;
+    }
+    let mut wire = String::with_capacity(tag.len() * 3);
+    for c in tag.chars() {
+        if printable(c) {
+            wire.push(c);
+        } else {
+            let mut utf8 = [0u8; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                wire.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    Some(wire)
+}
+
 /// Maps one target to index selectors. Next.js implicit tags (`_N_T_/blog/layout`,
 /// `_N_T_/blog/[slug]/page`, `_N_T_/blog/a`) become the layout, pattern or page purges they
 /// stand for, so a tag revalidation forwarded verbatim from a Next.js app reaches its pages.
@@ -635,7 +659,7 @@ fn purge_target(
     // slots are route syntax; a client's path is a URL path unless it has a dynamic segment.
     // `also_tag`: pages carrying this tag are purged too (an implicit tag also names the pages
     // whose origin listed it, stored under another URL: basePath, i18n prefixes, rewrites).
-    let purge_path = |path: &str, subtree: bool, route_path: bool, also_tag: Option<&str>| {
+    let purge_path = |path: &str, subtree: bool, route_path: bool, also_tag: Option<&Selector>| {
         // Written as a person would (`/café`); matched as requests stored it (`/caf%C3%A9`).
         // A query names one URL of the page; the page is purged with all its URLs (a purge
         // reaching more than asked is safe, one silently reaching nothing is not).
@@ -659,7 +683,7 @@ fn purge_target(
             }
         };
         match also_tag {
-            Some(tag) => cache.purge(&Selector::Either(&selector, &Selector::Tag(tag)), host, run),
+            Some(tag) => cache.purge(&Selector::Either(&selector, tag), host, run),
             None => cache.purge(&selector, host, run),
         }
     };
@@ -668,12 +692,23 @@ fn purge_target(
         Target::Layout(path) => purge_path(path, true, false, None),
         Target::All => cache.purge(&Selector::All, host, run),
         Target::Tag(tag) => {
-            let also_tag = Some(tag.as_str());
+            let as_named = Selector::Tag(tag);
+            let wire = next_header_form(tag);
+            let as_sent = wire.as_deref().map(Selector::Tag);
+            let either;
+            let tag_selector = match &as_sent {
+                Some(as_sent) => {
+                    either = Selector::Either(&as_named, as_sent);
+                    &either
+                }
+                None => &as_named,
+            };
+            let also_tag = Some(tag_selector);
             match ImplicitTag::of(tag) {
                 Some(ImplicitTag::Layout(route)) => purge_path(route, true, true, also_tag),
                 Some(ImplicitTag::Page(route)) => purge_path(route, false, true, also_tag),
                 Some(ImplicitTag::Url(path)) => purge_path(path, false, false, also_tag),
-                None => cache.purge(&Selector::Tag(tag), host, run),
+                None => cache.purge(tag_selector, host, run),
             }
         }
     }
