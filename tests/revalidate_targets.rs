@@ -563,6 +563,43 @@ async fn a_host_field_scopes_the_purge_to_one_site() {
     assert_eq!(a["evicted"], 2);
 }
 
+/// A `host` that no request could have sent as its `Host` (a site URL, a path, a space) is a
+/// 400 that evicts nothing, in the body and in the query alike: with a default origin serving
+/// every host, it was a 200 that purged nothing.
+#[tokio::test]
+async fn a_host_field_that_is_no_host_is_refused() {
+    let origin = origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for _ in 0..2 {
+        get_with(edge.addr, "/p", &[("host", "shop.example")]).await;
+    }
+    for host in [
+        "https://shop.example",
+        "shop.example/",
+        "shop.example/p",
+        "shop.example ",
+        "shop.example:99999",
+    ] {
+        let answer = revalidate(
+            edge.addr,
+            json!({"secret": SECRET, "paths": ["/p"], "host": host}),
+        )
+        .await;
+        assert_eq!(answer.status, 400, "{host}: {}", answer.text());
+        assert_eq!(answer.header("content-type"), "application/json");
+        let message = answer.json()["message"].as_str().unwrap_or("").to_string();
+        assert!(message.contains("shop.example:8080"), "{host}: {message}");
+    }
+    let query = format!("/api/revalidate?secret={SECRET}&path=/p&host=https%3A%2F%2Fshop.example");
+    assert_eq!(get(edge.addr, &query).await.status, 400);
+    assert_eq!(
+        get_with(edge.addr, "/p", &[("host", "shop.example")])
+            .await
+            .cache(),
+        "HIT"
+    );
+}
+
 #[tokio::test]
 async fn a_dry_run_counts_and_lists_but_evicts_nothing() {
     let origin = origin().await;

@@ -467,6 +467,14 @@ pub fn parse_object(object: &Map<String, Value>) -> Result<RevalidateRequest, Ba
     request.dry_run = boolean("dry_run")?;
     if let Some(host) = string("host")? {
         check_text(&host, "host")?;
+        // Pages are stored under the request's `Host`, so anything else (a site URL such as
+        // `config('app.url')`, a path) selects nothing: with a default origin that was a 200
+        // that purged nothing.
+        if !crate::limits::valid_host(&host) {
+            return Err(bad(format!(
+                "host {host:?} is not a host as requests send it in Host: give the name and an optional port, e.g. \"shop.example\" or \"shop.example:8080\" (no scheme, path or spaces)"
+            )));
+        }
         request.host = Some(canonical_host(&host.to_ascii_lowercase()).into_owned());
     }
     Ok(request)
@@ -657,6 +665,10 @@ mod tests {
             br#"{"tags":["  "]}"#,
             br#"{"secret":"a","paths":["/"],"secret":"b"}"#,
             br#"{"paths":[{"path":"/a","path":"/b"}]}"#,
+            br#"{"paths":["/"],"host":"https://shop.example"}"#,
+            br#"{"paths":["/"],"host":"shop.example/"}"#,
+            br#"{"paths":["/"],"host":"shop.example:99999"}"#,
+            br#"{"paths":["/"],"host":"shop example"}"#,
         ];
         for body in cases {
             assert!(
