@@ -138,6 +138,31 @@ async fn each_secret_form_is_accepted_and_a_wrong_one_evicts_nothing() {
     );
 }
 
+/// A query's parameter names are read decoded, as its targets always were: `%73ecret=` is the
+/// secret (it was refused 401 while `%70ath=` named the page), and a GET whose names are
+/// encoded is a revalidation, not the health check (a 200 that purged nothing).
+#[tokio::test]
+async fn query_parameter_names_are_read_decoded() {
+    let origin = origin().await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    for target in [
+        format!("/api/revalidate?%73ecret={SECRET}&path=/a"),
+        format!("/api/revalidate?%73ecret={SECRET}&%70ath=/a"),
+    ] {
+        store(&edge, "/a").await;
+        let r = get(edge.addr, &target).await;
+        assert_eq!(r.status, 200, "{target}: {}", r.text());
+        assert_eq!(r.json()["evicted"], 1, "{target}: {}", r.text());
+        store(&edge, "/a").await;
+        let r = send(edge.addr, "POST", &target, &[], "").await;
+        assert_eq!(r.json()["evicted"], 1, "POST {target}: {}", r.text());
+    }
+    store(&edge, "/a").await;
+    let r = get(edge.addr, "/api/revalidate?%73ecret=nope&%70ath=/a").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(get(edge.addr, "/a").await.cache(), "HIT");
+}
+
 /// A wrong secret is 401 whatever else is wrong with the request: an unknown query field, a
 /// body that is not JSON, a body over the limit (found by black-box QA: these were 400 and 413).
 /// Without any secret outside the body, a body that cannot be read is refused for what it is.

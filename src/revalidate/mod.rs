@@ -171,7 +171,7 @@ impl Revalidate {
                 }
                 // The secret first, as for a POST: an unauthenticated caller learns nothing
                 // about the rest of what it sent.
-                if !self.authorized(&parts.headers, query_secret(query).as_deref()) {
+                if !self.authorized(&parts.headers, request::query_secret(query).as_deref()) {
                     return self.refuse(peer, StatusCode::UNAUTHORIZED, "Invalid secret");
                 }
                 match request::parse_query(query) {
@@ -302,7 +302,7 @@ impl Revalidate {
                 ));
             }
             if let Some(refusal) =
-                self.check_post_auth(parts, &bytes, query_secret(query).as_deref(), peer)
+                self.check_post_auth(parts, &bytes, request::query_secret(query).as_deref(), peer)
             {
                 return Err(refusal);
             }
@@ -314,9 +314,12 @@ impl Revalidate {
         let refuse_unparsed = |message: &str| {
             let signed = parts.headers.contains_key("x-signature");
             if signed || wrong_credential.is_some() {
-                if let Some(refusal) =
-                    self.check_post_auth(parts, &bytes, query_secret(query).as_deref(), peer)
-                {
+                if let Some(refusal) = self.check_post_auth(
+                    parts,
+                    &bytes,
+                    request::query_secret(query).as_deref(),
+                    peer,
+                ) {
                     return refusal;
                 }
             }
@@ -331,7 +334,7 @@ impl Revalidate {
             ));
         };
         let body_secret = object.get("secret").and_then(Value::as_str);
-        let query_secret = query_secret(query);
+        let query_secret = request::query_secret(query);
         if let Some(refusal) =
             self.check_post_auth(parts, &bytes, body_secret.or(query_secret.as_deref()), peer)
         {
@@ -372,7 +375,7 @@ impl Revalidate {
     /// the body, or one that authenticates.
     fn wrong_credential_outside_body(&self, parts: &Parts, query: &str) -> Option<&'static str> {
         let headers = &parts.headers;
-        let query_secret = query_secret(query);
+        let query_secret = request::query_secret(query);
         let presented = query_secret.is_some()
             || bearer(headers).is_some()
             || revalidate_secret_header(headers).is_some();
@@ -586,13 +589,6 @@ fn not_configured() -> Response<Body> {
 
 fn too_large_message() -> &'static str {
     "body is larger than 64 KiB; split the paths over several requests"
-}
-
-fn query_secret(query: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        (name == "secret").then(|| request::decode_component(value))
-    })
 }
 
 /// The path part of what a client wrote as a path (`/products?page=2` -> `/products`).

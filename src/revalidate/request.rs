@@ -571,12 +571,24 @@ fn given_twice(name: &str) -> BadRequest {
     ))
 }
 
-/// Whether a GET's query asks for a revalidation (otherwise a GET is the health check).
+/// Whether a GET's query asks for a revalidation (otherwise a GET is the health check). Names
+/// are read as [`parse_query`] reads them: `?%73ecret=..&%70ath=/a` answered as the health
+/// check purged nothing, with a 200.
 pub fn query_requests_revalidation(query: &str) -> bool {
-    query.split('&').any(|pair| {
-        let name = pair.split('=').next().unwrap_or("");
-        matches!(name, "secret" | "path" | "paths" | "tag" | "tags" | "all")
+    query_params(query).any(|(name, _)| {
+        matches!(
+            name.as_str(),
+            "secret" | "path" | "paths" | "tag" | "tags" | "all"
+        )
     })
+}
+
+/// The query's `secret`, its name read as [`parse_query`] reads it (`%73ecret=` too, which
+/// was refused as no secret while the same query's targets were read).
+pub fn query_secret(query: &str) -> Option<String> {
+    query_params(query)
+        .find(|(name, _)| name == "secret")
+        .map(|(_, value)| decode_component(value))
 }
 
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; invalid escapes
@@ -708,7 +720,10 @@ mod tests {
             "{twice}"
         );
         assert!(query_requests_revalidation("secret=x"));
+        assert!(query_requests_revalidation("%70ath=/x"));
         assert!(!query_requests_revalidation("foo=bar"));
+        assert_eq!(query_secret("a=1&%73ecret=s%20t").as_deref(), Some("s t"));
+        assert_eq!(query_secret("secrets=x"), None);
         assert_eq!(decode_component("%zz+%41"), "%zz A");
     }
 }
