@@ -165,16 +165,11 @@ impl App {
     ) -> (Answer, AnsweredBy) {
         let (parts, body) = request.into_parts();
         if limits::uri_length(&parts.uri) > self.max_uri_length {
-            return (
-                Answer::Ready(limits::uri_too_long(self.max_uri_length)),
-                AnsweredBy::Limits,
-            );
+            let is_control = self.is_control(&normalized(parts.uri.path()));
+            return (self.uri_too_long(is_control), AnsweredBy::Limits);
         }
-        // Normalised as the cache key is: `/api/./revalidate` or `//api/%72evalidate` reach the
-        // control API too, never the origin (with the secret in the body).
         let path = normalized(parts.uri.path());
-        let is_control = *path == self.revalidate_path
-            || path.strip_suffix('/') == Some(self.revalidate_path.as_str());
+        let is_control = self.is_control(&path);
         // Handed on, so the proxy does not normalise again (`None`: the path already is).
         let normal_path = match path {
             Cow::Borrowed(_) => None,
@@ -187,10 +182,7 @@ impl App {
             .as_ref()
             .is_some_and(|path| path.len() + query > self.max_uri_length)
         {
-            return (
-                Answer::Ready(limits::uri_too_long(self.max_uri_length)),
-                AnsweredBy::Limits,
-            );
+            return (self.uri_too_long(is_control), AnsweredBy::Limits);
         }
         if is_control {
             let app = self.clone();
@@ -209,6 +201,25 @@ impl App {
             self.proxy.handle(parts, normal_path, body, peer.ip()),
             AnsweredBy::Proxy,
         )
+    }
+}
+
+impl App {
+    /// Whether a normalised path is the control API's: `/api/./revalidate` or
+    /// `//api/%72evalidate` reach it too, never the origin (with the secret in the body).
+    fn is_control(&self, path: &str) -> bool {
+        path == self.revalidate_path
+            || path.strip_suffix('/') == Some(self.revalidate_path.as_str())
+    }
+
+    /// The 414, in the control API's JSON on its path: a backend sending many paths in a
+    /// query string reads `success` and `message`, and got plain text.
+    fn uri_too_long(&self, is_control: bool) -> Answer {
+        Answer::Ready(if is_control {
+            crate::revalidate::uri_too_long(self.max_uri_length)
+        } else {
+            limits::uri_too_long(self.max_uri_length)
+        })
     }
 }
 

@@ -235,6 +235,34 @@ async fn refusals_have_status_and_message_and_evict_nothing() {
     assert_eq!(origin.total(), 1);
 }
 
+/// A query string of paths past `--max-uri-length` is refused in the endpoint's JSON, naming the
+/// JSON body as the way to send them: a backend reading `success` and `message` got plain text.
+/// Other URLs keep the plain 414.
+#[tokio::test]
+async fn a_too_long_query_on_the_endpoint_is_refused_in_json() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--max-uri-length", "1KiB"]).await;
+    get(edge.addr, "/p0").await;
+    let paths: Vec<String> = (0..200).map(|i| format!("/p{i}")).collect();
+    let target = format!("/api/revalidate?secret={SECRET}&path={}", paths.join(","));
+    for method in ["GET", "POST"] {
+        let r = send(edge.addr, method, &target, &[], Bytes::new()).await;
+        assert_eq!(r.status, 414, "{method}: {}", r.text());
+        assert_eq!(r.header("content-type"), "application/json", "{method}");
+        assert_eq!(r.json()["success"], false, "{method}");
+        let message = r.json()["message"].as_str().unwrap_or("").to_string();
+        assert!(message.contains("JSON body"), "{method}: {message}");
+    }
+    assert_eq!(
+        get(edge.addr, "/p0").await.cache(),
+        "HIT",
+        "nothing evicted"
+    );
+    let long = get(edge.addr, &format!("/p0?{}", "q".repeat(2000))).await;
+    assert_eq!(long.status, 414);
+    assert!(long.header("content-type").starts_with("text/plain"));
+}
+
 #[tokio::test]
 async fn form_content_type_is_parsed_as_json_like_next_does() {
     let origin = cached_origin().await;

@@ -56,6 +56,16 @@ pub fn refusal(status: StatusCode, message: &str) -> Response<Body> {
     body::json(status, &json!({"success": false, "message": message}))
 }
 
+/// A request target over `limit` bytes on the endpoint's path (many paths in a query string).
+pub fn uri_too_long(limit: usize) -> Response<Body> {
+    refusal(
+        StatusCode::URI_TOO_LONG,
+        &format!(
+            "the path and query may be at most {limit} bytes; POST the paths in a JSON body like {{\"secret\": \"...\", \"paths\": [\"/\"]}}"
+        ),
+    )
+}
+
 /// The endpoint's methods, as a Next.js route handler with `GET` and `POST` lists them.
 const ALLOWED_METHODS: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS, POST");
 
