@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -160,16 +160,21 @@ pub struct Entry {
     /// `Cache-Status` lines from the caches before this one, stored with the head: this
     /// cache's own member is the line after them.
     upstream_statuses: u8,
-    soft_purged: AtomicBool,
-    /// [`Lifetime::must_revalidate`]; kept beside the flags, not in [`StoredLifetime`], where
-    /// it would cost a word of padding.
+    /// [`Lifetime::must_revalidate`]; here, not in [`StoredLifetime`], where it would cost a
+    /// word of padding.
     must_revalidate: bool,
-    /// The origin's newer answer for this variant could not be stored (private now, too
-    /// large): lookups pass it by until its value is replaced or evicted. A flag on the entry,
-    /// not a new value, so an admission or purge running at the same moment cannot undo it
-    /// or be undone by it.
-    withdrawn: AtomicBool,
+    /// [`SOFT_PURGED`] and [`WITHDRAWN`], each set once and never cleared: one byte for both,
+    /// so that the entry stays in its allocation size class (see `per_page_sizes`).
+    marks: AtomicU8,
 }
+
+/// A soft purge marked the copy stale.
+const SOFT_PURGED: u8 = 1;
+/// The origin's newer answer for this variant could not be stored (private now, too large):
+/// lookups pass it by until its value is replaced or evicted. A mark on the entry, not a new
+/// value, so an admission or purge running at the same moment cannot undo it or be undone by
+/// it.
+const WITHDRAWN: u8 = 2;
 
 /// A power of two: the set is the top bits of a hash.
 const RENDERED_SETS: usize = 512;
@@ -635,9 +640,8 @@ impl Entry {
             lifetime: StoredLifetime::of(&new.lifetime),
             stored_at: StoredAt::of(now),
             initial_age: Millis::of(new.initial_age),
-            soft_purged: AtomicBool::new(false),
             must_revalidate: new.lifetime.must_revalidate,
-            withdrawn: AtomicBool::new(false),
+            marks: AtomicU8::new(0),
         }
     }
 
@@ -707,11 +711,11 @@ impl Entry {
     }
 
     pub fn soft_purge(&self) {
-        self.soft_purged.store(true, Ordering::Relaxed);
+        self.marks.fetch_or(SOFT_PURGED, Ordering::Relaxed);
     }
 
     pub fn is_soft_purged(&self) -> bool {
-        self.soft_purged.load(Ordering::Relaxed)
+        self.marks.load(Ordering::Relaxed) & SOFT_PURGED != 0
     }
 
     /// Whether the stored body is in a content coding (`gzip`, `br`, ...).
@@ -869,11 +873,11 @@ impl Entry {
 
     /// Takes this variant out of service; true if it was in service until now.
     pub fn withdraw(&self) -> bool {
-        !self.withdrawn.swap(true, Ordering::AcqRel)
+        self.marks.fetch_or(WITHDRAWN, Ordering::AcqRel) & WITHDRAWN == 0
     }
 
     pub fn is_withdrawn(&self) -> bool {
-        self.withdrawn.load(Ordering::Acquire)
+        self.marks.load(Ordering::Acquire) & WITHDRAWN != 0
     }
 
     /// Whether this variant answers `request`: every header its `Vary` names has the value it
