@@ -394,6 +394,50 @@ async fn an_absolute_form_target_names_the_host() {
     );
 }
 
+/// Host names are compared without case, so `Host: SHOP.Example` is keyed as `shop.example`;
+/// the origin must be asked for that same host. An origin that matches host names by their
+/// bytes (a tenant table) answered the upper-case one with its 404, which was then stored
+/// under `shop.example` and served to everyone until it expired.
+#[tokio::test]
+async fn a_host_in_upper_case_reaches_the_origin_as_it_is_keyed() {
+    let origin = Origin::start(|r| {
+        let header = |name: &str| {
+            r.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        match (header("host").as_str(), header("x-forwarded-host").as_str()) {
+            ("shop.example", "shop.example") => Reply::ok("shop").cc("s-maxage=600"),
+            (host, forwarded) => Reply::ok(format!("no tenant {host} / {forwarded}"))
+                .status(404)
+                .cc("s-maxage=600"),
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let shouted = get_with(edge.addr, "/h1", &[("host", "SHOP.Example")]).await;
+    assert_eq!((shouted.status, shouted.text().as_str()), (200, "shop"));
+    let absolute = raw(
+        edge.addr,
+        "GET http://Shop.EXAMPLE./abs HTTP/1.1\r\nhost: shop.example\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(absolute.starts_with("HTTP/1.1 200"), "{absolute}");
+    let h2 = send_h2(edge.addr, "GET", "http://SHOP.example/h2", None).await;
+    assert_eq!((h2.status, h2.text().as_str()), (200, "shop"));
+    for path in ["/h1", "/abs", "/h2"] {
+        let next = get_with(edge.addr, path, &[("host", "shop.example")]).await;
+        assert_eq!(
+            (next.cache(), next.text().as_str()),
+            ("HIT", "shop"),
+            "{path}"
+        );
+    }
+    assert_eq!(origin.total(), 3);
+}
+
 /// RFC 9113 section 8.3.1: an HTTP/2 request whose `Host` names another host than its
 /// `:authority` is malformed; the same host in both (any case) is fine.
 #[tokio::test]

@@ -336,7 +336,7 @@ impl Proxy {
         let host = if plain {
             Cow::Borrowed(written)
         } else {
-            canonical_host(written)
+            lowercased(canonical_host(written))
         };
         let host = host.as_ref();
         if self.origins.for_host(host).is_none() {
@@ -939,6 +939,18 @@ fn with_plain_key<T>(
             look(&key)
         }
     })
+}
+
+/// `host` in lower case, as the key spells it (`primary_key`). The origin is asked with this
+/// host too, as nginx's `$host` is: an origin that matches host names by their bytes (a
+/// tenant table) answered `Host: SHOP.example` with its 404, stored under `shop.example`'s key
+/// for everyone.
+fn lowercased(host: Cow<'_, str>) -> Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        host
+    }
 }
 
 /// What `Proxy::screen` found in a request.
