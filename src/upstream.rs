@@ -77,36 +77,45 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Request headers a client must not be able to set: they change what the origin renders
 /// without being part of the cache key (cache poisoning: `Forwarded`, `X-Host`, the
-/// `X-Forwarded-*` family; isr-edge sets the forwarding headers itself), or reach Next.js
-/// internals (CVE-2025-29927 `x-middleware-subrequest`, CVE-2024-46982 `x-now-route-matches`,
-/// CVE-2023-46298 `x-middleware-prefetch`, and the `x-invoke-*` / `x-matched-path` /
-/// `x-nextjs-data` headers Next.js trusts from its own router).
+/// `X-Forwarded-*` family, which isr-edge sets itself; `X-Forwarded-Prefix`, which Laravel's
+/// `TrustProxies` trusts by default and puts in front of every URL it generates; the scheme
+/// overrides Rack and IIS read; the method overrides), or reach Next.js internals
+/// (CVE-2025-29927 `x-middleware-subrequest`, CVE-2024-46982 `x-now-route-matches`,
+/// CVE-2023-46298 `x-middleware-prefetch`, and the `x-nextjs-data` / `x-matched-path` headers
+/// Next.js trusts from its own router). Two families go whole, see [`UNTRUSTED_PREFIXES`].
 const UNTRUSTED_REQUEST_HEADERS: [&str; 24] = [
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "front-end-https",
+    "x-url-scheme",
     "x-original-url",
     "x-rewrite-url",
     "x-http-method-override",
-    "x-middleware-subrequest",
+    "x-http-method",
+    "x-method-override",
     "x-now-route-matches",
     "x-prerender-revalidate",
     "x-prerender-revalidate-if-generated",
     "x-next-revalidated-tags",
     "x-next-revalidate-tag-token",
     "forwarded",
-    "x-forwarded-scheme",
-    "x-forwarded-server",
     "x-host",
     "x-original-host",
-    "x-middleware-prefetch",
-    "x-middleware-invoke",
-    "x-invoke-path",
-    "x-invoke-query",
-    "x-invoke-output",
     "x-matched-path",
     "x-nextjs-data",
 ];
+
+/// Name prefixes of request headers that are Next.js's own, never a browser's: `x-middleware-`
+/// (what middleware tells the router: `-subrequest`, `-prefetch`, `-rewrite`,
+/// `-override-headers`, `-request-*`...) and `x-invoke-` (what the router tells a render
+/// worker: `-path`, `-query`, `-status`, `-error`...). Versions that trusted one from a
+/// client rendered what it named, and the cache stored it.
+const UNTRUSTED_PREFIXES: [&str; 2] = ["x-middleware-", "x-invoke-"];
 
 /// The names a message's `Connection` header lists (trimmed, as sent).
 pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
@@ -152,6 +161,18 @@ pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> H
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     for name in UNTRUSTED_REQUEST_HEADERS {
+        headers.remove(name);
+    }
+    let internal: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            UNTRUSTED_PREFIXES
+                .iter()
+                .any(|prefix| name.as_str().starts_with(prefix))
+        })
+        .cloned()
+        .collect();
+    for name in internal {
         headers.remove(name);
     }
     // HTTP/2 clients send each cookie as a field of its own; the origin speaks HTTP/1.1 and

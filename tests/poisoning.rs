@@ -333,6 +333,52 @@ async fn a_second_host_and_made_up_forwarding_headers_never_reach_the_origin() {
     }
 }
 
+/// Laravel's `TrustProxies` (with `trustProxies(at: '*')`, as apps behind a proxy set it)
+/// trusts `X-Forwarded-Prefix` by default and puts it in front of every URL it generates: one
+/// request carrying it stored a page whose stylesheet and links pointed where the attacker
+/// said, for everyone. The other headers here are read the same way by some origin (Rack's
+/// and IIS's scheme overrides, method overrides) or are Next.js's own (`x-middleware-*`,
+/// `x-invoke-*`); none may reach it from a client.
+#[tokio::test]
+async fn a_forwarded_prefix_and_other_overrides_never_reach_the_origin() {
+    let origin = Origin::start(|r| {
+        let prefix = r
+            .headers
+            .get("x-forwarded-prefix")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Reply::ok(format!("<link href=\"{prefix}/css/app.css\">")).cc("s-maxage=600")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let overrides = [
+        "x-forwarded-prefix",
+        "x-forwarded-ssl",
+        "front-end-https",
+        "x-url-scheme",
+        "x-http-method",
+        "x-method-override",
+        "x-middleware-rewrite",
+        "x-middleware-override-headers",
+        "x-middleware-request-host",
+        "x-invoke-status",
+        "x-invoke-error",
+    ];
+    let mut attack: Vec<(&str, &str)> = overrides.iter().map(|name| (*name, "on")).collect();
+    attack[0].1 = "//evil.example";
+    let attacker = get_with(edge.addr, "/home", &attack).await;
+    assert_eq!(attacker.cache(), "MISS");
+    let victim = get(edge.addr, "/home").await;
+    assert_eq!(
+        (victim.cache(), victim.text().as_str()),
+        ("HIT", "<link href=\"/css/app.css\">")
+    );
+    let seen = &origin.seen()[0];
+    for name in overrides {
+        assert!(!seen.headers.contains_key(name), "origin got {name}");
+    }
+}
+
 /// RFC 9112 section 3.2: an HTTP/1.1 request without `Host` is a 400, not a page stored under
 /// no host, and so is one with an empty `Host` (an http URI's host is never empty, RFC 9110
 /// section 4.2.1); HTTP/1.0 has no such rule.
