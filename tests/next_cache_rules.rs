@@ -202,3 +202,46 @@ async fn a_one_year_window_is_capped_by_max_stale() {
         "STALE"
     );
 }
+
+/// Next.js lists `RSC` and its router headers in `Vary`, not `Next-Url` (outside interception
+/// routes), yet a payload is kept for the `Next-Url` it was made for, as if listed: its `Vary`
+/// then differs from the HTML page's. Storing either kind dropped the other, so HTML visits
+/// and client-side navigations to one URL took turns missing (and anyone could keep a page's
+/// HTML out of the cache by asking for its payload): both stay side by side.
+#[tokio::test]
+async fn an_rsc_payload_kept_for_its_next_url_leaves_the_html_page_stored() {
+    let origin = Origin::start(|r| {
+        let rsc = r.headers.get("rsc").is_some_and(|v| v == "1");
+        let reply = Reply::ok(format!("{} v{}", if rsc { "rsc" } else { "html" }, r.count))
+            .cc("s-maxage=600")
+            .header("vary", "RSC, Next-Router-State-Tree, Next-Router-Prefetch");
+        if rsc {
+            reply.header("content-type", "text/x-component")
+        } else {
+            reply.header("content-type", "text/html; charset=utf-8")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let navigation: &[(&str, &str)] = &[("rsc", "1"), ("next-url", "/from")];
+    assert_eq!(get(edge.addr, "/page").await.cache(), "MISS");
+    assert_eq!(
+        get_with(edge.addr, "/page", navigation).await.cache(),
+        "MISS"
+    );
+    for round in 0..2 {
+        let html = get(edge.addr, "/page").await;
+        assert_eq!(
+            (html.cache(), html.text().as_str()),
+            ("HIT", "html v1"),
+            "round {round}"
+        );
+        let rsc = get_with(edge.addr, "/page", navigation).await;
+        assert_eq!(
+            (rsc.cache(), rsc.text().as_str()),
+            ("HIT", "rsc v2"),
+            "round {round}"
+        );
+    }
+    assert_eq!(origin.total(), 2);
+}

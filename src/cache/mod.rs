@@ -456,13 +456,15 @@ impl Cache {
                         .entries
                         .iter()
                         // An RSC payload and an HTML page never replace each other, even when the
-                        // origin forgot `Vary: RSC`.
+                        // origin forgot `Vary: RSC`, nor when their `Vary` lists differ (an RSC
+                        // payload is kept for its `Next-Url` as if listed, see `fetch_once`):
+                        // each kind answers its own requests, and storing one dropped the
+                        // other, so the two kinds of request took turns missing.
                         // Under a URL that names an RSC payload the two kinds are not kept
                         // apart (`Entry::matches_at`): the new answer replaces either.
                         .filter(|e| {
-                            same_vary_names(e)
-                                && (!e.same_vary(&inserted)
-                                    || (e.is_rsc != inserted.is_rsc && !rsc_url))
+                            let other_kind = e.is_rsc != inserted.is_rsc && !rsc_url;
+                            (other_kind || (same_vary_names(e) && !e.same_vary(&inserted)))
                                 && !e.is_withdrawn()
                         })
                         .filter(|e| !e.outlived(now))
