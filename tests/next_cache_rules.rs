@@ -245,3 +245,53 @@ async fn an_rsc_payload_kept_for_its_next_url_leaves_the_html_page_stored() {
     }
     assert_eq!(origin.total(), 2);
 }
+
+/// A prefetch payload (the page up to its loading boundary) served to a navigation shows the
+/// loading state for good, and a whole payload served to a segment prefetch cannot be read as
+/// a segment. With an origin that forgot `Vary`, the RSC guard kept payloads from HTML
+/// requests but not one kind of payload from another: each is kept for the prefetch headers
+/// it was made for.
+#[tokio::test]
+async fn a_prefetch_payload_never_answers_a_navigation_even_without_vary() {
+    let origin = Origin::start(|r| {
+        let rsc = r.headers.get("rsc").is_some_and(|v| v == "1");
+        let kind = if !rsc {
+            "html"
+        } else if r.headers.contains_key("next-router-segment-prefetch") {
+            "segment"
+        } else if r.headers.contains_key("next-router-prefetch") {
+            "prefetch"
+        } else {
+            "full"
+        };
+        let reply = Reply::ok(kind).cc("s-maxage=600");
+        if rsc {
+            reply.header("content-type", "text/x-component")
+        } else {
+            reply.header("content-type", "text/html; charset=utf-8")
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let requests: [(&[(&str, &str)], &str); 4] = [
+        (&[("rsc", "1"), ("next-router-prefetch", "1")], "prefetch"),
+        (&[("rsc", "1")], "full"),
+        (
+            &[("rsc", "1"), ("next-router-segment-prefetch", "/_tree")],
+            "segment",
+        ),
+        (&[], "html"),
+    ];
+    for round in 0..2 {
+        for (headers, kind) in requests {
+            let answer = get_with(edge.addr, "/page", headers).await;
+            let cache = if round == 0 { "MISS" } else { "HIT" };
+            assert_eq!(
+                (answer.cache(), answer.text().as_str()),
+                (cache, kind),
+                "round {round}"
+            );
+        }
+    }
+    assert_eq!(origin.total(), 4);
+}

@@ -10,6 +10,13 @@ use crate::cache::key::named_in_connection;
 /// Next.js's `Next-Url` request header (the page a client-side navigation starts from).
 const NEXT_URL: HeaderName = HeaderName::from_static("next-url");
 
+/// The request headers that make Next.js answer an RSC request with a prefetch (a page's
+/// payload up to its loading boundary, or one segment of it) instead of the whole payload.
+const PREFETCH_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("next-router-prefetch"),
+    HeaderName::from_static("next-router-segment-prefetch"),
+];
+
 /// Logs an origin failure, before its answer's head or in the body of a page read for the
 /// cache, whatever the client then gets (a 5xx, or a stale copy, which has a line of its own
 /// where it is served). At most one line a second per process, saying how
@@ -272,6 +279,26 @@ impl Proxy {
                 // Sorted as `vary_names` gives them, so pages varying alike share one list.
                 vary.sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
             }
+        }
+        // A prefetch answer served to a navigation renders the page's loading state and never
+        // the page, and a whole payload served to a segment prefetch cannot be read as one.
+        // Next.js lists both headers in `Vary` (13 and 14 only the first: they send no segment
+        // prefetches), but an origin that forgot `Vary`, or a `headers()` rule that replaced
+        // it, lists neither: a payload is kept for the values it was made for as if listed,
+        // as the RSC guard keeps payloads and HTML apart.
+        if is_rsc_request(&fetch.headers) && is_rsc_content(&headers) {
+            for name in PREFETCH_HEADERS {
+                if vary.iter().any(|(listed, _)| *listed == name) {
+                    continue;
+                }
+                let value = if named_in_connection(&fetch.headers, &name) {
+                    None
+                } else {
+                    vary_value(&fetch.headers, &name).map(|v| v.into_owned())
+                };
+                vary.push((name, value));
+            }
+            vary.sort_by(|(a, _), (b, _)| a.as_str().cmp(b.as_str()));
         }
         if !vary.iter().any(|(name, _)| name == header::ACCEPT_ENCODING)
             && (is_compressed(&headers) || self.cache.varies_by_encoding(&fetch.key))
