@@ -171,6 +171,40 @@ async fn vary_keeps_variants_apart() {
     assert_eq!(origin.count("/p"), 3);
 }
 
+/// A variant is made for the bytes its request carried: two values that differ only in bytes
+/// that are not UTF-8 (a client writing Latin-1) are two variants. Both were read as U+FFFD,
+/// and the page the origin made for one was served to the other.
+#[tokio::test]
+async fn vary_values_that_are_not_text_are_told_apart() {
+    let origin = Origin::start(|r| {
+        let bytes = r.headers.get("x-lang").map(|v| v.as_bytes().to_vec());
+        Reply::ok(format!("made for {bytes:?}"))
+            .cc("s-maxage=60")
+            .header("vary", "X-Lang")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let ask = |value: &'static [u8]| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(edge.addr)
+            .await
+            .expect("connect");
+        let mut request = b"GET /lang HTTP/1.1\r\nhost: site.example\r\nx-lang: ".to_vec();
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+        stream.write_all(&request).await.expect("write");
+        support::read_until_closed(&mut stream).await
+    };
+    let first = ask(b"\xff").await;
+    assert!(first.ends_with("made for Some([255])"), "{first}");
+    let other = ask(b"\xfe").await;
+    assert!(other.ends_with("made for Some([254])"), "{other}");
+    let text = ask("\u{fffd}".as_bytes()).await;
+    assert!(text.ends_with("made for Some([239, 191, 189])"), "{text}");
+    assert!(ask(b"\xff").await.contains("x-cache: HIT"));
+    assert_eq!(origin.count("/lang"), 3);
+}
+
 #[tokio::test]
 async fn accept_encoding_is_folded_into_classes() {
     let origin = Origin::start(|r| {

@@ -383,22 +383,40 @@ pub fn page_path(normalized: &str) -> Cow<'_, str> {
 
 /// The request's value for one header named in a response's `Vary`, in the form variants are
 /// compared by. `Accept-Encoding` is folded to a few classes so it does not explode variants.
+/// Distinct bytes are distinct values: a value that is not UTF-8 is kept byte for byte (as
+/// Latin-1) behind a NUL, which no header value holds, so it meets neither another byte string
+/// nor a text value. Decoded lossily, every such byte was U+FFFD, and the variant the origin
+/// made for one value answered requests carrying another.
 pub fn vary_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'a, str>> {
     if name == header::ACCEPT_ENCODING {
         return Some(Cow::Borrowed(encoding_class(headers)));
     }
     let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
-    let mut joined = String::from_utf8_lossy(first.as_bytes()).trim().to_string();
+    let first = values.next()?.as_bytes().trim_ascii();
+    let mut values = values.peekable();
+    if values.peek().is_none() {
+        if let Ok(text) = std::str::from_utf8(first) {
+            return Some(Cow::Borrowed(text));
+        }
+    }
+    let mut joined = first.to_vec();
     // Joined as the origin gets them: HTTP/2 cookie fields with "; " (RFC 9113 section
     // 8.2.3), so an h2 and an h1 browser with the same cookies share one variant.
-    let separator = if name == header::COOKIE { "; " } else { ", " };
+    let separator: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
     for v in values {
-        joined.push_str(separator);
-        joined.push_str(String::from_utf8_lossy(v.as_bytes()).trim());
+        joined.extend_from_slice(separator);
+        joined.extend_from_slice(v.as_bytes().trim_ascii());
     }
-    Some(Cow::Owned(joined))
+    Some(Cow::Owned(match String::from_utf8(joined) {
+        Ok(text) => text,
+        Err(not_text) => std::iter::once(NOT_TEXT)
+            .chain(not_text.into_bytes().into_iter().map(char::from))
+            .collect(),
+    }))
 }
+
+/// What a [`vary_value`] that is not UTF-8 starts with.
+pub const NOT_TEXT: char = '\0';
 
 /// Whether the request's `Connection` header lists `name`: such a header is hop-by-hop, never
 /// reaches the origin, and the page it gets is the variant for that header's absence.
@@ -704,6 +722,27 @@ mod tests {
             vary_value(&languages, &header::ACCEPT_LANGUAGE).as_deref(),
             Some("fr, en")
         );
+    }
+
+    /// Two requests whose values differ only in bytes that are not UTF-8 are two variants,
+    /// and neither is a request whose value is text.
+    #[test]
+    fn values_that_are_not_text_keep_their_bytes() {
+        let value = |bytes: &[&[u8]]| {
+            let mut headers = HeaderMap::new();
+            for b in bytes {
+                headers.append(
+                    header::ACCEPT_LANGUAGE,
+                    http::HeaderValue::from_bytes(b).expect("value"),
+                );
+            }
+            vary_value(&headers, &header::ACCEPT_LANGUAGE).map(Cow::into_owned)
+        };
+        assert_ne!(value(&[b"\xff"]), value(&[b"\xfe"]));
+        assert_ne!(value(&[b"\xff"]), value(&["\u{fffd}".as_bytes()]));
+        assert_ne!(value(&[b"\xe9"]), value(&["\u{e9}".as_bytes()]));
+        assert_eq!(value(&[b"a\xff", b"b"]), value(&[b"a\xff, b"]));
+        assert_eq!(value(&[b"fr"]).as_deref(), Some("fr"));
     }
 
     #[test]
