@@ -151,15 +151,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The headers sent to the origin for a client request.
-pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> HeaderMap {
-    let mut headers = client.clone();
-    strip_hop_by_hop(&mut headers);
-    // `TE` is this hop's, but a client that takes trailers can get the origin's through the
-    // proxy: asked without it, an origin may send none (hyper's sends them only when asked).
-    if list_tokens(client, header::TE).any(|coding| coding.eq_ignore_ascii_case(b"trailers")) {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
+/// Removes the fields a client must not be able to send the origin (see
+/// [`UNTRUSTED_REQUEST_HEADERS`] and [`UNTRUSTED_PREFIXES`]).
+fn strip_untrusted(headers: &mut HeaderMap) {
     for name in UNTRUSTED_REQUEST_HEADERS {
         headers.remove(name);
     }
@@ -175,6 +169,27 @@ pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> H
     for name in internal {
         headers.remove(name);
     }
+}
+
+/// The trailer fields of a client's request body as the origin gets them: the same fields
+/// are kept from it as from the head (hop-by-hop ones and those of [`strip_untrusted`]). A
+/// field named in `Trailer` is forwarded after the body, and `X-Forwarded-Host` or
+/// `x-middleware-subrequest` sent there reached the origin, past the checks on the head.
+pub fn origin_request_trailers(trailers: &mut HeaderMap) {
+    strip_hop_by_hop(trailers);
+    strip_untrusted(trailers);
+}
+
+/// The headers sent to the origin for a client request.
+pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> HeaderMap {
+    let mut headers = client.clone();
+    strip_hop_by_hop(&mut headers);
+    // `TE` is this hop's, but a client that takes trailers can get the origin's through the
+    // proxy: asked without it, an origin may send none (hyper's sends them only when asked).
+    if list_tokens(client, header::TE).any(|coding| coding.eq_ignore_ascii_case(b"trailers")) {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    strip_untrusted(&mut headers);
     // HTTP/2 clients send each cookie as a field of its own; the origin speaks HTTP/1.1 and
     // gets them as one field joined with "; " (RFC 9113 section 8.2.3).
     if headers.get_all(header::COOKIE).iter().nth(1).is_some() {

@@ -443,6 +443,52 @@ async fn trailers_reach_a_client_that_accepts_them() {
     );
 }
 
+/// A request body's trailer fields get the hygiene of its head: a client naming
+/// `X-Forwarded-Host` or `x-middleware-subrequest` in `Trailer` sent them after the body, and
+/// they reached the origin, past the checks that keep them out of the head. Other trailers (a
+/// checksum) still pass.
+#[tokio::test]
+async fn request_trailers_cannot_carry_what_the_head_may_not() {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind origin");
+    let origin = format!("http://{}", listener.local_addr().expect("origin address"));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|request: http::Request<_>| async {
+                let body: hyper::body::Incoming = request.into_body();
+                let collected = body.collect().await.expect("request body");
+                let mut names: Vec<String> = collected
+                    .trailers()
+                    .map(|t| t.keys().map(|k| k.to_string()).collect())
+                    .unwrap_or_default();
+                names.sort();
+                let answer = format!("trailers: {}", names.join(" "));
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(answer),
+                )))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    let edge = Edge::start(&origin, &[]).await;
+    let answer = raw(
+        edge.addr,
+        "POST /form HTTP/1.1\r\nhost: site.example\r\ntransfer-encoding: chunked\r\n\
+         trailer: x-checksum, x-forwarded-host, x-middleware-subrequest\r\n\
+         connection: close\r\n\r\n\
+         4\r\nabcd\r\n0\r\nx-checksum: abc\r\nx-forwarded-host: evil.example\r\n\
+         x-middleware-subrequest: middleware\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("trailers: x-checksum"), "{answer}");
+}
+
 /// A body of one data frame, then trailers.
 struct WithTrailers(Option<bytes::Bytes>, Option<http::HeaderMap>);
 

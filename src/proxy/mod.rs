@@ -58,7 +58,10 @@ use crate::metrics::{Metrics, StaleReason};
 use crate::origins::{misdirected, Origins};
 use crate::routes::{RouteRule, Routes};
 use crate::server::Uploading;
-use crate::upstream::{foreign_transfer_coding, origin_request_headers, Upstream, UpstreamError};
+use crate::upstream::{
+    foreign_transfer_coding, origin_request_headers, origin_request_trailers, Upstream,
+    UpstreamError,
+};
 
 mod fetch;
 mod headers;
@@ -785,7 +788,14 @@ impl Proxy {
         let uploading = parts.extensions.remove::<Uploading>();
         let (capped, fault) = Capped::new(body, max_body);
         let capped = capped.holding(uploading);
-        let upstream_body = capped.boxed();
+        let upstream_body = capped
+            .map_frame(|mut frame| {
+                if let Some(trailers) = frame.trailers_mut() {
+                    origin_request_trailers(trailers);
+                }
+                frame
+            })
+            .boxed();
         let request = match upstream.request(
             parts.method.clone(),
             &path_and_query,
