@@ -109,7 +109,9 @@ pub fn valid_host(host: &str) -> bool {
                 .iter()
                 .position(|&b| !HOST_NAME_BYTE[usize::from(b)])
                 .unwrap_or(bytes.len());
-            (true, &bytes[name_end..])
+            // A port after no name (`Host: :8080`) names no host, as an empty `Host` does
+            // (RFC 9110 section 4.2.1); nothing at all is an HTTP/1.0 request naming none.
+            (name_end > 0 || name_end == bytes.len(), &bytes[name_end..])
         }
     };
     name_ok

@@ -400,6 +400,13 @@ async fn an_http11_request_without_host_is_refused() {
     .await;
     assert!(empty.starts_with("HTTP/1.1 400"), "{empty}");
     assert!(empty.contains("Host \"\" is not one host name"), "{empty}");
+    // A port alone names no host either: it was stored under `:8080` and sent on as `Host`.
+    let port_only = raw(
+        edge.addr,
+        "GET /no-host HTTP/1.1\r\nhost: :8080\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(port_only.starts_with("HTTP/1.1 400"), "{port_only}");
     assert_eq!(origin.total(), 0);
     let old = raw(edge.addr, "GET /no-host HTTP/1.0\r\n\r\n").await;
     assert!(old.starts_with("HTTP/1.0 200"), "{old}");
