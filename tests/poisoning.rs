@@ -492,7 +492,8 @@ async fn a_host_in_upper_case_reaches_the_origin_as_it_is_keyed() {
 }
 
 /// RFC 9113 section 8.3.1: an HTTP/2 request whose `Host` names another host than its
-/// `:authority` is malformed; the same host in both (any case) is fine.
+/// `:authority` is malformed; the same host in both (any case, with or without the root's
+/// trailing dot, which the key drops) is fine.
 #[tokio::test]
 async fn an_http2_host_other_than_the_authority_is_refused() {
     let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=600")).await;
@@ -512,6 +513,11 @@ async fn an_http2_host_other_than_the_authority_is_refused() {
         h2("http://shop.example:80/h2", Some("shop.example"))
             .await
             .0,
+        200
+    );
+    assert_eq!(h2(target, Some("shop.example.")).await.0, 200);
+    assert_eq!(
+        h2("http://shop.example./h2", Some("shop.example")).await.0,
         200
     );
     assert_eq!(h2(target, Some("shop.example:8080")).await.0, 400);

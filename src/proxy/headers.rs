@@ -161,8 +161,9 @@ pub(super) fn host_given<'a>(
     }
 }
 
-/// Whether a `Host` value names the target's authority: the same host in any case, and the
-/// same port, a missing one being the scheme's (`localhost` and `localhost:80` over http).
+/// Whether a `Host` value names the target's authority: the same host in any case, with or
+/// without the root's trailing dot, and the same port, a missing one being the scheme's
+/// (`localhost` and `localhost:80` over http).
 fn same_authority(host: &[u8], target: &http::Uri) -> bool {
     let Some(authority) = target.authority() else {
         return false;
@@ -177,7 +178,14 @@ fn same_authority(host: &[u8], target: &http::Uri) -> bool {
     let Ok(host) = host.parse::<http::uri::Authority>() else {
         return false;
     };
-    host.host().eq_ignore_ascii_case(authority.host())
+    // The root's trailing dot names the same host, as the key has it (`canonical_host`).
+    fn name(host: &str) -> &str {
+        match host.strip_suffix('.') {
+            Some(bare) if !bare.is_empty() && !bare.ends_with('.') => bare,
+            _ => host,
+        }
+    }
+    name(host.host()).eq_ignore_ascii_case(name(authority.host()))
         && host.port_u16().unwrap_or(default_port) == authority.port_u16().unwrap_or(default_port)
 }
 
