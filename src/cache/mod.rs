@@ -458,9 +458,8 @@ impl Cache {
                         // An RSC payload and an HTML page never replace each other, even when the
                         // origin forgot `Vary: RSC`, nor when their `Vary` lists differ (an RSC
                         // payload is kept for its `Next-Url` and prefetch headers as if listed,
-                        // see `fetch_once`):
-                        // each kind answers its own requests, and storing one dropped the
-                        // other, so the two kinds of request took turns missing.
+                        // see `fetch_once`): each kind answers its own requests, and storing one
+                        // dropped the other, so the two kinds of request took turns missing.
                         // Under a URL that names an RSC payload the two kinds are not kept
                         // apart (`Entry::matches_at`): the new answer replaces either.
                         .filter(|e| {
