@@ -535,6 +535,79 @@ async fn regeneration_follows_a_trailing_slash_redirect() {
     let _ = std::fs::remove_dir_all(manifest.parent().expect("its directory"));
 }
 
+/// `revalidatePath('/', 'layout')` (everything) selects the stored static assets and optimised
+/// images along with the pages. Next answers `HEAD /_next/image` with a 400 (no `url`), and the
+/// regeneration asked for it, so the whole revalidation was a 502 `success: false`; the
+/// assets were asked for nothing either. Only pages are regenerated (a Pages Router data URL
+/// as its page).
+#[tokio::test]
+async fn a_layout_purge_of_everything_regenerates_pages_not_next_assets() {
+    let next = Origin::start(|r| {
+        let regenerate = r.headers.get("x-prerender-revalidate").is_some();
+        match r.path.as_str() {
+            // As `next start` answers it: the image optimiser needs `url`, `w` and `q`.
+            "/_next/image" if !r.target.contains("url=") => {
+                Reply::ok("\"url\" parameter is required")
+                    .status(400)
+                    .cc("private, no-cache, no-store, max-age=0, must-revalidate")
+            }
+            "/_next/image" => Reply::ok("webp").cc("public, max-age=14400, must-revalidate"),
+            path if path.starts_with("/_next/static/") => {
+                Reply::ok("js").cc("public, max-age=31536000, immutable")
+            }
+            _ if r.method == "HEAD" && regenerate => {
+                Reply::ok("").header("x-nextjs-cache", "REVALIDATED")
+            }
+            _ => Reply::ok(format!("{} render {}", r.path, r.count))
+                .cc("s-maxage=3600, stale-while-revalidate=31532400")
+                .header("x-nextjs-cache", "HIT"),
+        }
+    })
+    .await;
+    let manifest = preview_manifest("assets");
+    let manifest_arg = manifest.to_string_lossy().into_owned();
+    let edge = Edge::start(&next.url(), &["--next-prerender-manifest", &manifest_arg]).await;
+    for path in [
+        "/",
+        "/products/a",
+        "/_next/data/build1/products/b.json",
+        "/_next/static/chunks/app-4f2a.js",
+        "/docs/_next/static/chunks/docs-9c1e.js",
+        "/_next/image?url=%2Fpixel.png&w=64&q=75",
+    ] {
+        let page = get(edge.addr, path).await;
+        assert_eq!((page.status, page.cache()), (200, "MISS"), "{path}");
+    }
+
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": [{"path": "/", "type": "layout"}]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let answer = answer.json();
+    assert_eq!(answer["success"], true, "{answer}");
+    let mut paths: Vec<&str> = answer["regenerated"]
+        .as_array()
+        .expect("regenerated listed")
+        .iter()
+        .map(|r| r["path"].as_str().expect("path"))
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/", "/products/a", "/products/b"], "{answer}");
+    let heads: Vec<String> = next
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "HEAD")
+        .map(|s| s.path)
+        .collect();
+    assert!(
+        heads.iter().all(|path| !path.contains("/_next/")),
+        "{heads:?}"
+    );
+    let _ = std::fs::remove_dir_all(manifest.parent().expect("its directory"));
+}
+
 #[tokio::test]
 async fn a_wrong_manifest_path_is_refused_at_start() {
     let error = isr_edge::config::Config::from_args(

@@ -61,7 +61,7 @@ pub fn concrete_pages(cache: &Cache, request: &RevalidateRequest) -> Vec<Page> {
     let mut seen = HashSet::new();
     let mut pages = Vec::new();
     let mut add = |page: Page| {
-        if seen.insert(page.clone()) {
+        if !is_next_internal(&page.path) && seen.insert(page.clone()) {
             pages.push(page);
         }
     };
@@ -92,6 +92,16 @@ pub fn concrete_pages(cache: &Cache, request: &RevalidateRequest) -> Vec<Page> {
         }
     }
     pages
+}
+
+/// Whether a path is one of Next.js's own files (`/_next/static/…`, `/_next/image`), under a
+/// `basePath` too, rather than a page: a layout purge of `/` selects the stored assets and
+/// optimised images with the pages, and `HEAD /_next/image` with `x-prerender-revalidate` is a
+/// 400 (no `url`), which failed the whole revalidation. No page can live there: `_next` is
+/// Next's, and App Router folders starting with `_` are not routes. `/_next/data/<build>/p.json`
+/// never gets here, [`page_path`] made it `/p`.
+fn is_next_internal(path: &str) -> bool {
+    path.split('/').any(|segment| segment == "_next")
 }
 
 #[cfg(test)]
