@@ -955,3 +955,98 @@ async fn implicit_tags_reach_pages_stored_under_other_urls() {
     assert_eq!(answer.json()["evicted"], 2, "{}", answer.text());
     assert_eq!(status_of(&edge, "/docs/post/1").await, "MISS");
 }
+
+/// A Next.js middleware rewrite serves `/products/a` under another URL (`/deals/today`): Next
+/// says so with `x-middleware-rewrite` (a full URL with its own address) on every answer and
+/// `x-nextjs-rewritten-path` on RSC ones. A backend revalidates the real path, as the Next.js
+/// docs say; the copies stored under the visitor's URL stayed stale until they expired (found
+/// with the real app). They are now reached by the target's path, layouts above it and its
+/// implicit tag, HTML and RSC alike, and by nothing else.
+#[tokio::test]
+async fn a_rewritten_url_is_purged_with_the_page_it_was_rewritten_to() {
+    let origin = Origin::start(|r| {
+        let rsc = r.headers.get("rsc").is_some_and(|v| v == "1");
+        let target = match r.path.as_str() {
+            "/deals/today" => "/products/a",
+            "/de/offers" => "/shop/de/offers",
+            other => other,
+        };
+        let reply = Reply::ok(format!("{target} for {} v{}", r.target, r.count))
+            .cc("s-maxage=600")
+            .header("vary", "RSC")
+            .header(
+                "content-type",
+                if rsc { "text/x-component" } else { "text/html" },
+            );
+        if target == r.path {
+            return reply;
+        }
+        let reply = reply.header(
+            "x-middleware-rewrite",
+            &format!("http://localhost:3000{target}"),
+        );
+        if rsc {
+            reply.header("x-nextjs-rewritten-path", target)
+        } else {
+            reply
+        }
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let urls = ["/deals/today", "/products/a", "/products/b", "/de/offers"];
+    warm(&edge, &urls, false).await;
+    warm(&edge, &urls, true).await;
+
+    for (body, expected) in [
+        (
+            json!({"paths": ["/products/a"]}),
+            vec!["/deals/today", "/products/a"],
+        ),
+        (
+            json!({"tag": "_N_T_/products/a"}),
+            vec!["/deals/today", "/products/a"],
+        ),
+        (
+            json!({"paths": [{"path": "/products", "type": "layout"}]}),
+            vec!["/deals/today", "/products/a", "/products/b"],
+        ),
+        (
+            json!({"tag": "_N_T_/products/layout"}),
+            vec!["/deals/today", "/products/a", "/products/b"],
+        ),
+        (json!({"paths": ["/shop/de/offers"]}), vec!["/de/offers"]),
+        (
+            json!({"paths": [{"path": "/shop", "type": "layout"}]}),
+            vec!["/de/offers"],
+        ),
+        // Not what it was rewritten from, nor a page beside its target.
+        (json!({"paths": ["/products/b"]}), vec!["/products/b"]),
+        (json!({"paths": ["/shop/de"]}), vec![]),
+    ] {
+        let dry = dry_run(&edge, body.clone()).await;
+        let mut pages = examples(&dry)
+            .into_iter()
+            .map(|key| key.split('?').next().unwrap_or_default().to_string())
+            .collect::<Vec<_>>();
+        pages.dedup();
+        assert_eq!(pages, expected, "{body}");
+        assert_eq!(
+            dry["would_evict"],
+            2 * expected.len(),
+            "{body}: HTML and RSC"
+        );
+    }
+
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/products/a"]}),
+    )
+    .await;
+    assert_eq!(answer.json()["evicted"], 4, "{}", answer.text());
+    for rsc in [false, true] {
+        let headers: &[(&str, &str)] = if rsc { &[("rsc", "1")] } else { &[] };
+        let page = get_with(edge.addr, "/deals/today", headers).await;
+        assert_eq!(page.cache(), "MISS", "rsc: {rsc}");
+    }
+    assert_eq!(status_of(&edge, "/products/b").await, "HIT");
+}

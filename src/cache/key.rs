@@ -381,6 +381,65 @@ pub fn page_path(normalized: &str) -> Cow<'_, str> {
     }
 }
 
+/// Next.js's implicit tag for the URL of page `page` (`_N_T_/blog/a`), as `revalidatePath`
+/// expires it: a page purge also selects the pages stored under another URL that carry it.
+pub fn implicit_page_tag(page: &str) -> String {
+    format!("_N_T_{page}")
+}
+
+/// Next.js's implicit tag for the layout at `page` (`_N_T_/blog/layout`, `_N_T_/layout` for
+/// the root): a layout purge also selects the pages stored under another URL that carry it.
+pub fn implicit_layout_tag(page: &str) -> String {
+    format!("_N_T_{}/layout", page.trim_end_matches('/'))
+}
+
+/// At most this many layout tags for one rewrite target (its first segments): the target
+/// comes from the request path (`/:path*` rewritten to `/site/:path*`), so its depth is the
+/// client's to choose.
+const MAX_REWRITE_LAYOUT_TAGS: usize = 8;
+
+/// The implicit tags of the page a Next.js middleware rewrite rendered for this URL
+/// (`x-nextjs-rewritten-path`, else `x-middleware-rewrite`), when it is another page than
+/// `page`: its own and those of the layouts above it, as Next lists them for that page. Next
+/// keeps the rendered page under the target, and a backend revalidates that real path
+/// (`/products/a`), never the URL the visitor used (`/deals/today`), so the copy stored under
+/// that URL must be reachable from the target, or it stays stale until it expires.
+pub fn rewrite_tags(headers: &HeaderMap, page: &str) -> Vec<Box<str>> {
+    let target = headers
+        .get("x-nextjs-rewritten-path")
+        .or_else(|| headers.get("x-middleware-rewrite"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let Some(target) = target.filter(|t| !t.is_empty()) else {
+        return Vec::new();
+    };
+    // A path, or a full URL naming Next's own address (`http://localhost:3000/products/a`).
+    let path = if target.starts_with('/') {
+        target.split(['?', '#']).next().unwrap_or("/").to_string()
+    } else {
+        match target.parse::<http::Uri>() {
+            Ok(uri) => uri.path().to_string(),
+            Err(_) => return Vec::new(),
+        }
+    };
+    let target = page_path(&normalize_path(&encode_path(&path))).into_owned();
+    if target == page {
+        return Vec::new();
+    }
+    let mut tags: Vec<Box<str>> = vec![implicit_page_tag(&target).into()];
+    let mut prefix = String::new();
+    for segment in target
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .take(MAX_REWRITE_LAYOUT_TAGS)
+    {
+        prefix.push('/');
+        prefix.push_str(segment);
+        tags.push(implicit_layout_tag(&prefix).into());
+    }
+    tags
+}
+
 /// The request's value for one header named in a response's `Vary`, in the form variants are
 /// compared by. `Accept-Encoding` is folded to a few classes so it does not explode variants.
 /// Distinct bytes are distinct values: a value that is not UTF-8 is kept byte for byte (as
@@ -470,6 +529,44 @@ pub fn encoding_class(headers: &HeaderMap) -> &'static str {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn rewrite_tags_name_the_target_page_and_its_layouts() {
+        let tags = |name: &'static str, value: &str, page: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_str(value).expect("value"));
+            rewrite_tags(&headers, page)
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let target = ["_N_T_/shop/a", "_N_T_/shop/layout", "_N_T_/shop/a/layout"];
+        assert_eq!(
+            tags(
+                "x-middleware-rewrite",
+                "http://localhost:3000/shop/a?x=1",
+                "/a"
+            ),
+            target
+        );
+        assert_eq!(tags("x-nextjs-rewritten-path", "/shop/a/", "/a"), target);
+        assert_eq!(tags("x-middleware-rewrite", "/shop/a.rsc", "/a"), target);
+        assert_eq!(
+            tags("x-middleware-rewrite", "http://localhost:3000/", "/a"),
+            ["_N_T_/"]
+        );
+        // Served from itself (a rewrite to the same page), or nothing readable: no tags.
+        assert!(tags("x-middleware-rewrite", "http://localhost:3000/a", "/a").is_empty());
+        assert!(tags("x-middleware-rewrite", "not a url", "/a").is_empty());
+        // The depth is the client's to choose (`/:path*` rewritten): the first segments only.
+        let deep = format!("/site{}", "/x".repeat(100));
+        let deep_tags = tags("x-nextjs-rewritten-path", &deep, "/x");
+        assert_eq!(
+            deep_tags.len(),
+            1 + MAX_REWRITE_LAYOUT_TAGS,
+            "{deep_tags:?}"
+        );
+    }
 
     #[test]
     fn the_fast_normal_check_agrees_with_its_definition_on_every_short_path() {

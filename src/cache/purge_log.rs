@@ -72,6 +72,12 @@ enum Scope {
     Subtree(Box<str>),
     Pattern(Pattern, bool),
     Tag(u64),
+    /// A page or layout purge's own implicit tag, reaching the URLs rewritten to it. Selects
+    /// only fetches whose tags are known: taken as a tag purge, every page purge would give
+    /// every URL a new generation (no request joining a fetch begun before it) and forget what
+    /// is known unstorable. A request arriving after it may still join a fetch of a rewritten
+    /// URL begun before it (served that answer once); the answer is not stored.
+    Rewritten(u64),
     All,
 }
 
@@ -80,7 +86,7 @@ impl Logged {
         let scope = match &self.scope {
             Scope::Subtree(text) => text.len(),
             Scope::Pattern(pattern, _) => pattern.source().len(),
-            Scope::Page(_) | Scope::Tag(_) | Scope::All => 0,
+            Scope::Page(_) | Scope::Tag(_) | Scope::Rewritten(_) | Scope::All => 0,
         };
         scope + self.host.as_deref().map_or(0, str::len)
     }
@@ -92,6 +98,7 @@ impl Logged {
         let cheap_miss = match &self.scope {
             Scope::Page(hash) => *hash != query.page_hash,
             Scope::Tag(hash) => query.tags.as_ref().is_some_and(|tags| !tags.contains(hash)),
+            Scope::Rewritten(hash) => query.tags.as_ref().is_none_or(|tags| !tags.contains(hash)),
             _ => false,
         };
         if cheap_miss || self.host_hash.is_some_and(|hash| hash != query.host_hash) {
@@ -105,7 +112,7 @@ impl Logged {
         match &self.scope {
             Scope::Subtree(root) => in_subtree(query.page, root),
             Scope::Pattern(pattern, subtree) => pattern.matches(query.page, *subtree),
-            Scope::Page(_) | Scope::Tag(_) | Scope::All => true,
+            Scope::Page(_) | Scope::Tag(_) | Scope::Rewritten(_) | Scope::All => true,
         }
     }
 }
@@ -150,6 +157,7 @@ impl PurgeLog {
             Selector::Subtree(root) => Scope::Subtree((*root).into()),
             Selector::Pattern(pattern, subtree) => Scope::Pattern((*pattern).clone(), *subtree),
             Selector::Tag(tag) => Scope::Tag(self.hash(tag)),
+            Selector::Rewritten(tag) => Scope::Rewritten(self.hash(tag)),
             Selector::All | Selector::Either(..) => Scope::All,
         };
         let mut log = self.lock();
@@ -237,6 +245,29 @@ mod tests {
             !log.selected_since(log.epoch(), "a.example/blog", "/blog", Some(&tags)),
             "nothing since now"
         );
+    }
+
+    /// A page purge's own implicit tag (reaching URLs rewritten to the page) is no tag purge of
+    /// every URL: fetches of other pages keep their generation, so requests still join them.
+    #[test]
+    fn a_page_purge_reaching_rewritten_urls_keeps_other_urls_generation() {
+        let log = PurgeLog::default();
+        let start = log.epoch();
+        let before = log.generation("h/deals", "/deals");
+        let (own, rewritten) = (
+            Selector::Page("/products/a"),
+            Selector::Rewritten("_N_T_/products/a"),
+        );
+        log.record(&Selector::Either(&own, &rewritten), None);
+        assert_eq!(log.generation("h/deals", "/deals"), before);
+        assert!(!log.selected_since(start, "h/deals", "/deals", None));
+        assert!(!log.selected_since(start, "h/deals", "/deals", Some(&[])));
+        let tags: Vec<Box<str>> = vec!["_N_T_/products/a".into()];
+        assert!(log.selected_since(start, "h/deals", "/deals", Some(&tags)));
+        assert!(log.selected_since(start, "h/products/a", "/products/a", None));
+        // An explicit tag purge of the same name is still one for fetches not answered yet.
+        log.record(&Selector::Tag("_N_T_/products/a"), None);
+        assert!(log.selected_since(start, "h/deals", "/deals", None));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use super::headers::{is_compressed, says_it_varies_by_encoding, vary_names};
 use super::*;
 use crate::cache::entry::is_rsc_content;
-use crate::cache::key::named_in_connection;
+use crate::cache::key::{named_in_connection, rewrite_tags};
 
 /// Next.js's `Next-Url` request header (the page a client-side navigation starts from).
 const NEXT_URL: HeaderName = HeaderName::from_static("next-url");
@@ -247,7 +247,7 @@ impl Proxy {
         let mut headers = head.headers;
         // Its trailers, if any, were not kept with the body.
         headers.remove(header::TRAILER);
-        let tags = self.page_tags(&mut headers, route);
+        let tags = self.page_tags(&mut headers, route, &fetch.page);
         let mut vary = vary_names(&headers)
             .into_iter()
             .map(|name| {
@@ -389,7 +389,20 @@ impl Proxy {
             .iter()
             .any(|name| update.contains_key(name));
         let tags = if names_tags {
-            self.page_tags(&mut update, route)
+            let mut tags = self.page_tags(&mut update, route, &fetch.page);
+            if rewrite_tags(&update, &fetch.page).is_empty() {
+                // A 304 need not repeat the rewrite headers the copy was stored with: the
+                // copy's implicit tags stand, or a purge of the rewrite target would miss it.
+                tags.extend(
+                    copy.tags()
+                        .iter()
+                        .filter(|t| t.starts_with("_N_T_"))
+                        .cloned(),
+                );
+                tags.sort();
+                tags.dedup();
+            }
+            tags
         } else {
             copy.tags().to_vec()
         };
@@ -434,14 +447,21 @@ impl Proxy {
         }
     }
 
-    /// The tags an answer names, with its route rule's.
-    fn page_tags(&self, headers: &mut HeaderMap, route: Option<&RouteRule>) -> Vec<Box<str>> {
+    /// The tags an answer for `page` names, with its route rule's and those of the page a
+    /// Next.js middleware rewrite rendered it from.
+    fn page_tags(
+        &self,
+        headers: &mut HeaderMap,
+        route: Option<&RouteRule>,
+        page: &str,
+    ) -> Vec<Box<str>> {
         let mut tags = self.take_tags(headers);
-        if let Some(rule) = route.filter(|r| !r.tags.is_empty()) {
+        tags.extend(rewrite_tags(headers, page));
+        if let Some(rule) = route {
             tags.extend(rule.tags.iter().cloned());
-            tags.sort();
-            tags.dedup();
         }
+        tags.sort();
+        tags.dedup();
         tags
     }
 

@@ -25,7 +25,9 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
 use crate::body::{self, Body};
-use crate::cache::key::{encode_path, normalize_path, page_path};
+use crate::cache::key::{
+    encode_path, implicit_layout_tag, implicit_page_tag, normalize_path, page_path,
+};
 use crate::cache::pattern::Pattern;
 use crate::cache::{PurgeCount, PurgeMode, PurgeRun, Selector};
 use crate::config::Secrets;
@@ -665,6 +667,8 @@ fn purge_target(
     // slots are route syntax; a client's path is a URL path unless it has a dynamic segment.
     // `also_tag`: pages carrying this tag are purged too (an implicit tag also names the pages
     // whose origin listed it, stored under another URL: basePath, i18n prefixes, rewrites).
+    // Without one, a literal page or layout brings its own implicit tag, so it reaches the
+    // URLs a middleware rewrite served it under (see `key::rewrite_tags`).
     let purge_path = |path: &str, subtree: bool, route_path: bool, also_tag: Option<&Selector>| {
         // Written as a person would (`/café`); matched as requests stored it (`/caf%C3%A9`).
         // A query names one URL of the page; the page is purged with all its URLs (a purge
@@ -677,19 +681,23 @@ fn purge_target(
         };
         let pattern;
         let page;
-        let selector = if is_pattern {
+        let own_tag;
+        let (selector, own_tag) = if is_pattern {
             pattern = Pattern::parse(path);
-            Selector::Pattern(&pattern, subtree)
+            (Selector::Pattern(&pattern, subtree), None)
         } else {
             page = page_path(path).into_owned();
             if subtree {
-                Selector::Subtree(&page)
+                own_tag = implicit_layout_tag(&page);
+                (Selector::Subtree(&page), Some(own_tag.as_str()))
             } else {
-                Selector::Page(&page)
+                own_tag = implicit_page_tag(&page);
+                (Selector::Page(&page), Some(own_tag.as_str()))
             }
         };
-        match also_tag {
-            Some(tag) => cache.purge(&Selector::Either(&selector, tag), host, run),
+        let rewritten = own_tag.map(Selector::Rewritten);
+        match also_tag.or(rewritten.as_ref()) {
+            Some(also) => cache.purge(&Selector::Either(&selector, also), host, run),
             None => cache.purge(&selector, host, run),
         }
     };

@@ -109,6 +109,10 @@ pub enum Selector<'a> {
     Subtree(&'a str),
     Pattern(&'a Pattern, bool),
     Tag(&'a str),
+    /// The URLs carrying this Next.js implicit tag because a middleware rewrite served another
+    /// page under them (`key::rewrite_tags`): as `Tag` here; the purge log only takes it to
+    /// select fetches whose tags are known (see `purge_log`).
+    Rewritten(&'a str),
     All,
     /// What either selects, each URL once.
     Either(&'a Selector<'a>, &'a Selector<'a>),
@@ -208,7 +212,7 @@ impl Index {
         let mut gathered: Vec<u32> = Vec::new();
         let slots: &[u32] = match selector {
             Selector::Page(page) => inner.by_page.get(*page).map_or(&[], Members::as_slice),
-            Selector::Tag(tag) => inner.tag_members(tag),
+            Selector::Tag(tag) | Selector::Rewritten(tag) => inner.tag_members(tag),
             Selector::Either(first, second) => {
                 inner.gather(first, &mut gathered);
                 inner.gather(second, &mut gathered);
@@ -328,7 +332,9 @@ impl Inner {
             Selector::Page(page) => {
                 gathered.extend_from_slice(self.by_page.get(*page).map_or(&[], Members::as_slice))
             }
-            Selector::Tag(tag) => gathered.extend_from_slice(self.tag_members(tag)),
+            Selector::Tag(tag) | Selector::Rewritten(tag) => {
+                gathered.extend_from_slice(self.tag_members(tag))
+            }
             Selector::Subtree(root) => {
                 for (page, members) in
                     pages_starting_with(&self.by_page, root.trim_end_matches('/'))
