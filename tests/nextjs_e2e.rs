@@ -3,7 +3,14 @@
 //! and Next serve the new data on the very next request, including a page of the dynamic route
 //! `/products/[slug]` (which Next 16's `revalidatePath` alone leaves stale; the proxy's
 //! `x-prerender-revalidate` regeneration refreshes it). A page past its freshness is refreshed
-//! conditionally, and Next's 304 renews the proxy's copy.
+//! conditionally, and Next's 304 renews the proxy's copy. Then what a site owner meets: a
+//! tag revalidation of data-cache pages (`unstable_cache`, tags told by `Cache-Tag` from
+//! next.config's `headers()`) renewing HTML and every client-navigation payload (full, route
+//! tree and segment prefetches) and turning a kept 404 of a `dynamicParams` page into the new
+//! post; a middleware rewrite renewed with its real path; draft mode, `cookies()` pages and
+//! Server Actions never cached; redirects; a cached route handler; immutable assets,
+//! `/_next/image`, compression, a browser reload after a revalidation; and a purge of
+//! everything (`revalidatePath('/', 'layout')`) with assets and images stored.
 //!
 //! `.ci/test.sh` installs the app's packages (`npm install --no-save`, see there why not `npm ci`); this test does so itself when they are
 //! missing, builds the app when the build is older than its sources, and kills `next start` at
@@ -60,6 +67,8 @@ fn newest_source(dir: &Path) -> SystemTime {
     for name in [
         "app",
         "lib",
+        "public",
+        "proxy.ts",
         "package.json",
         "package-lock.json",
         "next.config.mjs",
@@ -122,23 +131,66 @@ fn start_next(dir: &Path, data_file: &Path) -> NextServer {
     NextServer { child, port }
 }
 
-fn write_data(file: &Path, version: &str) {
+/// The site's data at `version`, with the blog post `late` when given (a slug of its own for
+/// each run: Next keeps the pages it rendered in `.next` across runs).
+fn write_data(file: &Path, version: &str, late: Option<&str>) {
+    let mut posts = json!({"first": format!("{version}-first")});
+    if let Some(slug) = late {
+        posts[slug] = json!(format!("{version}-late"));
+    }
     let data = json!({
         "home": format!("{version}-home"),
         "products": {"a": format!("{version}-a"), "b": format!("{version}-b")},
+        "posts": posts,
     });
     std::fs::write(file, data.to_string()).expect("write data file");
 }
 
 /// A request with `RSC: 1`, following Next's 307 to the `_rsc` URL once.
 async fn get_rsc(addr: std::net::SocketAddr, path: &str) -> Resp {
-    let response = get_with(addr, path, &[("rsc", "1")]).await;
+    get_rsc_with(addr, path, &[]).await
+}
+
+/// [`get_rsc`] with the router's other headers (a prefetch, a segment prefetch), which Next
+/// hashes into the `_rsc` its 307 names.
+async fn get_rsc_with(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
+    let headers = [&[("rsc", "1")], headers].concat();
+    let response = get_with(addr, path, &headers).await;
     if response.status == 307 {
         let location = response.header("location").to_string();
-        return get_with(addr, &location, &[("rsc", "1")]).await;
+        return get_with(addr, &location, &headers).await;
     }
     response
 }
+
+/// What a client-side navigation to `path` asks for: the full payload, the route tree prefetch
+/// and the page segment's prefetch (Next 16's segment cache), each checked to be RSC.
+async fn client_navigation(
+    addr: std::net::SocketAddr,
+    path: &str,
+    page_segment: &str,
+) -> Vec<Resp> {
+    let prefetch = [("next-router-prefetch", "1")];
+    let tree = [prefetch[0], ("next-router-segment-prefetch", "/_tree")];
+    let segment = [prefetch[0], ("next-router-segment-prefetch", page_segment)];
+    let mut answers = Vec::new();
+    for headers in [&[][..], &tree[..], &segment[..]] {
+        let answer = get_rsc_with(addr, path, headers).await;
+        assert_rsc(&answer, &format!("{path} {headers:?}"));
+        answers.push(answer);
+    }
+    answers
+}
+
+/// A browser's page load: what Chrome sends for a document, compression included.
+const BROWSER: [(&str, &str); 3] = [
+    (
+        "accept",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    ),
+    ("accept-encoding", "gzip, deflate, br, zstd"),
+    ("sec-fetch-mode", "navigate"),
+];
 
 fn assert_html(response: &Resp, what: &str) {
     assert_eq!(response.status, 200, "{what}: {}", response.text());
@@ -176,7 +228,7 @@ async fn nextjs_behind_the_proxy() {
         .join(format!("isr-edge-next-{}", std::process::id()));
     std::fs::create_dir_all(&data_dir).expect("data dir");
     let data_file = data_dir.join("data.json");
-    write_data(&data_file, "v1");
+    write_data(&data_file, "v1", None);
 
     let next = start_next(&dir, &data_file);
     let next_addr: std::net::SocketAddr = ([127, 0, 0, 1], next.port).into();
@@ -242,7 +294,7 @@ async fn nextjs_behind_the_proxy() {
         format!("{version}-a"),
         format!("{version}-b"),
     );
-    write_data(&data_file, &version);
+    write_data(&data_file, &version, None);
     for (path, marker) in [("/", &home), ("/products/a", &product_a)] {
         assert!(
             !get(edge.addr, path).await.text().contains(marker),
@@ -346,6 +398,246 @@ async fn nextjs_behind_the_proxy() {
         renewed.header("vary").contains("Accept-Encoding"),
         "{:?}",
         renewed.headers
+    );
+
+    // A blog whose posts come from Next's data cache (`unstable_cache`, tagged `posts`), and
+    // whose pages tell the proxy that tag with `Cache-Tag` (next.config's `headers()`): one tag
+    // revalidation renews every stored form of the pages using it, and a 404 kept for a post
+    // not written yet (`dynamicParams`) turns into the post.
+    let blog = format!("{version}b");
+    let (first, late) = (format!("{blog}-first"), format!("{blog}-late"));
+    let late_slug = format!("late-{version}");
+    let late_path = format!("/blog/{late_slug}");
+    const POST_SEGMENT: &str = "/blog/$d$slug/__PAGE__";
+    assert_html(&get(edge.addr, "/blog/first").await, "/blog/first");
+    client_navigation(edge.addr, "/blog/first", POST_SEGMENT).await;
+    let missing = get(edge.addr, &late_path).await;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert_eq!(missing.header("cache-tag"), "", "tags are the proxy's");
+    let missing = get(edge.addr, &late_path).await;
+    assert_eq!((missing.status, missing.cache()), (404, "HIT"));
+    assert_eq!(
+        missing.header("cache-control"),
+        "public, max-age=0, must-revalidate"
+    );
+    write_data(&data_file, &blog, Some(&late_slug));
+    assert_eq!(get(edge.addr, &late_path).await.status, 404);
+    let answer = revalidate(edge.addr, json!({"secret": SECRET, "tags": ["posts"]})).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let page = get(edge.addr, "/blog/first").await;
+    assert_eq!(page.cache(), "MISS");
+    assert!(page.text().contains(&first), "{}", page.text());
+    let navigation = client_navigation(edge.addr, "/blog/first", POST_SEGMENT).await;
+    for (answer, what) in navigation.iter().zip(["navigation", "tree", "segment"]) {
+        assert_eq!(answer.cache(), "MISS", "{what}");
+    }
+    assert!(navigation[0].text().contains(&first), "navigation payload");
+    assert!(navigation[2].text().contains(&first), "segment prefetch");
+    let page = get(edge.addr, &late_path).await;
+    assert_html(&page, "/blog/late, written");
+    assert!(page.text().contains(&late), "{}", page.text());
+
+    // A URL a middleware rewrite serves `/products/a` under is renewed with the real path.
+    let rewritten = get(edge.addr, "/mw/rewrite").await;
+    assert_html(&rewritten, "/mw/rewrite");
+    assert!(
+        rewritten.text().contains(&product_a),
+        "{}",
+        rewritten.text()
+    );
+    assert_eq!(get(edge.addr, "/mw/rewrite").await.cache(), "HIT");
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/products/a"]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let rewritten = get(edge.addr, "/mw/rewrite").await;
+    assert!(
+        rewritten.text().contains(&format!("{blog}-a")),
+        "{}",
+        rewritten.text()
+    );
+
+    // Draft mode bypasses the cache both ways: the draft request sees the data now, and its
+    // answer is never served to anyone else.
+    let draft_on = get(edge.addr, "/api/draft").await;
+    let cookie = draft_on
+        .header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(cookie.starts_with("__prerender_bypass="), "{cookie}");
+    let draft = get_with(edge.addr, "/", &[("cookie", &cookie)]).await;
+    assert_html(&draft, "/ in draft mode");
+    assert_eq!(draft.cache(), "BYPASS");
+    assert!(draft.text().contains(&format!("{blog}-home")));
+    assert_eq!(
+        get_rsc_with(edge.addr, "/", &[("cookie", &cookie)])
+            .await
+            .cache(),
+        "BYPASS"
+    );
+    let plain = get(edge.addr, "/").await;
+    assert_eq!(plain.cache(), "HIT");
+    assert!(plain.text().contains(&home) && !plain.text().contains(&format!("{blog}-home")));
+
+    // `cookies()`/`headers()` make a page dynamic: never stored, each visitor its own.
+    for who in ["alice", "bob", "alice"] {
+        let page = get_with(edge.addr, "/dynamic", &[("cookie", &format!("who={who}"))]).await;
+        assert_html(&page, "/dynamic");
+        assert_eq!(page.cache(), "MISS");
+        assert!(page.text().contains(&format!("dynamic for <!-- -->{who}")));
+        assert!(page.header("cache-control").starts_with("private"));
+    }
+    // An unknown URL's 404 says `no-store`: never kept.
+    assert_eq!(get(edge.addr, "/no-such-page").await.status, 404);
+    assert_eq!(get(edge.addr, "/no-such-page").await.cache(), "MISS");
+
+    // A Server Action, as the router posts it: passed through, and the page stays a page.
+    let form = get(edge.addr, "/action").await.text();
+    let action = form
+        .split("$ACTION_ID_")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form names its action")
+        .to_string();
+    let boundary = "isredgee2eboundary";
+    let body = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"1_note\"\r\n\r\ne2e\r\n\
+         --{boundary}\r\ncontent-disposition: form-data; name=\"0\"\r\n\r\n[\"$K1\"]\r\n--{boundary}--\r\n"
+    );
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let answer = send(
+        edge.addr,
+        "POST",
+        "/action",
+        &[
+            ("next-action", &action),
+            ("accept", "text/x-component"),
+            ("content-type", &content_type),
+        ],
+        body,
+    )
+    .await;
+    assert_rsc(&answer, "server action");
+    assert_eq!(answer.cache(), "BYPASS");
+    assert_html(&get(edge.addr, "/action").await, "/action after the action");
+
+    // `redirect()`, `permanentRedirect()` and a middleware redirect: the browser is never told
+    // to keep them (the permanent one is kept here).
+    for (path, status, location) in [
+        ("/old", 307, "/products/a"),
+        ("/moved", 308, "/products/b"),
+        ("/mw/redirect", 307, "/products/b"),
+    ] {
+        let answer = get(edge.addr, path).await;
+        assert_eq!(
+            (answer.status, answer.header("location")),
+            (status, location)
+        );
+        assert!(
+            !answer.header("cache-control").contains("s-maxage"),
+            "{path}"
+        );
+    }
+    assert_eq!(get(edge.addr, "/moved").await.cache(), "HIT");
+
+    // A GET route handler with `revalidate`, stored and revalidated like a page.
+    let stamp = get(edge.addr, "/api/stamp").await.json();
+    assert_eq!(get(edge.addr, "/api/stamp").await.json(), stamp);
+    revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/api/stamp"]}),
+    )
+    .await;
+    assert_eq!(
+        get(edge.addr, "/api/stamp").await.json()["home"],
+        format!("{blog}-home")
+    );
+
+    // Static assets stay immutable for browsers; images are kept per `Accept`.
+    let html = get(edge.addr, "/products/b").await.text();
+    let asset = html
+        .split('"')
+        .find(|part| part.starts_with("/_next/static/") && part.ends_with(".js"))
+        .expect("a script")
+        .to_string();
+    let script = get_with(edge.addr, &asset, &BROWSER).await;
+    assert_eq!(script.status, 200);
+    assert_eq!(
+        script.header("cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(get_with(edge.addr, &asset, &BROWSER).await.cache(), "HIT");
+    let image_url = "/_next/image?url=%2Fpixel.png&w=64&q=75";
+    let accept_images = [("accept", "image/avif,image/webp,*/*;q=0.8")];
+    let image = get_with(edge.addr, image_url, &accept_images).await;
+    assert_eq!(
+        (image.status, image.header("content-type")),
+        (200, "image/webp")
+    );
+    assert_eq!(
+        get_with(edge.addr, image_url, &accept_images).await.cache(),
+        "HIT"
+    );
+
+    // Compression: a browser gets Next's gzip, a client asking for none the plain page.
+    let gzipped = get_with(edge.addr, "/products/b", &BROWSER).await;
+    assert_eq!(gzipped.header("content-encoding"), "gzip");
+    assert!(gzipped.header("vary").contains("Accept-Encoding"));
+    let plain = get(edge.addr, "/products/b").await;
+    assert_eq!(plain.header("content-encoding"), "");
+    assert_html(&plain, "/products/b without compression");
+
+    // A plain reload: 304 while the page is the same, the new page once it was revalidated.
+    assert_eq!(
+        plain.header("cache-control"),
+        "public, max-age=0, must-revalidate"
+    );
+    let etag = plain.header("etag").to_string();
+    let reload = [
+        ("if-none-match", etag.as_str()),
+        ("cache-control", "max-age=0"),
+    ];
+    assert_eq!(
+        get_with(edge.addr, "/products/b", &reload).await.status,
+        304
+    );
+    revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": ["/products/b"]}),
+    )
+    .await;
+    let reloaded = get_with(edge.addr, "/products/b", &reload).await;
+    assert_eq!(reloaded.status, 200);
+    assert!(reloaded.text().contains(&format!("{blog}-b")));
+
+    // Everything (`revalidatePath('/', 'layout')`): the stored assets and images go too, and
+    // only pages are asked to regenerate (`HEAD /_next/image` is Next's 400: it failed all).
+    let answer = revalidate(
+        edge.addr,
+        json!({"secret": SECRET, "paths": [{"path": "/", "type": "layout"}]}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let answer = answer.json();
+    assert_eq!(answer["success"], true, "{answer}");
+    let regenerated = answer["regenerated"].as_array().expect("regenerated");
+    assert!(
+        regenerated.iter().any(|r| r["path"] == "/blog/first"),
+        "{answer}"
+    );
+    assert!(
+        regenerated
+            .iter()
+            .all(|r| !r["path"].as_str().unwrap_or_default().contains("/_next/")),
+        "{answer}"
+    );
+    assert_eq!(
+        get_with(edge.addr, image_url, &accept_images).await.cache(),
+        "MISS"
     );
 
     drop(next);

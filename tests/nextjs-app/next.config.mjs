@@ -3,6 +3,11 @@
 const config = {
   typescript: { ignoreBuildErrors: true },
   poweredByHeader: false,
+  // How a Next.js app tells a shared cache which tags a page carries (`next start` never sends
+  // its own `x-next-cache-tags`): the same tags the page's data cache uses.
+  async headers() {
+    return [{ source: '/blog/:slug', headers: [{ key: 'Cache-Tag', value: 'posts,post-:slug' }] }];
+  },
 };
 
 export default config;

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 export interface Data {
   home: string;
   products: Record<string, string>;
+  posts?: Record<string, string>;
 }
 
 export function readData(): Data {
@@ -16,5 +17,5 @@ export function readData(): Data {
       // fall through to the build-time data
     }
   }
-  return { home: 'build', products: { a: 'build', b: 'build' } };
+  return { home: 'build', products: { a: 'build', b: 'build' }, posts: { first: 'build' } };
 }

@@ -1,12 +1,12 @@
-// The seed's route handler (shared/seeds/000), unchanged in behaviour: the backend (here, the
-// isr-edge proxy forwarding a revalidation) POSTs { secret, paths }.
-import { revalidatePath } from 'next/cache';
+// The seed's route handler (shared/seeds/000), unchanged in behaviour for { secret, paths } (the
+// backend, here the isr-edge proxy forwarding a revalidation, POSTs that), plus `tags`.
+import { revalidatePath, revalidateTag } from 'next/cache';
 import { NextRequest, NextResponse } from 'next/server';
 
 export async function POST(request: NextRequest) {
   try {
     const body = await request.json();
-    const { secret, paths } = body;
+    const { secret, paths, tags } = body;
 
     const revalidateSecret = process.env.REVALIDATE_SECRET;
     if (!revalidateSecret || secret !== revalidateSecret) {
@@ -18,6 +18,14 @@ export async function POST(request: NextRequest) {
       for (const path of paths) {
         console.log(`Revalidating path: ${path}`);
         revalidatePath(path, 'page');
+      }
+    }
+
+    // What an app whose pages use tagged data adds to the seed's route: the tags, expired at once.
+    if (tags && Array.isArray(tags)) {
+      for (const tag of tags) {
+        console.log(`Revalidating tag: ${tag}`);
+        revalidateTag(tag, { expire: 0 });
       }
     }
 

@@ -1,0 +1,5 @@
+import { permanentRedirect } from 'next/navigation';
+
+export default function Moved() {
+  permanentRedirect('/products/b');
+}
