@@ -173,6 +173,9 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
             masked_url(&args.url)
         ));
     }
+    if let Some(problem) = url_problem(&uri) {
+        return usage(format!("--url {:?}: {problem}", masked_url(&args.url)));
+    }
     let request = Request::builder()
         .method(Method::POST)
         .uri(uri)
@@ -239,6 +242,28 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
         failure: judge(status, parsed.as_ref(), &body),
         usage: false,
     }
+}
+
+/// Why an `http://` `--url` cannot be the revalidation endpoint, checked before the secret is
+/// sent anywhere.
+fn url_problem(uri: &Uri) -> Option<&'static str> {
+    // The proxy passes `POST /` on to the origin like any form post, so the site's base URL
+    // (the natural slip) handed the secret, in `Authorization`, to the app and its logs.
+    if uri.path() == "/" {
+        return Some(
+            "names no endpoint path; give the revalidation endpoint, e.g. \
+             http://edge:8080/api/revalidate (the secret would go to the site's home page)",
+        );
+    }
+    // The secret takes the `Authorization` header, so a user:password part would be dropped
+    // without a word (behind a proxy asking for Basic auth, every purge would be a 401).
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Some(
+            "a user:password part cannot be sent (the secret uses the Authorization header); \
+             remove it",
+        );
+    }
+    None
 }
 
 /// Largest answer read: a dry run listing examples for 1,000 targets is well under it.

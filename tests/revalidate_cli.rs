@@ -284,7 +284,7 @@ async fn an_answer_that_is_not_json_is_named_in_the_reason() {
             .header("content-type", "text/html")
     })
     .await;
-    let url = format!("{}/", app.url());
+    let url = format!("{}/home", app.url());
     let run = client(
         &["--url", &url, "--path", "/"],
         &[("REVALIDATE_SECRET", SECRET)],
@@ -307,7 +307,7 @@ async fn an_answer_that_is_not_json_is_named_in_the_reason() {
 #[tokio::test]
 async fn an_answer_too_large_to_be_the_endpoints_is_refused() {
     let app = Origin::start(|_| Reply::ok(vec![b' '; 17 << 20])).await;
-    let url = format!("{}/", app.url());
+    let url = format!("{}/files/big", app.url());
     let run = client(
         &["--url", &url, "--path", "/"],
         &[("REVALIDATE_SECRET", SECRET)],
@@ -316,4 +316,32 @@ async fn an_answer_too_large_to_be_the_endpoints_is_refused() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("over 16 MiB"), "{}", run.stderr);
     assert!(run.stdout.is_empty());
+}
+
+/// `--url http://edge:8080`, the site's address rather than its endpoint: the client posted to
+/// `/`, which the proxy passes on to the app like any form post, secret in `Authorization`
+/// and all. A user:password part was dropped without a word. Both are refused before anything
+/// is sent.
+#[tokio::test]
+async fn a_url_that_cannot_be_the_endpoint_is_refused_before_the_secret_is_sent() {
+    let (origin, edge, _) = cached_site().await;
+    let base = format!("http://{}", edge.addr);
+    let with_user = format!("http://ops:pa55word@{}/api/revalidate", edge.addr);
+    for url in [base.clone(), format!("{base}/"), with_user] {
+        let run = client(
+            &["--url", &url, "--path", "/"],
+            &[("REVALIDATE_SECRET", SECRET)],
+        )
+        .await;
+        assert_eq!(run.code, 2, "{url}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+        assert!(run.stderr.contains("--url"), "{}", run.stderr);
+        assert!(!run.stderr.contains("pa55word"), "{}", run.stderr);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+    }
+    assert!(
+        origin.seen().is_empty(),
+        "the app was sent {:?}",
+        origin.seen().iter().map(|s| &s.path).collect::<Vec<_>>()
+    );
 }
