@@ -562,6 +562,12 @@ fn check_config_names_file_line_and_key() {
             "demo = true\n[[route]]\nmatch = \"/a/[...x]/b\"\nttl = 5\n",
             ":3: route.match: match \"/a/[...x]/b\": catch-all",
         ),
+        // One setting under both spellings: to TOML two keys, so the later line won silently.
+        (
+            "two-spellings",
+            "demo = true\ncache-size = \"1MiB\"\n\ncache_size = \"2MiB\"\n",
+            ":4: cache_size: the same setting as cache-size on line 2; give it once",
+        ),
     ];
     for (name, text, expected) in cases {
         let path = config_file(name, text);

@@ -105,6 +105,8 @@ pub fn parse(
     let table = DeTable::parse(text).map_err(|e| toml_error(&shown, text, &e))?;
     let mut args = Vec::new();
     let mut keys = Vec::new();
+    // Each setting's first key and line: TOML sees `cache-size` and `cache_size` as two keys.
+    let mut settings: Vec<(String, String, usize)> = Vec::new();
     for (key, value) in table.get_ref().iter() {
         let name: &str = key.get_ref();
         let line = line_of(text, key.span().start);
@@ -148,6 +150,14 @@ pub fn parse(
                 known_keys(command)
             )));
         };
+        let setting = arg.get_id().to_string();
+        if let Some((_, first, first_line)) = settings.iter().find(|(id, ..)| *id == setting) {
+            // Else the later line won without a word, whichever one the reader meant.
+            return Err(fail(format!(
+                "the same setting as {first} on line {first_line}; give it once"
+            )));
+        }
+        settings.push((setting, name.to_string(), line));
         if arg.is_hide_env_values_set() {
             let env = arg
                 .get_env()
