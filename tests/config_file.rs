@@ -699,6 +699,37 @@ async fn route_tags_are_purgeable() {
     assert_eq!(answer.json()["evicted"], 1, "{}", answer.text());
 }
 
+/// `tag_headers = []` reads no tags from the origin's headers, as `--tag-headers ''` does: an
+/// empty list passed nothing to the flag, so the default three stayed in force while
+/// --print-config named the file's line for them.
+#[tokio::test]
+async fn an_empty_tag_headers_list_reads_no_tag_headers() {
+    let text = "demo = true\ntag_headers = []\n";
+    let path = config_file("no-tag-headers", text);
+    let (code, out, err) = run(
+        &["--config", path.to_str().expect("path"), "--print-config"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        line_of(&out, "tag_headers"),
+        "tag_headers = []  # file line 2"
+    );
+    let origin = Origin::start(|r| {
+        Reply::ok(format!("{} #{}", r.path, r.count))
+            .cc("s-maxage=60")
+            .header("cache-tag", "products")
+    })
+    .await;
+    let edge = edge_with_file("no-tag-headers", "tag_headers = []\n", &origin.url()).await;
+    let first = get(edge.addr, "/products/a").await;
+    // Not a tag header here, so passed on like any other field.
+    assert_eq!(first.header("cache-tag"), "products");
+    let answer = revalidate(edge.addr, json!({"secret": SECRET, "tags": ["products"]})).await;
+    assert_eq!(answer.json()["evicted"], 0, "{}", answer.text());
+    assert_eq!(get(edge.addr, "/products/a").await.cache(), "HIT");
+}
+
 #[tokio::test]
 async fn origins_by_host_are_cached_separately_and_purged_by_host() {
     let shop =

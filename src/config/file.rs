@@ -187,6 +187,11 @@ pub fn parse(
                     vec![]
                 }
             }
+            // `tag_headers = []`: none, as `--tag-headers ''` says. Passing no argument at all
+            // left the default list in force while --print-config named this line.
+            DeValue::Array(items) if items.is_empty() && !arg.get_default_values().is_empty() => {
+                vec![format!("--{long}=")]
+            }
             value => flag_args(long, arg.get_action(), value).map_err(fail)?,
         };
         args.extend(flags.into_iter().map(OsString::from));

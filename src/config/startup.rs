@@ -293,10 +293,13 @@ fn render(matches: &ArgMatches, file: Option<&ConfigFile>, config: &Config) -> S
                 _ => raw.join(""),
             }
         } else if matches!(arg.get_action(), ArgAction::Append) {
-            format!(
-                "[{}]",
-                raw.iter().map(|v| quote(v)).collect::<Vec<_>>().join(", ")
-            )
+            // An empty value is how an empty list reaches clap (`tag_headers = []`).
+            let items: Vec<String> = raw
+                .iter()
+                .filter(|v| !v.is_empty())
+                .map(|v| quote(v))
+                .collect();
+            format!("[{}]", items.join(", "))
         } else {
             quote(&raw.join(""))
         };
