@@ -215,6 +215,28 @@ fn address_lists_take_an_array() {
     );
 }
 
+/// `--config` given twice reads the last file, as every flag given twice keeps its last value:
+/// the first file was read while --print-config named the second.
+#[test]
+fn the_last_config_flag_names_the_file_read() {
+    let first = config_file("first", "demo = true\ncache_size = \"1MiB\"\n");
+    let second = config_file("second", "demo = true\ncache_size = \"2MiB\"\n");
+    let (first, second) = (
+        first.to_str().expect("path"),
+        second.to_str().expect("path"),
+    );
+    let (code, out, err) = run(
+        &["--config", first, "--config", second, "--print-config"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("# config file: {second}\n")), "{out}");
+    assert_eq!(
+        line_of(&out, "cache_size"),
+        "cache_size = \"2MiB\"  # file line 2"
+    );
+}
+
 #[test]
 fn print_config_masks_secrets_and_round_trips() {
     let path = config_file(

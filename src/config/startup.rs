@@ -104,20 +104,25 @@ pub fn load(args: Vec<OsString>, env_secret: Option<String>) -> Result<Startup, 
     Ok(Startup::Serve(Box::new(config)))
 }
 
-/// `--config FILE` / `--config=FILE` among the real arguments, else `ISR_EDGE_CONFIG`.
+/// The last `--config FILE` / `--config=FILE` among the real arguments, else
+/// `ISR_EDGE_CONFIG`.
 fn config_path(real: &[OsString]) -> Option<PathBuf> {
+    // The last, as for every other flag (`args_override_self`): reading the first made the
+    // file read and the one --print-config named two different files.
+    let mut found = None;
     let mut args = real.iter().take_while(|a| *a != "--");
     while let Some(arg) = args.next() {
         if arg == "--config" {
-            return args.next().map(PathBuf::from);
-        }
-        if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
-            return Some(PathBuf::from(path));
+            found = args.next().map(PathBuf::from);
+        } else if let Some(path) = arg.to_str().and_then(|a| a.strip_prefix("--config=")) {
+            found = Some(PathBuf::from(path));
         }
     }
-    std::env::var_os(CONFIG_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    found.or_else(|| {
+        std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 /// A clap error about an argument the file supplied becomes `FILE:LINE: key: message`.
@@ -422,6 +427,15 @@ mod tests {
         );
         assert_eq!(
             config_path(&args(&["--config=b.toml"])),
+            Some(PathBuf::from("b.toml"))
+        );
+        // The last one wins, as clap reads every flag given twice.
+        assert_eq!(
+            config_path(&args(&["--config", "a.toml", "--demo", "--config=b.toml"])),
+            Some(PathBuf::from("b.toml"))
+        );
+        assert_eq!(
+            config_path(&args(&["--config=a.toml", "--config", "b.toml"])),
             Some(PathBuf::from("b.toml"))
         );
     }
