@@ -215,6 +215,24 @@ fn address_lists_take_an_array() {
     );
 }
 
+/// A file saved as Latin-1 (an editor's default on some systems) is reported at the line of its
+/// first bad byte, with the cure: io's "stream did not contain valid UTF-8" named neither.
+#[test]
+fn a_file_that_is_not_utf8_is_reported_at_its_line() {
+    let path = config_file("latin1", "");
+    std::fs::write(&path, b"demo = true\n# caf\xe9 menu\n").expect("write config");
+    let path = path.to_str().expect("path");
+    let (code, _, err) = run(&["--config", path, "--check-config"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{path}:2: byte 0xE9 at column 6 is not UTF-8; TOML files are UTF-8 text: save the file as UTF-8"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
 /// `--config` given twice reads the last file, as every flag given twice keeps its last value:
 /// the first file was read while --print-config named the second.
 #[test]

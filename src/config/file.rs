@@ -79,10 +79,12 @@ pub fn read(
     real_args: &[OsString],
     secret_env_set: bool,
 ) -> Result<ConfigFile, FileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+    let bytes = std::fs::read(path).map_err(|source| FileError::Read {
         path: path.display().to_string(),
         source,
     })?;
+    let text =
+        String::from_utf8(bytes).map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error()))?;
     let env_is_set = |name: &OsStr| {
         if name == super::SECRET_ENV {
             return secret_env_set;
@@ -90,6 +92,23 @@ pub fn read(
         std::env::var_os(name).is_some_and(|v| !v.is_empty())
     };
     parse(path, &text, command, real_args, &env_is_set)
+}
+
+/// A file that is not UTF-8 (saved as Latin-1 or UTF-16 by an editor), reported at the line of
+/// the first bad byte: io's "stream did not contain valid UTF-8" named neither that nor a cure.
+fn not_utf8(path: &Path, bytes: &[u8], error: std::str::Utf8Error) -> FileError {
+    let at = error.valid_up_to();
+    let valid = String::from_utf8_lossy(&bytes[..at]);
+    let column = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let byte = bytes.get(at).copied().unwrap_or_default();
+    FileError::Syntax {
+        path: path.display().to_string(),
+        line: line_of(&valid, valid.len()),
+        message: format!(
+            "byte 0x{byte:02X} at column {column} is not UTF-8; TOML files are UTF-8 text: \
+             save the file as UTF-8"
+        ),
+    }
 }
 
 /// Parses the file's text. `real_args` are the command-line arguments (without the program
