@@ -41,6 +41,17 @@ const REFUSED: usize = 5;
 /// Labels of `isr_edge_origin_errors_total{kind=...}`, as `UpstreamError::kind()` names them.
 const ERROR_KINDS: [&str; 5] = ["connect", "timeout", "protocol", "body", "status"];
 const STALE_LABELS: [&str; 3] = ["swr", "stale-if-error", "soft-purge"];
+/// `isr_edge_revalidations_total` outcomes of requests refused before their targets were read
+/// (counted with `target="none"`), and of accepted ones (counted once per target kind).
+const REFUSED_OUTCOMES: [&str; 5] = [
+    "unauthorized",
+    "bad-request",
+    "too-large",
+    "not-configured",
+    "refused",
+];
+const ACCEPTED_OUTCOMES: [&str; 3] = ["ok", "dry-run", "origin-failed"];
+const TARGET_KINDS: [&str; 5] = ["path", "layout", "tag", "all", "none"];
 
 pub struct Metrics {
     registry: Registry,
@@ -123,6 +134,16 @@ impl Metrics {
             stale_family,
         );
         let revalidations = Family::<Labels2, Counter>::default();
+        // At 0 from the start: a family with no series is not exposed at all, so until the
+        // first revalidation Prometheus had no isr_edge_revalidations_total to alert on
+        // (`increase(...{outcome="unauthorized"}[5m])` read "no data", not 0).
+        let accepted = ACCEPTED_OUTCOMES
+            .iter()
+            .flat_map(|outcome| TARGET_KINDS.iter().map(move |target| (*outcome, *target)));
+        let refused = REFUSED_OUTCOMES.iter().map(|outcome| (*outcome, "none"));
+        for (outcome, target) in accepted.chain(refused) {
+            let _ = revalidations.get_or_create_owned(&[("outcome", outcome), ("target", target)]);
+        }
         registry.register(
             "revalidations",
             "Revalidation requests by outcome (origin-failed: evicted here, but the origin's own cache was not revalidated); accepted ones count once per target, by kind",

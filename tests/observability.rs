@@ -103,6 +103,62 @@ async fn metrics_follow_hits_misses_purges_and_cache_size() {
     );
 }
 
+/// Every family the README lists is exposed from the first scrape, its labelled series at 0:
+/// `isr_edge_revalidations_total` was missing altogether until the first revalidation, so an
+/// alert on failed authentications read "no data" rather than 0.
+#[tokio::test]
+async fn every_documented_family_is_exposed_before_any_traffic() {
+    let origin = Origin::start(|r| Reply::ok(r.path.clone())).await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let text = metrics_text(&edge).await;
+    let families = [
+        ("requests", "counter"),
+        ("origin_requests", "counter"),
+        ("origin_not_modified", "counter"),
+        ("origin_latency_seconds", "histogram"),
+        ("origin_errors", "counter"),
+        ("coalesced_waits", "counter"),
+        ("stale_served", "counter"),
+        ("revalidations", "counter"),
+        ("purge_duration_seconds", "histogram"),
+        ("warm_skipped", "counter"),
+        ("cache_entries", "gauge"),
+        ("cache_bytes", "gauge"),
+        ("cache_index_keys", "gauge"),
+        ("cache_evictions", "counter"),
+        ("cache_withdrawn_responses", "counter"),
+        ("workers", "gauge"),
+        ("connections_open", "gauge"),
+        ("connections_accepted", "counter"),
+    ];
+    for (family, kind) in families {
+        let line = format!("# TYPE isr_edge_{family} {kind}\n");
+        assert!(text.contains(&line), "{line}{text}");
+    }
+    for sample in [
+        "isr_edge_revalidations_total{outcome=\"unauthorized\",target=\"none\"}",
+        "isr_edge_revalidations_total{outcome=\"ok\",target=\"path\"}",
+        "isr_edge_revalidations_total{outcome=\"origin-failed\",target=\"tag\"}",
+        "isr_edge_requests_total{cache=\"stale\"}",
+        "isr_edge_origin_errors_total{kind=\"connect\"}",
+        "isr_edge_stale_served_total{reason=\"stale-if-error\"}",
+        "isr_edge_cache_evictions_total{cause=\"expiry\"}",
+    ] {
+        assert_eq!(metric(&text, sample), Some(0.0), "{sample}\n{text}");
+    }
+    let refused = revalidate(edge.addr, json!({"secret": "wrong", "paths": ["/a"]})).await;
+    assert_eq!(refused.status, 401);
+    let text = metrics_text(&edge).await;
+    assert_eq!(
+        metric(
+            &text,
+            "isr_edge_revalidations_total{outcome=\"unauthorized\",target=\"none\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn coalesced_waits_and_stale_reasons_are_counted() {
     let origin = Origin::start(|r| {
