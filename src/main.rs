@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use isr_edge::config::startup::{self, Startup, StartupError};
+use isr_edge::config::LogFormat;
 use isr_edge::purge_client::{self, Command, RevalidateArgs};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
     if let Err(e) = isr_edge::logging::init(config.log_format) {
         eprintln!("isr-edge: cannot start logging: {e}");
     }
+    let log_format = config.log_format;
     // The main thread is worker 0 (and runs the admin listener and signal handling); the server
     // starts the other workers' threads, each with its own single-threaded runtime.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -53,37 +55,40 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("isr-edge: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fatal(log_format, &format!("cannot start the runtime: {e}")),
     };
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(listener) => listener,
-            Err(e) => {
-                eprintln!("isr-edge: --listen {}: {e}", config.listen);
-                return ExitCode::FAILURE;
-            }
+            Err(e) => return fatal(log_format, &format!("--listen {}: {e}", config.listen)),
         };
         let admin = match config.admin_listen {
             Some(addr) => match tokio::net::TcpListener::bind(addr).await {
                 Ok(admin) => Some(admin),
                 Err(e) => {
-                    eprintln!("isr-edge: --admin-listen {addr}: {e} (use --admin-listen off to disable)");
-                    return ExitCode::FAILURE;
+                    let message =
+                        format!("--admin-listen {addr}: {e} (use --admin-listen off to disable)");
+                    return fatal(log_format, &message);
                 }
             },
             None => None,
         };
         match isr_edge::serve_with_admin(config, listener, admin, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("isr-edge: {e}");
-                ExitCode::FAILURE
-            }
+            Err(e) => fatal(log_format, &e.to_string()),
         }
     })
+}
+
+/// A failure once the configuration is read (a port in use): with `--log-format json` one
+/// JSON object like every other line, which a log shipper parses; plain text on stderr it
+/// could not, and the one line saying why the process exited was the one lost.
+fn fatal(format: LogFormat, message: &str) -> ExitCode {
+    match format {
+        LogFormat::Json => tracing::error!("{message}"),
+        LogFormat::Text => eprintln!("isr-edge: {message}"),
+    }
+    ExitCode::FAILURE
 }
 
 /// Completes on the first SIGINT or SIGTERM; a second one exits at once.

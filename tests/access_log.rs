@@ -190,3 +190,42 @@ async fn a_failed_forward_is_audited_as_a_failure_in_plain_fields() {
     assert_eq!(audit["tags"], "products", "{audit}");
     assert_eq!(audit["origin_ok"], false, "{audit}");
 }
+
+/// With `--log-format json`, a failure to start once the configuration is read (the port in
+/// use) is one JSON object on stdout like every other line; it was the one plain-text line, on
+/// stderr, that a shipper parsing JSON could not read, and it says why the process exited.
+#[test]
+fn a_port_in_use_is_reported_as_a_json_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let output = Command::new(env!("CARGO_BIN_EXE_isr-edge"))
+        .args(["--origin", "http://127.0.0.1:1", "--admin-listen", "off"])
+        .args(["--listen", &address, "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .env("REVALIDATE_SECRET", support::SECRET)
+        .output()
+        .expect("run isr-edge");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"))
+        })
+        .collect();
+    let error = lines
+        .iter()
+        .find(|line| line["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no ERROR line in {stdout}"));
+    let message = error["message"].as_str().expect("message");
+    assert!(
+        message.contains(&format!("--listen {address}")) && message.contains("in use"),
+        "{message}"
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
