@@ -53,10 +53,40 @@ impl EverySecond {
     }
 }
 
+/// The level filter for a `RUST_LOG` value, and a warning to log when the value was not
+/// used. Unset or empty is the default, `info`: an empty filter logged nothing at all, not even
+/// errors (`RUST_LOG=${RUST_LOG}` in a compose file sets it empty). A value that does not
+/// parse (`isr_edge=debugg`) is `info` too, with the reason, where it fell back to `info`
+/// without a word.
+pub fn log_filter(rust_log: Option<&str>) -> (tracing_subscriber::EnvFilter, Option<String>) {
+    let default = || tracing_subscriber::EnvFilter::new("info");
+    let value = match rust_log.map(str::trim) {
+        None | Some("") => return (default(), None),
+        Some(value) => value,
+    };
+    match tracing_subscriber::EnvFilter::try_new(value) {
+        Ok(filter) => (filter, None),
+        Err(error) => (
+            default(),
+            Some(format!(
+                "RUST_LOG={value:?} is not a valid filter ({error}); logging at info. \
+                 Write e.g. RUST_LOG=info or RUST_LOG=warn,isr_edge::access=info"
+            )),
+        ),
+    }
+}
+
 /// Installs the global subscriber. Fails only if one is already installed.
 pub fn init(format: LogFormat) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let rust_log = std::env::var_os("RUST_LOG");
+    let (filter, warning) = match rust_log.as_ref().map(|v| v.to_str()) {
+        Some(None) => (
+            tracing_subscriber::EnvFilter::new("info"),
+            Some("RUST_LOG is not UTF-8; logging at info".to_string()),
+        ),
+        Some(Some(value)) => log_filter(Some(value)),
+        None => log_filter(None),
+    };
     // Colour only for a person at a terminal: escape codes in files and journald break grep
     // and log shippers.
     let builder = tracing_subscriber::fmt()
@@ -71,6 +101,9 @@ pub fn init(format: LogFormat) -> Result<(), String> {
             .with_current_span(false)
             .try_init(),
     };
+    if let (Ok(()), Some(warning)) = (&result, warning) {
+        tracing::warn!("{warning}");
+    }
     result.map_err(|e| e.to_string())
 }
 
@@ -227,6 +260,30 @@ pub fn masked_url(url: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_log_values() {
+        for unset in [None, Some(""), Some("  ")] {
+            let (filter, warning) = log_filter(unset);
+            assert_eq!(filter.to_string(), "info", "{unset:?}");
+            assert_eq!(warning, None, "{unset:?}");
+        }
+        let (filter, warning) = log_filter(Some("warn,isr_edge::access=info"));
+        assert_eq!(warning, None);
+        assert!(
+            filter.to_string().contains("isr_edge::access=info"),
+            "{filter}"
+        );
+        for typo in ["isr_edge=debugg", "foo=bar=baz"] {
+            let (filter, warning) = log_filter(Some(typo));
+            assert_eq!(filter.to_string(), "info", "{typo}");
+            let warning = warning.unwrap_or_default();
+            assert!(
+                warning.contains(typo) && warning.contains("logging at info"),
+                "{warning}"
+            );
+        }
+    }
 
     #[test]
     fn secret_values_are_redacted() {

@@ -339,6 +339,34 @@ async fn rust_log_picks_what_is_logged() {
     );
 }
 
+/// An empty `RUST_LOG` (a compose file's `RUST_LOG=${RUST_LOG}`) logs at the default, info: it
+/// logged nothing at all, not even errors. One that does not parse logs at info too and says
+/// so, where it fell back without a word.
+#[tokio::test]
+async fn an_empty_or_invalid_rust_log_logs_at_info() {
+    let origin = Origin::start(|_| Reply::ok("x")).await;
+    let url = origin.url();
+    let args = ["--origin", url.as_str(), "--listen", "127.0.0.1:0"];
+    let mut empty = command(SECRET, &args);
+    empty.env("RUST_LOG", "");
+    let (mut child, _) = start_command(empty).await;
+    let _ = child.kill().await;
+
+    let mut typo = command(SECRET, &args);
+    typo.env("RUST_LOG", "isr_edge=debugg");
+    let (mut child, mut lines) = start_command(typo).await;
+    let _ = child.kill().await;
+    let mut seen = Vec::new();
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(5), lines.recv()).await {
+        seen.push(line);
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("WARN")
+            && l.contains("RUST_LOG=\"isr_edge=debugg\" is not a valid filter")),
+        "{seen:?}"
+    );
+}
+
 /// An origin that cannot be reached is in the log, not only in the metrics and the client's
 /// 502 (found by black-box QA: without `--access-log` nothing said so). A burst of failures is
 /// one line a second with a count, not a line per request.
