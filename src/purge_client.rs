@@ -163,6 +163,15 @@ pub async fn run(args: &RevalidateArgs, env_secret: Option<String>) -> Outcome {
         Ok(s) => s,
         Err(e) => return usage(e),
     };
+    // Refused here, as the mistake in the environment it is: building the request failed with
+    // "failed to parse header value", exit 1, as if a retry could help.
+    if http::HeaderValue::from_str(&secret).is_err() {
+        return usage(
+            "the secret holds a control character, which no HTTP header can carry; \
+             check REVALIDATE_SECRET or --secret-file"
+                .into(),
+        );
+    }
     let uri: Uri = match args.url.parse() {
         Ok(uri) => uri,
         Err(e) => return usage(format!("--url {:?}: {e}", masked_url(&args.url))),

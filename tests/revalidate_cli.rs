@@ -223,6 +223,19 @@ async fn unreachable_url_and_missing_secret_exit_non_zero() {
     .await;
     assert_eq!(run.code, 2, "{}", run.stderr);
 
+    // A secret no header can carry is a mistake in the environment, not worth a retry.
+    let run = client(
+        &["--url", &url, "--path", "/"],
+        &[(
+            "REVALIDATE_SECRET",
+            "tab\tis-fine-but-\u{1}-is-not-0123456789",
+        )],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("control character"), "{}", run.stderr);
+    assert!(!run.stderr.contains("is-not"), "{}", run.stderr);
+
     // A deadline of 0 failed every purge with "no answer within 0ns".
     let run = client(
         &["--url", &url, "--path", "/", "--timeout", "0"],
