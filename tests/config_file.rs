@@ -602,6 +602,17 @@ fn check_config_names_file_line_and_key() {
             "demo = true\n[[route]]\nmatch = \"/a/[...x]/b\"\nttl = 5\n",
             ":3: route.match: match \"/a/[...x]/b\": catch-all",
         ),
+        // First match wins: a rule every page of which an earlier rule takes never applies.
+        (
+            "shadowed-route",
+            "demo = true\n[[route]]\nmatch = \"/blog/**\"\nttl = 60\n\n[[route]]\nmatch = \"/blog/[slug]\"\nttl = 5\n",
+            ":7: route.match: match \"/blog/[slug]\" never applies: the rule on line 3 (match \"/blog/**\") comes first",
+        ),
+        (
+            "repeated-route",
+            "demo = true\n[[route]]\nmatch = \"/cart\"\nbypass = true\n[[route]]\nmatch = \"/(shop)/cart\"\nttl = 5\n",
+            ":6: route.match: match \"/(shop)/cart\" never applies: the rule on line 3 (match \"/cart\")",
+        ),
         // One setting under both spellings: to TOML two keys, so the later line won silently.
         (
             "two-spellings",

@@ -118,6 +118,53 @@ impl Pattern {
         prefix
     }
 
+    /// Whether every page `other` matches is matched by this pattern too (a route rule after
+    /// this one with that pattern would never apply). Never true when some page matches
+    /// `other` only; a few exotic inclusions may read as false.
+    pub fn covers(&self, other: &Pattern) -> bool {
+        #[derive(PartialEq)]
+        enum Symbol<'a> {
+            Literal(&'a str),
+            One,
+            Any,
+        }
+        // `[...x]` is one segment followed by any number; `[[...x]]` and `**` are any number.
+        fn symbols(pattern: &Pattern) -> Vec<Symbol<'_>> {
+            let mut out = Vec::new();
+            for segment in &pattern.segments {
+                match segment {
+                    Segment::Literal(s) => out.push(Symbol::Literal(s)),
+                    Segment::One => out.push(Symbol::One),
+                    Segment::OneOrMore => out.extend([Symbol::One, Symbol::Any]),
+                    Segment::ZeroOrMore => out.push(Symbol::Any),
+                }
+            }
+            out
+        }
+        let (wide, narrow) = (symbols(self), symbols(other));
+        // covered[i][j]: wide[i..] matches every path narrow[j..] matches.
+        let (n, m) = (wide.len(), narrow.len());
+        let mut covered = vec![vec![false; m + 1]; n + 1];
+        covered[n][m] = true;
+        for i in (0..n).rev() {
+            for j in (0..=m).rev() {
+                covered[i][j] = match (&wide[i], narrow.get(j)) {
+                    // Any number of segments: none of narrow's, or narrow's next symbol too
+                    // (whatever it stands for).
+                    (Symbol::Any, next) => {
+                        covered[i + 1][j] || (next.is_some() && covered[i][j + 1])
+                    }
+                    (_, None | Some(Symbol::Any)) => false,
+                    (Symbol::One, Some(_)) => covered[i + 1][j + 1],
+                    (Symbol::Literal(a), Some(b)) => {
+                        *b == Symbol::Literal(a) && covered[i + 1][j + 1]
+                    }
+                };
+            }
+        }
+        covered[0][0]
+    }
+
     /// Whether the concrete page path matches. With `subtree`, a match of any leading part of
     /// the path counts (`layout` purges: the page and everything below it).
     pub fn matches(&self, page_path: &str, subtree: bool) -> bool {
@@ -236,6 +283,46 @@ fn match_from(pattern: &[Segment], parts: &[&str], subtree: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covers_every_page_the_other_matches() {
+        let yes = [
+            ("/blog/**", "/blog/[slug]"),
+            ("/blog/**", "/blog"),
+            ("/blog/**", "/blog/[...slug]"),
+            ("/blog/**", "/blog/a/**"),
+            ("/blog/[slug]", "/blog/a"),
+            ("/blog/[slug]", "/blog/*"),
+            ("/blog/[...slug]", "/blog/a/[[...rest]]"),
+            ("/(shop)/cart", "/cart"),
+            ("/a", "/a"),
+            ("/**", "/[lang]/about"),
+            ("/[a]/**", "/x/y/[...z]"),
+        ];
+        for (wide, narrow) in yes {
+            assert!(
+                Pattern::parse(wide).covers(&Pattern::parse(narrow)),
+                "{wide} covers {narrow}"
+            );
+        }
+        let no = [
+            ("/blog/[slug]", "/blog/**"),
+            ("/blog/[slug]", "/blog"),
+            ("/blog/[...slug]", "/blog/**"),
+            ("/blog/[...slug]", "/blog"),
+            ("/blog/a", "/blog/[slug]"),
+            ("/blog/**", "/blogger"),
+            ("/a", "/b"),
+            ("/[lang]/about", "/**"),
+            ("/a/*/c", "/a/**/c"),
+        ];
+        for (wide, narrow) in no {
+            assert!(
+                !Pattern::parse(wide).covers(&Pattern::parse(narrow)),
+                "{wide} does not cover {narrow}"
+            );
+        }
+    }
 
     #[test]
     fn an_intercepting_route_names_the_url_it_intercepts() {

@@ -134,7 +134,8 @@ pub(super) fn sections(
         .collect();
     let parsed = SectionsFile::deserialize(toml::Deserializer::from(Spanned::new(span, table)))
         .map_err(|e| toml_error(path, text, &e))?;
-    let mut routes = Vec::with_capacity(parsed.route.len());
+    let mut routes: Vec<RouteRule> = Vec::with_capacity(parsed.route.len());
+    let mut route_lines = Vec::with_capacity(parsed.route.len());
     for route in parsed.route {
         let span = route.span();
         let route = route.into_inner();
@@ -186,11 +187,26 @@ pub(super) fn sections(
                     .into();
             return Err(at(tags_span, "route.tags", message));
         }
+        // Written as a person writes a path (`/café`, `/a%c3%a9`): matched against requests'
+        // paths in the form the cache keys them (`/caf%C3%A9`), as purge patterns are.
+        let pattern = Pattern::parse(&normalize_path(&encode_path(source)));
+        // First match wins, so such a rule passed --check-config and never applied: a copy
+        // left behind, or `/blog/[slug]` written after `/blog/**`.
+        if let Some((earlier, line)) = route_lines
+            .iter()
+            .zip(&routes)
+            .find_map(|(line, rule)| rule.pattern.covers(&pattern).then_some((rule, line)))
+        {
+            let message = format!(
+                "match {source:?} never applies: the rule on line {line} (match {:?}) comes \
+                 first and matches every page it does; put the narrower rule first",
+                earlier.pattern.source()
+            );
+            return Err(at(route.pattern.span(), "route.match", message));
+        }
+        route_lines.push(line_of(text, route.pattern.span().start));
         routes.push(RouteRule {
-            // Written as a person writes a path (`/café`, `/a%c3%a9`): matched against
-            // requests' paths in the form the cache keys them (`/caf%C3%A9`), as purge
-            // patterns are.
-            pattern: Pattern::parse(&normalize_path(&encode_path(source))),
+            pattern,
             ttl: route.ttl.map(|d| d.0),
             stale_while_revalidate: route.stale_while_revalidate.map(|d| d.0),
             stale_if_error: route.stale_if_error.map(|d| d.0),
