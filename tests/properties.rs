@@ -339,3 +339,42 @@ proptest! {
         }
     }
 }
+
+/// Every path of up to five segments over the patterns' letters and one more.
+fn all_short_paths() -> Vec<String> {
+    let mut paths = vec![String::from("/")];
+    let mut last = vec![String::new()];
+    for _ in 0..5 {
+        last = last
+            .iter()
+            .flat_map(|p| ["a", "b", "c", "d"].map(|s| format!("{p}/{s}")))
+            .collect();
+        paths.extend(last.iter().cloned());
+    }
+    paths
+}
+
+proptest! {
+    /// `covers` (a route rule that would shadow a later one) is never wrong when it says yes:
+    /// refusing a configuration whose later rule does apply to some page would be a bug.
+    #[test]
+    fn a_covering_pattern_matches_every_page_the_covered_one_does(
+        wide in prop::collection::vec(pattern_segment(), 0..5),
+        narrow in prop::collection::vec(pattern_segment(), 0..5),
+    ) {
+        let (wide, narrow) = (
+            Pattern::parse(&format!("/{}", wide.join("/"))),
+            Pattern::parse(&format!("/{}", narrow.join("/"))),
+        );
+        prop_assert!(wide.covers(&wide), "{} covers itself", wide.source());
+        if wide.covers(&narrow) {
+            for page in all_short_paths() {
+                prop_assert!(
+                    !narrow.matches(&page, false) || wide.matches(&page, false),
+                    "{} said to cover {}, but only the latter matches {}",
+                    wide.source(), narrow.source(), page
+                );
+            }
+        }
+    }
+}
