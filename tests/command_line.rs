@@ -208,3 +208,18 @@ fn durations_the_clock_cannot_hold_are_refused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--listen 8080`, `:8080` and `localhost:8080` (the forms people write) said only "invalid
+/// socket address syntax"; the line now shows what to write instead.
+#[test]
+fn a_listen_address_that_is_not_ip_and_port_says_what_to_write() {
+    for value in ["8080", ":8080", "localhost:8080"] {
+        let (code, _, stderr) = run(&["--origin", "http://127.0.0.1:1", "--listen", value]);
+        assert_eq!(code, 2, "{value}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("--listen") && stderr.contains("e.g. 0.0.0.0:8080"),
+            "{value}: {stderr}"
+        );
+    }
+}

@@ -30,7 +30,7 @@ use crate::revalidate::guard::{self};
 )]
 pub struct Cli {
     /// Address to listen on (HTTP/1.1 and h2c).
-    #[arg(long, default_value = "127.0.0.1:8080", env = "ISR_EDGE_LISTEN")]
+    #[arg(long, default_value = "127.0.0.1:8080", env = "ISR_EDGE_LISTEN", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Origin base URL, e.g. http://127.0.0.1:3000 (required unless --demo or `[[origin]]`
@@ -259,6 +259,17 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Option<crate::purge_client::Command>,
+}
+
+/// `--listen`: an IP address and port. The standard parser said only "invalid socket address
+/// syntax" to `8080`, `:8080` or `localhost:8080`, the forms people write.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!(
+            "{text:?} is not an IP address and port; use e.g. 0.0.0.0:8080 (every interface), \
+             127.0.0.1:8080 or [::]:8080 (host names are not looked up)"
+        )
+    })
 }
 
 /// `--admin-listen`: an address, or `off`.
