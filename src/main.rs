@@ -91,19 +91,30 @@ fn fatal(format: LogFormat, message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Completes on the first SIGINT or SIGTERM; a second one exits at once.
+/// Completes on the first SIGINT or SIGTERM; a second one exits at once. SIGHUP is logged and
+/// otherwise ignored.
 async fn shutdown_signal() {
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
+    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot listen for signals; shut down by killing the process");
         std::future::pending::<()>().await;
         return;
     };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+    // SIGHUP is what `systemctl reload` and `kill -HUP` send, to nginx and HAProxy "reload the
+    // configuration". Left at its default it killed the process on the spot: every request in
+    // flight cut, no drain, no log line.
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => tracing::warn!(
+                "SIGHUP ignored: the configuration is read at start only; to apply a change, \
+                 restart (SIGTERM lets requests in flight finish)"
+            ),
+        }
     }
     tracing::info!("shutdown signal received; send it again to exit at once");
     tokio::spawn(async move {

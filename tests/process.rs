@@ -260,6 +260,31 @@ async fn sigterm_lets_a_slow_request_finish() {
     assert!(status.success(), "{status:?}");
 }
 
+/// SIGHUP (`systemctl reload`, `kill -HUP`: "reload" to nginx) killed the process on the spot,
+/// cutting the requests in flight without a line in the log. It is logged and ignored.
+#[tokio::test]
+async fn sighup_is_logged_and_serving_goes_on() {
+    let origin = Origin::start(|_| Reply::ok("slow page").delay(Duration::from_secs(2))).await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut child, mut lines) =
+        start(SECRET, &["--origin", &origin.url(), "--listen", &listen]).await;
+    let addr = listen.parse().expect("addr");
+    let request = tokio::spawn(async move { support::get(addr, "/slow").await });
+    assert!(support::eventually(Duration::from_secs(10), || origin.total() == 1).await);
+    signal(&child, "HUP");
+    assert!(wait_for_line(&mut lines, "SIGHUP ignored").await);
+    let response = request.await.expect("request task");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "slow page");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "still serving"
+    );
+    assert_eq!(support::get(addr, "/after").await.status, 200);
+    let _ = child.kill().await;
+}
+
 #[tokio::test]
 async fn a_second_sigterm_exits_at_once() {
     let origin = Origin::start(|_| Reply::ok("never").delay(Duration::from_secs(600))).await;
