@@ -602,6 +602,12 @@ fn check_config_names_file_line_and_key() {
             "demo = true\n[[route]]\nmatch = \"/a/[...x]/b\"\nttl = 5\n",
             ":3: route.match: match \"/a/[...x]/b\": catch-all",
         ),
+        // A site the allow-list refuses answered 421 to every request.
+        (
+            "site-not-allowed",
+            "allowed_hosts = [\"a.example\"]\n[[origin]]\nhost = \"a.example:8080\"\nurl = \"http://127.0.0.1:1\"\n[[origin]]\nhost = \"b.example\"\nurl = \"http://127.0.0.1:2\"\n",
+            ":1: allowed_hosts: does not list \"b.example\", which an [[origin]] serves",
+        ),
         // First match wins: a rule every page of which an earlier rule takes never applies.
         (
             "shadowed-route",

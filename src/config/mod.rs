@@ -247,12 +247,26 @@ impl Config {
             allow: cli.revalidate_allow.unwrap_or_default().0,
             trusted_proxies: cli.trust_proxy_headers.unwrap_or_default().0,
         };
-        let allowed_hosts = cli
+        let allowed_hosts: Vec<String> = cli
             .allowed_hosts
             .iter()
             .map(|h| strip_port(h.trim()).to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
+        // The allow-list is checked before the origin is chosen, so such a site was answered
+        // 421 on every request while --check-config called the configuration valid.
+        if let Some(site) = file.origins.iter().find(|o| {
+            !allowed_hosts.is_empty() && !allowed_hosts.iter().any(|h| h == strip_port(&o.host))
+        }) {
+            return Err(ConfigError::Limit {
+                key: "allowed_hosts",
+                message: format!(
+                    "does not list {:?}, which an [[origin]] serves: every request for it would \
+                     be answered 421; add it to the list, or remove that [[origin]]",
+                    strip_port(&site.host)
+                ),
+            });
+        }
         let tag_headers = cli
             .tag_headers
             .iter()
