@@ -147,21 +147,30 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Whether a query parameter with this name carries a credential.
+/// Whether a query parameter with this name carries a credential. Errs on masking: a
+/// parameter masked needlessly costs a log reader a value, one missed leaks a login.
 fn is_credential_parameter(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    const PARTS: [&str; 8] = [
+    const PARTS: [&str; 10] = [
         "secret",
         "token",
-        "password",
-        "passwd",
+        // password, passwd, passphrase, pass
+        "pass",
         "signature",
         "credential",
         "apikey",
         "api_key",
+        "jwt",
+        // session, JSESSIONID, PHPSESSID: whoever holds it is logged in
+        "session",
+        "sessid",
     ];
     PARTS.iter().any(|part| name.contains(part))
-        || matches!(name.as_str(), "auth" | "pwd" | "sig" | "key" | "api-key")
+        || matches!(
+            name.as_str(),
+            // `code`: an OAuth authorization code, exchanged for a token
+            "auth" | "pwd" | "sig" | "key" | "api-key" | "code" | "otp" | "sid"
+        )
 }
 
 /// Appends `query` with the value of every credential parameter replaced by `***`. Names are
@@ -332,6 +341,10 @@ mod tests {
         assert_eq!(
             masked_url("/x?next=http://a&token=t"),
             "/x?next=http://a&token=***"
+        );
+        assert_eq!(
+            masked_url("/cb?code=c&state=s&jwt=j&PHPSESSID=p&pass=w&otp=1&promo_code=x"),
+            "/cb?code=***&state=s&jwt=***&PHPSESSID=***&pass=***&otp=***&promo_code=x"
         );
         for unchanged in [
             "http://127.0.0.1:3000",
