@@ -1012,3 +1012,21 @@ fn a_secret_file_without_a_secret_is_refused() {
     let (code, _, err) = run(&["--config", path, "--check-config"], &[secret]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// A config or secret path naming an endless file (a device, a FIFO) is refused with the path,
+/// not read until memory runs out.
+#[test]
+fn an_endless_file_is_refused_not_read_forever() {
+    let (code, _, err) = run(&["--config", "/dev/zero", "--check-config"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("/dev/zero") && err.contains("check the path"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &["--demo", "--secret-file", "/dev/zero", "--check-config"],
+        &[],
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("check the path"), "{err}");
+}

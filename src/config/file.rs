@@ -79,7 +79,7 @@ pub fn read(
     real_args: &[OsString],
     secret_env_set: bool,
 ) -> Result<ConfigFile, FileError> {
-    let bytes = std::fs::read(path).map_err(|source| FileError::Read {
+    let bytes = super::secrets::read_bounded(path, 16 << 20).map_err(|source| FileError::Read {
         path: path.display().to_string(),
         source,
     })?;

@@ -20,11 +20,33 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
+/// Reads a file of at most `limit` bytes. A configuration or secret file is small: a path
+/// naming a device or an endless file (`/dev/zero`, a FIFO left open) is a mistake, refused
+/// instead of read until memory runs out.
+pub fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} KiB: not a file of settings or secrets; check the path",
+                limit / 1024
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Reads a file of secrets, without the UTF-8 byte order mark Windows editors put first
 /// (Notepad, PowerShell 5's `Set-Content -Encoding UTF8`): kept, it was the start of the
 /// first secret, one no backend sends, and the right secret was answered 401.
 pub fn read_secret_file(path: &std::path::Path) -> std::io::Result<String> {
-    let text = std::fs::read_to_string(path)?;
+    let text = String::from_utf8(read_bounded(path, 1 << 20)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))?;
     Ok(match text.strip_prefix('\u{feff}') {
         Some(rest) => rest.to_string(),
         None => text,
