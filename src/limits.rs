@@ -164,12 +164,9 @@ pub fn host_allowed(allowed: &[String], uri: &Uri, headers: &HeaderMap) -> Resul
         .unwrap_or("");
     let name = strip_port(host.trim()).to_ascii_lowercase();
     // The root's trailing dot names the same host (the cache keys `site.example.` as
-    // `site.example`, see `canonical_host`).
-    let name = match name.strip_suffix('.') {
-        Some(bare) if !bare.is_empty() && !bare.ends_with('.') => bare.to_string(),
-        _ => name,
-    };
-    if allowed.contains(&name) {
+    // `site.example`).
+    let name = crate::cache::key::without_root_dot(&name);
+    if allowed.iter().any(|h| h == name) {
         Ok(())
     } else {
         Err(host.to_string())

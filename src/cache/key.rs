@@ -69,10 +69,7 @@ fn made_canonical(host: &str) -> Cow<'_, str> {
     if name.is_empty() || (name.contains(':') && !name.starts_with('[')) {
         return Cow::Borrowed(host);
     }
-    let name = match name.strip_suffix('.') {
-        Some(bare) if !bare.is_empty() && !bare.ends_with('.') => bare,
-        _ => name,
-    };
+    let name = without_root_dot(name);
     // The port as a number: `:080` is `:80`, and `:08080` is `:8080`.
     let port = match port.filter(|port| !port.is_empty()) {
         None => None,
@@ -86,6 +83,16 @@ fn made_canonical(host: &str) -> Cow<'_, str> {
         None => Cow::Borrowed(name),
         Some(port) if name.len() + 1 + port.len() == host.len() => Cow::Borrowed(host),
         Some(port) => Cow::Owned(format!("{name}:{port}")),
+    }
+}
+
+/// A host name without the root's trailing dot (`shop.example.` is `shop.example`), as
+/// [`canonical_host`] keys it; a name that is only a dot, or ends in two, is no name and is
+/// kept for the host check to refuse.
+pub fn without_root_dot(name: &str) -> &str {
+    match name.strip_suffix('.') {
+        Some(bare) if !bare.is_empty() && !bare.ends_with('.') => bare,
+        _ => name,
     }
 }
 

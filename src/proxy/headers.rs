@@ -3,6 +3,7 @@
 //! come from an entry, and the request facts the flow branches on (host, cookies, `Vary`).
 
 use super::*;
+use crate::cache::key::without_root_dot;
 
 impl Proxy {
     /// A streamed origin response as clients get it.
@@ -178,14 +179,8 @@ fn same_authority(host: &[u8], target: &http::Uri) -> bool {
     let Ok(host) = host.parse::<http::uri::Authority>() else {
         return false;
     };
-    // The root's trailing dot names the same host, as the key has it (`canonical_host`).
-    fn name(host: &str) -> &str {
-        match host.strip_suffix('.') {
-            Some(bare) if !bare.is_empty() && !bare.ends_with('.') => bare,
-            _ => host,
-        }
-    }
-    name(host.host()).eq_ignore_ascii_case(name(authority.host()))
+    // The root's trailing dot names the same host, as the key has it.
+    without_root_dot(host.host()).eq_ignore_ascii_case(without_root_dot(authority.host()))
         && host.port_u16().unwrap_or(default_port) == authority.port_u16().unwrap_or(default_port)
 }
 
