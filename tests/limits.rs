@@ -374,6 +374,21 @@ async fn unknown_hosts_get_421_and_create_no_entries() {
     assert_eq!(purge.status, 200, "{}", purge.text());
 }
 
+/// An allowed host written with the root's trailing dot (`site.example.`, as in a zone file)
+/// is that host: requests' hosts are compared without it, so such an entry matched nothing
+/// and its site was answered 421 on every request.
+#[tokio::test]
+async fn an_allowed_host_written_with_the_roots_dot_is_that_host() {
+    let origin = cached_origin().await;
+    let edge = Edge::start(&origin.url(), &["--allowed-hosts", "site.example."]).await;
+    for host in ["site.example", "site.example."] {
+        let response = get_with(edge.addr, "/", &[("host", host)]).await;
+        assert_eq!(response.status, 200, "{host}");
+    }
+    let response = get_with(edge.addr, "/", &[("host", "other.example")]).await;
+    assert_eq!(response.status, 421);
+}
+
 /// A client may shut down its sending side once its request is out (`nc -N`, some health
 /// checkers); TCP keeps the other direction open, and the answer must still arrive, also when
 /// the origin takes a while.

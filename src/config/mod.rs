@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::Parser;
 use http::Uri;
 
+use crate::cache::key::without_root_dot;
 use crate::cache::policy::FreshnessRules;
 use crate::config::file::FileSections;
 use crate::origins::HostOrigin;
@@ -250,7 +251,9 @@ impl Config {
         let allowed_hosts: Vec<String> = cli
             .allowed_hosts
             .iter()
-            .map(|h| strip_port(h.trim()).to_ascii_lowercase())
+            // As requests' hosts are compared (`limits::host_allowed`): `site.example.`, as a
+            // zone file writes it, matched nothing, so every request for it was a 421.
+            .map(|h| without_root_dot(strip_port(h.trim())).to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
         // The allow-list is checked before the origin is chosen, so such a site was answered
