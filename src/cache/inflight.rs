@@ -33,7 +33,7 @@ impl<T> Default for Inflight<T> {
 
 pub enum Joined<T> {
     /// This caller fetches; it must call [`Flight::finish`] (dropping the flight also releases
-    /// the key, telling waiters to fetch on their own).
+    /// the key, and its waiters join again: see the module's doc).
     Leader(Flight<T>),
     Follower(Follower<T>),
 }

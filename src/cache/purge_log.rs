@@ -209,7 +209,8 @@ impl PurgeLog {
     }
 
     /// The epoch of the newest remembered purge that may select this URL, whatever its tags (0
-    /// when none): requests agreeing on it may share one origin fetch.
+    /// when none), a page purge's own implicit tag left out (see [`Scope::Rewritten`]):
+    /// requests agreeing on it may share one origin fetch.
     pub(super) fn generation(&self, key: &str, page: &str) -> u64 {
         let query = self.query(key, page, None);
         let log = self.lock();
