@@ -79,11 +79,11 @@ const HOP_BY_HOP: [&str; 8] = [
 /// without being part of the cache key (cache poisoning: `Forwarded`, `X-Host`, the
 /// `X-Forwarded-*` family, which isr-edge sets itself; `X-Forwarded-Prefix`, which Laravel's
 /// `TrustProxies` trusts by default and puts in front of every URL it generates; the scheme
-/// overrides Rack and IIS read; the method overrides), or reach Next.js internals
+/// overrides Rack and IIS read), or reach Next.js internals
 /// (CVE-2025-29927 `x-middleware-subrequest`, CVE-2024-46982 `x-now-route-matches`,
 /// CVE-2023-46298 `x-middleware-prefetch`, and the `x-nextjs-data` / `x-matched-path` headers
 /// Next.js trusts from its own router). Two families go whole, see [`UNTRUSTED_PREFIXES`].
-const UNTRUSTED_REQUEST_HEADERS: [&str; 24] = [
+const UNTRUSTED_REQUEST_HEADERS: [&str; 21] = [
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-forwarded-port",
@@ -95,9 +95,6 @@ const UNTRUSTED_REQUEST_HEADERS: [&str; 24] = [
     "x-url-scheme",
     "x-original-url",
     "x-rewrite-url",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
     "x-now-route-matches",
     "x-prerender-revalidate",
     "x-prerender-revalidate-if-generated",
@@ -153,6 +150,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Removes the fields a client must not be able to send the origin (see
 /// [`UNTRUSTED_REQUEST_HEADERS`] and [`UNTRUSTED_PREFIXES`]).
+/// Headers that make a request another method at the origin (Laravel, Symfony and Rails honour
+/// them on POST). Dropped from GET and HEAD, whose answers are stored: a GET the origin took
+/// for a DELETE or PUT would be stored as the page. On other methods, never stored, an API
+/// client's `POST` with `X-HTTP-Method-Override: DELETE` reaches the origin as sent.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 fn strip_untrusted(headers: &mut HeaderMap) {
     for name in UNTRUSTED_REQUEST_HEADERS {
         headers.remove(name);
@@ -181,9 +188,19 @@ pub fn origin_request_trailers(trailers: &mut HeaderMap) {
 }
 
 /// The headers sent to the origin for a client request.
-pub fn origin_request_headers(client: &HeaderMap, host: &str, peer: IpAddr) -> HeaderMap {
+pub fn origin_request_headers(
+    client: &HeaderMap,
+    method: &Method,
+    host: &str,
+    peer: IpAddr,
+) -> HeaderMap {
     let mut headers = client.clone();
     strip_hop_by_hop(&mut headers);
+    if matches!(*method, Method::GET | Method::HEAD) {
+        for name in METHOD_OVERRIDES {
+            headers.remove(name);
+        }
+    }
     // `TE` is this hop's, but a client that takes trailers can get the origin's through the
     // proxy: asked without it, an origin may send none (hyper's sends them only when asked).
     if list_tokens(client, header::TE).any(|coding| coding.eq_ignore_ascii_case(b"trailers")) {
@@ -383,8 +400,12 @@ mod tests {
         let mut client = HeaderMap::new();
         client.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         client.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
-        let headers =
-            origin_request_headers(&client, "site.example", "10.0.0.2".parse().expect("ip"));
+        let headers = origin_request_headers(
+            &client,
+            &Method::GET,
+            "site.example",
+            "10.0.0.2".parse().expect("ip"),
+        );
         let forwarded: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
         assert_eq!(forwarded, ["6.6.6.6, 203.0.113.7, 10.0.0.2"]);
     }
@@ -393,7 +414,8 @@ mod tests {
     fn a_request_naming_no_host_sends_none_of_its_own() {
         let mut client = HeaderMap::new();
         client.insert(header::HOST, HeaderValue::from_static(""));
-        let headers = origin_request_headers(&client, "", "10.0.0.2".parse().expect("ip"));
+        let headers =
+            origin_request_headers(&client, &Method::GET, "", "10.0.0.2".parse().expect("ip"));
         assert!(headers.get(header::HOST).is_none());
         assert!(headers.get("x-forwarded-host").is_none());
     }
@@ -413,8 +435,12 @@ mod tests {
         );
         client.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         client.insert(header::HOST, HeaderValue::from_static("site.example"));
-        let headers =
-            origin_request_headers(&client, "site.example", "127.0.0.1".parse().expect("ip"));
+        let headers = origin_request_headers(
+            &client,
+            &Method::GET,
+            "site.example",
+            "127.0.0.1".parse().expect("ip"),
+        );
         assert!(headers.get("x-secret-hop").is_none());
         assert!(headers.get(header::CONNECTION).is_none());
         assert!(headers.get("x-middleware-subrequest").is_none());

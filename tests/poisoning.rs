@@ -379,6 +379,29 @@ async fn a_forwarded_prefix_and_other_overrides_never_reach_the_origin() {
     }
 }
 
+/// Method overrides are dropped from GET and HEAD only, whose answers are stored: an API
+/// client's `POST` saying `X-HTTP-Method-Override: DELETE` (Laravel, Symfony, Rails honour it)
+/// is never stored and reaches the origin as sent.
+#[tokio::test]
+async fn a_post_keeps_its_method_override() {
+    let origin = Origin::start(|r| {
+        let method = r
+            .headers
+            .get("x-http-method-override")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(r.method.as_str())
+            .to_string();
+        Reply::ok(method).cc("s-maxage=600")
+    })
+    .await;
+    let edge = Edge::start(&origin.url(), &[]).await;
+    let spoofed = [("x-http-method-override", "DELETE")];
+    let post = support::send(edge.addr, "POST", "/api/items/1", &spoofed, "").await;
+    assert_eq!(post.text(), "DELETE");
+    let get = get_with(edge.addr, "/api/items/1", &spoofed).await;
+    assert_eq!(get.text(), "GET", "a GET's override reached the origin");
+}
+
 /// RFC 9112 section 3.2: an HTTP/1.1 request without `Host` is a 400, not a page stored under
 /// no host, and so is one with an empty `Host` (an http URI's host is never empty, RFC 9110
 /// section 4.2.1); HTTP/1.0 has no such rule.

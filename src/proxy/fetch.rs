@@ -119,7 +119,8 @@ impl Proxy {
             stored: false,
             fwd: fetch.fwd,
         };
-        let mut headers = origin_request_headers(&fetch.headers, &fetch.host, fetch.peer);
+        let mut headers =
+            origin_request_headers(&fetch.headers, &Method::GET, &fetch.host, fetch.peer);
         // A fetch for the cache is a plain GET without a body, whatever the client sent: a
         // client's `Content-Length` with no body behind it would hold the origin (and every
         // request coalesced behind this one) until the origin timeout. The client's own

@@ -780,7 +780,7 @@ impl Proxy {
         if limit::declared_too_large(&parts.headers, max_body) {
             return label.mark(limit::payload_too_large(max_body));
         }
-        let mut headers = origin_request_headers(&parts.headers, &host, peer);
+        let mut headers = origin_request_headers(&parts.headers, &parts.method, &host, peer);
         if let Some(hops) = max_forwards {
             headers.insert(header::MAX_FORWARDS, http::HeaderValue::from(hops - 1));
         }
