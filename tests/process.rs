@@ -176,6 +176,32 @@ async fn listening(addr: std::net::SocketAddr) -> bool {
     false
 }
 
+type Lines = tokio::sync::mpsc::UnboundedReceiver<String>;
+
+/// The binary in front of `origin` on a free port, started as [`start`] does, with `extra`
+/// flags; and the address it serves on.
+async fn serve(origin: &str, extra: &[&str]) -> (Child, Lines, std::net::SocketAddr) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = [&["--origin", origin, "--listen", &listen][..], extra].concat();
+    let (child, lines) = start(SECRET, &args).await;
+    (child, lines, listen.parse().expect("address"))
+}
+
+/// Every log line containing `needle` that arrives within `window` (for the lines limited to
+/// one a second: how many came, not only whether one did).
+async fn lines_with(lines: &mut Lines, needle: &str, window: Duration) -> Vec<String> {
+    let mut found = Vec::new();
+    let _ = tokio::time::timeout(window, async {
+        while let Some(line) = lines.recv().await {
+            if line.contains(needle) {
+                found.push(line);
+            }
+        }
+    })
+    .await;
+    found
+}
+
 /// Waits for a log line containing `needle`.
 async fn wait_for_line(
     lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -241,11 +267,7 @@ async fn a_weak_secret_starts_with_a_loud_warning() {
 #[tokio::test]
 async fn sigterm_lets_a_slow_request_finish() {
     let origin = Origin::start(|_| Reply::ok("slow page").delay(Duration::from_secs(2))).await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (mut child, mut lines) =
-        start(SECRET, &["--origin", &origin.url(), "--listen", &listen]).await;
-    let addr = listen.parse().expect("addr");
+    let (mut child, mut lines, addr) = serve(&origin.url(), &[]).await;
     let request = tokio::spawn(async move { support::get(addr, "/slow").await });
     assert!(support::eventually(Duration::from_secs(10), || origin.total() == 1).await);
     signal(&child, "TERM");
@@ -265,11 +287,7 @@ async fn sigterm_lets_a_slow_request_finish() {
 #[tokio::test]
 async fn sighup_is_logged_and_serving_goes_on() {
     let origin = Origin::start(|_| Reply::ok("slow page").delay(Duration::from_secs(2))).await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (mut child, mut lines) =
-        start(SECRET, &["--origin", &origin.url(), "--listen", &listen]).await;
-    let addr = listen.parse().expect("addr");
+    let (mut child, mut lines, addr) = serve(&origin.url(), &[]).await;
     let request = tokio::spawn(async move { support::get(addr, "/slow").await });
     assert!(support::eventually(Duration::from_secs(10), || origin.total() == 1).await);
     signal(&child, "HUP");
@@ -288,21 +306,7 @@ async fn sighup_is_logged_and_serving_goes_on() {
 #[tokio::test]
 async fn a_second_sigterm_exits_at_once() {
     let origin = Origin::start(|_| Reply::ok("never").delay(Duration::from_secs(600))).await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (mut child, mut lines) = start(
-        SECRET,
-        &[
-            "--origin",
-            &origin.url(),
-            "--listen",
-            &listen,
-            "--shutdown-timeout",
-            "10min",
-        ],
-    )
-    .await;
-    let addr = listen.parse().expect("addr");
+    let (mut child, mut lines, addr) = serve(&origin.url(), &["--shutdown-timeout", "10min"]).await;
     let _hanging = tokio::spawn(async move { support::get(addr, "/hang").await });
     assert!(support::eventually(Duration::from_secs(10), || origin.total() == 1).await);
     signal(&child, "TERM");
@@ -409,15 +413,7 @@ async fn origin_failures_are_logged_once_a_second() {
         let answer = support::get(addr, &format!("/down-{n}")).await;
         assert_eq!(answer.status, 502);
     }
-    let mut failures = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        while let Some(line) = lines.recv().await {
-            if line.contains("origin request failed") {
-                failures.push(line);
-            }
-        }
-    })
-    .await;
+    let failures = lines_with(&mut lines, "origin request failed", Duration::from_secs(3)).await;
     let _ = child.kill().await;
     assert!(!failures.is_empty(), "no line said the origin failed");
     assert!(
@@ -435,12 +431,7 @@ async fn origin_failures_are_logged_once_a_second() {
 #[tokio::test]
 async fn refused_connections_are_logged_once_a_second() {
     let origin = Origin::start(|_| Reply::ok("page").cc("s-maxage=60")).await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let args = ["--origin", &origin.url(), "--listen", &listen];
-    let (mut child, mut lines) =
-        start(SECRET, &[&args[..], &["--max-connections", "1"]].concat()).await;
-    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    let (mut child, mut lines, addr) = serve(&origin.url(), &["--max-connections", "1"]).await;
     // The one slot, held by a keep-alive connection.
     let mut held = tokio::net::TcpStream::connect(addr).await.expect("connect");
     tokio::io::AsyncWriteExt::write_all(&mut held, b"GET /held HTTP/1.1\r\nhost: a\r\n\r\n")
@@ -455,14 +446,11 @@ async fn refused_connections_are_logged_once_a_second() {
         let refused = support::raw(addr, "GET /over HTTP/1.1\r\nhost: a\r\n\r\n").await;
         assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     }
-    let mut refusals = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        while let Some(line) = lines.recv().await {
-            if line.contains("connection limit reached") {
-                refusals.push(line);
-            }
-        }
-    })
+    let refusals = lines_with(
+        &mut lines,
+        "connection limit reached",
+        Duration::from_secs(3),
+    )
     .await;
     let _ = child.kill().await;
     assert!(
@@ -479,11 +467,7 @@ async fn refused_connections_are_logged_once_a_second() {
 #[tokio::test]
 async fn a_304_to_a_request_without_conditions_is_logged() {
     let origin = Origin::start(|_| Reply::ok("").status(304).cc("s-maxage=60")).await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (mut child, mut lines) =
-        start(SECRET, &["--origin", &origin.url(), "--listen", &listen]).await;
-    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    let (mut child, mut lines, addr) = serve(&origin.url(), &[]).await;
     let host = [("host", "shop.example")];
     for _ in 0..10 {
         let answer = support::get_with(addr, "/odd?token=s3cret", &host).await;
@@ -491,14 +475,11 @@ async fn a_304_to_a_request_without_conditions_is_logged() {
         assert!(answer.text().contains("304"), "{}", answer.text());
     }
     assert_eq!(origin.count("/odd?token=s3cret"), 10, "a 304 was stored");
-    let mut warnings = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(line) = lines.recv().await {
-            if line.contains("304 Not Modified to a request without conditions") {
-                warnings.push(line);
-            }
-        }
-    })
+    let warnings = lines_with(
+        &mut lines,
+        "304 Not Modified to a request without conditions",
+        Duration::from_secs(2),
+    )
     .await;
     let _ = child.kill().await;
     assert!(!warnings.is_empty(), "no line said the origin answered 304");
@@ -525,10 +506,7 @@ async fn an_origin_body_failing_mid_way_is_logged() {
     })
     .await;
     let origin = format!("http://{origin}");
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (mut child, mut lines) = start(SECRET, &["--origin", &origin, "--listen", &listen]).await;
-    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    let (mut child, mut lines, addr) = serve(&origin, &[]).await;
     let answer = support::get(addr, "/cut").await;
     assert_eq!(answer.status, 502, "{}", answer.text());
     let logged = wait_for_line(&mut lines, "origin request failed").await;
@@ -549,11 +527,7 @@ async fn a_failed_background_refresh_names_its_page() {
         }
     })
     .await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (mut child, mut lines) =
-        start(SECRET, &["--origin", &origin.url(), "--listen", &listen]).await;
-    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    let (mut child, mut lines, addr) = serve(&origin.url(), &[]).await;
     for n in 0..20 {
         let page = format!("/news/{n}?x=1");
         assert_eq!(support::get(addr, &page).await.cache(), "MISS");
@@ -565,14 +539,11 @@ async fn a_failed_background_refresh_names_its_page() {
         assert_eq!(support::get(addr, &page).await.cache(), "STALE");
     }
     assert!(support::eventually(Duration::from_secs(10), || origin.seen().len() >= 40).await);
-    let mut failed = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), async {
-        while let Some(next) = lines.recv().await {
-            if next.contains("background refresh failed") {
-                failed.push(next);
-            }
-        }
-    })
+    let failed = lines_with(
+        &mut lines,
+        "background refresh failed",
+        Duration::from_secs(3),
+    )
     .await;
     let _ = child.kill().await;
     let line = failed.first().expect("a line says the refresh failed");
@@ -595,11 +566,7 @@ async fn stale_copies_served_for_a_failing_origin_are_one_line_a_second() {
         }
     })
     .await;
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let (mut child, mut lines) =
-        start(SECRET, &["--origin", &origin.url(), "--listen", &listen]).await;
-    let addr: std::net::SocketAddr = listen.parse().expect("address");
+    let (mut child, mut lines, addr) = serve(&origin.url(), &[]).await;
     assert_eq!(support::get(addr, "/page").await.text(), "kept");
     failing.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -608,15 +575,7 @@ async fn stale_copies_served_for_a_failing_origin_are_one_line_a_second() {
         assert_eq!((answer.status, answer.text().as_str()), (200, "kept"));
         assert_eq!(answer.cache(), "STALE");
     }
-    let mut warnings = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Some(line) = lines.recv().await {
-            if line.contains("serving stale copy") {
-                warnings.push(line);
-            }
-        }
-    })
-    .await;
+    let warnings = lines_with(&mut lines, "serving stale copy", Duration::from_secs(2)).await;
     let _ = child.kill().await;
     assert!(!warnings.is_empty(), "no line said a stale copy was served");
     assert!(warnings.len() < 10, "one line per request: {warnings:?}");
