@@ -396,28 +396,16 @@ async fn an_upload_slower_than_the_origin_timeout_still_reaches_the_origin() {
 async fn trailers_reach_a_client_that_accepts_them() {
     use bytes::Bytes;
     use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind origin");
-    let origin = format!("http://{}", listener.local_addr().expect("origin address"));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = hyper::service::service_fn(|_| async {
-                let mut trailers = http::HeaderMap::new();
-                trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
-                let body = WithTrailers(Some(Bytes::from("body")), Some(trailers));
-                let response = http::Response::builder()
-                    .header("trailer", "x-checksum")
-                    .body(body)
-                    .expect("response");
-                Ok::<_, std::convert::Infallible>(response)
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-            );
-        }
-    });
+    let origin = hyper_origin(|_| async {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+        let body = WithTrailers(Some(Bytes::from("body")), Some(trailers));
+        http::Response::builder()
+            .header("trailer", "x-checksum")
+            .body(body)
+            .expect("response")
+    })
+    .await;
     let edge = Edge::start(&origin, &[]).await;
     let stream = tokio::net::TcpStream::connect(edge.addr)
         .await
@@ -450,31 +438,17 @@ async fn trailers_reach_a_client_that_accepts_them() {
 #[tokio::test]
 async fn request_trailers_cannot_carry_what_the_head_may_not() {
     use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind origin");
-    let origin = format!("http://{}", listener.local_addr().expect("origin address"));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = hyper::service::service_fn(|request: http::Request<_>| async {
-                let body: hyper::body::Incoming = request.into_body();
-                let collected = body.collect().await.expect("request body");
-                let mut names: Vec<String> = collected
-                    .trailers()
-                    .map(|t| t.keys().map(|k| k.to_string()).collect())
-                    .unwrap_or_default();
-                names.sort();
-                let answer = format!("trailers: {}", names.join(" "));
-                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-                    bytes::Bytes::from(answer),
-                )))
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
-            );
-        }
-    });
+    let origin = hyper_origin(|request| async {
+        let collected = request.into_body().collect().await.expect("request body");
+        let mut names: Vec<String> = collected
+            .trailers()
+            .map(|t| t.keys().map(|k| k.to_string()).collect())
+            .unwrap_or_default();
+        names.sort();
+        let answer = format!("trailers: {}", names.join(" "));
+        http::Response::new(http_body_util::Full::new(bytes::Bytes::from(answer)))
+    })
+    .await;
     let edge = Edge::start(&origin, &[]).await;
     let answer = raw(
         edge.addr,
@@ -487,6 +461,35 @@ async fn request_trailers_cannot_carry_what_the_head_may_not() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("trailers: x-checksum"), "{answer}");
+}
+
+/// An origin answering every request with `answer`, on hyper directly: for what
+/// `support::Origin` cannot do (trailers either way).
+async fn hyper_origin<F, Fut, B>(answer: F) -> String
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind origin");
+    let origin = format!("http://{}", listener.local_addr().expect("origin address"));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let answer = answer.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(request).await) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    origin
 }
 
 /// A body of one data frame, then trailers.
