@@ -15,11 +15,7 @@ async fn forgetful_origin() -> Origin {
         let rsc = r.headers.get("rsc").is_some_and(|v| v == "1");
         let reply = Reply::ok(format!("{} v{}", if rsc { "rsc" } else { "html" }, r.count))
             .cc("s-maxage=600");
-        if rsc {
-            reply.header("content-type", "text/x-component")
-        } else {
-            reply.header("content-type", "text/html; charset=utf-8")
-        }
+        typed(reply, rsc)
     })
     .await
 }
@@ -215,11 +211,7 @@ async fn an_rsc_payload_kept_for_its_next_url_leaves_the_html_page_stored() {
         let reply = Reply::ok(format!("{} v{}", if rsc { "rsc" } else { "html" }, r.count))
             .cc("s-maxage=600")
             .header("vary", "RSC, Next-Router-State-Tree, Next-Router-Prefetch");
-        if rsc {
-            reply.header("content-type", "text/x-component")
-        } else {
-            reply.header("content-type", "text/html; charset=utf-8")
-        }
+        typed(reply, rsc)
     })
     .await;
     let edge = Edge::start(&origin.url(), &[]).await;
@@ -265,11 +257,7 @@ async fn a_prefetch_payload_never_answers_a_navigation_even_without_vary() {
             "full"
         };
         let reply = Reply::ok(kind).cc("s-maxage=600");
-        if rsc {
-            reply.header("content-type", "text/x-component")
-        } else {
-            reply.header("content-type", "text/html; charset=utf-8")
-        }
+        typed(reply, rsc)
     })
     .await;
     let edge = Edge::start(&origin.url(), &[]).await;
@@ -294,4 +282,14 @@ async fn a_prefetch_payload_never_answers_a_navigation_even_without_vary() {
         }
     }
     assert_eq!(origin.total(), 4);
+}
+
+/// `reply` typed as an RSC payload or as the HTML page.
+fn typed(reply: Reply, rsc: bool) -> Reply {
+    let content_type = if rsc {
+        "text/x-component"
+    } else {
+        "text/html; charset=utf-8"
+    };
+    reply.header("content-type", content_type)
 }
