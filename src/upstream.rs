@@ -148,8 +148,6 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Removes the fields a client must not be able to send the origin (see
-/// [`UNTRUSTED_REQUEST_HEADERS`] and [`UNTRUSTED_PREFIXES`]).
 /// Headers that make a request another method at the origin (Laravel, Symfony and Rails honour
 /// them on POST). Dropped from GET and HEAD, whose answers are stored: a GET the origin took
 /// for a DELETE or PUT would be stored as the page. On other methods, never stored, an API
@@ -160,6 +158,8 @@ const METHOD_OVERRIDES: [&str; 3] = [
     "x-method-override",
 ];
 
+/// Removes the fields a client must not be able to send the origin (see
+/// [`UNTRUSTED_REQUEST_HEADERS`] and [`UNTRUSTED_PREFIXES`]).
 fn strip_untrusted(headers: &mut HeaderMap) {
     for name in UNTRUSTED_REQUEST_HEADERS {
         headers.remove(name);
