@@ -286,12 +286,18 @@ const fn needs_escape(b: u8) -> bool {
 /// percent-encoded (upper-case hex, as [`normalize_path`] writes escapes). Purge inputs go
 /// through this before `normalize_path`, so they meet what requests stored.
 pub fn encode_path(raw: &str) -> Cow<'_, str> {
-    if !raw.bytes().any(needs_escape) {
+    percent_encode(raw, needs_escape)
+}
+
+/// `raw` with every byte `escaped` selects written `%XX` (upper-case hex); borrowed when none
+/// is.
+pub fn percent_encode(raw: &str, escaped: impl Fn(u8) -> bool) -> Cow<'_, str> {
+    if !raw.bytes().any(&escaped) {
         return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len() + 16);
     for b in raw.bytes() {
-        if needs_escape(b) {
+        if escaped(b) {
             out.push('%');
             out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
             out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));

@@ -26,7 +26,7 @@ use serde_json::{json, Map, Value};
 
 use crate::body::{self, Body};
 use crate::cache::key::{
-    encode_path, implicit_layout_tag, implicit_page_tag, normalize_path, page_path,
+    encode_path, implicit_layout_tag, implicit_page_tag, normalize_path, page_path, percent_encode,
 };
 use crate::cache::pattern::Pattern;
 use crate::cache::{PurgeCount, PurgeMode, PurgeRun, Selector};
@@ -636,22 +636,11 @@ fn header_secret(headers: &HeaderMap) -> Option<&str> {
 /// itself. Apps and backends name the tag as `revalidateTag` got it (`café`), which alone
 /// never matched the `caf%C3%A9` the header stored.
 fn next_header_form(tag: &str) -> Option<String> {
-    let printable = |c: char| (' '..='~').contains(&c);
-    if tag.chars().all(printable) {
-        return None;
+    // Byte by byte: every byte of a character past ASCII is past `~` too.
+    match percent_encode(tag, |b| !(b' '..=b'~').contains(&b)) {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(wire) => Some(wire),
     }
-    let mut wire = String::with_capacity(tag.len() * 3);
-    for c in tag.chars() {
-        if printable(c) {
-            wire.push(c);
-        } else {
-            let mut utf8 = [0u8; 4];
-            for byte in c.encode_utf8(&mut utf8).bytes() {
-                wire.push_str(&format!("%{byte:02X}"));
-            }
-        }
-    }
-    Some(wire)
 }
 
 /// Maps one target to index selectors. Next.js implicit tags (`_N_T_/blog/layout`,
